@@ -1,0 +1,215 @@
+//! Command-line arguments.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Plan and apply Wallaroo installations in air-gapped Kubernetes clusters.
+///
+/// Exit codes: 0 success, 1 error, 2 changes present (plan --detailed-exitcode),
+/// 3 files need formatting (fmt --check).
+#[derive(Debug, Parser)]
+#[command(name = "wallaroo", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command that reads a spec takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The spec file.
+    #[arg(short = 'c', long = "config", global = true, default_value = "wallaroo.hcl", env = "WALLAROO_CONFIG")]
+    pub config: PathBuf,
+    /// Set a variable: NAME=VALUE (also written -var NAME=VALUE). Repeatable.
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Read variable values from an HCL file of NAME = value lines. Repeatable.
+    #[arg(long = "var-file", global = true, value_name = "PATH")]
+    pub var_files: Vec<PathBuf>,
+    /// Never use colour (also when NO_COLOR is set).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what apply would change: desired spec against the live cluster and registry.
+    Plan(PlanArgs),
+    /// Make the cluster and registry match the spec (or a saved plan).
+    Apply(ApplyArgs),
+    /// Remove everything the lockfile says wallaroo created, in reverse dependency order.
+    Destroy(ApplyArgs),
+    /// Check the spec: syntax, attributes, types, references.
+    Validate(ValidateArgs),
+    /// Show outputs recorded by the last apply (e.g. api_lb_ip).
+    Output(OutputArgs),
+    /// Inspect or edit the lockfile's resources.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Print the plan's dependency graph as DOT.
+    Graph(PlanArgs),
+    /// Build or inspect an offline bundle of a release's images.
+    Bundle(BundleArgs),
+    /// Rewrite spec files in the canonical layout.
+    Fmt(FmtArgs),
+    /// Print shell completions.
+    Completions(CompletionsArgs),
+    /// Remove a lock left behind by a crashed run.
+    ForceUnlock(ForceUnlockArgs),
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Plan(_) => "plan",
+            Command::Apply(_) => "apply",
+            Command::Destroy(_) => "destroy",
+            Command::Validate(_) => "validate",
+            Command::Output(_) => "output",
+            Command::State(_) => "state",
+            Command::Graph(_) => "graph",
+            Command::Bundle(_) => "bundle",
+            Command::Fmt(_) => "fmt",
+            Command::Completions(_) => "completions",
+            Command::ForceUnlock(_) => "force-unlock",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Same as --format json.
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan to FILE for `wallaroo apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Limit the plan to these resources and what they depend on.
+    #[arg(long, value_name = "ADDR")]
+    pub target: Vec<String>,
+    /// Wait this long for the state lock, e.g. 30s.
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub lock_timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `wallaroo plan --out FILE`.
+    pub plan_file: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How many steps may run at once.
+    #[arg(long, default_value_t = 10)]
+    pub parallelism: usize,
+    #[arg(long, value_name = "ADDR")]
+    pub target: Vec<String>,
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub lock_timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Print the resolved spec as JSON (secrets shown as "(sensitive)").
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// One output's name; all when omitted.
+    pub name: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    /// Show sensitive outputs' values.
+    #[arg(long)]
+    pub show_sensitive: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the addresses of the resources in the lockfile.
+    List,
+    /// Show one resource's recorded attributes.
+    Show { address: String },
+    /// Forget a resource without touching the cluster.
+    Rm { address: Vec<String> },
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Where to write the bundle.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FmtArgs {
+    /// Files or directories (default: the spec given with -c).
+    pub paths: Vec<PathBuf>,
+    /// Change nothing; exit 3 if any file needs formatting.
+    #[arg(long)]
+    pub check: bool,
+    /// Print the changes as a unified diff.
+    #[arg(long)]
+    pub diff: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ForceUnlockArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Accepts Terraform's single-dash spellings `-var` and `-var-file` as well.
+pub fn terraform_style(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    args.map(|a| match a.to_str() {
+        Some(s) if s == "-var" || s.starts_with("-var=") || s == "-var-file" || s.starts_with("-var-file=") => {
+            OsString::from(format!("-{s}"))
+        }
+        _ => a,
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn single_dash_var_is_accepted() {
+        let args = terraform_style(["wallaroo", "validate", "-var", "a=b", "-var-file=x.hcl"].map(OsString::from).into_iter());
+        let cli = Cli::parse_from(args);
+        assert_eq!(cli.global.vars, ["a=b"]);
+        assert_eq!(cli.global.var_files, [PathBuf::from("x.hcl")]);
+    }
+}

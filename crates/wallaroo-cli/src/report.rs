@@ -1,0 +1,54 @@
+//! How failures reach the terminal: miette reports, coloured only on a TTY without NO_COLOR.
+
+use std::io::IsTerminal;
+
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
+
+/// A command's failure, ready to render.
+pub enum Failure {
+    Spec(wallaroo_spec::SpecErrors),
+    Message(String),
+}
+
+impl Failure {
+    pub fn message(m: impl Into<String>) -> Failure {
+        Failure::Message(m.into())
+    }
+}
+
+impl From<wallaroo_spec::SpecErrors> for Failure {
+    fn from(e: wallaroo_spec::SpecErrors) -> Self {
+        Failure::Spec(e)
+    }
+}
+
+/// Whether stderr may carry colour.
+pub fn color_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn handler() -> GraphicalReportHandler {
+    let theme = if color_on_stderr() { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    GraphicalReportHandler::new_themed(theme).with_context_lines(1)
+}
+
+/// Renders one diagnostic to a string.
+pub fn render(diag: &dyn Diagnostic) -> String {
+    let mut out = String::new();
+    if handler().render_report(&mut out, diag).is_err() {
+        out = diag.to_string();
+    }
+    out
+}
+
+pub fn print_failure(failure: &Failure) {
+    match failure {
+        Failure::Spec(errors) => {
+            for d in &errors.0 {
+                eprintln!("{}", render(d));
+            }
+            eprintln!("Error: {errors}");
+        }
+        Failure::Message(m) => eprintln!("Error: {m}"),
+    }
+}

@@ -1,0 +1,501 @@
+//! The typed spec: one struct per HCL block, named as in the spec language.
+//!
+//! Every block type denies unknown attributes, so a typo is an error with a location rather
+//! than a silently ignored setting. Values that are secret by nature are [`Secret`]s.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// A whole, validated spec.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spec {
+    /// The file the spec was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub wallaroo: Wallaroo,
+    pub source: Option<Source>,
+    pub registry: Option<PrivateRegistry>,
+    pub images: Images,
+    /// Nodepools by name, with the built-in defaults of the well-known pools merged in.
+    pub nodepool: BTreeMap<String, Nodepool>,
+    pub tls: Option<Tls>,
+    pub networking: Networking,
+    pub edge_registry: Option<EdgeRegistry>,
+    pub assays: Assays,
+    pub scheduling: Scheduling,
+    pub private_pypi: Option<PrivatePypi>,
+    pub gpu: Gpu,
+    /// Users by email.
+    pub user: BTreeMap<String, User>,
+    pub state: StateSettings,
+    pub helm: HelmSettings,
+    /// Declared variables (values are not kept here; see `sensitive_paths`).
+    pub variable: BTreeMap<String, VariableInfo>,
+    /// JSON pointers (into this struct's serialized form) whose value came from a sensitive
+    /// variable. Renderers replace them with `(sensitive)`.
+    #[serde(skip)]
+    pub sensitive_paths: BTreeSet<String>,
+}
+
+/// `wallaroo { ... }`: which release to install, where, and how.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Wallaroo {
+    /// The Wallaroo version, e.g. `2025.1.0-6290`.
+    pub version: String,
+    /// The license channel, e.g. `2025-1`.
+    pub license_channel: String,
+    /// Namespace of the installation.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// `helm` (default) or `kots`.
+    #[serde(default)]
+    pub method: Method,
+    /// The DNS suffix of the instance, e.g. `wallaroo.example.com` (chart key `domainSuffix`).
+    pub domain: String,
+    /// Optional DNS prefix (chart key `domainPrefix`); URLs are `https://{prefix}.{service}.{domain}`.
+    #[serde(default)]
+    pub domain_prefix: String,
+    /// The cluster's distribution (chart key `kubernetes_distribution`).
+    pub kubernetes_distribution: KubernetesDistribution,
+    /// Name of the helm release.
+    #[serde(default = "default_release_name")]
+    pub release_name: String,
+    /// Name of the chart in the vendor registry (`oci://{registry}/wallaroo/{channel}/{chart}`).
+    #[serde(default = "default_chart")]
+    pub chart: String,
+}
+
+fn default_namespace() -> String {
+    "wallaroo".into()
+}
+fn default_release_name() -> String {
+    "wallaroo".into()
+}
+fn default_chart() -> String {
+    "wallaroo".into()
+}
+
+/// How Wallaroo is installed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    #[default]
+    Helm,
+    Kots,
+}
+
+/// Distributions the chart knows how to configure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesDistribution {
+    Aks,
+    Eks,
+    Gke,
+    Oke,
+    Kurl,
+}
+
+/// `source "wallaroo" { ... }`: where the release comes from, the vendor registry or an offline bundle.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Vendor registry host, e.g. `registry.wallaroo.ai` or `proxy.replicated.com`.
+    pub registry: Option<String>,
+    /// Path of the vendor's repositories in that registry.
+    #[serde(default = "default_source_path")]
+    pub path: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The Wallaroo license identifier.
+    pub license: Option<Secret>,
+    /// PEM file of a CA that signs the vendor registry's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// An offline bundle (`wallaroo bundle`) instead of a registry.
+    pub bundle: Option<PathBuf>,
+}
+
+fn default_source_path() -> String {
+    "wallaroo".into()
+}
+
+/// `registry "private" { ... }`: the registry inside the air gap that the cluster pulls from.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrivateRegistry {
+    /// Host and optional port, e.g. `registry.example.com:5000`.
+    pub host: String,
+    /// Registry namespace all images go under, e.g. `wallaroo`.
+    pub namespace: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// `images { ... }`: which images to mirror and where they land.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    /// Mirror every image of the release's image list.
+    #[serde(default = "yes")]
+    pub release: bool,
+    /// Further images to mirror, e.g. `nvcr.io/nvidia/k8s-device-plugin:v0.17.0`.
+    #[serde(default)]
+    pub extra: Vec<String>,
+    /// Repositories of the release list to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Target path template in the private registry: `{namespace}`, `{name}` (last path
+    /// component) and `{path}` (the whole source repository path) are replaced.
+    #[serde(default = "default_image_path")]
+    pub path: String,
+    /// Platforms to copy from multi-arch images.
+    #[serde(default = "default_platforms")]
+    pub platforms: Vec<String>,
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Images {
+            release: true,
+            extra: Vec::new(),
+            exclude: Vec::new(),
+            path: default_image_path(),
+            platforms: default_platforms(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_image_path() -> String {
+    "{namespace}/{name}".into()
+}
+fn default_platforms() -> Vec<String> {
+    vec!["linux/amd64".into()]
+}
+
+/// `nodepool "NAME" { ... }`: nodes that get Wallaroo's labels and taints.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Nodepool {
+    /// Node names in the pool.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Or: a label selector choosing the pool's nodes.
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+    /// Labels to set on every node of the pool (merged over the pool's defaults).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Taints as `key=value:Effect` (replace the pool's default taints when given).
+    pub taints: Option<Vec<String>>,
+}
+
+/// A taint, parsed from `key=value:Effect`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct Taint {
+    pub key: String,
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+impl Taint {
+    /// Parses `key=value:Effect` (or `key:Effect`).
+    pub fn parse(text: &str) -> Result<Taint, String> {
+        let (kv, effect) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("taint `{text}` has no effect; write `key=value:NoSchedule`"))?;
+        let effect = match effect {
+            "NoSchedule" => TaintEffect::NoSchedule,
+            "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
+            "NoExecute" => TaintEffect::NoExecute,
+            other => {
+                return Err(format!(
+                    "taint effect `{other}` is not one of NoSchedule, PreferNoSchedule, NoExecute"
+                ));
+            }
+        };
+        let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+        if key.is_empty() {
+            return Err(format!("taint `{text}` has an empty key"));
+        }
+        Ok(Taint {
+            key: key.into(),
+            value: value.into(),
+            effect,
+        })
+    }
+}
+
+impl std::fmt::Display for Taint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "{}:{:?}", self.key, self.effect)
+        } else {
+            write!(f, "{}={}:{:?}", self.key, self.value, self.effect)
+        }
+    }
+}
+
+/// The label every Wallaroo nodepool carries.
+pub const NODE_PURPOSE_LABEL: &str = "wallaroo.ai/node-purpose";
+
+/// Built-in labels and taints of the pools the air-gap guide names.
+pub fn nodepool_defaults(name: &str) -> Option<(BTreeMap<String, String>, Vec<String>)> {
+    let (purpose, taint) = match name {
+        "general" => ("general", None),
+        "persistent" => ("persistent", Some("wallaroo.ai/persistent=true:NoSchedule")),
+        "pipelines-x86" => ("pipelines", Some("wallaroo.ai/pipelines=true:NoSchedule")),
+        _ => return None,
+    };
+    let labels = BTreeMap::from([(NODE_PURPOSE_LABEL.to_string(), purpose.to_string())]);
+    Some((labels, taint.map(String::from).into_iter().collect()))
+}
+
+/// `tls { ... }`: the certificate served for the instance's domain.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Or: the name of an existing `kubernetes.io/tls` Secret (chart key `custTlsSecret`).
+    pub secret_name: Option<String>,
+}
+
+/// `networking { ... }`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Networking {
+    #[serde(default)]
+    pub ingress_mode: IngressMode,
+    /// Create pipeline inference endpoints reachable from outside the cluster.
+    #[serde(default)]
+    pub external_inference_endpoints: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IngressMode {
+    None,
+    #[default]
+    Internal,
+    External,
+}
+
+/// `edge_registry { ... }`: the OCI registry pipelines are published to for edge deployment.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeRegistry {
+    pub url: String,
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Edge pipelines send data back to the Ops Center.
+    #[serde(default)]
+    pub observability: bool,
+}
+
+/// `assays { ... }`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Assays {
+    #[serde(default)]
+    pub version: AssaysVersion,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AssaysVersion {
+    Disabled,
+    V1,
+    #[default]
+    V2,
+}
+
+/// `scheduling { ... }`: node affinity, tolerations and node selectors of Wallaroo's services.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scheduling {
+    /// The node label key the chart's affinities use.
+    #[serde(default = "default_affinity_key")]
+    pub affinity_key: String,
+    /// The value of that label for pipeline (engine) nodes.
+    #[serde(default = "default_engine_affinity")]
+    pub engine_affinity: String,
+    /// Extra tolerations added to Wallaroo's pods.
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    /// Node selectors per service, e.g. `{ keycloak = { "disk" = "ssd" } }`.
+    #[serde(default)]
+    pub node_selectors: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Default for Scheduling {
+    fn default() -> Self {
+        Scheduling {
+            affinity_key: default_affinity_key(),
+            engine_affinity: default_engine_affinity(),
+            tolerations: Vec::new(),
+            node_selectors: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_affinity_key() -> String {
+    NODE_PURPOSE_LABEL.into()
+}
+fn default_engine_affinity() -> String {
+    "pipelines".into()
+}
+
+/// A Kubernetes toleration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Toleration {
+    pub key: String,
+    #[serde(default = "default_operator")]
+    pub operator: TolerationOperator,
+    #[serde(default)]
+    pub value: String,
+    pub effect: Option<TaintEffect>,
+}
+
+fn default_operator() -> TolerationOperator {
+    TolerationOperator::Equal
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum TolerationOperator {
+    Equal,
+    Exists,
+}
+
+/// `private_pypi { ... }`: a Python package mirror inside the air gap.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrivatePypi {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Fetch packages only from this mirror.
+    #[serde(default)]
+    pub only_private: bool,
+}
+
+/// `gpu { ... }`: the NVIDIA device plugin.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Gpu {
+    #[serde(default)]
+    pub nvidia_device_plugin: bool,
+    #[serde(default = "default_plugin_version")]
+    pub version: String,
+}
+
+impl Default for Gpu {
+    fn default() -> Self {
+        Gpu {
+            nvidia_device_plugin: false,
+            version: default_plugin_version(),
+        }
+    }
+}
+
+fn default_plugin_version() -> String {
+    "v0.17.0".into()
+}
+
+/// `user "EMAIL" { ... }`: a Wallaroo user created in Keycloak after the install.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    #[serde(default)]
+    pub role: Role,
+    pub password: Secret,
+    /// The user must change the password at first login.
+    #[serde(default = "yes")]
+    pub temporary: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    #[default]
+    User,
+}
+
+/// `state { ... }`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// Lockfile path, relative to the spec; default `wallaroo.lock` beside it.
+    pub path: Option<PathBuf>,
+}
+
+/// `helm { ... }`: how the release is installed, and raw values merged last.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HelmSettings {
+    /// Raw chart values merged over everything wallaroo computes.
+    #[serde(default = "empty_object")]
+    pub values: serde_json::Value,
+    /// How long to wait for the release to become ready, e.g. `15m`.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+}
+
+impl Default for HelmSettings {
+    fn default() -> Self {
+        HelmSettings {
+            values: empty_object(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+fn default_timeout() -> String {
+    "15m".into()
+}
+
+/// `variable "NAME" { ... }` as kept in the model (its value is already substituted).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct VariableInfo {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub sensitive: bool,
+    pub description: Option<String>,
+}
+
+/// The attributes of a `variable` block, before its type expression is read.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariableBlock {
+    /// `string`, `number`, `bool`, `list(T)`, `map(T)` or `any`.
+    #[serde(rename = "type")]
+    #[schemars(with = "String")]
+    pub type_name: Option<String>,
+    pub default: Option<serde_json::Value>,
+    #[serde(default)]
+    pub sensitive: bool,
+    pub description: Option<String>,
+}
