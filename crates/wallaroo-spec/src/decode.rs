@@ -392,6 +392,12 @@ impl<'a> Decoder<'a> {
         }
         if let Some(rest) = message.strip_prefix("invalid type: ") {
             let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "another type"));
+            let expected = match expected {
+                "a sequence" => "a list",
+                "a boolean" => "a bool (true or false)",
+                "a map" => "an object",
+                other => other,
+            };
             return SpecDiagnostic::at(self.file, span, format!("`{attr}` has the wrong type: expected {expected}, found {}", kind_of(found)))
                 .with_help(format!("give `{attr}` {expected}"));
         }

@@ -38,13 +38,10 @@ pub fn format_hcl(input: &str) -> Result<String, FormatError> {
     let mut heredoc: Option<String> = None;
     for raw in input.lines() {
         if let Some(marker) = &heredoc {
-            let done = raw.trim() == marker;
-            lines.push(Line { depth, text: raw.to_string(), assign: None, verbatim: !done });
-            if done {
+            if raw.trim() == marker {
                 heredoc = None;
-                let last = lines.last_mut().expect("just pushed");
-                last.text = raw.trim().to_string();
             }
+            lines.push(Line { depth, text: raw.to_string(), assign: None, verbatim: true });
             continue;
         }
         let in_comment = *stack.last().unwrap() == Mode::BlockComment;
@@ -221,7 +218,7 @@ mod tests {
         let input = "helm {\n  values = {\n    note = <<EOT\n  keep   this\nEOT\n    x = \"${var.a}-{b}\"\n  }\n}\n";
         let out = format_hcl(input).unwrap();
         assert!(out.contains("  keep   this\nEOT\n"), "{out}");
-        assert!(out.contains("    x    = \"${var.a}-{b}\""), "{out}");
+        assert!(out.contains("\n    x = \"${var.a}-{b}\"\n"), "{out}");
     }
 
     #[test]
