@@ -1,1 +1,21 @@
+//! The wallaroo engine: resources with addresses, refresh, diff, the plan DAG and the
+//! concurrent apply executor that records every finished step in the lockfile.
+//!
+//! It is general over [`ResourceKind`]s: registry and cluster kinds plug in without the
+//! engine knowing them. It never prints; progress goes through [`ApplyReporter`].
 
+pub mod address;
+mod diff;
+mod engine;
+mod error;
+pub mod exec;
+pub mod graph;
+pub mod plan;
+pub mod resource;
+pub mod testkit;
+
+pub use address::{Address, AddressError};
+pub use engine::{ApplyOptions, ApplyReport, ApplyReporter, Engine, LiveSnapshot, PlanOptions, Silent, StepResult};
+pub use error::EngineError;
+pub use plan::{Action, AttrChange, Drift, Plan, PlanMode, ResourceChange, Summary};
+pub use resource::{Attrs, DesiredResource, DesiredSet, KindRegistry, ReadRequest, ResourceError, ResourceKind};

@@ -152,3 +152,13 @@ mod tests {
         assert!(matches!(store.load(), Err(StateError::Invalid { .. })));
     }
 }
+
+/// The JSON Schema of the lockfile (`schemas/lockfile.schema.json`).
+pub fn lockfile_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(Lockfile).to_value();
+    schema["$id"] = serde_json::Value::String("https://wallaroo.dev/schemas/lockfile.schema.json".into());
+    schema["description"] = serde_json::Value::String(
+        "wallaroo.lock: what wallaroo last applied, resolved image digests, salted hashes of secrets.".into(),
+    );
+    schema
+}

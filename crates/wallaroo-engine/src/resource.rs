@@ -1,0 +1,133 @@
+//! Resource kinds and the desired model.
+//!
+//! A kind is one implementation of [`ResourceKind`]: it reads a resource's live state and
+//! creates, updates and deletes it. The engine does everything else (diffing, ordering,
+//! concurrency, state), so adding a kind touches its own module and one registration line.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::address::Address;
+
+/// A resource's attributes by name.
+pub type Attrs = BTreeMap<String, Value>;
+
+/// An error from a kind's I/O, with enough words for the operator to act.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ResourceError {
+    pub message: String,
+}
+
+impl ResourceError {
+    pub fn new(message: impl Into<String>) -> ResourceError {
+        ResourceError { message: message.into() }
+    }
+}
+
+/// What a kind reads. A kind finds the live object by its prior identity when there is
+/// one (so a changed force-new attribute shows as a replacement, not a new object).
+pub struct ReadRequest<'a> {
+    pub address: &'a Address,
+    /// The desired attributes, when the resource is in the spec.
+    pub desired: Option<&'a Attrs>,
+    /// The attributes last applied, when the lockfile has the resource.
+    pub prior: Option<&'a Attrs>,
+}
+
+/// One kind of managed thing.
+#[async_trait]
+pub trait ResourceKind: Send + Sync {
+    /// The kind's name as it appears in plans and the lockfile.
+    fn name(&self) -> &'static str;
+
+    /// Attributes whose change means delete-then-create instead of an update in place.
+    fn force_new(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Attributes that are always sensitive for this kind (others may be marked by the spec).
+    fn sensitive(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether resources of this kind are only read (outputs), never changed.
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    /// The live attributes, or `None` when the resource does not exist.
+    async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError>;
+
+    /// Creates the resource; returns the attributes to record.
+    async fn create(&self, address: &Address, desired: &Attrs) -> Result<Attrs, ResourceError>;
+
+    /// Changes the resource in place; returns the attributes to record.
+    async fn update(&self, address: &Address, prior: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError>;
+
+    /// Deletes the resource.
+    async fn delete(&self, address: &Address, prior: &Attrs) -> Result<(), ResourceError>;
+}
+
+/// One resource the spec asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredResource {
+    pub address: Address,
+    pub kind: String,
+    pub attrs: Attrs,
+    /// Attributes to hide, besides the kind's own sensitive ones.
+    pub sensitive: BTreeSet<String>,
+    pub depends_on: Vec<Address>,
+}
+
+impl DesiredResource {
+    pub fn new(address: Address, kind: &str, attrs: Attrs) -> DesiredResource {
+        DesiredResource { address, kind: kind.into(), attrs, sensitive: BTreeSet::new(), depends_on: Vec::new() }
+    }
+
+    pub fn depends_on(mut self, deps: impl IntoIterator<Item = Address>) -> Self {
+        self.depends_on.extend(deps);
+        self
+    }
+
+    pub fn sensitive(mut self, attrs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.sensitive.extend(attrs.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// Everything the spec asks for, by address.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredSet {
+    pub resources: BTreeMap<Address, DesiredResource>,
+}
+
+impl DesiredSet {
+    pub fn insert(&mut self, r: DesiredResource) {
+        self.resources.insert(r.address.clone(), r);
+    }
+}
+
+/// The kinds an engine knows, by name.
+#[derive(Clone, Default)]
+pub struct KindRegistry {
+    kinds: BTreeMap<&'static str, Arc<dyn ResourceKind>>,
+}
+
+impl KindRegistry {
+    pub fn new() -> KindRegistry {
+        KindRegistry::default()
+    }
+
+    pub fn register(&mut self, kind: Arc<dyn ResourceKind>) -> &mut Self {
+        self.kinds.insert(kind.name(), kind);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn ResourceKind>> {
+        self.kinds.get(name)
+    }
+}
