@@ -9,6 +9,7 @@ mod diff;
 mod engine;
 mod error;
 pub mod exec;
+pub mod desired;
 pub mod graph;
 pub mod plan;
 pub mod resource;

@@ -1,0 +1,334 @@
+//! The desired model: the spec turned into resources with addresses and dependencies.
+//!
+//! Which chart values each spec setting becomes is kept in one function, [`chart_values`],
+//! so it can follow the real chart. Secrets never enter `values`: they go to
+//! `secret_values`, a sensitive attribute of the release.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use wallaroo_spec::Spec;
+use wallaroo_spec::model::{AssaysVersion, Method, Role};
+
+use crate::address::Address;
+use crate::resource::{Attrs, DesiredResource, DesiredSet};
+
+/// Why the desired model could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    #[error("cannot read {what} `{path}`: {source}")]
+    ReadFile { what: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+/// Name of the Secret holding the customer certificate (chart key `custTlsSecret`).
+pub const TLS_SECRET: &str = "cust-cert-secret";
+/// Name of the Secret the cluster pulls images from the private registry with.
+pub const PULL_SECRET: &str = "wallaroo-registry";
+
+/// Builds the desired resources of a spec.
+pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
+    let mut set = DesiredSet::default();
+    let ns = spec.wallaroo.namespace.clone();
+    let namespace = Address::named("namespace", &ns);
+    set.insert(DesiredResource::new(namespace.clone(), "namespace", attrs([("name", json!(ns))])));
+    let mut release_deps = vec![namespace.clone()];
+
+    if let Some(tls) = &spec.tls {
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            let read = |what, p: &PathBuf| {
+                let path = spec.resolve_path(p);
+                std::fs::read_to_string(&path).map_err(|source| DesiredError::ReadFile { what, path, source })
+            };
+            let data = json!({"tls.crt": read("TLS certificate", cert)?, "tls.key": read("TLS key", key)?});
+            let addr = Address::named("secret", &format!("{ns}/{TLS_SECRET}"));
+            set.insert(
+                DesiredResource::new(
+                    addr.clone(),
+                    "secret",
+                    attrs([("namespace", json!(ns)), ("name", json!(TLS_SECRET)), ("type", json!("kubernetes.io/tls")), ("data", data)]),
+                )
+                .sensitive(["data"])
+                .depends_on([namespace.clone()]),
+            );
+            release_deps.push(addr);
+        }
+    }
+
+    let registry = spec.registry.as_ref();
+    if let Some(reg) = registry.filter(|r| r.username.is_some()) {
+        let auth = json!({
+            "auths": { reg.host.clone(): {
+                "username": reg.username,
+                "password": reg.password.as_ref().map(|p| p.expose()),
+            }}
+        });
+        let addr = Address::named("secret", &format!("{ns}/{PULL_SECRET}"));
+        set.insert(
+            DesiredResource::new(
+                addr.clone(),
+                "secret",
+                attrs([
+                    ("namespace", json!(ns)),
+                    ("name", json!(PULL_SECRET)),
+                    ("type", json!("kubernetes.io/dockerconfigjson")),
+                    ("data", json!({".dockerconfigjson": auth.to_string()})),
+                ]),
+            )
+            .sensitive(["data"])
+            .depends_on([namespace.clone()]),
+        );
+        release_deps.push(addr);
+    }
+
+    for (pool, np) in &spec.nodepool {
+        let taints: Vec<String> = np.taints.clone().unwrap_or_default();
+        let base = Address::named("nodepool", pool);
+        if np.nodes.is_empty() {
+            set.insert(DesiredResource::new(
+                base.clone(),
+                "nodepool_selector",
+                attrs([("selector", json!(np.selector)), ("labels", json!(np.labels)), ("taints", json!(taints))]),
+            ));
+            release_deps.push(base);
+        } else {
+            for node in &np.nodes {
+                let addr = base.child("node", Some(node));
+                set.insert(DesiredResource::new(
+                    addr.clone(),
+                    "node",
+                    attrs([("name", json!(node)), ("labels", json!(np.labels)), ("taints", json!(taints))]),
+                ));
+                release_deps.push(addr);
+            }
+        }
+    }
+
+    let target = |source: &str| -> Option<(String, String)> {
+        let reg = registry?;
+        let (repo, tag) = split_reference(source);
+        let name = repo.rsplit('/').next().unwrap_or(repo);
+        let path = spec
+            .images
+            .path
+            .replace("{namespace}", &reg.namespace)
+            .replace("{name}", name)
+            .replace("{path}", repo.split_once('/').map_or(repo, |(_, p)| p));
+        Some((path.clone(), format!("{}/{path}{tag}", reg.host)))
+    };
+    let mut image_addrs = BTreeMap::new();
+    let mut extra = spec.images.extra.clone();
+    let plugin = format!("nvcr.io/nvidia/k8s-device-plugin:{}", spec.gpu.version);
+    if spec.gpu.nvidia_device_plugin && !extra.contains(&plugin) {
+        extra.push(plugin.clone());
+    }
+    for source in &extra {
+        if let Some((path, target_ref)) = target(source) {
+            let addr = Address::keyed("image", &path);
+            set.insert(DesiredResource::new(
+                addr.clone(),
+                "image",
+                attrs([("source", json!(source)), ("target", json!(target_ref)), ("platforms", json!(spec.images.platforms))]),
+            ));
+            image_addrs.insert(source.clone(), (addr.clone(), target_ref));
+            release_deps.push(addr);
+        }
+    }
+
+    if spec.gpu.nvidia_device_plugin {
+        let (image_addr, image_ref) = image_addrs.get(&plugin).cloned().unwrap_or((Address::keyed("image", "nvidia"), plugin.clone()));
+        set.insert(
+            DesiredResource::new(
+                Address::named("daemonset", "kube-system/nvidia-device-plugin"),
+                "daemonset",
+                attrs([
+                    ("namespace", json!("kube-system")),
+                    ("name", json!("nvidia-device-plugin-daemonset")),
+                    ("image", json!(image_ref)),
+                ]),
+            )
+            .depends_on([image_addr]),
+        );
+    }
+
+    let (values, secret_values) = chart_values(spec);
+    let release = match spec.wallaroo.method {
+        Method::Helm => Address::named("helm_release", &spec.wallaroo.release_name),
+        Method::Kots => Address::named("kots_app", "wallaroo"),
+    };
+    let chart = spec.source.as_ref().and_then(|s| s.registry.as_ref()).map(|r| {
+        format!("oci://{r}/{}/{}/{}", spec.source.as_ref().map_or("wallaroo", |s| s.path.as_str()), spec.wallaroo.license_channel, spec.wallaroo.chart)
+    });
+    set.insert(
+        DesiredResource::new(
+            release.clone(),
+            if spec.wallaroo.method == Method::Helm { "helm_release" } else { "kots_app" },
+            attrs([
+                ("namespace", json!(ns)),
+                ("chart", json!(chart)),
+                ("version", json!(spec.wallaroo.version)),
+                ("values", values),
+                ("secret_values", secret_values),
+                ("timeout", json!(spec.helm.timeout)),
+            ]),
+        )
+        .sensitive(["secret_values"])
+        .depends_on(release_deps),
+    );
+
+    for (email, user) in &spec.user {
+        set.insert(
+            DesiredResource::new(
+                Address::keyed("user", email),
+                "keycloak_user",
+                attrs([
+                    ("email", json!(email)),
+                    ("role", json!(if user.role == Role::Admin { "admin" } else { "user" })),
+                    ("temporary", json!(user.temporary)),
+                    ("password", json!(user.password.expose())),
+                ]),
+            )
+            .sensitive(["password"])
+            .depends_on([release.clone()]),
+        );
+    }
+    if spec.networking.ingress_mode != wallaroo_spec::model::IngressMode::None {
+        set.insert(
+            DesiredResource::new(
+                Address::named("output", "api_lb_ip"),
+                "service_address",
+                attrs([("namespace", json!(ns)), ("service", json!("api-lb-ext"))]),
+            )
+            .depends_on([release]),
+        );
+    }
+    Ok(set)
+}
+
+/// The one mapping from spec settings to chart values keys, and the secret values apart.
+/// Keys the public documentation confirms: `ingress_mode`, `imageRegistry`,
+/// `deploymentStage`, `custTlsSecret`. The others are our assumption until the real chart
+/// is at hand; `helm { values }` can set any key we do not model.
+pub fn chart_values(spec: &Spec) -> (Value, Value) {
+    let mut v = json!({
+        "kubernetes_distribution": spec.wallaroo.kubernetes_distribution,
+        "ingress_mode": spec.networking.ingress_mode,
+        "domainPrefix": spec.wallaroo.domain_prefix,
+        "domainSuffix": spec.wallaroo.domain,
+        "apilb": { "external_inference_endpoints_enabled": spec.networking.external_inference_endpoints },
+        "assays": {
+            "enabled": spec.assays.version != AssaysVersion::Disabled,
+            "version": spec.assays.version,
+        },
+        "nodeAffinityKey": spec.scheduling.affinity_key,
+        "engineAffinity": spec.scheduling.engine_affinity,
+        "tolerations": spec.scheduling.tolerations,
+        "nodeSelectors": spec.scheduling.node_selectors,
+    });
+    let mut secrets = json!({});
+    if let Some(reg) = &spec.registry {
+        v["imageRegistry"] = json!(format!("{}/{}", reg.host, reg.namespace));
+        if reg.username.is_some() {
+            v["imagePullSecrets"] = json!([{ "name": PULL_SECRET }]);
+        }
+    }
+    if let Some(tls) = &spec.tls {
+        v["deploymentStage"] = json!("cust");
+        v["custTlsSecret"] = json!(tls.secret_name.clone().unwrap_or_else(|| TLS_SECRET.into()));
+    }
+    if let Some(edge) = &spec.edge_registry {
+        v["ociRegistry"] = json!({
+            "enabled": true, "registry": edge.url, "email": edge.email,
+            "username": edge.username, "observability": edge.observability,
+        });
+        if let Some(p) = &edge.password {
+            secrets["ociRegistry"] = json!({ "password": p.expose() });
+        }
+    }
+    if let Some(pypi) = &spec.private_pypi {
+        v["privatePypi"] = json!({
+            "enabled": true, "url": pypi.url, "username": pypi.username, "onlyPrivate": pypi.only_private,
+        });
+        if let Some(p) = &pypi.password {
+            secrets["privatePypi"] = json!({ "password": p.expose() });
+        }
+    }
+    merge(&mut v, &spec.helm.values);
+    (v, secrets)
+}
+
+/// Deep merge: objects merge key by key, anything else replaces.
+pub fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+/// `host/path/repo:tag` -> (`host/path/repo`, `:tag`), keeping `@sha256:...` digests.
+fn split_reference(r: &str) -> (&str, &str) {
+    if let Some(at) = r.find('@') {
+        return (&r[..at], &r[at..]);
+    }
+    let last_slash = r.rfind('/').unwrap_or(0);
+    match r[last_slash..].rfind(':') {
+        Some(i) => (&r[..last_slash + i], &r[last_slash + i..]),
+        None => (r, ""),
+    }
+}
+
+fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attrs {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+    }
+
+    #[test]
+    fn the_full_example_has_every_kind_and_dependencies_point_inside() {
+        let spec = wallaroo_spec::load(&examples().join("full.hcl"), &Default::default()).unwrap();
+        let set = from_spec(&spec).unwrap();
+        let addrs: Vec<String> = set.resources.keys().map(|a| a.to_string()).collect();
+        for want in [
+            "namespace.wallaroo",
+            "secret.wallaroo/cust-cert-secret",
+            "secret.wallaroo/wallaroo-registry",
+            "nodepool.pipelines-x86.node[\"gpu-1\"]",
+            "image[\"wallaroo/k8s-device-plugin\"]",
+            "daemonset.kube-system/nvidia-device-plugin",
+            "helm_release.wallaroo",
+            "user[\"admin@example.com\"]",
+            "output.api_lb_ip",
+        ] {
+            assert!(addrs.iter().any(|a| a == want), "{want} missing from {addrs:#?}");
+        }
+        for r in set.resources.values() {
+            for d in &r.depends_on {
+                assert!(set.resources.contains_key(d), "{} depends on missing {d}", r.address);
+            }
+        }
+        let release = &set.resources[&Address::named("helm_release", "wallaroo")];
+        assert_eq!(release.attrs["values"]["imageRegistry"], "registry.internal.example.com:5000/wallaroo");
+        assert_eq!(release.attrs["values"]["jupyter"]["enabled"], true, "helm.values merged last");
+        assert!(!release.attrs["values"].to_string().contains("example-only-change-me"), "no secret in values");
+        assert!(release.sensitive.contains("secret_values"));
+        let node = &set.resources[&"nodepool.pipelines-x86.node[\"gpu-1\"]".parse::<Address>().unwrap()];
+        assert_eq!(node.attrs["labels"]["wallaroo.ai/node-purpose"], "pipelines");
+    }
+
+    #[test]
+    fn references_split_into_repository_and_tag() {
+        assert_eq!(split_reference("nvcr.io/nvidia/x:v1"), ("nvcr.io/nvidia/x", ":v1"));
+        assert_eq!(split_reference("localhost:5000/a/b"), ("localhost:5000/a/b", ""));
+        assert_eq!(split_reference("r.io/a@sha256:ab"), ("r.io/a", "@sha256:ab"));
+    }
+}
