@@ -62,24 +62,6 @@ pub enum Command {
     ForceUnlock(ForceUnlockArgs),
 }
 
-impl Command {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::Plan(_) => "plan",
-            Command::Apply(_) => "apply",
-            Command::Destroy(_) => "destroy",
-            Command::Validate(_) => "validate",
-            Command::Output(_) => "output",
-            Command::State(_) => "state",
-            Command::Graph(_) => "graph",
-            Command::Bundle(_) => "bundle",
-            Command::Fmt(_) => "fmt",
-            Command::Completions(_) => "completions",
-            Command::ForceUnlock(_) => "force-unlock",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,

@@ -3,31 +3,35 @@
 
 mod args;
 mod commands;
+mod progress;
+mod render;
 mod report;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use wallaroo_engine::PlanMode;
 
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(args::terraform_style(std::env::args_os()));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let g = &cli.global;
     let result = match &cli.command {
-        Command::Validate(a) => commands::validate::run(&cli.global, a),
-        Command::Fmt(a) => commands::fmt::run(&cli.global, a),
+        Command::Validate(a) => commands::validate::run(g, a),
+        Command::Fmt(a) => commands::fmt::run(g, a),
         Command::Completions(a) => commands::completions::run(a),
-        Command::Plan(_)
-        | Command::Apply(_)
-        | Command::Destroy(_)
-        | Command::Output(_)
-        | Command::State(_)
-        | Command::Graph(_)
-        | Command::Bundle(_)
-        | Command::ForceUnlock(_) => Err(report::Failure::message(format!(
-            "`wallaroo {}` is not implemented yet",
-            cli.command.name()
-        ))),
+        Command::Plan(a) => runtime.block_on(commands::plan::run(g, a)),
+        Command::Apply(a) => runtime.block_on(commands::apply::run(g, a, PlanMode::Apply)),
+        Command::Destroy(a) => runtime.block_on(commands::apply::run(g, a, PlanMode::Destroy)),
+        Command::Graph(a) => commands::graph::run(g, a),
+        Command::State(a) => commands::state::run(g, a),
+        Command::Output(a) => commands::output::run(g, a),
+        Command::ForceUnlock(a) => commands::state::force_unlock(g, a),
+        Command::Bundle(_) => Err(report::Failure::message(
+            "`wallaroo bundle` is not implemented yet (it comes with image mirroring)",
+        )),
     };
     match result {
         Ok(code) => code,

@@ -5,9 +5,30 @@ use std::io::IsTerminal;
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
 
 /// A command's failure, ready to render.
+#[derive(Debug)]
 pub enum Failure {
     Spec(wallaroo_spec::SpecErrors),
     Message(String),
+}
+
+impl From<wallaroo_engine::EngineError> for Failure {
+    fn from(e: wallaroo_engine::EngineError) -> Self {
+        Failure::Message(e.to_string())
+    }
+}
+
+impl From<wallaroo_state::StateError> for Failure {
+    fn from(e: wallaroo_state::StateError) -> Self {
+        Failure::Message(e.to_string())
+    }
+}
+
+/// The style of stdout: colour only on a TTY, never with NO_COLOR or --no-color.
+pub fn stdout_style(global: &crate::args::Global) -> crate::render::Style {
+    let color = !global.no_color
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    crate::render::Style { color }
 }
 
 impl Failure {

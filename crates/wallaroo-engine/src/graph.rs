@@ -7,7 +7,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::address::Address;
 use crate::error::EngineError;
-use crate::plan::{Action, Plan, ResourceChange};
+use crate::plan::{Action, Plan};
 
 /// Nodes are indexes into a list of resources; an edge `a -> b` means `a` runs before `b`.
 pub type StepGraph = DiGraph<Address, ()>;
@@ -88,21 +88,21 @@ pub fn target_scope(targets: &[Address], deps: &BTreeMap<Address, Vec<Address>>)
     scope
 }
 
-/// The plan's graph in Graphviz DOT.
-pub fn to_dot(plan: &Plan) -> String {
+/// A graph in Graphviz DOT: a plan's (nodes labelled with their action) or, with no
+/// actions, the spec's.
+pub fn to_dot(nodes: &[(Address, Option<Action>, Vec<Address>)]) -> Result<String, EngineError> {
     let items: Vec<(Address, Action, Vec<Address>)> =
-        plan.changes.iter().map(|c| (c.address.clone(), c.action, c.depends_on.clone())).collect();
-    let g = build(&items).expect("a plan's graph was checked for cycles when it was made");
-    let by_addr: BTreeMap<&Address, &ResourceChange> = plan.changes.iter().map(|c| (&c.address, c)).collect();
+        nodes.iter().map(|(a, act, d)| (a.clone(), act.unwrap_or(Action::Create), d.clone())).collect();
+    let g = build(&items)?;
+    let actions: BTreeMap<&Address, Option<Action>> = nodes.iter().map(|(a, act, _)| (a, *act)).collect();
     let mut out = String::from("digraph wallaroo {\n  rankdir = \"LR\";\n  node [shape = \"box\"];\n");
     for n in ordered(&g) {
-        let c = by_addr[&g[n]];
-        let name = c.address.to_string();
-        out.push_str(&format!(
-            "  {} [label = {}];\n",
-            dot_quote(&name),
-            dot_quote(&format!("{} {}", c.action.symbol().trim(), name).trim().to_string())
-        ));
+        let name = g[n].to_string();
+        let label = match actions[&g[n]] {
+            Some(a) if a != Action::NoOp => format!("{} {name}", a.symbol()),
+            _ => name.clone(),
+        };
+        out.push_str(&format!("  {} [label = {}];\n", dot_quote(&name), dot_quote(&label)));
     }
     let mut edges: Vec<(String, String)> =
         g.edge_indices().filter_map(|e| g.edge_endpoints(e)).map(|(a, b)| (g[a].to_string(), g[b].to_string())).collect();
@@ -111,7 +111,13 @@ pub fn to_dot(plan: &Plan) -> String {
         out.push_str(&format!("  {} -> {};\n", dot_quote(&a), dot_quote(&b)));
     }
     out.push_str("}\n");
-    out
+    Ok(out)
+}
+
+/// The DOT graph of a plan.
+pub fn plan_dot(plan: &Plan) -> Result<String, EngineError> {
+    let nodes: Vec<_> = plan.changes.iter().map(|c| (c.address.clone(), Some(c.action), c.depends_on.clone())).collect();
+    to_dot(&nodes)
 }
 
 fn dot_quote(s: &str) -> String {
@@ -153,6 +159,18 @@ mod tests {
         ];
         let err = build(&items).unwrap_err().to_string();
         assert!(err.contains("x.a") && err.contains("x.b") && err.contains("x.c") && !err.contains("x.d"), "{err}");
+    }
+
+    #[test]
+    fn dot_lists_nodes_and_edges() {
+        let dot = to_dot(&[
+            (a("namespace.w"), None, vec![]),
+            (a("secret.w/tls"), Some(Action::Create), vec![a("namespace.w")]),
+        ])
+        .unwrap();
+        assert!(dot.starts_with("digraph wallaroo {"));
+        assert!(dot.contains("\"secret.w/tls\" [label = \"+ secret.w/tls\"];"), "{dot}");
+        assert!(dot.contains("\"namespace.w\" -> \"secret.w/tls\";"), "{dot}");
     }
 
     #[test]

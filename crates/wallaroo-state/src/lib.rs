@@ -52,9 +52,11 @@ impl StateStore {
         with_suffix(&self.path, ".backup")
     }
 
-    /// The run-lock file beside the lockfile.
+    /// The run-lock file beside the lockfile (hidden: `.wallaroo.lock.run-lock`). It stays
+    /// after a run: removing it would race with a run waiting on it.
     pub fn lock_path(&self) -> PathBuf {
-        with_suffix(&self.path, ".run-lock")
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        self.path.with_file_name(format!(".{name}.run-lock"))
     }
 
     /// Takes the run lock for `command`, waiting up to `timeout` for another run to finish.

@@ -1,10 +1,19 @@
 //! One module per subcommand.
 
+pub mod apply;
 pub mod completions;
 pub mod fmt;
+pub mod graph;
+pub mod output;
+pub mod plan;
+pub mod state;
 pub mod validate;
 
+use std::time::Duration;
+
+use wallaroo_engine::{Address, DesiredSet, Engine, KindRegistry};
 use wallaroo_spec::{Spec, VarInputs};
+use wallaroo_state::StateStore;
 
 use crate::args::Global;
 use crate::report::Failure;
@@ -20,4 +29,63 @@ pub fn load_spec(global: &Global) -> Result<Spec, Failure> {
         inputs.cli.push(VarInputs::parse_cli(v).map_err(Failure::Message)?);
     }
     Ok(wallaroo_spec::load(&global.config, &inputs)?)
+}
+
+/// What plan, apply and destroy work on.
+pub struct Workspace {
+    pub desired: DesiredSet,
+    pub store: StateStore,
+    pub engine: Engine,
+}
+
+impl Workspace {
+    pub fn open(global: &Global) -> Result<Workspace, Failure> {
+        let spec = load_spec(global)?;
+        let desired = wallaroo_engine::desired::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
+        let store = StateStore::new(spec.lockfile_path());
+        Ok(Workspace { desired, store, engine: Engine::new(kinds()) })
+    }
+}
+
+/// The resource kinds this build of wallaroo can manage. Cluster and registry kinds are
+/// registered here as they land.
+pub fn kinds() -> KindRegistry {
+    KindRegistry::new()
+}
+
+/// The lockfile of the spec given with -c, without evaluating anything else.
+pub fn store_for(global: &Global) -> Result<StateStore, Failure> {
+    let spec = load_spec(global)?;
+    Ok(StateStore::new(spec.lockfile_path()))
+}
+
+/// Parses `--target` addresses.
+pub fn targets(raw: &[String]) -> Result<Vec<Address>, Failure> {
+    raw.iter().map(|t| t.parse().map_err(|e: wallaroo_engine::AddressError| Failure::message(e.to_string()))).collect()
+}
+
+/// `30s`, `5m`, `1h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, Failure> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().map_err(|_| Failure::message(format!("`{text}` is not a duration; write e.g. 30s, 5m")))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "ms" => return Ok(Duration::from_millis(n)),
+        _ => return Err(Failure::message(format!("`{text}` is not a duration; write e.g. 30s, 5m"))),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations() {
+        assert_eq!(super::parse_duration("30s").unwrap().as_secs(), 30);
+        assert_eq!(super::parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(super::parse_duration("0").unwrap().as_secs(), 0);
+        assert!(super::parse_duration("soon").is_err());
+    }
 }

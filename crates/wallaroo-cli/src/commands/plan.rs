@@ -1,0 +1,44 @@
+//! `wallaroo plan`.
+
+use std::process::ExitCode;
+
+use wallaroo_engine::{Plan, PlanMode, PlanOptions};
+
+use crate::args::{Format, Global, PlanArgs};
+use crate::render::{self, Style};
+use crate::report::{Failure, stdout_style};
+
+use super::{Workspace, parse_duration, targets};
+
+pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> {
+    let ws = Workspace::open(global)?;
+    let _lock = ws.store.lock("wallaroo plan", parse_duration(&args.lock_timeout)?)?;
+    let state = ws.store.load()?;
+    let opts = PlanOptions { mode: PlanMode::Apply, targets: targets(&args.target)?, ..PlanOptions::default() };
+    let plan = ws.engine.plan(&ws.desired, state.as_ref(), &opts).await?;
+    let format = if args.json { Format::Json } else { args.format };
+    print!("{}", show(&plan, format, stdout_style(global)));
+    if let Some(out) = &args.out {
+        save(&plan, out)?;
+        if format == Format::Text {
+            println!("\nSaved the plan to {}. Apply exactly this plan with:\n    wallaroo apply {}", out.display(), out.display());
+        }
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// A plan in the chosen view.
+pub fn show(plan: &Plan, format: Format, style: Style) -> String {
+    match format {
+        Format::Text => render::text::plan(plan, style),
+        Format::Markdown => render::markdown::plan(plan),
+        Format::Json => serde_json::to_string_pretty(plan).expect("plans serialize") + "\n",
+    }
+}
+
+/// Saves a plan file (no secrets are in it).
+pub fn save(plan: &Plan, path: &std::path::Path) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(plan).expect("plans serialize") + "\n";
+    wallaroo_state::write_atomically(path, text.as_bytes())
+        .map_err(|e| Failure::message(format!("cannot write the plan to {}: {e}", path.display())))
+}
