@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Exit codes: 0 success, 1 error, 2 changes present (plan --detailed-exitcode),
 /// 3 files need formatting (fmt --check).
 #[derive(Debug, Parser)]
-#[command(name = "wallaroo", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "wallaroo",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -22,7 +27,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// The spec file.
-    #[arg(short = 'c', long = "config", global = true, default_value = "wallaroo.hcl", env = "WALLAROO_CONFIG")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "wallaroo.hcl",
+        env = "WALLAROO_CONFIG"
+    )]
     pub config: PathBuf,
     /// Set a variable: NAME=VALUE (also written -var NAME=VALUE). Repeatable.
     #[arg(long = "var", global = true, value_name = "NAME=VALUE")]
@@ -169,7 +180,12 @@ pub struct ForceUnlockArgs {
 /// Accepts Terraform's single-dash spellings `-var` and `-var-file` as well.
 pub fn terraform_style(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     args.map(|a| match a.to_str() {
-        Some(s) if s == "-var" || s.starts_with("-var=") || s == "-var-file" || s.starts_with("-var-file=") => {
+        Some(s)
+            if s == "-var"
+                || s.starts_with("-var=")
+                || s == "-var-file"
+                || s.starts_with("-var-file=") =>
+        {
             OsString::from(format!("-{s}"))
         }
         _ => a,
@@ -189,7 +205,11 @@ mod tests {
 
     #[test]
     fn single_dash_var_is_accepted() {
-        let args = terraform_style(["wallaroo", "validate", "-var", "a=b", "-var-file=x.hcl"].map(OsString::from).into_iter());
+        let args = terraform_style(
+            ["wallaroo", "validate", "-var", "a=b", "-var-file=x.hcl"]
+                .map(OsString::from)
+                .into_iter(),
+        );
         let cli = Cli::parse_from(args);
         assert_eq!(cli.global.vars, ["a=b"]);
         assert_eq!(cli.global.var_files, [PathBuf::from("x.hcl")]);

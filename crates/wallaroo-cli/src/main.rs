@@ -16,7 +16,10 @@ use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(args::terraform_style(std::env::args_os()));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts");
     let g = &cli.global;
     let result = match &cli.command {
         Command::Validate(a) => commands::validate::run(g, a),

@@ -28,14 +28,26 @@ fn doing(action: Action) -> (&'static str, &'static str) {
 
 impl Progress {
     pub fn new(plan: &Plan) -> Progress {
-        let total = plan.changes.iter().filter(|c| c.action != Action::NoOp).count();
+        let total = plan
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .count();
         let bars = std::io::stderr().is_terminal().then(|| {
             let multi = MultiProgress::new();
             let overall = multi.add(ProgressBar::new(total as u64));
-            overall.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {elapsed}").expect("valid template"));
+            overall.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} steps, {elapsed}")
+                    .expect("valid template"),
+            );
             (multi, overall)
         });
-        Progress { bars, running: Mutex::new(BTreeMap::new()), done: Mutex::new(0), total }
+        Progress {
+            bars,
+            running: Mutex::new(BTreeMap::new()),
+            done: Mutex::new(0),
+            total,
+        }
     }
 
     pub fn finish(&self) {
@@ -72,7 +84,10 @@ impl ApplyReporter for Progress {
         match &self.bars {
             Some((multi, overall)) => {
                 let bar = multi.insert_before(overall, ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                        .expect("valid template"),
+                );
                 bar.set_message(format!("{address}: {verb}..."));
                 bar.enable_steady_tick(Duration::from_millis(120));
                 self.running.lock().unwrap().insert(address.clone(), bar);
@@ -84,12 +99,19 @@ impl ApplyReporter for Progress {
     fn finished(&self, address: &Address, action: Action, elapsed: Duration) {
         let n = self.step_done(address);
         let (_, noun) = doing(action);
-        self.line(format!("{address}: {noun} complete after {:.1}s [{n}/{}]", elapsed.as_secs_f64(), self.total));
+        self.line(format!(
+            "{address}: {noun} complete after {:.1}s [{n}/{}]",
+            elapsed.as_secs_f64(),
+            self.total
+        ));
     }
 
     fn failed(&self, address: &Address, action: Action, error: &str) {
         let n = self.step_done(address);
         let (_, noun) = doing(action);
-        self.line(format!("{address}: {noun} failed: {error} [{n}/{}]", self.total));
+        self.line(format!(
+            "{address}: {noun} failed: {error} [{n}/{}]",
+            self.total
+        ));
     }
 }

@@ -49,7 +49,11 @@ pub fn color_on_stderr() -> bool {
 }
 
 fn handler() -> GraphicalReportHandler {
-    let theme = if color_on_stderr() { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let theme = if color_on_stderr() {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
     GraphicalReportHandler::new_themed(theme).with_context_lines(1)
 }
 

@@ -25,7 +25,12 @@ registry "private" {
 "#;
 
 fn wallaroo(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wallaroo")).args(args).current_dir(dir).env("NO_COLOR", "1").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
 }
 
 fn setup() -> (tempfile::TempDir, StateStore) {
@@ -35,7 +40,12 @@ fn setup() -> (tempfile::TempDir, StateStore) {
     let mut lf = Lockfile::new();
     lf.resources.insert(
         "namespace.wallaroo".into(),
-        ResourceState { kind: "namespace".into(), attributes: [("name".into(), json!("wallaroo"))].into(), sensitive_hashes: Default::default(), depends_on: vec![] },
+        ResourceState {
+            kind: "namespace".into(),
+            attributes: [("name".into(), json!("wallaroo"))].into(),
+            sensitive_hashes: Default::default(),
+            depends_on: vec![],
+        },
     );
     lf.resources.insert(
         "user[\"a@example.com\"]".into(),
@@ -46,7 +56,14 @@ fn setup() -> (tempfile::TempDir, StateStore) {
             depends_on: vec!["namespace.wallaroo".into()],
         },
     );
-    lf.outputs.insert("api_lb_ip".into(), OutputState { value: json!("10.1.2.3"), sensitive: false, hash: None });
+    lf.outputs.insert(
+        "api_lb_ip".into(),
+        OutputState {
+            value: json!("10.1.2.3"),
+            sensitive: false,
+            hash: None,
+        },
+    );
     store.save(&lf).unwrap();
     (dir, store)
 }
@@ -59,7 +76,10 @@ fn stdout(o: &Output) -> String {
 fn state_list_show_and_rm() {
     let (dir, store) = setup();
     let out = wallaroo(&["state", "list"], dir.path());
-    assert_eq!(stdout(&out), "namespace.wallaroo\nuser[\"a@example.com\"]\n");
+    assert_eq!(
+        stdout(&out),
+        "namespace.wallaroo\nuser[\"a@example.com\"]\n"
+    );
 
     let out = wallaroo(&["state", "show", "user[\"a@example.com\"]"], dir.path());
     let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -68,9 +88,16 @@ fn state_list_show_and_rm() {
 
     let serial = store.load().unwrap().unwrap().serial;
     let out = wallaroo(&["state", "rm", "user"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = store.load().unwrap().unwrap();
-    assert_eq!(after.resources.keys().collect::<Vec<_>>(), ["namespace.wallaroo"]);
+    assert_eq!(
+        after.resources.keys().collect::<Vec<_>>(),
+        ["namespace.wallaroo"]
+    );
     assert_eq!(after.serial, serial + 1);
     assert!(store.backup_path().exists());
 
@@ -81,11 +108,21 @@ fn state_list_show_and_rm() {
 #[test]
 fn outputs() {
     let (dir, _store) = setup();
-    assert_eq!(stdout(&wallaroo(&["output", "api_lb_ip"], dir.path())), "10.1.2.3\n");
-    assert_eq!(stdout(&wallaroo(&["output"], dir.path())), "api_lb_ip = \"10.1.2.3\"\n");
-    let json: serde_json::Value = serde_json::from_str(&stdout(&wallaroo(&["output", "--json"], dir.path()))).unwrap();
+    assert_eq!(
+        stdout(&wallaroo(&["output", "api_lb_ip"], dir.path())),
+        "10.1.2.3\n"
+    );
+    assert_eq!(
+        stdout(&wallaroo(&["output"], dir.path())),
+        "api_lb_ip = \"10.1.2.3\"\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&wallaroo(&["output", "--json"], dir.path()))).unwrap();
     assert_eq!(json["api_lb_ip"]["value"], "10.1.2.3");
-    assert_eq!(wallaroo(&["output", "missing"], dir.path()).status.code(), Some(1));
+    assert_eq!(
+        wallaroo(&["output", "missing"], dir.path()).status.code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -95,7 +132,11 @@ fn a_held_lock_stops_a_second_run_at_once_and_force_unlock_refuses_a_live_holder
     let out = wallaroo(&["state", "list"], dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("is locked by `wallaroo apply`") && stderr.contains(&format!("pid {}", std::process::id())), "{stderr}");
+    assert!(
+        stderr.contains("is locked by `wallaroo apply`")
+            && stderr.contains(&format!("pid {}", std::process::id())),
+        "{stderr}"
+    );
 
     let out = wallaroo(&["force-unlock"], dir.path());
     assert_eq!(out.status.code(), Some(1));
@@ -112,7 +153,10 @@ fn plan_names_kinds_not_yet_implemented() {
     let out = wallaroo(&["plan"], dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("is not implemented in this version of wallaroo"), "{stderr}");
+    assert!(
+        stderr.contains("is not implemented in this version of wallaroo"),
+        "{stderr}"
+    );
     let out = wallaroo(&["graph"], dir.path());
     assert!(stdout(&out).contains("\"namespace.wallaroo\" -> \"helm_release.wallaroo\";"));
 }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn wallaroo(args: &[&str], dir: &Path) -> Output {
@@ -31,7 +34,10 @@ fn hcl_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn every_example_validates() {
     let examples = hcl_files(&repo().join("examples"));
-    assert!(examples.len() >= 3, "examples/ holds quickstart, full and kots");
+    assert!(
+        examples.len() >= 3,
+        "examples/ holds quickstart, full and kots"
+    );
     for file in examples {
         let out = wallaroo(&["validate", "-c", file.to_str().unwrap()], &repo());
         assert!(
@@ -46,7 +52,12 @@ fn every_example_validates() {
 #[test]
 fn examples_are_formatted() {
     let out = wallaroo(&["fmt", "--check", "examples"], &repo());
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Each file in tests/fixtures/bad starts with `# expect: LINE:COL message`; validating it
@@ -55,10 +66,19 @@ fn examples_are_formatted() {
 fn every_bad_spec_gets_a_located_diagnostic() {
     let dir = repo().join("tests/fixtures/bad");
     let files = hcl_files(&dir);
-    assert!(files.len() >= 25, "the corpus holds at least 25 bad specs, found {}", files.len());
+    assert!(
+        files.len() >= 25,
+        "the corpus holds at least 25 bad specs, found {}",
+        files.len()
+    );
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        let expect = text.lines().next().unwrap().strip_prefix("# expect: ").expect("an expect line");
+        let expect = text
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# expect: ")
+            .expect("an expect line");
         let (loc, message) = expect.split_once(' ').unwrap();
         let name = file.file_name().unwrap().to_str().unwrap();
         let out = wallaroo(&["validate", "-c", name], &dir);
@@ -67,24 +87,34 @@ fn every_bad_spec_gets_a_located_diagnostic() {
         assert!(!stderr.contains("panicked"), "{name} panicked:\n{stderr}");
         let headline = format!("{name}:{loc}: ");
         assert!(
-            stderr.lines().any(|l| l.contains(&headline) && l.contains(message)),
+            stderr
+                .lines()
+                .any(|l| l.contains(&headline) && l.contains(message)),
             "{name}: no diagnostic `{headline}...{message}` in:\n{stderr}"
         );
-        assert!(stderr.contains("help:"), "{name}: every diagnostic carries a help line:\n{stderr}");
+        assert!(
+            stderr.contains("help:"),
+            "{name}: every diagnostic carries a help line:\n{stderr}"
+        );
     }
 }
 
 #[test]
 fn sensitive_values_never_show() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = std::fs::read_to_string(repo().join("tests/fixtures/bad/sensitive_value_in_enum.hcl"))
-        .unwrap()
-        .replace("= var.mode", "= \"none\"")
-        .replace("\"wallaroo.example.com\"", "var.mode");
+    let spec =
+        std::fs::read_to_string(repo().join("tests/fixtures/bad/sensitive_value_in_enum.hcl"))
+            .unwrap()
+            .replace("= var.mode", "= \"none\"")
+            .replace("\"wallaroo.example.com\"", "var.mode");
     std::fs::write(dir.path().join("wallaroo.hcl"), spec).unwrap();
     let out = wallaroo(&["validate", "--json"], dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["wallaroo"]["domain"], "(sensitive)");
     assert!(!stdout.contains("s3cret"), "the value leaked:\n{stdout}");
@@ -97,13 +127,32 @@ fn sensitive_values_never_show() {
 #[test]
 fn variables_come_from_var_flags_files_and_environment() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = std::fs::read_to_string(repo().join("tests/fixtures/bad/variable_without_value.hcl")).unwrap();
+    let spec =
+        std::fs::read_to_string(repo().join("tests/fixtures/bad/variable_without_value.hcl"))
+            .unwrap();
     std::fs::write(dir.path().join("wallaroo.hcl"), spec).unwrap();
-    std::fs::write(dir.path().join("prod.hcl"), "domain = \"from-file.example.com\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("prod.hcl"),
+        "domain = \"from-file.example.com\"\n",
+    )
+    .unwrap();
 
-    let out = wallaroo(&["validate", "--json", "-var", "domain=from-flag.example.com", "--var-file", "prod.hcl"], dir.path());
+    let out = wallaroo(
+        &[
+            "validate",
+            "--json",
+            "-var",
+            "domain=from-flag.example.com",
+            "--var-file",
+            "prod.hcl",
+        ],
+        dir.path(),
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["wallaroo"]["domain"], "from-flag.example.com", "-var wins over a var file");
+    assert_eq!(
+        json["wallaroo"]["domain"], "from-flag.example.com",
+        "-var wins over a var file"
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
         .args(["validate", "--json"])
@@ -118,7 +167,10 @@ fn variables_come_from_var_flags_files_and_environment() {
     let out = wallaroo(&["validate", "--var-file", "bad.hcl"], dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("bad.hcl:2:1: variable `domian` is not declared"), "{stderr}");
+    assert!(
+        stderr.contains("bad.hcl:2:1: variable `domian` is not declared"),
+        "{stderr}"
+    );
     assert!(stderr.contains("did you mean `domain`?"), "{stderr}");
 }
 
@@ -128,15 +180,32 @@ fn a_missing_spec_is_an_error_not_a_panic() {
     let out = wallaroo(&["validate"], dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("cannot read spec `wallaroo.hcl`"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read spec `wallaroo.hcl`"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn help_lists_every_command() {
     let out = wallaroo(&["--help"], &repo());
     let help = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["plan", "apply", "destroy", "validate", "output", "state", "graph", "bundle", "fmt", "completions"] {
-        assert!(help.contains(&format!("  {cmd} ")), "--help lacks {cmd}:\n{help}");
+    for cmd in [
+        "plan",
+        "apply",
+        "destroy",
+        "validate",
+        "output",
+        "state",
+        "graph",
+        "bundle",
+        "fmt",
+        "completions",
+    ] {
+        assert!(
+            help.contains(&format!("  {cmd} ")),
+            "--help lacks {cmd}:\n{help}"
+        );
     }
     let out = wallaroo(&["completions", "bash"], &repo());
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("_wallaroo"));

@@ -34,13 +34,19 @@ impl Address {
 
     /// `kind["key"]`, e.g. `image["wallaroo/conductor-wallsvc"]`.
     pub fn keyed(kind: &str, key: &str) -> Address {
-        Address(vec![Segment { name: kind.into(), key: Some(key.into()) }])
+        Address(vec![Segment {
+            name: kind.into(),
+            key: Some(key.into()),
+        }])
     }
 
     /// This address with one more segment.
     pub fn child(&self, name: &str, key: Option<&str>) -> Address {
         let mut segs = self.0.clone();
-        segs.push(Segment { name: name.into(), key: key.map(String::from) });
+        segs.push(Segment {
+            name: name.into(),
+            key: key.map(String::from),
+        });
         Address(segs)
     }
 
@@ -65,7 +71,10 @@ impl Address {
 
 impl Segment {
     fn plain(name: &str) -> Segment {
-        Segment { name: name.into(), key: None }
+        Segment {
+            name: name.into(),
+            key: None,
+        }
     }
 }
 
@@ -77,7 +86,10 @@ impl FromStr for Address {
     type Err = AddressError;
 
     fn from_str(input: &str) -> Result<Address, AddressError> {
-        let fail = |reason: &str| AddressError { input: input.into(), reason: reason.into() };
+        let fail = |reason: &str| AddressError {
+            input: input.into(),
+            reason: reason.into(),
+        };
         let mut segs = Vec::new();
         let mut rest = input;
         loop {
@@ -102,14 +114,18 @@ impl FromStr for Address {
                         None => return Err(fail("a key is missing its closing `\"]`")),
                     }
                 };
-                rest = after[close + 1..].strip_prefix(']').ok_or_else(|| fail("a key must end with `\"]`"))?;
+                rest = after[close + 1..]
+                    .strip_prefix(']')
+                    .ok_or_else(|| fail("a key must end with `\"]`"))?;
                 key = Some(value);
             }
             segs.push(Segment { name, key });
             if rest.is_empty() {
                 break;
             }
-            rest = rest.strip_prefix('.').ok_or_else(|| fail("segments are joined by `.`"))?;
+            rest = rest
+                .strip_prefix('.')
+                .ok_or_else(|| fail("segments are joined by `.`"))?;
         }
         Ok(Address(segs))
     }
@@ -138,7 +154,9 @@ impl Serialize for Address {
 
 impl<'de> Deserialize<'de> for Address {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

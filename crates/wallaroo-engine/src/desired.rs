@@ -18,7 +18,11 @@ use crate::resource::{Attrs, DesiredResource, DesiredSet};
 #[derive(Debug, thiserror::Error)]
 pub enum DesiredError {
     #[error("cannot read {what} `{path}`: {source}")]
-    ReadFile { what: &'static str, path: PathBuf, source: std::io::Error },
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Name of the Secret holding the customer certificate (chart key `custTlsSecret`).
@@ -31,28 +35,42 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
     let mut set = DesiredSet::default();
     let ns = spec.wallaroo.namespace.clone();
     let namespace = Address::named("namespace", &ns);
-    set.insert(DesiredResource::new(namespace.clone(), "namespace", attrs([("name", json!(ns))])));
+    set.insert(DesiredResource::new(
+        namespace.clone(),
+        "namespace",
+        attrs([("name", json!(ns))]),
+    ));
     let mut release_deps = vec![namespace.clone()];
 
-    if let Some(tls) = &spec.tls {
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            let read = |what, p: &PathBuf| {
-                let path = spec.resolve_path(p);
-                std::fs::read_to_string(&path).map_err(|source| DesiredError::ReadFile { what, path, source })
-            };
-            let data = json!({"tls.crt": read("TLS certificate", cert)?, "tls.key": read("TLS key", key)?});
-            let addr = Address::named("secret", &format!("{ns}/{TLS_SECRET}"));
-            set.insert(
-                DesiredResource::new(
-                    addr.clone(),
-                    "secret",
-                    attrs([("namespace", json!(ns)), ("name", json!(TLS_SECRET)), ("type", json!("kubernetes.io/tls")), ("data", data)]),
-                )
-                .sensitive(["data"])
-                .depends_on([namespace.clone()]),
-            );
-            release_deps.push(addr);
-        }
+    if let Some(tls) = &spec.tls
+        && let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file)
+    {
+        let read = |what, p: &PathBuf| {
+            let path = spec.resolve_path(p);
+            std::fs::read_to_string(&path).map_err(|source| DesiredError::ReadFile {
+                what,
+                path,
+                source,
+            })
+        };
+        let data =
+            json!({"tls.crt": read("TLS certificate", cert)?, "tls.key": read("TLS key", key)?});
+        let addr = Address::named("secret", &format!("{ns}/{TLS_SECRET}"));
+        set.insert(
+            DesiredResource::new(
+                addr.clone(),
+                "secret",
+                attrs([
+                    ("namespace", json!(ns)),
+                    ("name", json!(TLS_SECRET)),
+                    ("type", json!("kubernetes.io/tls")),
+                    ("data", data),
+                ]),
+            )
+            .sensitive(["data"])
+            .depends_on([namespace.clone()]),
+        );
+        release_deps.push(addr);
     }
 
     let registry = spec.registry.as_ref();
@@ -88,7 +106,11 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
             set.insert(DesiredResource::new(
                 base.clone(),
                 "nodepool_selector",
-                attrs([("selector", json!(np.selector)), ("labels", json!(np.labels)), ("taints", json!(taints))]),
+                attrs([
+                    ("selector", json!(np.selector)),
+                    ("labels", json!(np.labels)),
+                    ("taints", json!(taints)),
+                ]),
             ));
             release_deps.push(base);
         } else {
@@ -97,7 +119,11 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
                 set.insert(DesiredResource::new(
                     addr.clone(),
                     "node",
-                    attrs([("name", json!(node)), ("labels", json!(np.labels)), ("taints", json!(taints))]),
+                    attrs([
+                        ("name", json!(node)),
+                        ("labels", json!(np.labels)),
+                        ("taints", json!(taints)),
+                    ]),
                 ));
                 release_deps.push(addr);
             }
@@ -128,7 +154,11 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
             set.insert(DesiredResource::new(
                 addr.clone(),
                 "image",
-                attrs([("source", json!(source)), ("target", json!(target_ref)), ("platforms", json!(spec.images.platforms))]),
+                attrs([
+                    ("source", json!(source)),
+                    ("target", json!(target_ref)),
+                    ("platforms", json!(spec.images.platforms)),
+                ]),
             ));
             image_addrs.insert(source.clone(), (addr.clone(), target_ref));
             release_deps.push(addr);
@@ -136,7 +166,10 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
     }
 
     if spec.gpu.nvidia_device_plugin {
-        let (image_addr, image_ref) = image_addrs.get(&plugin).cloned().unwrap_or((Address::keyed("image", "nvidia"), plugin.clone()));
+        let (image_addr, image_ref) = image_addrs
+            .get(&plugin)
+            .cloned()
+            .unwrap_or((Address::keyed("image", "nvidia"), plugin.clone()));
         set.insert(
             DesiredResource::new(
                 Address::named("daemonset", "kube-system/nvidia-device-plugin"),
@@ -156,13 +189,26 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
         Method::Helm => Address::named("helm_release", &spec.wallaroo.release_name),
         Method::Kots => Address::named("kots_app", "wallaroo"),
     };
-    let chart = spec.source.as_ref().and_then(|s| s.registry.as_ref()).map(|r| {
-        format!("oci://{r}/{}/{}/{}", spec.source.as_ref().map_or("wallaroo", |s| s.path.as_str()), spec.wallaroo.license_channel, spec.wallaroo.chart)
-    });
+    let chart = spec
+        .source
+        .as_ref()
+        .and_then(|s| s.registry.as_ref())
+        .map(|r| {
+            format!(
+                "oci://{r}/{}/{}/{}",
+                spec.source.as_ref().map_or("wallaroo", |s| s.path.as_str()),
+                spec.wallaroo.license_channel,
+                spec.wallaroo.chart
+            )
+        });
     set.insert(
         DesiredResource::new(
             release.clone(),
-            if spec.wallaroo.method == Method::Helm { "helm_release" } else { "kots_app" },
+            if spec.wallaroo.method == Method::Helm {
+                "helm_release"
+            } else {
+                "kots_app"
+            },
             attrs([
                 ("namespace", json!(ns)),
                 ("chart", json!(chart)),
@@ -183,7 +229,14 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
                 "keycloak_user",
                 attrs([
                     ("email", json!(email)),
-                    ("role", json!(if user.role == Role::Admin { "admin" } else { "user" })),
+                    (
+                        "role",
+                        json!(if user.role == Role::Admin {
+                            "admin"
+                        } else {
+                            "user"
+                        }),
+                    ),
                     ("temporary", json!(user.temporary)),
                     ("password", json!(user.password.expose())),
                 ]),
@@ -309,26 +362,58 @@ mod tests {
             "user[\"admin@example.com\"]",
             "output.api_lb_ip",
         ] {
-            assert!(addrs.iter().any(|a| a == want), "{want} missing from {addrs:#?}");
+            assert!(
+                addrs.iter().any(|a| a == want),
+                "{want} missing from {addrs:#?}"
+            );
         }
         for r in set.resources.values() {
             for d in &r.depends_on {
-                assert!(set.resources.contains_key(d), "{} depends on missing {d}", r.address);
+                assert!(
+                    set.resources.contains_key(d),
+                    "{} depends on missing {d}",
+                    r.address
+                );
             }
         }
         let release = &set.resources[&Address::named("helm_release", "wallaroo")];
-        assert_eq!(release.attrs["values"]["imageRegistry"], "registry.internal.example.com:5000/wallaroo");
-        assert_eq!(release.attrs["values"]["jupyter"]["enabled"], true, "helm.values merged last");
-        assert!(!release.attrs["values"].to_string().contains("example-only-change-me"), "no secret in values");
+        assert_eq!(
+            release.attrs["values"]["imageRegistry"],
+            "registry.internal.example.com:5000/wallaroo"
+        );
+        assert_eq!(
+            release.attrs["values"]["jupyter"]["enabled"], true,
+            "helm.values merged last"
+        );
+        assert!(
+            !release.attrs["values"]
+                .to_string()
+                .contains("example-only-change-me"),
+            "no secret in values"
+        );
         assert!(release.sensitive.contains("secret_values"));
-        let node = &set.resources[&"nodepool.pipelines-x86.node[\"gpu-1\"]".parse::<Address>().unwrap()];
-        assert_eq!(node.attrs["labels"]["wallaroo.ai/node-purpose"], "pipelines");
+        let node = &set.resources[&"nodepool.pipelines-x86.node[\"gpu-1\"]"
+            .parse::<Address>()
+            .unwrap()];
+        assert_eq!(
+            node.attrs["labels"]["wallaroo.ai/node-purpose"],
+            "pipelines"
+        );
     }
 
     #[test]
     fn references_split_into_repository_and_tag() {
-        assert_eq!(split_reference("nvcr.io/nvidia/x:v1"), ("nvcr.io/nvidia/x", ":v1"));
-        assert_eq!(split_reference("localhost:5000/a/b"), ("localhost:5000/a/b", ""));
-        assert_eq!(split_reference("r.io/a@sha256:ab"), ("r.io/a", "@sha256:ab"));
+        assert_eq!(
+            split_reference("nvcr.io/nvidia/x:v1"),
+            ("nvcr.io/nvidia/x", ":v1")
+        );
+        assert_eq!(
+            split_reference("localhost:5000/a/b"),
+            ("localhost:5000/a/b", "")
+        );
+        assert_eq!(
+            split_reference("r.io/a@sha256:ab"),
+            ("r.io/a", "@sha256:ab")
+        );
     }
 }

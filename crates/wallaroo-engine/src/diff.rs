@@ -11,7 +11,10 @@ use crate::plan::{Action, AttrChange};
 use crate::resource::{Attrs, DesiredResource, ResourceKind};
 
 /// The sensitive attribute names of a desired resource: its kind's and the spec's.
-pub fn sensitive_names(kind: &dyn ResourceKind, desired: Option<&DesiredResource>) -> BTreeSet<String> {
+pub fn sensitive_names(
+    kind: &dyn ResourceKind,
+    desired: Option<&DesiredResource>,
+) -> BTreeSet<String> {
     let mut names: BTreeSet<String> = kind.sensitive().iter().map(|s| s.to_string()).collect();
     if let Some(d) = desired {
         names.extend(d.sensitive.iter().cloned());
@@ -59,7 +62,13 @@ pub fn diff_resource(
                 None => prior.and_then(|p| p.sensitive_hashes.get(name).cloned()),
             };
             if have_hash.as_deref() != Some(want_hash.as_str()) {
-                changes.push(AttrChange { path: name.clone(), before: None, after: None, sensitive: true, forces_replacement: forces });
+                changes.push(AttrChange {
+                    path: name.clone(),
+                    before: None,
+                    after: None,
+                    sensitive: true,
+                    forces_replacement: forces,
+                });
             }
             continue;
         }
@@ -81,17 +90,28 @@ pub fn diff_resource(
 }
 
 /// What changed between the last applied attributes and live ones (drift).
-pub fn diff_drift(prior: &ResourceState, live: &Attrs, address: &Address, salt: &str) -> Vec<AttrChange> {
+pub fn diff_drift(
+    prior: &ResourceState,
+    live: &Attrs,
+    address: &Address,
+    salt: &str,
+) -> Vec<AttrChange> {
     let addr = address.to_string();
     let mut changes = Vec::new();
     for (name, was) in &prior.attributes {
         diff_value(name, live.get(name), Some(was), &mut changes);
     }
     for (name, hash) in &prior.sensitive_hashes {
-        if let Some(v) = live.get(name) {
-            if &hash_sensitive(salt, &addr, name, v) != hash {
-                changes.push(AttrChange { path: name.clone(), before: None, after: None, sensitive: true, forces_replacement: false });
-            }
+        if let Some(v) = live.get(name)
+            && &hash_sensitive(salt, &addr, name, v) != hash
+        {
+            changes.push(AttrChange {
+                path: name.clone(),
+                before: None,
+                after: None,
+                sensitive: true,
+                forces_replacement: false,
+            });
         }
     }
     // In drift, "before" is what wallaroo applied and "after" what is live now.
@@ -103,7 +123,12 @@ pub fn diff_drift(prior: &ResourceState, live: &Attrs, address: &Address, salt: 
 
 /// Key-level diff: objects recurse, everything else compares whole. `have` is live, `want`
 /// is desired.
-pub fn diff_value(path: &str, have: Option<&Value>, want: Option<&Value>, out: &mut Vec<AttrChange>) {
+pub fn diff_value(
+    path: &str,
+    have: Option<&Value>,
+    want: Option<&Value>,
+    out: &mut Vec<AttrChange>,
+) {
     match (have, want) {
         (Some(Value::Object(h)), Some(Value::Object(w))) => {
             let keys: BTreeSet<&String> = h.keys().chain(w.keys()).collect();
@@ -123,8 +148,15 @@ pub fn diff_value(path: &str, have: Option<&Value>, want: Option<&Value>, out: &
 }
 
 fn child_path(parent: &str, key: &str) -> String {
-    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if plain { format!("{parent}.{key}") } else { format!("{parent}[{}]", Value::String(key.into())) }
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plain {
+        format!("{parent}.{key}")
+    } else {
+        format!("{parent}[{}]", Value::String(key.into()))
+    }
 }
 
 /// Attributes to record in the lockfile: sensitive ones become salted hashes.
@@ -141,11 +173,15 @@ pub fn to_state(
         kind: kind.name().to_string(),
         attributes: Default::default(),
         sensitive_hashes: Default::default(),
-        depends_on: desired.map(|d| d.depends_on.iter().map(|a| a.to_string()).collect()).unwrap_or_default(),
+        depends_on: desired
+            .map(|d| d.depends_on.iter().map(|a| a.to_string()).collect())
+            .unwrap_or_default(),
     };
     for (k, v) in applied {
         if sensitive.contains(k) {
-            state.sensitive_hashes.insert(k.clone(), hash_sensitive(salt, &addr, k, v));
+            state
+                .sensitive_hashes
+                .insert(k.clone(), hash_sensitive(salt, &addr, k, v));
         } else {
             state.attributes.insert(k.clone(), v.clone());
         }
@@ -159,7 +195,11 @@ pub fn canonical(v: &Value) -> Value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), canonical(&m[k]))).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&m[k])))
+                    .collect(),
+            )
         }
         Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
         other => other.clone(),
@@ -169,7 +209,10 @@ pub fn canonical(v: &Value) -> Value {
 /// SHA-256 of a value's canonical JSON, hex.
 pub fn fingerprint(v: &Value) -> String {
     let bytes = serde_json::to_vec(&canonical(v)).expect("JSON values serialize");
-    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -184,7 +227,14 @@ mod tests {
         let want = json!({"wallaroo.ai/node-purpose": "pipelines", "keep": 1, "new": true});
         diff_value("labels", Some(&have), Some(&want), &mut out);
         let paths: Vec<&str> = out.iter().map(|c| c.path.as_str()).collect();
-        assert_eq!(paths, ["labels.new", "labels.team", "labels[\"wallaroo.ai/node-purpose\"]"]);
+        assert_eq!(
+            paths,
+            [
+                "labels.new",
+                "labels.team",
+                "labels[\"wallaroo.ai/node-purpose\"]"
+            ]
+        );
         assert_eq!(out[1].after, None);
         assert_eq!(out[2].before, Some(json!("general")));
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use wallaroo_state::{Lockfile, OutputState, StateStore, hash_sensitive, new_salt};
+use wallaroo_state::{Lockfile, OutputState, StateStore, StateWriter, hash_sensitive, new_salt};
 
 use crate::address::Address;
 use crate::diff::{diff_drift, diff_resource, fingerprint, sensitive_names, to_state};
@@ -15,7 +15,9 @@ use crate::error::EngineError;
 use crate::exec::{StepOutcome, walk};
 use crate::graph;
 use crate::plan::*;
-use crate::resource::{Attrs, DesiredResource, DesiredSet, KindRegistry, ReadRequest, ResourceKind};
+use crate::resource::{
+    Attrs, DesiredResource, DesiredSet, KindRegistry, ReadRequest, ResourceKind,
+};
 
 /// Live state of every resource in scope: `None` where it does not exist.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +36,11 @@ pub struct PlanOptions {
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { mode: PlanMode::Apply, targets: Vec::new(), refresh_parallelism: 32 }
+        PlanOptions {
+            mode: PlanMode::Apply,
+            targets: Vec::new(),
+            refresh_parallelism: 32,
+        }
     }
 }
 
@@ -48,7 +54,10 @@ pub struct ApplyOptions {
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { parallelism: 10, interrupt: None }
+        ApplyOptions {
+            parallelism: 10,
+            interrupt: None,
+        }
     }
 }
 
@@ -82,7 +91,11 @@ pub struct ApplyReport {
 
 impl ApplyReport {
     pub fn success(&self) -> bool {
-        !self.interrupted && self.steps.values().all(|s| matches!(s, StepResult::Applied { .. }))
+        !self.interrupted
+            && self
+                .steps
+                .values()
+                .all(|s| matches!(s, StepResult::Applied { .. }))
     }
 }
 
@@ -101,27 +114,42 @@ impl Engine {
         self.kinds
             .get(name)
             .cloned()
-            .ok_or_else(|| EngineError::UnknownKind { address: address.clone(), kind: name.to_string() })
+            .ok_or_else(|| EngineError::UnknownKind {
+                address: address.clone(),
+                kind: name.to_string(),
+            })
     }
 
     /// The addresses a plan covers: desired and recorded, cut down to `--target` scope.
-    fn scope(&self, desired: &DesiredSet, state: Option<&Lockfile>, opts: &PlanOptions) -> Result<BTreeSet<Address>, EngineError> {
+    fn scope(
+        &self,
+        desired: &DesiredSet,
+        state: Option<&Lockfile>,
+        opts: &PlanOptions,
+    ) -> Result<BTreeSet<Address>, EngineError> {
         let mut deps: BTreeMap<Address, Vec<Address>> = BTreeMap::new();
         if opts.mode == PlanMode::Apply {
             for (a, r) in &desired.resources {
                 for d in &r.depends_on {
                     if !desired.resources.contains_key(d) {
-                        return Err(EngineError::UnknownDependency { address: a.clone(), missing: d.clone() });
+                        return Err(EngineError::UnknownDependency {
+                            address: a.clone(),
+                            missing: d.clone(),
+                        });
                     }
                 }
                 deps.insert(a.clone(), r.depends_on.clone());
             }
         }
         for (a, r) in state.map(|s| &s.resources).into_iter().flatten() {
-            let addr: Address = a.parse().map_err(|e: crate::address::AddressError| EngineError::State(
-                wallaroo_state::StateError::Invalid { path: "lockfile".into(), message: e.to_string() },
-            ))?;
-            deps.entry(addr).or_insert_with(|| r.depends_on.iter().filter_map(|d| d.parse().ok()).collect());
+            let addr: Address = a.parse().map_err(|e: crate::address::AddressError| {
+                EngineError::State(wallaroo_state::StateError::Invalid {
+                    path: "lockfile".into(),
+                    message: e.to_string(),
+                })
+            })?;
+            deps.entry(addr)
+                .or_insert_with(|| r.depends_on.iter().filter_map(|d| d.parse().ok()).collect());
         }
         if opts.targets.is_empty() {
             return Ok(deps.into_keys().collect());
@@ -148,64 +176,105 @@ impl Engine {
         for address in scope {
             let wanted = desired.resources.get(address);
             let prior = state.and_then(|s| s.resources.get(&address.to_string()));
-            let kind_name = wanted.map(|d| d.kind.clone()).or(prior.map(|p| p.kind.clone())).unwrap_or_default();
+            let kind_name = wanted
+                .map(|d| d.kind.clone())
+                .or(prior.map(|p| p.kind.clone()))
+                .unwrap_or_default();
             let kind = self.kind(address, &kind_name)?;
             let address = address.clone();
             let wanted_attrs = wanted.map(|d| d.attrs.clone());
             let prior_attrs = prior.map(|p| p.attributes.clone());
             let permits = permits.clone();
             tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
                 let live = kind
-                    .read(ReadRequest { address: &address, desired: wanted_attrs.as_ref(), prior: prior_attrs.as_ref() })
+                    .read(ReadRequest {
+                        address: &address,
+                        desired: wanted_attrs.as_ref(),
+                        prior: prior_attrs.as_ref(),
+                    })
                     .await;
                 (address, live)
             });
         }
         let mut snapshot = LiveSnapshot::default();
         while let Some(joined) = tasks.join_next().await {
-            let (address, live) = joined.map_err(|e| EngineError::Refresh { address: "refresh".parse().unwrap(), message: e.to_string() })?;
-            let live = live.map_err(|e| EngineError::Refresh { address: address.clone(), message: e.message })?;
+            let (address, live) = joined.map_err(|e| EngineError::Refresh {
+                address: "refresh".parse().unwrap(),
+                message: e.to_string(),
+            })?;
+            let live = live.map_err(|e| EngineError::Refresh {
+                address: address.clone(),
+                message: e.message,
+            })?;
             snapshot.resources.insert(address, live);
         }
         Ok(snapshot)
     }
 
     /// Refreshes and diffs: the plan to review.
-    pub async fn plan(&self, desired: &DesiredSet, state: Option<&Lockfile>, opts: &PlanOptions) -> Result<Plan, EngineError> {
+    pub async fn plan(
+        &self,
+        desired: &DesiredSet,
+        state: Option<&Lockfile>,
+        opts: &PlanOptions,
+    ) -> Result<Plan, EngineError> {
         let scope = self.scope(desired, state, opts)?;
-        let live = self.refresh(desired, state, &scope, opts.refresh_parallelism).await?;
+        let live = self
+            .refresh(desired, state, &scope, opts.refresh_parallelism)
+            .await?;
         let salt = state.map(|s| s.salt.clone()).unwrap_or_else(new_salt);
         let mut items = Vec::new();
         let mut by_addr: BTreeMap<Address, ResourceChange> = BTreeMap::new();
         let mut drift = Vec::new();
         for address in &scope {
-            let wanted = if opts.mode == PlanMode::Apply { desired.resources.get(address) } else { None };
+            let wanted = if opts.mode == PlanMode::Apply {
+                desired.resources.get(address)
+            } else {
+                None
+            };
             let prior = state.and_then(|s| s.resources.get(&address.to_string()));
-            let kind_name = wanted.map(|d| d.kind.as_str()).or(prior.map(|p| p.kind.as_str())).unwrap_or_default();
+            let kind_name = wanted
+                .map(|d| d.kind.as_str())
+                .or(prior.map(|p| p.kind.as_str()))
+                .unwrap_or_default();
             let kind = self.kind(address, kind_name)?;
             let now = live.resources.get(address).cloned().flatten();
-            if let Some(p) = prior {
-                if !kind.read_only() {
-                    match &now {
-                        None => drift.push(Drift { address: address.clone(), kind: p.kind.clone(), deleted: true, attributes: vec![] }),
-                        Some(l) => {
-                            let changed = diff_drift(p, l, address, &salt);
-                            if !changed.is_empty() {
-                                drift.push(Drift { address: address.clone(), kind: p.kind.clone(), deleted: false, attributes: changed });
-                            }
+            if let Some(p) = prior.filter(|_| !kind.read_only()) {
+                match &now {
+                    None => drift.push(Drift {
+                        address: address.clone(),
+                        kind: p.kind.clone(),
+                        deleted: true,
+                        attributes: vec![],
+                    }),
+                    Some(l) => {
+                        let changed = diff_drift(p, l, address, &salt);
+                        if !changed.is_empty() {
+                            drift.push(Drift {
+                                address: address.clone(),
+                                kind: p.kind.clone(),
+                                deleted: false,
+                                attributes: changed,
+                            });
                         }
                     }
                 }
             }
             let (action, attributes, depends_on) = match (wanted, &now) {
                 (Some(d), now) => {
-                    let (action, attrs) = diff_resource(kind.as_ref(), d, now.as_ref(), prior, &salt);
+                    let (action, attrs) =
+                        diff_resource(kind.as_ref(), d, now.as_ref(), prior, &salt);
                     (action, attrs, d.depends_on.clone())
                 }
                 (None, Some(l)) if !kind.read_only() => {
                     let hidden = sensitive_names(kind.as_ref(), None);
-                    let before_source = prior.map(|p| p.attributes.clone()).unwrap_or_else(|| l.clone());
+                    let before_source = prior
+                        .map(|p| p.attributes.clone())
+                        .unwrap_or_else(|| l.clone());
                     let attrs = before_source
                         .iter()
                         .map(|(k, v)| AttrChange {
@@ -216,7 +285,9 @@ impl Engine {
                             forces_replacement: false,
                         })
                         .collect();
-                    let deps = prior.map(|p| p.depends_on.iter().filter_map(|d| d.parse().ok()).collect()).unwrap_or_default();
+                    let deps = prior
+                        .map(|p| p.depends_on.iter().filter_map(|d| d.parse().ok()).collect())
+                        .unwrap_or_default();
                     (Action::Delete, attrs, deps)
                 }
                 // Gone from both the spec and the cluster: nothing to do but forget it.
@@ -225,11 +296,20 @@ impl Engine {
             items.push((address.clone(), action, depends_on.clone()));
             by_addr.insert(
                 address.clone(),
-                ResourceChange { address: address.clone(), kind: kind.name().to_string(), action, depends_on, attributes },
+                ResourceChange {
+                    address: address.clone(),
+                    kind: kind.name().to_string(),
+                    action,
+                    depends_on,
+                    attributes,
+                },
             );
         }
         let g = graph::build(&items)?;
-        let changes: Vec<ResourceChange> = graph::ordered(&g).into_iter().map(|n| by_addr.remove(&g[n]).expect("each node once")).collect();
+        let changes: Vec<ResourceChange> = graph::ordered(&g)
+            .into_iter()
+            .map(|n| by_addr.remove(&g[n]).expect("each node once"))
+            .collect();
         Ok(Plan {
             format_version: PLAN_FORMAT_VERSION,
             wallaroo_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -247,9 +327,17 @@ impl Engine {
     }
 
     /// Refuses a saved plan when the lockfile, the live state or the spec moved since.
-    pub async fn check_fresh(&self, plan: &Plan, desired: &DesiredSet, state: Option<&Lockfile>) -> Result<(), EngineError> {
+    pub async fn check_fresh(
+        &self,
+        plan: &Plan,
+        desired: &DesiredSet,
+        state: Option<&Lockfile>,
+    ) -> Result<(), EngineError> {
         if plan.format_version != PLAN_FORMAT_VERSION {
-            return Err(EngineError::PlanVersion { found: plan.format_version, expected: PLAN_FORMAT_VERSION });
+            return Err(EngineError::PlanVersion {
+                found: plan.format_version,
+                expected: PLAN_FORMAT_VERSION,
+            });
         }
         let stale = |reason: String| Err(EngineError::StalePlan { reason });
         let now_serial = state.map(|s| s.serial);
@@ -263,12 +351,23 @@ impl Engine {
                 show(now_serial)
             ));
         }
-        if desired_fingerprint(desired, &plan.salt, &self.kinds, plan.mode) != plan.desired_fingerprint {
-            return stale("the spec (or a variable) asks for something else than when the plan was made".into());
+        if desired_fingerprint(desired, &plan.salt, &self.kinds, plan.mode)
+            != plan.desired_fingerprint
+        {
+            return stale(
+                "the spec (or a variable) asks for something else than when the plan was made"
+                    .into(),
+            );
         }
-        let opts = PlanOptions { mode: plan.mode, targets: plan.targets.clone(), ..PlanOptions::default() };
+        let opts = PlanOptions {
+            mode: plan.mode,
+            targets: plan.targets.clone(),
+            ..PlanOptions::default()
+        };
         let scope = self.scope(desired, state, &opts)?;
-        let live = self.refresh(desired, state, &scope, opts.refresh_parallelism).await?;
+        let live = self
+            .refresh(desired, state, &scope, opts.refresh_parallelism)
+            .await?;
         if live_fingerprint(&live, desired, &plan.salt, &self.kinds) != plan.live_fingerprint {
             return stale("the live cluster or registry changed since the plan was made".into());
         }
@@ -286,51 +385,85 @@ impl Engine {
         reporter: &dyn ApplyReporter,
     ) -> Result<ApplyReport, EngineError> {
         let t0 = Instant::now();
-        let mut lockfile = store.load()?.unwrap_or_else(|| Lockfile { salt: plan.salt.clone(), ..Lockfile::new() });
+        let lockfile = store.load()?.unwrap_or_else(|| Lockfile {
+            salt: plan.salt.clone(),
+            ..Lockfile::new()
+        });
         if lockfile.salt != plan.salt {
-            return Err(EngineError::StalePlan { reason: "the lockfile's salt differs from the plan's".into() });
+            return Err(EngineError::StalePlan {
+                reason: "the lockfile's salt differs from the plan's".into(),
+            });
         }
-        let items: Vec<(Address, Action, Vec<Address>)> =
-            plan.changes.iter().map(|c| (c.address.clone(), c.action, c.depends_on.clone())).collect();
+        let items: Vec<(Address, Action, Vec<Address>)> = plan
+            .changes
+            .iter()
+            .map(|c| (c.address.clone(), c.action, c.depends_on.clone()))
+            .collect();
         let g = graph::build(&items)?;
         let mut kinds = BTreeMap::new();
         for c in &plan.changes {
             kinds.insert(c.address.clone(), self.kind(&c.address, &c.kind)?);
         }
-        let changes: BTreeMap<&Address, &ResourceChange> = plan.changes.iter().map(|c| (&c.address, c)).collect();
+        let changes: BTreeMap<&Address, &ResourceChange> =
+            plan.changes.iter().map(|c| (&c.address, c)).collect();
         let results: Arc<std::sync::Mutex<BTreeMap<Address, Attrs>>> = Default::default();
         let started: std::sync::Mutex<BTreeMap<Address, Instant>> = Default::default();
 
         // Each step's prior attributes as the apply starts (a step changes only its own).
-        let priors: BTreeMap<String, Attrs> =
-            lockfile.resources.iter().map(|(k, r)| (k.clone(), r.attributes.clone())).collect();
+        let priors: BTreeMap<String, Attrs> = lockfile
+            .resources
+            .iter()
+            .map(|(k, r)| (k.clone(), r.attributes.clone()))
+            .collect();
         let run = |n| {
             let change = changes[&g[n]];
             let address = change.address.clone();
             let action = change.action;
             let kind = kinds[&address].clone();
             let want = desired.resources.get(&address).map(|d| d.attrs.clone());
-            let prior = priors.get(&address.to_string()).cloned().unwrap_or_default();
+            let prior = priors
+                .get(&address.to_string())
+                .cloned()
+                .unwrap_or_default();
             let results = results.clone();
             if action != Action::NoOp {
                 reporter.started(&address, action);
             }
-            started.lock().unwrap().insert(address.clone(), Instant::now());
+            started
+                .lock()
+                .unwrap()
+                .insert(address.clone(), Instant::now());
             async move {
                 let applied = match action {
                     Action::NoOp => want,
-                    Action::Create => Some(kind.create(&address, &want.unwrap_or_default()).await.map_err(|e| e.message)?),
-                    Action::Update => Some(kind.update(&address, &prior, &want.unwrap_or_default()).await.map_err(|e| e.message)?),
+                    Action::Create => Some(
+                        kind.create(&address, &want.unwrap_or_default())
+                            .await
+                            .map_err(|e| e.message)?,
+                    ),
+                    Action::Update => Some(
+                        kind.update(&address, &prior, &want.unwrap_or_default())
+                            .await
+                            .map_err(|e| e.message)?,
+                    ),
                     Action::Replace => {
                         kind.delete(&address, &prior).await.map_err(|e| e.message)?;
-                        Some(kind.create(&address, &want.unwrap_or_default()).await.map_err(|e| e.message)?)
+                        Some(
+                            kind.create(&address, &want.unwrap_or_default())
+                                .await
+                                .map_err(|e| e.message)?,
+                        )
                     }
                     Action::Delete => {
                         kind.delete(&address, &prior).await.map_err(|e| e.message)?;
                         None
                     }
                     Action::Read => kind
-                        .read(ReadRequest { address: &address, desired: want.as_ref(), prior: None })
+                        .read(ReadRequest {
+                            address: &address,
+                            desired: want.as_ref(),
+                            prior: None,
+                        })
                         .await
                         .map_err(|e| e.message)?,
                 };
@@ -341,68 +474,106 @@ impl Engine {
             }
         };
 
+        let salt = lockfile.salt.clone();
+        let writer = StateWriter::start(store.clone(), lockfile)?;
         let mut steps = BTreeMap::new();
-        let mut write_error = None;
         let finished = |n, result: &Result<(), String>| {
             let change = changes[&g[n]];
             let address = &change.address;
             let kind = &kinds[address];
-            let elapsed = started.lock().unwrap().get(address).map(|t| t.elapsed()).unwrap_or_default();
+            let elapsed = started
+                .lock()
+                .unwrap()
+                .get(address)
+                .map(|t| t.elapsed())
+                .unwrap_or_default();
             match result {
                 Ok(()) => {
                     let key = address.to_string();
                     let applied = results.lock().unwrap().remove(address);
-                    let before = lockfile.clone();
-                    let wanted = desired.resources.contains_key(address) && plan.mode == PlanMode::Apply;
-                    match (change.action, applied) {
+                    let wanted =
+                        desired.resources.contains_key(address) && plan.mode == PlanMode::Apply;
+                    writer.update(|lockfile| match (change.action, applied) {
                         (Action::Delete, _) | (Action::NoOp, _) if !wanted => {
-                            lockfile.resources.remove(&key);
+                            lockfile.resources.remove(&key).is_some()
                         }
                         (Action::Read, attrs) => {
-                            let value = attrs.and_then(|a| a.get("value").cloned()).unwrap_or(Value::Null);
-                            let sensitive = desired.resources.get(address).is_some_and(|d| d.sensitive.contains("value"));
-                            let name = address.segments().get(1).map(|s| s.name.clone()).unwrap_or_else(|| key.clone());
+                            let value = attrs
+                                .and_then(|a| a.get("value").cloned())
+                                .unwrap_or(Value::Null);
+                            let sensitive = desired
+                                .resources
+                                .get(address)
+                                .is_some_and(|d| d.sensitive.contains("value"));
+                            let name = address
+                                .segments()
+                                .get(1)
+                                .map(|s| s.name.clone())
+                                .unwrap_or_else(|| key.clone());
                             let output = if sensitive {
-                                OutputState { hash: Some(hash_sensitive(&lockfile.salt, &key, "value", &value)), value: Value::Null, sensitive }
+                                OutputState {
+                                    hash: Some(hash_sensitive(&salt, &key, "value", &value)),
+                                    value: Value::Null,
+                                    sensitive,
+                                }
                             } else {
-                                OutputState { value, sensitive, hash: None }
+                                OutputState {
+                                    value,
+                                    sensitive,
+                                    hash: None,
+                                }
                             };
-                            lockfile.outputs.insert(name, output);
+                            lockfile.outputs.insert(name, output.clone()) != Some(output)
                         }
                         (_, Some(attrs)) => {
-                            let state = to_state(kind.as_ref(), desired.resources.get(address), address, &attrs, &lockfile.salt);
-                            lockfile.resources.insert(key, state);
+                            let state = to_state(
+                                kind.as_ref(),
+                                desired.resources.get(address),
+                                address,
+                                &attrs,
+                                &salt,
+                            );
+                            lockfile.resources.insert(key, state.clone()) != Some(state)
                         }
-                        (_, None) => {}
-                    }
-                    if lockfile != before {
-                        lockfile.serial += 1;
-                        if let Err(e) = store.save(&lockfile) {
-                            write_error.get_or_insert(e);
-                        }
-                    }
+                        (_, None) => false,
+                    });
                     if change.action != Action::NoOp {
                         reporter.finished(address, change.action, elapsed);
                     }
-                    steps.insert(address.clone(), StepResult::Applied { action: change.action, elapsed });
+                    steps.insert(
+                        address.clone(),
+                        StepResult::Applied {
+                            action: change.action,
+                            elapsed,
+                        },
+                    );
                 }
                 Err(e) => {
                     reporter.failed(address, change.action, e);
-                    steps.insert(address.clone(), StepResult::Failed { action: change.action, error: e.clone() });
+                    steps.insert(
+                        address.clone(),
+                        StepResult::Failed {
+                            action: change.action,
+                            error: e.clone(),
+                        },
+                    );
                 }
             }
         };
         let report = walk(&g, opts.parallelism, opts.interrupt.clone(), run, finished).await;
-        if let Some(e) = write_error {
-            return Err(e.into());
-        }
+        writer.finish()?;
         for (n, outcome) in &report.outcomes {
             if *outcome == StepOutcome::Skipped {
                 let c = changes[&g[*n]];
                 steps.insert(c.address.clone(), StepResult::Skipped { action: c.action });
             }
         }
-        Ok(ApplyReport { steps, interrupted: report.interrupted, summary: plan.summary, wall: t0.elapsed() })
+        Ok(ApplyReport {
+            steps,
+            interrupted: report.interrupted,
+            summary: plan.summary,
+            wall: t0.elapsed(),
+        })
     }
 }
 
@@ -410,28 +581,47 @@ fn show(serial: Option<u64>) -> String {
     serial.map_or("none".into(), |s| s.to_string())
 }
 
-fn hide_sensitive(address: &Address, attrs: &Attrs, hidden: &BTreeSet<String>, salt: &str) -> Value {
+fn hide_sensitive(
+    address: &Address,
+    attrs: &Attrs,
+    hidden: &BTreeSet<String>,
+    salt: &str,
+) -> Value {
     let addr = address.to_string();
     Value::Object(
         attrs
             .iter()
             .map(|(k, v)| {
-                let v = if hidden.contains(k) { Value::String(hash_sensitive(salt, &addr, k, v)) } else { v.clone() };
+                let v = if hidden.contains(k) {
+                    Value::String(hash_sensitive(salt, &addr, k, v))
+                } else {
+                    v.clone()
+                };
                 (k.clone(), v)
             })
             .collect(),
     )
 }
 
-fn kind_of<'a>(kinds: &'a KindRegistry, desired: Option<&DesiredResource>) -> Option<&'a Arc<dyn ResourceKind>> {
+fn kind_of<'a>(
+    kinds: &'a KindRegistry,
+    desired: Option<&DesiredResource>,
+) -> Option<&'a Arc<dyn ResourceKind>> {
     desired.and_then(|d| kinds.get(&d.kind))
 }
 
-fn live_fingerprint(live: &LiveSnapshot, desired: &DesiredSet, salt: &str, kinds: &KindRegistry) -> String {
+fn live_fingerprint(
+    live: &LiveSnapshot,
+    desired: &DesiredSet,
+    salt: &str,
+    kinds: &KindRegistry,
+) -> String {
     let mut all = serde_json::Map::new();
     for (address, attrs) in &live.resources {
         let d = desired.resources.get(address);
-        let hidden = kind_of(kinds, d).map(|k| sensitive_names(k.as_ref(), d)).unwrap_or_default();
+        let hidden = kind_of(kinds, d)
+            .map(|k| sensitive_names(k.as_ref(), d))
+            .unwrap_or_default();
         let v = match attrs {
             Some(a) => hide_sensitive(address, a, &hidden, salt),
             None => Value::Null,
@@ -441,13 +631,20 @@ fn live_fingerprint(live: &LiveSnapshot, desired: &DesiredSet, salt: &str, kinds
     fingerprint(&Value::Object(all))
 }
 
-fn desired_fingerprint(desired: &DesiredSet, salt: &str, kinds: &KindRegistry, mode: PlanMode) -> String {
+fn desired_fingerprint(
+    desired: &DesiredSet,
+    salt: &str,
+    kinds: &KindRegistry,
+    mode: PlanMode,
+) -> String {
     if mode == PlanMode::Destroy {
         return fingerprint(&json!("destroy"));
     }
     let mut all = serde_json::Map::new();
     for (address, d) in &desired.resources {
-        let hidden = kind_of(kinds, Some(d)).map(|k| sensitive_names(k.as_ref(), Some(d))).unwrap_or_else(|| d.sensitive.clone());
+        let hidden = kind_of(kinds, Some(d))
+            .map(|k| sensitive_names(k.as_ref(), Some(d)))
+            .unwrap_or_else(|| d.sensitive.clone());
         all.insert(
             address.to_string(),
             json!({

@@ -12,9 +12,13 @@ pub enum EngineError {
     UnknownKind { address: Address, kind: String },
     #[error("reading {address} failed: {message}")]
     Refresh { address: Address, message: String },
-    #[error("the saved plan is stale: {reason}. Run `wallaroo plan --out FILE` again and review it")]
+    #[error(
+        "the saved plan is stale: {reason}. Run `wallaroo plan --out FILE` again and review it"
+    )]
     StalePlan { reason: String },
-    #[error("the saved plan was made by plan format {found}; this wallaroo reads format {expected}")]
+    #[error(
+        "the saved plan was made by plan format {found}; this wallaroo reads format {expected}"
+    )]
     PlanVersion { found: u32, expected: u32 },
     #[error("--target {0} matches no resource in the spec or the lockfile")]
     NoSuchTarget(Address),
@@ -23,5 +27,9 @@ pub enum EngineError {
 }
 
 fn list(addrs: &[Address]) -> String {
-    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

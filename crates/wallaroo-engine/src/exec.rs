@@ -28,7 +28,10 @@ pub struct WalkReport {
 
 impl WalkReport {
     pub fn failed(&self) -> usize {
-        self.outcomes.values().filter(|o| matches!(o, StepOutcome::Failed(_))).count()
+        self.outcomes
+            .values()
+            .filter(|o| matches!(o, StepOutcome::Failed(_)))
+            .count()
     }
 }
 
@@ -51,7 +54,11 @@ where
         .node_indices()
         .map(|n| (n, graph.neighbors_directed(n, Direction::Incoming).count()))
         .collect();
-    let mut ready: BTreeSet<NodeIndex> = waiting_on.iter().filter(|(_, d)| **d == 0).map(|(n, _)| *n).collect();
+    let mut ready: BTreeSet<NodeIndex> = waiting_on
+        .iter()
+        .filter(|(_, d)| **d == 0)
+        .map(|(n, _)| *n)
+        .collect();
     let mut running = JoinSet::new();
     let mut task_node = BTreeMap::new();
     let mut outcomes = BTreeMap::new();
@@ -108,7 +115,10 @@ where
     for n in graph.node_indices() {
         outcomes.entry(n).or_insert(StepOutcome::Skipped);
     }
-    WalkReport { outcomes, interrupted }
+    WalkReport {
+        outcomes,
+        interrupted,
+    }
 }
 
 #[cfg(test)]
@@ -134,40 +144,75 @@ mod tests {
         let g = chain_and_fan();
         let log = Arc::new(Mutex::new(Vec::new()));
         let t0 = Instant::now();
-        let report = walk(&g, 4, None, |n| {
-            let log = log.clone();
-            let name = g[n];
-            async move {
-                let start = t0.elapsed();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                log.lock().unwrap().push((name, start, t0.elapsed()));
-                Ok(())
-            }
-        }, |_, _| {})
+        let report = walk(
+            &g,
+            4,
+            None,
+            |n| {
+                let log = log.clone();
+                let name = g[n];
+                async move {
+                    let start = t0.elapsed();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    log.lock().unwrap().push((name, start, t0.elapsed()));
+                    Ok(())
+                }
+            },
+            |_, _| {},
+        )
         .await;
-        assert!(report.outcomes.values().all(|o| *o == StepOutcome::Succeeded));
+        assert!(
+            report
+                .outcomes
+                .values()
+                .all(|o| *o == StepOutcome::Succeeded)
+        );
         let log = log.lock().unwrap();
         let get = |x| log.iter().find(|(n, _, _)| *n == x).copied().unwrap();
-        assert!(get("b").1 >= get("a").2 && get("c").1 >= get("a").2 && get("d").1 >= get("b").2.max(get("c").2));
+        assert!(
+            get("b").1 >= get("a").2
+                && get("c").1 >= get("a").2
+                && get("d").1 >= get("b").2.max(get("c").2)
+        );
         // b and c (and a with e) ran at the same time.
-        assert!(get("b").1 < get("c").2 && get("c").1 < get("b").2, "{log:?}");
-        assert!(get("a").1 < get("e").2 && get("e").1 < get("a").2, "{log:?}");
+        assert!(
+            get("b").1 < get("c").2 && get("c").1 < get("b").2,
+            "{log:?}"
+        );
+        assert!(
+            get("a").1 < get("e").2 && get("e").1 < get("a").2,
+            "{log:?}"
+        );
     }
 
     #[tokio::test]
     async fn a_failure_stops_new_steps_and_skips_the_rest() {
         let g = chain_and_fan();
         let started = Arc::new(Mutex::new(Vec::new()));
-        let report = walk(&g, 1, None, |n| {
-            let started = started.clone();
-            let name = g[n];
-            async move {
-                started.lock().unwrap().push(name);
-                if name == "b" { Err("boom".into()) } else { Ok(()) }
-            }
-        }, |_, _| {})
+        let report = walk(
+            &g,
+            1,
+            None,
+            |n| {
+                let started = started.clone();
+                let name = g[n];
+                async move {
+                    started.lock().unwrap().push(name);
+                    if name == "b" {
+                        Err("boom".into())
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+            |_, _| {},
+        )
         .await;
-        let by_name: BTreeMap<&str, StepOutcome> = report.outcomes.iter().map(|(n, o)| (g[*n], o.clone())).collect();
+        let by_name: BTreeMap<&str, StepOutcome> = report
+            .outcomes
+            .iter()
+            .map(|(n, o)| (g[*n], o.clone()))
+            .collect();
         assert_eq!(by_name["a"], StepOutcome::Succeeded);
         assert_eq!(by_name["b"], StepOutcome::Failed("boom".into()));
         assert_eq!(by_name["c"], StepOutcome::Skipped);
@@ -179,20 +224,30 @@ mod tests {
     async fn running_steps_finish_after_an_interrupt() {
         let g = chain_and_fan();
         let (tx, rx) = watch::channel(false);
-        let report = walk(&g, 2, Some(rx), |n| {
-            let name = g[n];
-            let tx = tx.clone();
-            async move {
-                if name == "a" {
-                    tx.send(true).unwrap();
-                    tokio::time::sleep(Duration::from_millis(30)).await;
+        let report = walk(
+            &g,
+            2,
+            Some(rx),
+            |n| {
+                let name = g[n];
+                let tx = tx.clone();
+                async move {
+                    if name == "a" {
+                        tx.send(true).unwrap();
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-        }, |_, _| {})
+            },
+            |_, _| {},
+        )
         .await;
         assert!(report.interrupted);
-        assert_eq!(report.outcomes[&NodeIndex::new(0)], StepOutcome::Succeeded, "a ran to its end");
+        assert_eq!(
+            report.outcomes[&NodeIndex::new(0)],
+            StepOutcome::Succeeded,
+            "a ran to its end"
+        );
         assert_eq!(report.outcomes[&NodeIndex::new(3)], StepOutcome::Skipped);
     }
 }

@@ -37,14 +37,19 @@ pub fn build(items: &[(Address, Action, Vec<Address>)]) -> Result<StepGraph, Eng
         }
     }
     if let Err(cycle) = petgraph::algo::toposort(&g, None) {
-        return Err(EngineError::Cycle { resources: cycle_members(&g, cycle.node_id()) });
+        return Err(EngineError::Cycle {
+            resources: cycle_members(&g, cycle.node_id()),
+        });
     }
     Ok(g)
 }
 
 /// The addresses of the strongly connected component holding `node`, in cycle order.
 fn cycle_members(g: &StepGraph, node: NodeIndex) -> Vec<Address> {
-    let cycles: Vec<Vec<NodeIndex>> = petgraph::algo::tarjan_scc(g).into_iter().filter(|c| c.len() > 1).collect();
+    let cycles: Vec<Vec<NodeIndex>> = petgraph::algo::tarjan_scc(g)
+        .into_iter()
+        .filter(|c| c.len() > 1)
+        .collect();
     let scc = cycles.iter().find(|c| c.contains(&node)).or(cycles.first());
     let mut members: Vec<Address> = match scc {
         Some(c) => c.iter().map(|n| g[*n].clone()).collect(),
@@ -56,10 +61,15 @@ fn cycle_members(g: &StepGraph, node: NodeIndex) -> Vec<Address> {
 
 /// Topological order, ties broken by address so plans are stable.
 pub fn ordered(g: &StepGraph) -> Vec<NodeIndex> {
-    let mut indegree: BTreeMap<NodeIndex, usize> =
-        g.node_indices().map(|n| (n, g.neighbors_directed(n, Direction::Incoming).count())).collect();
-    let mut ready: BTreeSet<(Address, NodeIndex)> =
-        indegree.iter().filter(|(_, d)| **d == 0).map(|(n, _)| (g[*n].clone(), *n)).collect();
+    let mut indegree: BTreeMap<NodeIndex, usize> = g
+        .node_indices()
+        .map(|n| (n, g.neighbors_directed(n, Direction::Incoming).count()))
+        .collect();
+    let mut ready: BTreeSet<(Address, NodeIndex)> = indegree
+        .iter()
+        .filter(|(_, d)| **d == 0)
+        .map(|(n, _)| (g[*n].clone(), *n))
+        .collect();
     let mut out = Vec::with_capacity(g.node_count());
     while let Some(first) = ready.pop_first() {
         let n = first.1;
@@ -77,9 +87,16 @@ pub fn ordered(g: &StepGraph) -> Vec<NodeIndex> {
 
 /// Addresses in scope for `--target`: those a target contains, plus everything they
 /// depend on, transitively.
-pub fn target_scope(targets: &[Address], deps: &BTreeMap<Address, Vec<Address>>) -> BTreeSet<Address> {
+pub fn target_scope(
+    targets: &[Address],
+    deps: &BTreeMap<Address, Vec<Address>>,
+) -> BTreeSet<Address> {
     let mut scope = BTreeSet::new();
-    let mut todo: Vec<Address> = deps.keys().filter(|a| targets.iter().any(|t| t.contains(a))).cloned().collect();
+    let mut todo: Vec<Address> = deps
+        .keys()
+        .filter(|a| targets.iter().any(|t| t.contains(a)))
+        .cloned()
+        .collect();
     while let Some(a) = todo.pop() {
         if scope.insert(a.clone()) {
             todo.extend(deps.get(&a).into_iter().flatten().cloned());
@@ -91,21 +108,32 @@ pub fn target_scope(targets: &[Address], deps: &BTreeMap<Address, Vec<Address>>)
 /// A graph in Graphviz DOT: a plan's (nodes labelled with their action) or, with no
 /// actions, the spec's.
 pub fn to_dot(nodes: &[(Address, Option<Action>, Vec<Address>)]) -> Result<String, EngineError> {
-    let items: Vec<(Address, Action, Vec<Address>)> =
-        nodes.iter().map(|(a, act, d)| (a.clone(), act.unwrap_or(Action::Create), d.clone())).collect();
+    let items: Vec<(Address, Action, Vec<Address>)> = nodes
+        .iter()
+        .map(|(a, act, d)| (a.clone(), act.unwrap_or(Action::Create), d.clone()))
+        .collect();
     let g = build(&items)?;
-    let actions: BTreeMap<&Address, Option<Action>> = nodes.iter().map(|(a, act, _)| (a, *act)).collect();
-    let mut out = String::from("digraph wallaroo {\n  rankdir = \"LR\";\n  node [shape = \"box\"];\n");
+    let actions: BTreeMap<&Address, Option<Action>> =
+        nodes.iter().map(|(a, act, _)| (a, *act)).collect();
+    let mut out =
+        String::from("digraph wallaroo {\n  rankdir = \"LR\";\n  node [shape = \"box\"];\n");
     for n in ordered(&g) {
         let name = g[n].to_string();
         let label = match actions[&g[n]] {
             Some(a) if a != Action::NoOp => format!("{} {name}", a.symbol()),
             _ => name.clone(),
         };
-        out.push_str(&format!("  {} [label = {}];\n", dot_quote(&name), dot_quote(&label)));
+        out.push_str(&format!(
+            "  {} [label = {}];\n",
+            dot_quote(&name),
+            dot_quote(&label)
+        ));
     }
-    let mut edges: Vec<(String, String)> =
-        g.edge_indices().filter_map(|e| g.edge_endpoints(e)).map(|(a, b)| (g[a].to_string(), g[b].to_string())).collect();
+    let mut edges: Vec<(String, String)> = g
+        .edge_indices()
+        .filter_map(|e| g.edge_endpoints(e))
+        .map(|(a, b)| (g[a].to_string(), g[b].to_string()))
+        .collect();
     edges.sort();
     for (a, b) in edges {
         out.push_str(&format!("  {} -> {};\n", dot_quote(&a), dot_quote(&b)));
@@ -116,7 +144,11 @@ pub fn to_dot(nodes: &[(Address, Option<Action>, Vec<Address>)]) -> Result<Strin
 
 /// The DOT graph of a plan.
 pub fn plan_dot(plan: &Plan) -> Result<String, EngineError> {
-    let nodes: Vec<_> = plan.changes.iter().map(|c| (c.address.clone(), Some(c.action), c.depends_on.clone())).collect();
+    let nodes: Vec<_> = plan
+        .changes
+        .iter()
+        .map(|c| (c.address.clone(), Some(c.action), c.depends_on.clone()))
+        .collect();
     to_dot(&nodes)
 }
 
@@ -143,7 +175,10 @@ mod tests {
         let order: Vec<String> = ordered(&g).into_iter().map(|n| g[n].to_string()).collect();
         assert_eq!(order, ["namespace.w", "secret.w/tls", "helm_release.w"]);
 
-        let items: Vec<_> = items.into_iter().map(|(x, _, d)| (x, Action::Delete, d)).collect();
+        let items: Vec<_> = items
+            .into_iter()
+            .map(|(x, _, d)| (x, Action::Delete, d))
+            .collect();
         let g = build(&items).unwrap();
         let order: Vec<String> = ordered(&g).into_iter().map(|n| g[n].to_string()).collect();
         assert_eq!(order, ["helm_release.w", "secret.w/tls", "namespace.w"]);
@@ -158,19 +193,35 @@ mod tests {
             (a("x.d"), Action::Create, vec![]),
         ];
         let err = build(&items).unwrap_err().to_string();
-        assert!(err.contains("x.a") && err.contains("x.b") && err.contains("x.c") && !err.contains("x.d"), "{err}");
+        assert!(
+            err.contains("x.a")
+                && err.contains("x.b")
+                && err.contains("x.c")
+                && !err.contains("x.d"),
+            "{err}"
+        );
     }
 
     #[test]
     fn dot_lists_nodes_and_edges() {
         let dot = to_dot(&[
             (a("namespace.w"), None, vec![]),
-            (a("secret.w/tls"), Some(Action::Create), vec![a("namespace.w")]),
+            (
+                a("secret.w/tls"),
+                Some(Action::Create),
+                vec![a("namespace.w")],
+            ),
         ])
         .unwrap();
         assert!(dot.starts_with("digraph wallaroo {"));
-        assert!(dot.contains("\"secret.w/tls\" [label = \"+ secret.w/tls\"];"), "{dot}");
-        assert!(dot.contains("\"namespace.w\" -> \"secret.w/tls\";"), "{dot}");
+        assert!(
+            dot.contains("\"secret.w/tls\" [label = \"+ secret.w/tls\"];"),
+            "{dot}"
+        );
+        assert!(
+            dot.contains("\"namespace.w\" -> \"secret.w/tls\";"),
+            "{dot}"
+        );
     }
 
     #[test]
@@ -182,6 +233,9 @@ mod tests {
             (a("image[\"x\"]"), vec![]),
         ]);
         let scope = target_scope(&[a("secret.w/tls")], &deps);
-        assert_eq!(scope.into_iter().map(|x| x.to_string()).collect::<Vec<_>>(), ["namespace.w", "secret.w/tls"]);
+        assert_eq!(
+            scope.into_iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            ["namespace.w", "secret.w/tls"]
+        );
     }
 }

@@ -5,18 +5,22 @@
 //! engine knowing them. It never prints; progress goes through [`ApplyReporter`].
 
 pub mod address;
+pub mod desired;
 mod diff;
 mod engine;
 mod error;
 pub mod exec;
-pub mod desired;
 pub mod graph;
 pub mod plan;
 pub mod resource;
 pub mod testkit;
 
 pub use address::{Address, AddressError};
-pub use engine::{ApplyOptions, ApplyReport, ApplyReporter, Engine, LiveSnapshot, PlanOptions, Silent, StepResult};
+pub use engine::{
+    ApplyOptions, ApplyReport, ApplyReporter, Engine, LiveSnapshot, PlanOptions, Silent, StepResult,
+};
 pub use error::EngineError;
 pub use plan::{Action, AttrChange, Drift, Plan, PlanMode, ResourceChange, Summary};
-pub use resource::{Attrs, DesiredResource, DesiredSet, KindRegistry, ReadRequest, ResourceError, ResourceKind};
+pub use resource::{
+    Attrs, DesiredResource, DesiredSet, KindRegistry, ReadRequest, ResourceError, ResourceKind,
+};

@@ -48,7 +48,9 @@ pub enum PlanMode {
 }
 
 /// What happens to one resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     NoOp,
@@ -75,7 +77,10 @@ impl Action {
     }
 
     pub fn is_change(self) -> bool {
-        matches!(self, Action::Create | Action::Update | Action::Replace | Action::Delete)
+        matches!(
+            self,
+            Action::Create | Action::Update | Action::Replace | Action::Delete
+        )
     }
 }
 

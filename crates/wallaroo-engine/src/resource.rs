@@ -24,7 +24,9 @@ pub struct ResourceError {
 
 impl ResourceError {
     pub fn new(message: impl Into<String>) -> ResourceError {
-        ResourceError { message: message.into() }
+        ResourceError {
+            message: message.into(),
+        }
     }
 }
 
@@ -66,7 +68,12 @@ pub trait ResourceKind: Send + Sync {
     async fn create(&self, address: &Address, desired: &Attrs) -> Result<Attrs, ResourceError>;
 
     /// Changes the resource in place; returns the attributes to record.
-    async fn update(&self, address: &Address, prior: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError>;
+    async fn update(
+        &self,
+        address: &Address,
+        prior: &Attrs,
+        desired: &Attrs,
+    ) -> Result<Attrs, ResourceError>;
 
     /// Deletes the resource.
     async fn delete(&self, address: &Address, prior: &Attrs) -> Result<(), ResourceError>;
@@ -85,7 +92,13 @@ pub struct DesiredResource {
 
 impl DesiredResource {
     pub fn new(address: Address, kind: &str, attrs: Attrs) -> DesiredResource {
-        DesiredResource { address, kind: kind.into(), attrs, sensitive: BTreeSet::new(), depends_on: Vec::new() }
+        DesiredResource {
+            address,
+            kind: kind.into(),
+            attrs,
+            sensitive: BTreeSet::new(),
+            depends_on: Vec::new(),
+        }
     }
 
     pub fn depends_on(mut self, deps: impl IntoIterator<Item = Address>) -> Self {

@@ -78,14 +78,21 @@ impl FileKind {
             .ok_or_else(|| ResourceError::new("a file resource needs `path`"))
     }
 
-    async fn step(&self, address: &Address, op: &'static str, path: &str) -> Result<Instant, ResourceError> {
+    async fn step(
+        &self,
+        address: &Address,
+        op: &'static str,
+        path: &str,
+    ) -> Result<Instant, ResourceError> {
         let start = Instant::now();
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
         if self.fail.lock().unwrap().contains(path) {
             self.record(address, op, start);
-            return Err(ResourceError::new(format!("{op} of {path} failed (as the test asked)")));
+            return Err(ResourceError::new(format!(
+                "{op} of {path} failed (as the test asked)"
+            )));
         }
         Ok(start)
     }
@@ -99,15 +106,27 @@ impl FileKind {
         });
     }
 
-    async fn write(&self, address: &Address, op: &'static str, desired: &Attrs) -> Result<Attrs, ResourceError> {
+    async fn write(
+        &self,
+        address: &Address,
+        op: &'static str,
+        desired: &Attrs,
+    ) -> Result<Attrs, ResourceError> {
         let path = Self::path_of(desired)?;
         let start = self.step(address, op, &path).await?;
         let full = self.root.join(&path);
         if let Some(parent) = full.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| ResourceError::new(e.to_string()))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| ResourceError::new(e.to_string()))?;
         }
-        let content = desired.get("content").and_then(Value::as_str).unwrap_or_default();
-        tokio::fs::write(&full, content).await.map_err(|e| ResourceError::new(format!("{}: {e}", full.display())))?;
+        let content = desired
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        tokio::fs::write(&full, content)
+            .await
+            .map_err(|e| ResourceError::new(format!("{}: {e}", full.display())))?;
         if let Some(secret) = desired.get("secret").and_then(Value::as_str) {
             tokio::fs::write(self.root.join(format!("{path}.secret")), secret)
                 .await
@@ -145,7 +164,9 @@ impl ResourceKind for FileKind {
                     ("path".to_string(), Value::String(path.clone())),
                     ("content".to_string(), Value::String(content)),
                 ]);
-                if let Ok(secret) = tokio::fs::read_to_string(self.root.join(format!("{path}.secret"))).await {
+                if let Ok(secret) =
+                    tokio::fs::read_to_string(self.root.join(format!("{path}.secret"))).await
+                {
                     attrs.insert("secret".into(), Value::String(secret));
                 }
                 Ok(Some(attrs))
@@ -159,14 +180,22 @@ impl ResourceKind for FileKind {
         self.write(address, "create", desired).await
     }
 
-    async fn update(&self, address: &Address, _prior: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError> {
+    async fn update(
+        &self,
+        address: &Address,
+        _prior: &Attrs,
+        desired: &Attrs,
+    ) -> Result<Attrs, ResourceError> {
         self.write(address, "update", desired).await
     }
 
     async fn delete(&self, address: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         let path = Self::path_of(prior)?;
         let start = self.step(address, "delete", &path).await?;
-        for p in [self.root.join(&path), self.root.join(format!("{path}.secret"))] {
+        for p in [
+            self.root.join(&path),
+            self.root.join(format!("{path}.secret")),
+        ] {
             match tokio::fs::remove_file(&p).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -43,14 +43,35 @@ fn env() -> Env {
     let root = dir.path().join("files");
     std::fs::create_dir_all(&root).unwrap();
     let store = StateStore::new(dir.path().join("wallaroo.lock"));
-    Env { root, store, _dir: dir }
+    Env {
+        root,
+        store,
+        _dir: dir,
+    }
 }
 
-async fn plan_and_apply(e: &Engine, desired: &DesiredSet, store: &StateStore, parallelism: usize) -> (Plan, ApplyReport) {
+async fn plan_and_apply(
+    e: &Engine,
+    desired: &DesiredSet,
+    store: &StateStore,
+    parallelism: usize,
+) -> (Plan, ApplyReport) {
     let state = store.load().unwrap();
-    let plan = e.plan(desired, state.as_ref(), &PlanOptions::default()).await.unwrap();
+    let plan = e
+        .plan(desired, state.as_ref(), &PlanOptions::default())
+        .await
+        .unwrap();
     let report = e
-        .apply(&plan, desired, store, &ApplyOptions { parallelism, interrupt: None }, &Silent)
+        .apply(
+            &plan,
+            desired,
+            store,
+            &ApplyOptions {
+                parallelism,
+                interrupt: None,
+            },
+            &Silent,
+        )
         .await
         .unwrap();
     (plan, report)
@@ -62,13 +83,28 @@ async fn creation_order_follows_dependencies() {
     let kind = Arc::new(FileKind::new(&env.root).with_delay(Duration::from_millis(5)));
     let (plan, report) = plan_and_apply(&engine(&kind), &files(6, true), &env.store, 8).await;
     assert!(report.success());
-    assert_eq!(plan.summary, Summary { add: 6, change: 0, destroy: 0, read: 0 });
+    assert_eq!(
+        plan.summary,
+        Summary {
+            add: 6,
+            change: 0,
+            destroy: 0,
+            read: 0
+        }
+    );
     let spans = kind.spans();
     for w in spans.windows(2) {
-        assert!(w[1].start >= w[0].end, "{} started before {} ended", w[1].address, w[0].address);
+        assert!(
+            w[1].start >= w[0].end,
+            "{} started before {} ended",
+            w[1].address,
+            w[0].address
+        );
     }
     let order: Vec<String> = spans.iter().map(|s| s.address.to_string()).collect();
-    let expected: Vec<String> = (0..6).map(|i| addr(&format!("f{i:02}")).to_string()).collect();
+    let expected: Vec<String> = (0..6)
+        .map(|i| addr(&format!("f{i:02}")).to_string())
+        .collect();
     assert_eq!(order, expected);
 }
 
@@ -85,7 +121,10 @@ async fn independent_steps_run_concurrently() {
     assert!(wall < delay * 4, "wall time {wall:?}");
     let spans = kind.spans();
     // Sweep over start and end events: the most steps running at one instant.
-    let mut events: Vec<(Duration, i32)> = spans.iter().flat_map(|s| [(s.start, 1), (s.end, -1)]).collect();
+    let mut events: Vec<(Duration, i32)> = spans
+        .iter()
+        .flat_map(|s| [(s.start, 1), (s.end, -1)])
+        .collect();
     events.sort();
     let max_overlap = events
         .iter()
@@ -107,14 +146,29 @@ async fn a_failing_step_stops_new_ones_and_state_stays_true() {
     let desired = files(5, true);
     let (_, report) = plan_and_apply(&e, &desired, &env.store, 3).await;
     assert!(!report.success());
-    assert!(matches!(report.steps[&addr("f01")], StepResult::Applied { .. }));
-    assert!(matches!(report.steps[&addr("f02")], StepResult::Failed { .. }));
-    assert!(matches!(report.steps[&addr("f03")], StepResult::Skipped { .. }));
-    assert!(matches!(report.steps[&addr("f04")], StepResult::Skipped { .. }));
+    assert!(matches!(
+        report.steps[&addr("f01")],
+        StepResult::Applied { .. }
+    ));
+    assert!(matches!(
+        report.steps[&addr("f02")],
+        StepResult::Failed { .. }
+    ));
+    assert!(matches!(
+        report.steps[&addr("f03")],
+        StepResult::Skipped { .. }
+    ));
+    assert!(matches!(
+        report.steps[&addr("f04")],
+        StepResult::Skipped { .. }
+    ));
 
     let state = env.store.load().unwrap().unwrap();
     let recorded: Vec<&String> = state.resources.keys().collect();
-    assert_eq!(recorded, [&addr("f00").to_string(), &addr("f01").to_string()]);
+    assert_eq!(
+        recorded,
+        [&addr("f00").to_string(), &addr("f01").to_string()]
+    );
     for i in 0..5 {
         let on_disk = env.root.join(format!("f{i:02}")).exists();
         assert_eq!(on_disk, i < 2, "f{i:02} on disk matches the lockfile");
@@ -133,7 +187,12 @@ async fn a_failing_step_stops_new_ones_and_state_stays_true() {
 fn a_killed_apply_resumes_to_the_right_final_state() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_apply_for_kill_test", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "child_apply_for_kill_test",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("WALLAROO_KILL_TEST_DIR", dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -163,11 +222,22 @@ fn a_killed_apply_resumes_to_the_right_final_state() {
         assert!(report.success());
         // What was recorded is not redone; what was written but not yet recorded matches
         // the spec and is adopted without a write.
-        let created = plan.changes.iter().filter(|c| c.action == Action::Create).count();
-        assert!(created <= 30 - recorded.resources.len(), "{created} creates after {} were recorded", recorded.resources.len());
+        let created = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Create)
+            .count();
+        assert!(
+            created <= 30 - recorded.resources.len(),
+            "{created} creates after {} were recorded",
+            recorded.resources.len()
+        );
         let state = store.load().unwrap().unwrap();
         assert_eq!(state.resources.len(), 30);
-        let again = e.plan(&desired, Some(&state), &PlanOptions::default()).await.unwrap();
+        let again = e
+            .plan(&desired, Some(&state), &PlanOptions::default())
+            .await
+            .unwrap();
         assert!(!again.has_changes());
     });
 }
@@ -175,7 +245,9 @@ fn a_killed_apply_resumes_to_the_right_final_state() {
 #[test]
 #[ignore = "run by a_killed_apply_resumes_to_the_right_final_state in a child process"]
 fn child_apply_for_kill_test() {
-    let Some(dir) = std::env::var_os("WALLAROO_KILL_TEST_DIR") else { return };
+    let Some(dir) = std::env::var_os("WALLAROO_KILL_TEST_DIR") else {
+        return;
+    };
     let dir = PathBuf::from(dir);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -196,26 +268,43 @@ async fn a_stale_saved_plan_is_refused() {
     let mut changed = desired.clone();
     changed.insert(FileKind::desired("f00", "new content"));
     let state = env.store.load().unwrap();
-    let saved = e.plan(&changed, state.as_ref(), &PlanOptions::default()).await.unwrap();
+    let saved = e
+        .plan(&changed, state.as_ref(), &PlanOptions::default())
+        .await
+        .unwrap();
     let saved: Plan = serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
-    e.check_fresh(&saved, &changed, state.as_ref()).await.expect("a fresh plan is accepted");
+    e.check_fresh(&saved, &changed, state.as_ref())
+        .await
+        .expect("a fresh plan is accepted");
 
     // The live file changed since the plan.
     std::fs::write(env.root.join("f01"), "edited by hand").unwrap();
-    let err = e.check_fresh(&saved, &changed, state.as_ref()).await.unwrap_err().to_string();
+    let err = e
+        .check_fresh(&saved, &changed, state.as_ref())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("live cluster or registry changed"), "{err}");
     std::fs::write(env.root.join("f01"), "content 1").unwrap();
 
     // The spec changed since the plan.
     let mut other = changed.clone();
     other.insert(FileKind::desired("f02", "yet another"));
-    let err = e.check_fresh(&saved, &other, state.as_ref()).await.unwrap_err().to_string();
+    let err = e
+        .check_fresh(&saved, &other, state.as_ref())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("spec"), "{err}");
 
     // Another apply ran since the plan.
     let mut bumped = state.clone().unwrap();
     bumped.serial += 1;
-    let err = e.check_fresh(&saved, &changed, Some(&bumped)).await.unwrap_err().to_string();
+    let err = e
+        .check_fresh(&saved, &changed, Some(&bumped))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("serial"), "{err}");
 }
 
@@ -231,7 +320,10 @@ fn two_concurrent_runs_never_both_hold_the_lock() {
             let (holders, max_seen) = (holders.clone(), max_seen.clone());
             std::thread::spawn(move || {
                 for _ in 0..10 {
-                    let Ok(lock) = store.lock(&format!("apply {i}"), Duration::from_secs(30)) else { continue };
+                    let Ok(lock) = store.lock(&format!("apply {i}"), Duration::from_secs(30))
+                    else {
+                        continue;
+                    };
                     let now = holders.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                     max_seen.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(2));
@@ -266,7 +358,10 @@ async fn secrets_are_hashed_and_their_changes_detected() {
     r.attrs.insert("secret".into(), "hunter3".into());
     desired.insert(r);
     let state = env.store.load().unwrap();
-    let plan = e.plan(&desired, state.as_ref(), &PlanOptions::default()).await.unwrap();
+    let plan = e
+        .plan(&desired, state.as_ref(), &PlanOptions::default())
+        .await
+        .unwrap();
     let change = plan.change(&addr("app.conf")).unwrap();
     assert_eq!(change.action, Action::Update);
     assert_eq!(change.attributes.len(), 1);
@@ -285,21 +380,48 @@ async fn drift_destroy_replace_and_targets() {
     std::fs::write(env.root.join("f01"), "edited by hand").unwrap();
     std::fs::remove_file(env.root.join("f02")).unwrap();
     let state = env.store.load().unwrap();
-    let plan = e.plan(&desired, state.as_ref(), &PlanOptions::default()).await.unwrap();
+    let plan = e
+        .plan(&desired, state.as_ref(), &PlanOptions::default())
+        .await
+        .unwrap();
     assert_eq!(plan.drift.len(), 2);
-    assert!(plan.drift.iter().any(|d| d.address == addr("f02") && d.deleted));
-    let edited = plan.drift.iter().find(|d| d.address == addr("f01")).unwrap();
+    assert!(
+        plan.drift
+            .iter()
+            .any(|d| d.address == addr("f02") && d.deleted)
+    );
+    let edited = plan
+        .drift
+        .iter()
+        .find(|d| d.address == addr("f01"))
+        .unwrap();
     assert_eq!(edited.attributes[0].after, Some("edited by hand".into()));
     assert_eq!(plan.change(&addr("f01")).unwrap().action, Action::Update);
     assert_eq!(plan.change(&addr("f02")).unwrap().action, Action::Create);
 
     // --target f01 takes f00 (its dependency) but not f02.
-    let opts = PlanOptions { targets: vec![addr("f01")], ..PlanOptions::default() };
+    let opts = PlanOptions {
+        targets: vec![addr("f01")],
+        ..PlanOptions::default()
+    };
     let targeted = e.plan(&desired, state.as_ref(), &opts).await.unwrap();
-    let in_scope: Vec<String> = targeted.changes.iter().map(|c| c.address.to_string()).collect();
+    let in_scope: Vec<String> = targeted
+        .changes
+        .iter()
+        .map(|c| c.address.to_string())
+        .collect();
     assert_eq!(in_scope, [addr("f00").to_string(), addr("f01").to_string()]);
-    let bad = PlanOptions { targets: vec![addr("nope")], ..PlanOptions::default() };
-    assert!(e.plan(&desired, state.as_ref(), &bad).await.unwrap_err().to_string().contains("matches no resource"));
+    let bad = PlanOptions {
+        targets: vec![addr("nope")],
+        ..PlanOptions::default()
+    };
+    assert!(
+        e.plan(&desired, state.as_ref(), &bad)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("matches no resource")
+    );
 
     plan_and_apply(&e, &desired, &env.store, 2).await;
 
@@ -307,13 +429,32 @@ async fn drift_destroy_replace_and_targets() {
     let kind = Arc::new(FileKind::new(&env.root).with_delay(Duration::from_millis(5)));
     let e = engine(&kind);
     let state = env.store.load().unwrap();
-    let opts = PlanOptions { mode: PlanMode::Destroy, ..PlanOptions::default() };
+    let opts = PlanOptions {
+        mode: PlanMode::Destroy,
+        ..PlanOptions::default()
+    };
     let plan = e.plan(&desired, state.as_ref(), &opts).await.unwrap();
     assert_eq!(plan.summary.destroy, 3);
-    let report = e.apply(&plan, &desired, &env.store, &ApplyOptions::default(), &Silent).await.unwrap();
+    let report = e
+        .apply(
+            &plan,
+            &desired,
+            &env.store,
+            &ApplyOptions::default(),
+            &Silent,
+        )
+        .await
+        .unwrap();
     assert!(report.success());
     let order: Vec<String> = kind.spans().iter().map(|s| s.address.to_string()).collect();
-    assert_eq!(order, [addr("f02").to_string(), addr("f01").to_string(), addr("f00").to_string()]);
+    assert_eq!(
+        order,
+        [
+            addr("f02").to_string(),
+            addr("f01").to_string(),
+            addr("f00").to_string()
+        ]
+    );
     assert!(env.store.load().unwrap().unwrap().resources.is_empty());
     assert!(!env.root.join("f00").exists());
 }
@@ -332,7 +473,11 @@ async fn changing_a_force_new_attribute_replaces() {
     let (plan, report) = plan_and_apply(&e, &desired, &env.store, 1).await;
     let c = plan.change(&addr("a")).unwrap();
     assert_eq!(c.action, Action::Replace);
-    assert!(c.attributes.iter().any(|a| a.path == "path" && a.forces_replacement));
+    assert!(
+        c.attributes
+            .iter()
+            .any(|a| a.path == "path" && a.forces_replacement)
+    );
     assert!(report.success());
     assert!(!env.root.join("a").exists() && env.root.join("b").exists());
 }
@@ -345,11 +490,22 @@ async fn cycles_and_unknown_dependencies_are_errors() {
     let mut desired = DesiredSet::default();
     desired.insert(FileKind::desired("a", "").depends_on([addr("b")]));
     desired.insert(FileKind::desired("b", "").depends_on([addr("a")]));
-    let err = e.plan(&desired, None, &PlanOptions::default()).await.unwrap_err().to_string();
-    assert!(err.contains("cycle") && err.contains("file[\"a\"]") && err.contains("file[\"b\"]"), "{err}");
+    let err = e
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cycle") && err.contains("file[\"a\"]") && err.contains("file[\"b\"]"),
+        "{err}"
+    );
     let mut desired = DesiredSet::default();
     desired.insert(FileKind::desired("a", "").depends_on([addr("zz")]));
-    let err = e.plan(&desired, None, &PlanOptions::default()).await.unwrap_err().to_string();
+    let err = e
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not in the spec"), "{err}");
 }
 
@@ -363,9 +519,16 @@ fn check_schema(name: &str, generated: serde_json::Value, instance: &serde_json:
     if std::env::var_os("WALLAROO_BLESS").is_some() {
         std::fs::write(&path, &text).unwrap();
     }
-    assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), text, "schemas/{name} is stale: run with WALLAROO_BLESS=1");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap_or_default(),
+        text,
+        "schemas/{name} is stale: run with WALLAROO_BLESS=1"
+    );
     let validator = jsonschema::validator_for(&generated).unwrap();
-    let errors: Vec<String> = validator.iter_errors(instance).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
     assert!(errors.is_empty(), "{name}: {errors:#?}");
 }
 
@@ -379,7 +542,16 @@ async fn plan_and_lockfile_satisfy_their_schemas() {
     r.attrs.insert("secret".into(), "hunter2".into());
     desired.insert(r);
     let (plan, _) = plan_and_apply(&e, &desired, &env.store, 2).await;
-    check_schema("plan.schema.json", plan::plan_schema(), &serde_json::to_value(&plan).unwrap());
-    let lock: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(env.store.path()).unwrap()).unwrap();
-    check_schema("lockfile.schema.json", wallaroo_state::lockfile_schema(), &lock);
+    check_schema(
+        "plan.schema.json",
+        plan::plan_schema(),
+        &serde_json::to_value(&plan).unwrap(),
+    );
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.store.path()).unwrap()).unwrap();
+    check_schema(
+        "lockfile.schema.json",
+        wallaroo_state::lockfile_schema(),
+        &lock,
+    );
 }

@@ -46,8 +46,12 @@ enum Label {
 pub(crate) fn syntax_error(file: &SourceFile, e: &hcl_edit::parser::Error) -> SpecDiagnostic {
     let loc = e.location();
     let offset = file.offset_of(loc.line(), loc.column());
-    SpecDiagnostic::at(file, offset..offset + 1, format!("syntax error: {}", e.message()))
-        .with_help("fix the HCL syntax here; `wallaroo fmt` shows the file's structure once it parses")
+    SpecDiagnostic::at(
+        file,
+        offset..offset + 1,
+        format!("syntax error: {}", e.message()),
+    )
+    .with_help("fix the HCL syntax here; `wallaroo fmt` shows the file's structure once it parses")
 }
 
 /// Parses and validates one spec text.
@@ -90,13 +94,25 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
     let source: Option<Source> = one("source").and_then(|b| d.block(&ev, b, "/source"));
     if let (Some(s), Some(b)) = (&source, one("source")) {
         match (&s.registry, &s.bundle) {
-            (Some(_), Some(_)) => d.at_block(b, "`source` sets both `registry` and `bundle`", "keep one: a vendor registry, or an offline bundle"),
-            (None, None) => d.at_block(b, "`source` sets neither `registry` nor `bundle`", "set registry = \"registry.wallaroo.ai\" or bundle = \"wallaroo-bundle.tar\""),
+            (Some(_), Some(_)) => d.at_block(
+                b,
+                "`source` sets both `registry` and `bundle`",
+                "keep one: a vendor registry, or an offline bundle",
+            ),
+            (None, None) => d.at_block(
+                b,
+                "`source` sets neither `registry` nor `bundle`",
+                "set registry = \"registry.wallaroo.ai\" or bundle = \"wallaroo-bundle.tar\"",
+            ),
             _ => {}
         }
     }
-    let registry: Option<PrivateRegistry> = one("registry").and_then(|b| d.block(&ev, b, "/registry"));
-    for (name, what) in [("source", "source \"wallaroo\""), ("registry", "registry \"private\"")] {
+    let registry: Option<PrivateRegistry> =
+        one("registry").and_then(|b| d.block(&ev, b, "/registry"));
+    for (name, what) in [
+        ("source", "source \"wallaroo\""),
+        ("registry", "registry \"private\""),
+    ] {
         if one(name).is_none() && one("wallaroo").is_some() {
             let span = one("wallaroo").and_then(|b| b.ident.span()).unwrap_or(0..0);
             d.problems.push(
@@ -105,21 +121,32 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
             );
         }
     }
-    let images: Images = one("images").and_then(|b| d.block(&ev, b, "/images")).unwrap_or_default();
+    let images: Images = one("images")
+        .and_then(|b| d.block(&ev, b, "/images"))
+        .unwrap_or_default();
 
     let mut nodepool = BTreeMap::new();
     for b in blocks.get("nodepool").into_iter().flatten() {
         let name = label(b);
         let pointer = format!("/nodepool/{}", pointer_escape(&name));
-        let Some(mut pool) = d.block::<Nodepool>(&ev, b, &pointer) else { continue };
+        let Some(mut pool) = d.block::<Nodepool>(&ev, b, &pointer) else {
+            continue;
+        };
         if pool.nodes.is_empty() == pool.selector.is_empty() {
-            d.at_block(b, &format!("nodepool \"{name}\" must set exactly one of `nodes` or `selector`"), "list the node names, or give a label selector");
+            d.at_block(
+                b,
+                &format!("nodepool \"{name}\" must set exactly one of `nodes` or `selector`"),
+                "list the node names, or give a label selector",
+            );
         }
         if let Some(taints) = &pool.taints {
             for t in taints {
                 if let Err(e) = Taint::parse(t) {
                     let span = attr_value_span(b, "taints");
-                    d.problems.push(SpecDiagnostic::at(file, span, e).with_help("write taints as \"key=value:NoSchedule\""));
+                    d.problems.push(
+                        SpecDiagnostic::at(file, span, e)
+                            .with_help("write taints as \"key=value:NoSchedule\""),
+                    );
                 }
             }
         }
@@ -135,39 +162,46 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
     let tls: Option<Tls> = one("tls").and_then(|b| d.block(&ev, b, "/tls"));
     if let (Some(t), Some(b)) = (&tls, one("tls")) {
         let files = t.cert_file.is_some() || t.key_file.is_some();
-        if files == t.secret_name.is_some() || (files && (t.cert_file.is_none() || t.key_file.is_none())) {
-            d.at_block(b, "`tls` needs `cert_file` and `key_file`, or `secret_name`", "give both files, or name an existing kubernetes.io/tls Secret");
+        if files == t.secret_name.is_some()
+            || (files && (t.cert_file.is_none() || t.key_file.is_none()))
+        {
+            d.at_block(
+                b,
+                "`tls` needs `cert_file` and `key_file`, or `secret_name`",
+                "give both files, or name an existing kubernetes.io/tls Secret",
+            );
         }
-        for attr in ["cert_file", "key_file"] {
-            let path = if attr == "cert_file" { &t.cert_file } else { &t.key_file };
+        for (attr, path) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
             if let Some(p) = path {
-                if !base_dir.join(p).is_file() {
-                    d.problems.push(
-                        SpecDiagnostic::at(file, attr_value_span(b, attr), format!("`{}` does not exist", p.display()))
-                            .with_help(format!("paths are relative to the spec's directory ({})", base_dir.display())),
-                    );
-                }
+                d.check_path(b, attr, p, base_dir, true);
             }
         }
     }
-    for (block, attr) in [("registry", "ca_file"), ("source", "ca_file"), ("source", "bundle")] {
-        if let Some(b) = one(block) {
-            if let Some(p) = string_attr(&ev, b, attr) {
-                if attr == "bundle" && !base_dir.join(&p).exists() || attr == "ca_file" && !base_dir.join(&p).is_file() {
-                    d.problems.push(
-                        SpecDiagnostic::at(file, attr_value_span(b, attr), format!("`{p}` does not exist"))
-                            .with_help(format!("paths are relative to the spec's directory ({})", base_dir.display())),
-                    );
-                }
-            }
+    for (block, attr) in [
+        ("registry", "ca_file"),
+        ("source", "ca_file"),
+        ("source", "bundle"),
+    ] {
+        if let Some(b) = one(block)
+            && let Some(p) = string_attr(&ev, b, attr)
+        {
+            d.check_path(b, attr, Path::new(&p), base_dir, attr != "bundle");
         }
     }
-    let networking = one("networking").and_then(|b| d.block(&ev, b, "/networking")).unwrap_or_default();
+    let networking = one("networking")
+        .and_then(|b| d.block(&ev, b, "/networking"))
+        .unwrap_or_default();
     let edge_registry = one("edge_registry").and_then(|b| d.block(&ev, b, "/edge_registry"));
-    let assays = one("assays").and_then(|b| d.block(&ev, b, "/assays")).unwrap_or_default();
-    let scheduling = one("scheduling").and_then(|b| d.block(&ev, b, "/scheduling")).unwrap_or_default();
+    let assays = one("assays")
+        .and_then(|b| d.block(&ev, b, "/assays"))
+        .unwrap_or_default();
+    let scheduling = one("scheduling")
+        .and_then(|b| d.block(&ev, b, "/scheduling"))
+        .unwrap_or_default();
     let private_pypi = one("private_pypi").and_then(|b| d.block(&ev, b, "/private_pypi"));
-    let gpu = one("gpu").and_then(|b| d.block(&ev, b, "/gpu")).unwrap_or_default();
+    let gpu = one("gpu")
+        .and_then(|b| d.block(&ev, b, "/gpu"))
+        .unwrap_or_default();
     let mut user = BTreeMap::new();
     for b in blocks.get("user").into_iter().flatten() {
         let email = label(b);
@@ -183,8 +217,12 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
             user.insert(email, u);
         }
     }
-    let state = one("state").and_then(|b| d.block(&ev, b, "/state")).unwrap_or_default();
-    let helm = one("helm").and_then(|b| d.block(&ev, b, "/helm")).unwrap_or_default();
+    let state = one("state")
+        .and_then(|b| d.block(&ev, b, "/state"))
+        .unwrap_or_default();
+    let helm = one("helm")
+        .and_then(|b| d.block(&ev, b, "/helm"))
+        .unwrap_or_default();
 
     if !d.problems.is_empty() {
         d.problems.sort_by_key(|p| p.location);
@@ -240,8 +278,12 @@ impl<'a> Decoder<'a> {
         for attr in body.attributes() {
             let span = attr.key.span().unwrap_or(0..0);
             self.problems.push(
-                SpecDiagnostic::at(self.file, span, format!("attribute `{}` outside of any block", attr.key.as_str()))
-                    .with_help("put it inside the block it belongs to, e.g. wallaroo { ... }"),
+                SpecDiagnostic::at(
+                    self.file,
+                    span,
+                    format!("attribute `{}` outside of any block", attr.key.as_str()),
+                )
+                .with_help("put it inside the block it belongs to, e.g. wallaroo { ... }"),
             );
         }
         for block in body.blocks() {
@@ -250,9 +292,19 @@ impl<'a> Decoder<'a> {
             let Some(&(name, lab, many)) = BLOCKS.iter().find(|(n, _, _)| *n == ident) else {
                 let help = match closest(ident, BLOCKS.iter().map(|b| b.0)) {
                     Some(near) => format!("did you mean `{near}`?"),
-                    None => format!("known blocks: {}", BLOCKS.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")),
+                    None => format!(
+                        "known blocks: {}",
+                        BLOCKS.iter().map(|b| b.0).collect::<Vec<_>>().join(", ")
+                    ),
                 };
-                self.problems.push(SpecDiagnostic::at(self.file, ident_span, format!("unknown block type `{ident}`")).with_help(help));
+                self.problems.push(
+                    SpecDiagnostic::at(
+                        self.file,
+                        ident_span,
+                        format!("unknown block type `{ident}`"),
+                    )
+                    .with_help(help),
+                );
                 continue;
             };
             let labels: Vec<&str> = block.labels.iter().map(|l| l.as_str()).collect();
@@ -263,7 +315,10 @@ impl<'a> Decoder<'a> {
             };
             if !label_ok {
                 let (message, help) = match lab {
-                    Label::None => (format!("block `{name}` takes no label"), format!("write {name} {{ ... }}")),
+                    Label::None => (
+                        format!("block `{name}` takes no label"),
+                        format!("write {name} {{ ... }}"),
+                    ),
                     Label::Fixed(want) => (
                         format!("block `{name}` must be labelled \"{want}\""),
                         format!("write {name} \"{want}\" {{ ... }}"),
@@ -273,17 +328,35 @@ impl<'a> Decoder<'a> {
                         format!("write {name} \"NAME\" {{ ... }}"),
                     ),
                 };
-                self.problems.push(SpecDiagnostic::at(self.file, block_header_span(block), message).with_help(help));
+                self.problems.push(
+                    SpecDiagnostic::at(self.file, block_header_span(block), message)
+                        .with_help(help),
+                );
                 continue;
             }
-            let key = (name.to_string(), if many { labels[0].to_string() } else { String::new() });
+            let key = (
+                name.to_string(),
+                if many {
+                    labels[0].to_string()
+                } else {
+                    String::new()
+                },
+            );
             if let Some(first) = seen.get(&key) {
-                let what = if many { format!("{name} \"{}\"", key.1) } else { name.to_string() };
+                let what = if many {
+                    format!("{name} \"{}\"", key.1)
+                } else {
+                    name.to_string()
+                };
                 self.problems.push(
-                    SpecDiagnostic::at(self.file, block_header_span(block), format!("duplicate block `{what}`"))
-                        .with_label("defined again here")
-                        .with_secondary(first.clone(), "first defined here")
-                        .with_help("merge the two blocks into one"),
+                    SpecDiagnostic::at(
+                        self.file,
+                        block_header_span(block),
+                        format!("duplicate block `{what}`"),
+                    )
+                    .with_label("defined again here")
+                    .with_secondary(first.clone(), "first defined here")
+                    .with_help("merge the two blocks into one"),
                 );
                 continue;
             }
@@ -293,6 +366,36 @@ impl<'a> Decoder<'a> {
         out
     }
 
+    /// Reports a path attribute that names nothing (a file, or for bundles anything).
+    fn check_path(
+        &mut self,
+        block: &Block,
+        attr: &str,
+        path: &Path,
+        base_dir: &Path,
+        must_be_file: bool,
+    ) {
+        let full = base_dir.join(path);
+        if if must_be_file {
+            full.is_file()
+        } else {
+            full.exists()
+        } {
+            return;
+        }
+        self.problems.push(
+            SpecDiagnostic::at(
+                self.file,
+                attr_value_span(block, attr),
+                format!("`{}` does not exist", path.display()),
+            )
+            .with_help(format!(
+                "paths are relative to the spec's directory ({})",
+                base_dir.display()
+            )),
+        );
+    }
+
     fn at_block(&mut self, block: &Block, message: &str, help: &str) {
         self.problems
             .push(SpecDiagnostic::at(self.file, block_header_span(block), message).with_help(help));
@@ -300,7 +403,12 @@ impl<'a> Decoder<'a> {
 
     /// Evaluates a block's attributes and deserializes them into `T`, mapping serde's
     /// errors back onto the attribute's key or value.
-    fn block<T: DeserializeOwned>(&mut self, ev: &Evaluator, block: &Block, pointer: &str) -> Option<T> {
+    fn block<T: DeserializeOwned>(
+        &mut self,
+        ev: &Evaluator,
+        block: &Block,
+        pointer: &str,
+    ) -> Option<T> {
         let mut object = serde_json::Map::new();
         let mut spans: BTreeMap<String, (Range<usize>, Range<usize>)> = BTreeMap::new();
         let mut sensitive_attrs = BTreeSet::new();
@@ -309,8 +417,18 @@ impl<'a> Decoder<'a> {
             ok = false;
             let ident = inner.ident.as_str();
             self.problems.push(
-                SpecDiagnostic::at(self.file, inner.ident.span().unwrap_or(0..0), format!("unexpected block `{ident}` inside `{}`", block.ident.as_str()))
-                    .with_help(format!("`{}` holds attributes only; write `{ident} = {{ ... }}` if it is a map", block.ident.as_str())),
+                SpecDiagnostic::at(
+                    self.file,
+                    inner.ident.span().unwrap_or(0..0),
+                    format!(
+                        "unexpected block `{ident}` inside `{}`",
+                        block.ident.as_str()
+                    ),
+                )
+                .with_help(format!(
+                    "`{}` holds attributes only; write `{ident} = {{ ... }}` if it is a map",
+                    block.ident.as_str()
+                )),
             );
         }
         for attr in block.body.attributes() {
@@ -320,9 +438,13 @@ impl<'a> Decoder<'a> {
             if let Some((first, _)) = spans.get(&key) {
                 ok = false;
                 self.problems.push(
-                    SpecDiagnostic::at(self.file, key_span, format!("attribute `{key}` is set twice"))
-                        .with_secondary(first.clone(), "first set here")
-                        .with_help("keep one of them"),
+                    SpecDiagnostic::at(
+                        self.file,
+                        key_span,
+                        format!("attribute `{key}` is set twice"),
+                    )
+                    .with_secondary(first.clone(), "first set here")
+                    .with_help("keep one of them"),
                 );
                 continue;
             }
@@ -331,7 +453,8 @@ impl<'a> Decoder<'a> {
                 Ok(e) => {
                     if e.sensitive {
                         sensitive_attrs.insert(key.clone());
-                        self.sensitive_paths.insert(format!("{pointer}/{}", pointer_escape(&key)));
+                        self.sensitive_paths
+                            .insert(format!("{pointer}/{}", pointer_escape(&key)));
                     }
                     object.insert(key, e.value);
                 }
@@ -351,7 +474,13 @@ impl<'a> Decoder<'a> {
                 let path = e.path().to_string();
                 let message = e.inner().to_string();
                 let first = path.split(['.', '[']).next().unwrap_or("").to_string();
-                self.problems.push(self.serde_problem(block, &spans, &sensitive_attrs, &first, &message));
+                self.problems.push(self.serde_problem(
+                    block,
+                    &spans,
+                    &sensitive_attrs,
+                    &first,
+                    &message,
+                ));
                 None
             }
         }
@@ -373,35 +502,71 @@ impl<'a> Decoder<'a> {
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!("`{name}` takes: {}", expected.join(", ")),
             };
-            let span = spans.get(field).map(|s| s.0.clone()).unwrap_or_else(|| block_header_span(block));
-            return SpecDiagnostic::at(self.file, span, format!("unknown attribute `{field}` in `{name}`")).with_help(help);
+            let span = spans
+                .get(field)
+                .map(|s| s.0.clone())
+                .unwrap_or_else(|| block_header_span(block));
+            return SpecDiagnostic::at(
+                self.file,
+                span,
+                format!("unknown attribute `{field}` in `{name}`"),
+            )
+            .with_help(help);
         }
         if let Some(rest) = message.strip_prefix("missing field `") {
             let field = rest.split('`').next().unwrap_or_default();
-            return SpecDiagnostic::at(self.file, block_header_span(block), format!("`{name}` is missing the required attribute `{field}`"))
-                .with_label(format!("add `{field} = ...` to this block"))
-                .with_help(format!("set `{field}` inside `{name}`"));
+            return SpecDiagnostic::at(
+                self.file,
+                block_header_span(block),
+                format!("`{name}` is missing the required attribute `{field}`"),
+            )
+            .with_label(format!("add `{field} = ...` to this block"))
+            .with_help(format!("set `{field}` inside `{name}`"));
         }
-        let span = spans.get(attr).map(|s| s.1.clone()).unwrap_or_else(|| block_header_span(block));
+        let span = spans
+            .get(attr)
+            .map(|s| s.1.clone())
+            .unwrap_or_else(|| block_header_span(block));
         let hidden = sensitive.contains(attr);
         if let Some(rest) = message.strip_prefix("unknown variant `") {
             let expected: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
-            let got = if hidden { REDACTED } else { rest.split('`').next().unwrap_or_default() };
-            return SpecDiagnostic::at(self.file, span, format!("`{got}` is not a valid value for `{attr}`"))
-                .with_help(format!("use one of: {}", expected.join(", ")));
+            let got = if hidden {
+                REDACTED
+            } else {
+                rest.split('`').next().unwrap_or_default()
+            };
+            return SpecDiagnostic::at(
+                self.file,
+                span,
+                format!("`{got}` is not a valid value for `{attr}`"),
+            )
+            .with_help(format!("use one of: {}", expected.join(", ")));
         }
         if let Some(rest) = message.strip_prefix("invalid type: ") {
-            let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "another type"));
+            let (found, expected) = rest
+                .split_once(", expected ")
+                .unwrap_or((rest, "another type"));
             let expected = match expected {
                 "a sequence" => "a list",
                 "a boolean" => "a bool (true or false)",
                 "a map" => "an object",
                 other => other,
             };
-            return SpecDiagnostic::at(self.file, span, format!("`{attr}` has the wrong type: expected {expected}, found {}", kind_of(found)))
-                .with_help(format!("give `{attr}` {expected}"));
+            return SpecDiagnostic::at(
+                self.file,
+                span,
+                format!(
+                    "`{attr}` has the wrong type: expected {expected}, found {}",
+                    kind_of(found)
+                ),
+            )
+            .with_help(format!("give `{attr}` {expected}"));
         }
-        let message = if hidden { "invalid value (details hidden: it is sensitive)" } else { message };
+        let message = if hidden {
+            "invalid value (details hidden: it is sensitive)"
+        } else {
+            message
+        };
         SpecDiagnostic::at(self.file, span, format!("`{attr}`: {message}"))
     }
 }
@@ -421,7 +586,11 @@ fn kind_of(found: &str) -> &'static str {
 }
 
 fn label(block: &Block) -> String {
-    block.labels.first().map(|l| l.as_str().to_string()).unwrap_or_default()
+    block
+        .labels
+        .first()
+        .map(|l| l.as_str().to_string())
+        .unwrap_or_default()
 }
 
 fn block_header_span(block: &Block) -> Range<usize> {
@@ -451,7 +620,9 @@ fn string_attr(ev: &Evaluator, block: &Block, key: &str) -> Option<String> {
 
 fn looks_like_email(s: &str) -> bool {
     match s.split_once('@') {
-        Some((local, domain)) => !local.is_empty() && domain.contains('.') && !s.contains(char::is_whitespace),
+        Some((local, domain)) => {
+            !local.is_empty() && domain.contains('.') && !s.contains(char::is_whitespace)
+        }
         None => false,
     }
 }

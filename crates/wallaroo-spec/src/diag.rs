@@ -187,7 +187,10 @@ mod tests {
 
     #[test]
     fn suggests_near_names_only() {
-        assert_eq!(closest("verison", ["version", "namespace"]), Some("version"));
+        assert_eq!(
+            closest("verison", ["version", "namespace"]),
+            Some("version")
+        );
         assert_eq!(closest("zzzzzz", ["version", "namespace"]), None);
     }
 }

@@ -43,7 +43,11 @@ pub struct Evaluated {
 }
 
 impl<'a> Evaluator<'a> {
-    pub fn new(file: &'a SourceFile, base_dir: &Path, vars: &'a BTreeMap<String, VarValue>) -> Self {
+    pub fn new(
+        file: &'a SourceFile,
+        base_dir: &Path,
+        vars: &'a BTreeMap<String, VarValue>,
+    ) -> Self {
         let mut ctx = Context::new();
         let object: hcl::Map<String, hcl::Value> = vars
             .iter()
@@ -84,11 +88,17 @@ impl<'a> Evaluator<'a> {
             } else {
                 format!("this expression could not be evaluated: {e}")
             };
-            vec![SpecDiagnostic::at(self.file, span.clone(), message)
-                .with_help("check the operands' types and the names it uses")]
+            vec![
+                SpecDiagnostic::at(self.file, span.clone(), message)
+                    .with_help("check the operands' types and the names it uses"),
+            ]
         })?;
         let value = serde_json::to_value(&value).map_err(|e| {
-            vec![SpecDiagnostic::at(self.file, span, format!("unsupported value: {e}"))]
+            vec![SpecDiagnostic::at(
+                self.file,
+                span,
+                format!("unsupported value: {e}"),
+            )]
         })?;
         Ok(Evaluated {
             value,
@@ -98,7 +108,10 @@ impl<'a> Evaluator<'a> {
 }
 
 /// Evaluates a literal expression with no variables (defaults, var files).
-pub fn eval_constant(file: &SourceFile, expr: &Expression) -> Result<serde_json::Value, Vec<SpecDiagnostic>> {
+pub fn eval_constant(
+    file: &SourceFile,
+    expr: &Expression,
+) -> Result<serde_json::Value, Vec<SpecDiagnostic>> {
     let vars = BTreeMap::new();
     let ev = Evaluator::new(file, Path::new("."), &vars);
     ev.eval(expr).map(|e| e.value)
@@ -172,17 +185,19 @@ impl Visit for ReferenceCheck<'_> {
     fn visit_traversal(&mut self, node: &Traversal) {
         let mut ops = node.operators.iter();
         match &node.expr {
-            Expression::Variable(root) if root.as_str() == "var" => match ops.next().map(|o| o.value()) {
-                Some(TraversalOperator::GetAttr(name)) => {
-                    let name = name.as_str().to_string();
-                    self.check_var_name(&name, node.span());
+            Expression::Variable(root) if root.as_str() == "var" => {
+                match ops.next().map(|o| o.value()) {
+                    Some(TraversalOperator::GetAttr(name)) => {
+                        let name = name.as_str().to_string();
+                        self.check_var_name(&name, node.span());
+                    }
+                    _ => self.problem(
+                        node.span(),
+                        "a variable reference must be `var.NAME`".into(),
+                        "write `var.NAME`".into(),
+                    ),
                 }
-                _ => self.problem(
-                    node.span(),
-                    "a variable reference must be `var.NAME`".into(),
-                    "write `var.NAME`".into(),
-                ),
-            },
+            }
             other => self.visit_expr(other),
         }
         for op in ops {
@@ -228,7 +243,9 @@ impl Visit for ReferenceCheck<'_> {
                 "env" if std::env::var_os(arg).is_none() => self.problem(
                     node.span(),
                     format!("environment variable `{arg}` is not set"),
-                    format!("export {arg}=... before running wallaroo, or use a variable with a default"),
+                    format!(
+                        "export {arg}=... before running wallaroo, or use a variable with a default"
+                    ),
                 ),
                 "file" if !self.base_dir.join(arg).is_file() => self.problem(
                     node.span(),

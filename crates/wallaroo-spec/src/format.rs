@@ -41,15 +41,29 @@ pub fn format_hcl(input: &str) -> Result<String, FormatError> {
             if raw.trim() == marker {
                 heredoc = None;
             }
-            lines.push(Line { depth, text: raw.to_string(), assign: None, verbatim: true });
+            lines.push(Line {
+                depth,
+                text: raw.to_string(),
+                assign: None,
+                verbatim: true,
+            });
             continue;
         }
         let in_comment = *stack.last().unwrap() == Mode::BlockComment;
-        let text = if in_comment { raw.trim_end().to_string() } else { raw.trim().to_string() };
+        let text = if in_comment {
+            raw.trim_end().to_string()
+        } else {
+            raw.trim().to_string()
+        };
         let (opened, closed_first, marker) = scan(&text, &mut stack);
         let line_depth = depth.saturating_sub(closed_first);
         let assign = if in_comment { None } else { assignment(&text) };
-        lines.push(Line { depth: line_depth, text, assign, verbatim: in_comment });
+        lines.push(Line {
+            depth: line_depth,
+            text,
+            assign,
+            verbatim: in_comment,
+        });
         depth = (depth as isize + opened).max(0) as usize;
         heredoc = marker;
     }
@@ -65,7 +79,11 @@ pub fn format_hcl(input: &str) -> Result<String, FormatError> {
         while j < lines.len() && lines[j].assign.is_some() && lines[j].depth == lines[i].depth {
             j += 1;
         }
-        let width = lines[i..j].iter().map(|l| key_of(l).len()).max().unwrap_or(0);
+        let width = lines[i..j]
+            .iter()
+            .map(|l| key_of(l).len())
+            .max()
+            .unwrap_or(0);
         for line in &mut lines[i..j] {
             let key = key_of(line).to_string();
             let value = line.text[line.assign.unwrap() + 1..].trim().to_string();
@@ -168,7 +186,8 @@ fn scan(text: &str, stack: &mut Vec<Mode>) -> (isize, usize, Option<String>) {
                 if mode == Mode::Code && c == '<' && next == Some('<') {
                     let rest: String = chars[i + 2..].iter().collect();
                     let marker = rest.trim_start_matches('-').trim();
-                    if !marker.is_empty() && marker.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                    if !marker.is_empty() && marker.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    {
                         return (net, leading, Some(marker.to_string()));
                     }
                 }
@@ -223,6 +242,9 @@ mod tests {
 
     #[test]
     fn refuses_invalid_input() {
-        assert!(matches!(format_hcl("wallaroo {"), Err(FormatError::Syntax(_))));
+        assert!(matches!(
+            format_hcl("wallaroo {"),
+            Err(FormatError::Syntax(_))
+        ));
     }
 }

@@ -28,12 +28,20 @@ pub fn load(path: &Path, inputs: &VarInputs) -> Result<Spec, SpecErrors> {
             .with_help("pass the spec with -c PATH (default ./wallaroo.hcl)")
     })?;
     let file = SourceFile::new(path.display().to_string(), text);
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     decode::parse(&file, base, inputs)
 }
 
 /// Validates spec text that did not come from a file of its own (tests, stdin).
-pub fn parse_str(name: &str, text: &str, base_dir: &Path, inputs: &VarInputs) -> Result<Spec, SpecErrors> {
+pub fn parse_str(
+    name: &str,
+    text: &str,
+    base_dir: &Path,
+    inputs: &VarInputs,
+) -> Result<Spec, SpecErrors> {
     decode::parse(&SourceFile::new(name, text), base_dir, inputs)
 }
 

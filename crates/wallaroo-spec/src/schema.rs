@@ -9,7 +9,9 @@ use crate::model::*;
 /// Builds the schema. Labelled blocks appear as objects keyed by label, as HCL's JSON
 /// syntax writes them: `{"nodepool": {"general": {...}}}`.
 pub fn spec_schema() -> Value {
-    let mut g = SchemaSettings::draft2020_12().for_deserialize().into_generator();
+    let mut g = SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator();
     let sub = |s: schemars::Schema| s.to_value();
     let wallaroo = sub(g.subschema_for::<Wallaroo>());
     let source = sub(g.subschema_for::<Source>());
@@ -28,9 +30,7 @@ pub fn spec_schema() -> Value {
     let helm = sub(g.subschema_for::<HelmSettings>());
     let variable = sub(g.subschema_for::<VariableBlock>());
     let defs = g.take_definitions(true);
-    let labelled = |label: &str, inner: Value| {
-        json!({"type": "object", "properties": {label: inner}, "additionalProperties": false})
-    };
+    let labelled = |label: &str, inner: Value| json!({"type": "object", "properties": {label: inner}, "additionalProperties": false});
     let by_name = |inner: Value| json!({"type": "object", "additionalProperties": inner});
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -115,7 +115,7 @@ impl VarType {
 
     /// Reads a value given as text (`-var`, environment): strings as they are, other types
     /// as HCL expressions.
-    fn from_text(&self, text: &str) -> Option<serde_json::Value> {
+    fn read_text(&self, text: &str) -> Option<serde_json::Value> {
         match self {
             VarType::String | VarType::Any => Some(serde_json::Value::String(text.to_string())),
             VarType::Number | VarType::Bool => self.convert(serde_json::Value::String(text.into())),
@@ -152,7 +152,10 @@ pub fn resolve(
             Some(near) => format!("did you mean `{near}`?"),
             None => format!("declare it in the spec: variable \"{name}\" {{ type = string }}"),
         };
-        (format!("variable `{name}` is not declared in the spec"), help)
+        (
+            format!("variable `{name}` is not declared in the spec"),
+            help,
+        )
     };
     let wrong_type = |d: &Declared, origin: &str| {
         (
@@ -173,13 +176,14 @@ pub fn resolve(
     for (name, text) in &inputs.env {
         // Unknown WALLAROO_VAR_* are ignored, as Terraform ignores unknown TF_VAR_*.
         if let Some(d) = declared.get(name) {
-            match d.var_type.from_text(text) {
+            match d.var_type.read_text(text) {
                 Some(v) => {
                     values.insert(name.clone(), v);
                 }
                 None => {
                     let (m, h) = wrong_type(d, &format!("WALLAROO_VAR_{name}"));
-                    problems.push(SpecDiagnostic::at(spec_file, d.label_span.clone(), m).with_help(h));
+                    problems
+                        .push(SpecDiagnostic::at(spec_file, d.label_span.clone(), m).with_help(h));
                 }
             }
         }
@@ -205,8 +209,12 @@ pub fn resolve(
         };
         for block in body.blocks() {
             problems.push(
-                SpecDiagnostic::at(&file, block.ident.span().unwrap_or(0..0), "a var file holds only `NAME = value` lines")
-                    .with_help("move blocks into the spec"),
+                SpecDiagnostic::at(
+                    &file,
+                    block.ident.span().unwrap_or(0..0),
+                    "a var file holds only `NAME = value` lines",
+                )
+                .with_help("move blocks into the spec"),
             );
         }
         for attr in body.attributes() {
@@ -224,7 +232,10 @@ pub fn resolve(
                     }
                     None => {
                         let (m, h) = wrong_type(d, "this var file");
-                        problems.push(SpecDiagnostic::at(&file, attr.value.span().unwrap_or(key_span), m).with_help(h));
+                        problems.push(
+                            SpecDiagnostic::at(&file, attr.value.span().unwrap_or(key_span), m)
+                                .with_help(h),
+                        );
                     }
                 },
                 Err(mut p) => problems.append(&mut p),
@@ -237,7 +248,7 @@ pub fn resolve(
             problems.push(SpecDiagnostic::general(format!("-var: {m}")).with_help(h));
             continue;
         };
-        match d.var_type.from_text(text) {
+        match d.var_type.read_text(text) {
             Some(v) => {
                 values.insert(name.clone(), v);
             }
@@ -278,7 +289,11 @@ pub fn declare(file: &SourceFile, block: &Block) -> Result<Declared, Vec<SpecDia
         .and_then(|l| l.span())
         .or_else(|| block.ident.span())
         .unwrap_or(0..0);
-    let name = block.labels.first().map(|l| l.as_str().to_string()).unwrap_or_default();
+    let name = block
+        .labels
+        .first()
+        .map(|l| l.as_str().to_string())
+        .unwrap_or_default();
     let mut problems = Vec::new();
     let mut var_type = VarType::Any;
     let mut default = None;
@@ -292,8 +307,12 @@ pub fn declare(file: &SourceFile, block: &Block) -> Result<Declared, Vec<SpecDia
                 match VarType::parse(text) {
                     Some(t) => var_type = t,
                     None => problems.push(
-                        SpecDiagnostic::at(file, value_span, format!("unknown type `{}`", text.trim()))
-                            .with_help("use string, number, bool, any, list(T) or map(T)"),
+                        SpecDiagnostic::at(
+                            file,
+                            value_span,
+                            format!("unknown type `{}`", text.trim()),
+                        )
+                        .with_help("use string, number, bool, any, list(T) or map(T)"),
                     ),
                 }
             }
@@ -303,11 +322,19 @@ pub fn declare(file: &SourceFile, block: &Block) -> Result<Declared, Vec<SpecDia
             },
             "sensitive" => match eval_constant(file, &attr.value) {
                 Ok(serde_json::Value::Bool(b)) => sensitive = b,
-                _ => problems.push(SpecDiagnostic::at(file, value_span, "`sensitive` must be true or false")),
+                _ => problems.push(SpecDiagnostic::at(
+                    file,
+                    value_span,
+                    "`sensitive` must be true or false",
+                )),
             },
             "description" => match eval_constant(file, &attr.value) {
                 Ok(serde_json::Value::String(s)) => description = Some(s),
-                _ => problems.push(SpecDiagnostic::at(file, value_span, "`description` must be a string")),
+                _ => problems.push(SpecDiagnostic::at(
+                    file,
+                    value_span,
+                    "`description` must be a string",
+                )),
             },
             other => {
                 let help = match closest(other, ["type", "default", "sensitive", "description"]) {
@@ -315,22 +342,34 @@ pub fn declare(file: &SourceFile, block: &Block) -> Result<Declared, Vec<SpecDia
                     None => "a variable takes type, default, sensitive and description".into(),
                 };
                 problems.push(
-                    SpecDiagnostic::at(file, attr.key.span().unwrap_or(0..0), format!("unknown attribute `{other}` in variable \"{name}\""))
-                        .with_help(help),
+                    SpecDiagnostic::at(
+                        file,
+                        attr.key.span().unwrap_or(0..0),
+                        format!("unknown attribute `{other}` in variable \"{name}\""),
+                    )
+                    .with_help(help),
                 );
             }
         }
     }
     for inner in block.body.blocks() {
-        problems.push(SpecDiagnostic::at(file, inner.ident.span().unwrap_or(0..0), "a variable block holds no blocks"));
+        problems.push(SpecDiagnostic::at(
+            file,
+            inner.ident.span().unwrap_or(0..0),
+            "a variable block holds no blocks",
+        ));
     }
     let default = match default {
         Some((v, span)) => match var_type.convert(v) {
             Some(v) => Some(v),
             None => {
                 problems.push(
-                    SpecDiagnostic::at(file, span, format!("the default of `{name}` is not a {}", var_type.name()))
-                        .with_help("make the default match the type"),
+                    SpecDiagnostic::at(
+                        file,
+                        span,
+                        format!("the default of `{name}` is not a {}", var_type.name()),
+                    )
+                    .with_help("make the default match the type"),
                 );
                 None
             }
@@ -358,10 +397,10 @@ mod tests {
     fn types_parse_and_convert() {
         let t = VarType::parse("list(number)").unwrap();
         assert_eq!(t.name(), "list(number)");
-        assert_eq!(t.from_text("[1, 2]"), Some(serde_json::json!([1, 2])));
-        assert_eq!(t.from_text("[\"x\"]"), None);
-        assert_eq!(VarType::Bool.from_text("yes"), None);
-        assert_eq!(VarType::Number.from_text("42"), Some(serde_json::json!(42)));
+        assert_eq!(t.read_text("[1, 2]"), Some(serde_json::json!([1, 2])));
+        assert_eq!(t.read_text("[\"x\"]"), None);
+        assert_eq!(VarType::Bool.read_text("yes"), None);
+        assert_eq!(VarType::Number.read_text("42"), Some(serde_json::json!(42)));
         assert!(VarType::parse("tuple").is_none());
     }
 }

@@ -9,7 +9,8 @@ fn repo() -> PathBuf {
 
 #[test]
 fn committed_schema_matches_the_types() {
-    let generated = serde_json::to_string_pretty(&wallaroo_spec::schema::spec_schema()).unwrap() + "\n";
+    let generated =
+        serde_json::to_string_pretty(&wallaroo_spec::schema::spec_schema()).unwrap() + "\n";
     let path = repo().join("schemas/spec.schema.json");
     if std::env::var_os("WALLAROO_BLESS").is_some() {
         std::fs::write(&path, &generated).unwrap();
@@ -35,14 +36,20 @@ fn examples_in_json_form_satisfy_the_schema() {
         let mut json: serde_json::Value = hcl::from_str(&text).unwrap();
         let defaults = json["variable"].clone();
         substitute_defaults(&mut json, &defaults);
-        let errors: Vec<String> = validator.iter_errors(&json).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
         checked += 1;
     }
     assert!(checked >= 3);
 
     let typo: serde_json::Value = serde_json::json!({"wallaroo": {"verison": "1"}});
-    assert!(!validator.is_valid(&typo), "the schema rejects unknown attributes");
+    assert!(
+        !validator.is_valid(&typo),
+        "the schema rejects unknown attributes"
+    );
 }
 
 /// In HCL's JSON form an expression is a `"${...}"` string; put each `var.X`'s default in
@@ -50,14 +57,18 @@ fn examples_in_json_form_satisfy_the_schema() {
 fn substitute_defaults(value: &mut serde_json::Value, vars: &serde_json::Value) {
     match value {
         serde_json::Value::String(s) => {
-            if let Some(name) = s.strip_prefix("${var.").and_then(|r| r.strip_suffix('}')) {
-                if let Some(default) = vars.get(name).and_then(|v| v.get("default")) {
-                    *value = default.clone();
-                }
+            if let Some(name) = s.strip_prefix("${var.").and_then(|r| r.strip_suffix('}'))
+                && let Some(default) = vars.get(name).and_then(|v| v.get("default"))
+            {
+                *value = default.clone();
             }
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| substitute_defaults(i, vars)),
-        serde_json::Value::Object(map) => map.values_mut().for_each(|v| substitute_defaults(v, vars)),
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|i| substitute_defaults(i, vars))
+        }
+        serde_json::Value::Object(map) => {
+            map.values_mut().for_each(|v| substitute_defaults(v, vars))
+        }
         _ => {}
     }
 }

@@ -8,9 +8,13 @@
 
 mod lock;
 mod lockfile;
+mod writer;
 
 pub use lock::{LockInfo, RunLock};
-pub use lockfile::{FORMAT_VERSION, Lockfile, OutputState, ResourceState, hash_sensitive, new_salt};
+pub use lockfile::{
+    FORMAT_VERSION, Lockfile, OutputState, ResourceState, hash_sensitive, new_salt,
+};
+pub use writer::StateWriter;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,14 +25,24 @@ pub enum StateError {
     #[error("the lockfile {path} is locked by {holder}")]
     Locked { path: PathBuf, holder: LockInfo },
     #[error("cannot read the lockfile {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the lockfile {path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("the lockfile {path} has format version {found}; this wallaroo reads version {FORMAT_VERSION}")]
+    #[error(
+        "the lockfile {path} has format version {found}; this wallaroo reads version {FORMAT_VERSION}"
+    )]
     Version { path: PathBuf, found: u32 },
     #[error("cannot write the lockfile {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("the run lock {path} is held by a running process ({holder}); stop it instead of unlocking")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the run lock {path} is held by a running process ({holder}); stop it instead of unlocking"
+    )]
     StillHeld { path: PathBuf, holder: LockInfo },
 }
 
@@ -74,25 +88,44 @@ impl StateStore {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StateError::Read { path: self.path.clone(), source }),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
         };
-        let probe: serde_json::Value = serde_json::from_str(&text).map_err(|e| StateError::Invalid {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
-        let found = probe.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        let probe: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| StateError::Invalid {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        let found = probe
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as u32;
         if found != FORMAT_VERSION {
-            return Err(StateError::Version { path: self.path.clone(), found });
+            return Err(StateError::Version {
+                path: self.path.clone(),
+                found,
+            });
         }
         serde_json::from_value(probe)
             .map(Some)
-            .map_err(|e| StateError::Invalid { path: self.path.clone(), message: e.to_string() })
+            .map_err(|e| StateError::Invalid {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })
     }
 
     /// Writes `lockfile` atomically after copying the current file to the backup.
     pub fn save(&self, lockfile: &Lockfile) -> Result<(), StateError> {
-        let err = |source| StateError::Write { path: self.path.clone(), source };
-        let text = serde_json::to_string_pretty(lockfile).expect("the lockfile always serializes") + "\n";
+        let err = |source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let text =
+            serde_json::to_string_pretty(lockfile).expect("the lockfile always serializes") + "\n";
         if self.path.exists() {
             std::fs::copy(&self.path, self.backup_path()).map_err(err)?;
         }
@@ -123,6 +156,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(&dir)?.sync_all()
 }
 
+/// The JSON Schema of the lockfile (`schemas/lockfile.schema.json`).
+pub fn lockfile_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(Lockfile).to_value();
+    schema["$id"] =
+        serde_json::Value::String("https://wallaroo.dev/schemas/lockfile.schema.json".into());
+    schema["description"] = serde_json::Value::String(
+        "wallaroo.lock: what wallaroo last applied, resolved image digests, salted hashes of secrets.".into(),
+    );
+    schema
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,12 +179,16 @@ mod tests {
         let mut lf = Lockfile::new();
         store.save(&lf).unwrap();
         lf.serial += 1;
-        lf.images.insert("registry.wallaroo.ai/wallaroo/x:1".into(), "sha256:ab".into());
+        lf.images.insert(
+            "registry.wallaroo.ai/wallaroo/x:1".into(),
+            "sha256:ab".into(),
+        );
         store.save(&lf).unwrap();
         let back = store.load().unwrap().unwrap();
         assert_eq!(back.serial, 1);
         assert_eq!(back.lineage, lf.lineage);
-        let backup: Lockfile = serde_json::from_str(&std::fs::read_to_string(store.backup_path()).unwrap()).unwrap();
+        let backup: Lockfile =
+            serde_json::from_str(&std::fs::read_to_string(store.backup_path()).unwrap()).unwrap();
         assert_eq!(backup.serial, 0);
     }
 
@@ -149,18 +197,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::new(dir.path().join("wallaroo.lock"));
         std::fs::write(store.path(), r#"{"format_version": 99}"#).unwrap();
-        assert!(matches!(store.load(), Err(StateError::Version { found: 99, .. })));
+        assert!(matches!(
+            store.load(),
+            Err(StateError::Version { found: 99, .. })
+        ));
         std::fs::write(store.path(), "not json").unwrap();
         assert!(matches!(store.load(), Err(StateError::Invalid { .. })));
     }
-}
-
-/// The JSON Schema of the lockfile (`schemas/lockfile.schema.json`).
-pub fn lockfile_schema() -> serde_json::Value {
-    let mut schema = schemars::schema_for!(Lockfile).to_value();
-    schema["$id"] = serde_json::Value::String("https://wallaroo.dev/schemas/lockfile.schema.json".into());
-    schema["description"] = serde_json::Value::String(
-        "wallaroo.lock: what wallaroo last applied, resolved image digests, salted hashes of secrets.".into(),
-    );
-    schema
 }

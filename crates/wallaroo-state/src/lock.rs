@@ -40,8 +40,15 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    pub(crate) fn acquire(path: &Path, command: &str, timeout: Duration) -> Result<RunLock, StateError> {
-        let err = |source| StateError::Write { path: path.to_path_buf(), source };
+    pub(crate) fn acquire(
+        path: &Path,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<RunLock, StateError> {
+        let err = |source| StateError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -61,7 +68,10 @@ impl RunLock {
                             command: "unknown command".into(),
                             since: 0,
                         });
-                        return Err(StateError::Locked { path: path.to_path_buf(), holder });
+                        return Err(StateError::Locked {
+                            path: path.to_path_buf(),
+                            holder,
+                        });
                     }
                     std::thread::sleep(Duration::from_millis(100).min(deadline - Instant::now()));
                 }
@@ -72,18 +82,31 @@ impl RunLock {
             host: hostname(),
             pid: std::process::id(),
             command: command.to_string(),
-            since: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            since: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         };
         file.set_len(0).map_err(err)?;
         file.rewind().map_err(err)?;
-        file.write_all(serde_json::to_string(&info).expect("lock info serializes").as_bytes())
-            .map_err(err)?;
+        file.write_all(
+            serde_json::to_string(&info)
+                .expect("lock info serializes")
+                .as_bytes(),
+        )
+        .map_err(err)?;
         file.sync_all().map_err(err)?;
-        Ok(RunLock { file, path: path.to_path_buf() })
+        Ok(RunLock {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     pub(crate) fn force_unlock(path: &Path) -> Result<Option<LockInfo>, StateError> {
-        let err = |source| StateError::Write { path: path.to_path_buf(), source };
+        let err = |source| StateError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut file = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -97,7 +120,12 @@ impl RunLock {
             }
             Err(std::fs::TryLockError::WouldBlock) => Err(StateError::StillHeld {
                 path: path.to_path_buf(),
-                holder: info.unwrap_or(LockInfo { host: "?".into(), pid: 0, command: "?".into(), since: 0 }),
+                holder: info.unwrap_or(LockInfo {
+                    host: "?".into(),
+                    pid: 0,
+                    command: "?".into(),
+                    since: 0,
+                }),
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
         }
@@ -144,7 +172,12 @@ pub fn format_utc(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -162,8 +195,14 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1));
         let text = err.to_string();
         assert!(text.contains("locked by `wallaroo apply`"), "{text}");
-        assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
-        assert!(matches!(store.force_unlock(), Err(StateError::StillHeld { .. })));
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        assert!(matches!(
+            store.force_unlock(),
+            Err(StateError::StillHeld { .. })
+        ));
         drop(held);
         store.lock("wallaroo plan", Duration::ZERO).unwrap();
     }

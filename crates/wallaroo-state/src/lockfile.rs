@@ -97,17 +97,33 @@ pub fn new_salt() -> String {
 /// A UUID-shaped random lineage id.
 fn new_lineage() -> String {
     let h = random_hex(16);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// The salted hash stored instead of a sensitive value: SHA-256 over the salt, the
 /// attribute's address and name, and the value's canonical JSON.
-pub fn hash_sensitive(salt: &str, address: &str, attribute: &str, value: &serde_json::Value) -> String {
+pub fn hash_sensitive(
+    salt: &str,
+    address: &str,
+    attribute: &str,
+    value: &serde_json::Value,
+) -> String {
     let mut h = Sha256::new();
     for part in [salt, "\0", address, "\0", attribute, "\0"] {
         h.update(part.as_bytes());
     }
-    h.update(serde_json::to_vec(value).expect("JSON values serialize").as_slice());
+    h.update(
+        serde_json::to_vec(value)
+            .expect("JSON values serialize")
+            .as_slice(),
+    );
     format!("sha256:{}", hex(&h.finalize()))
 }
 
@@ -119,9 +135,23 @@ mod tests {
     fn hashes_depend_on_salt_and_value_but_never_contain_it() {
         let v = serde_json::json!("hunter2");
         let a = hash_sensitive("salt-a", "user[\"a@b.c\"]", "password", &v);
-        assert_eq!(a, hash_sensitive("salt-a", "user[\"a@b.c\"]", "password", &v));
-        assert_ne!(a, hash_sensitive("salt-b", "user[\"a@b.c\"]", "password", &v));
-        assert_ne!(a, hash_sensitive("salt-a", "user[\"a@b.c\"]", "password", &serde_json::json!("hunter3")));
+        assert_eq!(
+            a,
+            hash_sensitive("salt-a", "user[\"a@b.c\"]", "password", &v)
+        );
+        assert_ne!(
+            a,
+            hash_sensitive("salt-b", "user[\"a@b.c\"]", "password", &v)
+        );
+        assert_ne!(
+            a,
+            hash_sensitive(
+                "salt-a",
+                "user[\"a@b.c\"]",
+                "password",
+                &serde_json::json!("hunter3")
+            )
+        );
         assert!(!a.contains("hunter2") && a.starts_with("sha256:") && a.len() == 71);
     }
 

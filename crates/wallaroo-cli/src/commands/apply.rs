@@ -14,28 +14,50 @@ use super::{Workspace, parse_duration, targets};
 
 pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<ExitCode, Failure> {
     let ws = Workspace::open(global)?;
-    let verb = if mode == PlanMode::Destroy { "destroy" } else { "apply" };
-    let _lock = ws.store.lock(&format!("wallaroo {verb}"), parse_duration(&args.lock_timeout)?)?;
+    let verb = if mode == PlanMode::Destroy {
+        "destroy"
+    } else {
+        "apply"
+    };
+    let _lock = ws.store.lock(
+        &format!("wallaroo {verb}"),
+        parse_duration(&args.lock_timeout)?,
+    )?;
     let state = ws.store.load()?;
     let style = stdout_style(global);
     let plan = match &args.plan_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Failure::message(format!("cannot read the plan {}: {e}", path.display())))?;
-            let plan: Plan = serde_json::from_str(&text)
-                .map_err(|e| Failure::message(format!("{} is not a wallaroo plan: {e}", path.display())))?;
-            ws.engine.check_fresh(&plan, &ws.desired, state.as_ref()).await?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Failure::message(format!("cannot read the plan {}: {e}", path.display()))
+            })?;
+            let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+                Failure::message(format!("{} is not a wallaroo plan: {e}", path.display()))
+            })?;
+            ws.engine
+                .check_fresh(&plan, &ws.desired, state.as_ref())
+                .await?;
             plan
         }
         None => {
-            let opts = PlanOptions { mode, targets: targets(&args.target)?, ..PlanOptions::default() };
+            let opts = PlanOptions {
+                mode,
+                targets: targets(&args.target)?,
+                ..PlanOptions::default()
+            };
             let plan = ws.engine.plan(&ws.desired, state.as_ref(), &opts).await?;
             print!("{}", super::plan::show(&plan, Format::Text, style));
             if !plan.has_changes() && plan.summary.read == 0 {
                 return Ok(ExitCode::SUCCESS);
             }
             if !args.auto_approve && !confirm(verb)? {
-                println!("\n{} cancelled.", if mode == PlanMode::Destroy { "Destroy" } else { "Apply" });
+                println!(
+                    "\n{} cancelled.",
+                    if mode == PlanMode::Destroy {
+                        "Destroy"
+                    } else {
+                        "Apply"
+                    }
+                );
                 return Ok(ExitCode::from(1));
             }
             plan
@@ -45,7 +67,9 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nInterrupt received: waiting for running steps to finish; press Ctrl-C again to quit at once.");
+            eprintln!(
+                "\nInterrupt received: waiting for running steps to finish; press Ctrl-C again to quit at once."
+            );
             let _ = tx.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
                 std::process::exit(130);
@@ -53,34 +77,68 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
         }
     });
     let progress = Progress::new(&plan);
-    let opts = ApplyOptions { parallelism: args.parallelism, interrupt: Some(rx) };
-    let report = ws.engine.apply(&plan, &ws.desired, &ws.store, &opts, &progress).await?;
+    let opts = ApplyOptions {
+        parallelism: args.parallelism,
+        interrupt: Some(rx),
+    };
+    let report = ws
+        .engine
+        .apply(&plan, &ws.desired, &ws.store, &opts, &progress)
+        .await?;
     progress.finish();
 
-    let failed: Vec<_> = report.steps.iter().filter(|(_, s)| matches!(s, StepResult::Failed { .. })).collect();
-    let skipped = report.steps.values().filter(|s| matches!(s, StepResult::Skipped { .. })).count();
+    let failed: Vec<_> = report
+        .steps
+        .iter()
+        .filter(|(_, s)| matches!(s, StepResult::Failed { .. }))
+        .collect();
+    let skipped = report
+        .steps
+        .values()
+        .filter(|s| matches!(s, StepResult::Skipped { .. }))
+        .count();
     for (address, step) in &failed {
         if let StepResult::Failed { error, .. } = step {
             eprintln!("Error: {address}: {error}");
         }
     }
     let done = |pred: fn(&wallaroo_engine::Action) -> bool| {
-        report.steps.values().filter(|s| matches!(s, StepResult::Applied { action, .. } if pred(action))).count()
+        report
+            .steps
+            .values()
+            .filter(|s| matches!(s, StepResult::Applied { action, .. } if pred(action)))
+            .count()
     };
     use wallaroo_engine::Action as A;
     let line = format!(
         "{} {}! Resources: {} added, {} changed, {} destroyed.",
-        if mode == PlanMode::Destroy { "Destroy" } else { "Apply" },
-        if report.success() { "complete" } else if report.interrupted { "interrupted" } else { "failed" },
+        if mode == PlanMode::Destroy {
+            "Destroy"
+        } else {
+            "Apply"
+        },
+        if report.success() {
+            "complete"
+        } else if report.interrupted {
+            "interrupted"
+        } else {
+            "failed"
+        },
         done(|a| matches!(a, A::Create | A::Replace)),
         done(|a| *a == A::Update),
         done(|a| matches!(a, A::Delete | A::Replace)),
     );
     println!("\n{}", style.bold(&line));
     if skipped > 0 {
-        println!("{skipped} step(s) did not run. The lockfile records what was done; run `wallaroo plan` to see what is left.");
+        println!(
+            "{skipped} step(s) did not run. The lockfile records what was done; run `wallaroo plan` to see what is left."
+        );
     }
-    Ok(if report.success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn confirm(verb: &str) -> Result<bool, Failure> {
@@ -89,9 +147,14 @@ fn confirm(verb: &str) -> Result<bool, Failure> {
             "refusing to {verb} without confirmation: stdin is not a terminal. Pass --auto-approve, or apply a saved plan"
         )));
     }
-    print!("\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ");
+    print!(
+        "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    );
     std::io::stdout().flush().ok();
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::message(e.to_string()))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::message(e.to_string()))?;
     Ok(answer.trim() == "yes")
 }

@@ -9,15 +9,22 @@ use crate::args::{FmtArgs, Global};
 use crate::report::Failure;
 
 pub fn run(global: &Global, args: &FmtArgs) -> Result<ExitCode, Failure> {
-    let roots = if args.paths.is_empty() { vec![global.config.clone()] } else { args.paths.clone() };
+    let roots = if args.paths.is_empty() {
+        vec![global.config.clone()]
+    } else {
+        args.paths.clone()
+    };
     let mut files = Vec::new();
     for root in &roots {
-        collect(root, &mut files).map_err(|e| Failure::message(format!("{}: {e}", root.display())))?;
+        collect(root, &mut files)
+            .map_err(|e| Failure::message(format!("{}: {e}", root.display())))?;
     }
     let mut unformatted = 0;
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| Failure::message(format!("{}: {e}", file.display())))?;
-        let formatted = format_hcl(&text).map_err(|e| Failure::message(format!("{}: {e}", file.display())))?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Failure::message(format!("{}: {e}", file.display())))?;
+        let formatted =
+            format_hcl(&text).map_err(|e| Failure::message(format!("{}: {e}", file.display())))?;
         if formatted == text {
             continue;
         }
@@ -25,13 +32,22 @@ pub fn run(global: &Global, args: &FmtArgs) -> Result<ExitCode, Failure> {
         println!("{}", file.display());
         if args.diff {
             let diff = similar::TextDiff::from_lines(&text, &formatted);
-            print!("{}", diff.unified_diff().header(&file.display().to_string(), &file.display().to_string()));
+            print!(
+                "{}",
+                diff.unified_diff()
+                    .header(&file.display().to_string(), &file.display().to_string())
+            );
         }
         if !args.check {
-            write_atomically(file, &formatted).map_err(|e| Failure::message(format!("{}: {e}", file.display())))?;
+            write_atomically(file, &formatted)
+                .map_err(|e| Failure::message(format!("{}: {e}", file.display())))?;
         }
     }
-    Ok(if args.check && unformatted > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    Ok(if args.check && unformatted > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

@@ -26,7 +26,9 @@ pub fn load_spec(global: &Global) -> Result<Spec, Failure> {
         ..Default::default()
     };
     for v in &global.vars {
-        inputs.cli.push(VarInputs::parse_cli(v).map_err(Failure::Message)?);
+        inputs
+            .cli
+            .push(VarInputs::parse_cli(v).map_err(Failure::Message)?);
     }
     Ok(wallaroo_spec::load(&global.config, &inputs)?)
 }
@@ -41,9 +43,14 @@ pub struct Workspace {
 impl Workspace {
     pub fn open(global: &Global) -> Result<Workspace, Failure> {
         let spec = load_spec(global)?;
-        let desired = wallaroo_engine::desired::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
+        let desired = wallaroo_engine::desired::from_spec(&spec)
+            .map_err(|e| Failure::message(e.to_string()))?;
         let store = StateStore::new(spec.lockfile_path());
-        Ok(Workspace { desired, store, engine: Engine::new(kinds()) })
+        Ok(Workspace {
+            desired,
+            store,
+            engine: Engine::new(kinds()),
+        })
     }
 }
 
@@ -61,20 +68,31 @@ pub fn store_for(global: &Global) -> Result<StateStore, Failure> {
 
 /// Parses `--target` addresses.
 pub fn targets(raw: &[String]) -> Result<Vec<Address>, Failure> {
-    raw.iter().map(|t| t.parse().map_err(|e: wallaroo_engine::AddressError| Failure::message(e.to_string()))).collect()
+    raw.iter()
+        .map(|t| {
+            t.parse()
+                .map_err(|e: wallaroo_engine::AddressError| Failure::message(e.to_string()))
+        })
+        .collect()
 }
 
 /// `30s`, `5m`, `1h`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, Failure> {
     let t = text.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num.parse().map_err(|_| Failure::message(format!("`{text}` is not a duration; write e.g. 30s, 5m")))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| Failure::message(format!("`{text}` is not a duration; write e.g. 30s, 5m")))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "ms" => return Ok(Duration::from_millis(n)),
-        _ => return Err(Failure::message(format!("`{text}` is not a duration; write e.g. 30s, 5m"))),
+        _ => {
+            return Err(Failure::message(format!(
+                "`{text}` is not a duration; write e.g. 30s, 5m"
+            )));
+        }
     };
     Ok(Duration::from_secs(secs))
 }

@@ -24,7 +24,9 @@ pub fn run(global: &Global, args: &OutputArgs) -> Result<ExitCode, Failure> {
     match &args.name {
         Some(name) => {
             let o = lockfile.outputs.get(name).ok_or_else(|| {
-                Failure::message(format!("no output `{name}`; outputs are recorded by `wallaroo apply`"))
+                Failure::message(format!(
+                    "no output `{name}`; outputs are recorded by `wallaroo apply`"
+                ))
             })?;
             let v = shown(o)?;
             match (&v, args.json) {
@@ -35,9 +37,15 @@ pub fn run(global: &Global, args: &OutputArgs) -> Result<ExitCode, Failure> {
         None if args.json => {
             let mut all = serde_json::Map::new();
             for (k, o) in &lockfile.outputs {
-                all.insert(k.clone(), serde_json::json!({"value": shown(o)?, "sensitive": o.sensitive}));
+                all.insert(
+                    k.clone(),
+                    serde_json::json!({"value": shown(o)?, "sensitive": o.sensitive}),
+                );
             }
-            println!("{}", serde_json::to_string_pretty(&all).expect("JSON prints"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&all).expect("JSON prints")
+            );
         }
         None => {
             for (k, o) in &lockfile.outputs {

@@ -12,19 +12,33 @@ use super::{Workspace, parse_duration, targets};
 
 pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> {
     let ws = Workspace::open(global)?;
-    let _lock = ws.store.lock("wallaroo plan", parse_duration(&args.lock_timeout)?)?;
+    let _lock = ws
+        .store
+        .lock("wallaroo plan", parse_duration(&args.lock_timeout)?)?;
     let state = ws.store.load()?;
-    let opts = PlanOptions { mode: PlanMode::Apply, targets: targets(&args.target)?, ..PlanOptions::default() };
+    let opts = PlanOptions {
+        mode: PlanMode::Apply,
+        targets: targets(&args.target)?,
+        ..PlanOptions::default()
+    };
     let plan = ws.engine.plan(&ws.desired, state.as_ref(), &opts).await?;
     let format = if args.json { Format::Json } else { args.format };
     print!("{}", show(&plan, format, stdout_style(global)));
     if let Some(out) = &args.out {
         save(&plan, out)?;
         if format == Format::Text {
-            println!("\nSaved the plan to {}. Apply exactly this plan with:\n    wallaroo apply {}", out.display(), out.display());
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with:\n    wallaroo apply {}",
+                out.display(),
+                out.display()
+            );
         }
     }
-    Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// A plan in the chosen view.

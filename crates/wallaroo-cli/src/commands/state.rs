@@ -15,7 +15,10 @@ pub fn run(global: &Global, cmd: &StateCommand) -> Result<ExitCode, Failure> {
     let store = store_for(global)?;
     let _lock = store.lock("wallaroo state", Duration::ZERO)?;
     let Some(mut lockfile) = store.load()? else {
-        return Err(Failure::message(format!("no lockfile at {}: nothing has been applied yet", store.path().display())));
+        return Err(Failure::message(format!(
+            "no lockfile at {}: nothing has been applied yet",
+            store.path().display()
+        )));
     };
     match cmd {
         StateCommand::List => {
@@ -24,27 +27,37 @@ pub fn run(global: &Global, cmd: &StateCommand) -> Result<ExitCode, Failure> {
             }
         }
         StateCommand::Show { address } => {
-            let r = lockfile
-                .resources
-                .get(address)
-                .ok_or_else(|| Failure::message(format!("{address} is not in the lockfile; `wallaroo state list` shows what is")))?;
-            let mut attrs: serde_json::Map<String, Value> = r.attributes.clone().into_iter().collect();
+            let r = lockfile.resources.get(address).ok_or_else(|| {
+                Failure::message(format!(
+                    "{address} is not in the lockfile; `wallaroo state list` shows what is"
+                ))
+            })?;
+            let mut attrs: serde_json::Map<String, Value> =
+                r.attributes.clone().into_iter().collect();
             for k in r.sensitive_hashes.keys() {
                 attrs.insert(k.clone(), json!("(sensitive)"));
             }
             let shown = json!({"address": address, "kind": r.kind, "attributes": attrs, "depends_on": r.depends_on});
-            println!("{}", serde_json::to_string_pretty(&shown).expect("JSON prints"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&shown).expect("JSON prints")
+            );
         }
         StateCommand::Rm { address } => {
             let patterns: Vec<Address> = super::targets(address)?;
             let doomed: Vec<String> = lockfile
                 .resources
                 .keys()
-                .filter(|a| a.parse::<Address>().is_ok_and(|a| patterns.iter().any(|p| p.contains(&a))))
+                .filter(|a| {
+                    a.parse::<Address>()
+                        .is_ok_and(|a| patterns.iter().any(|p| p.contains(&a)))
+                })
                 .cloned()
                 .collect();
             if doomed.is_empty() {
-                return Err(Failure::message("no resource in the lockfile matches; `wallaroo state list` shows what is"));
+                return Err(Failure::message(
+                    "no resource in the lockfile matches; `wallaroo state list` shows what is",
+                ));
             }
             for a in &doomed {
                 lockfile.resources.remove(a);

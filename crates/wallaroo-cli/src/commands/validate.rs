@@ -8,7 +8,8 @@ use crate::report::Failure;
 pub fn run(global: &Global, args: &ValidateArgs) -> Result<ExitCode, Failure> {
     let spec = super::load_spec(global)?;
     if args.json {
-        let text = serde_json::to_string_pretty(&spec.redacted_json()).expect("JSON values always print");
+        let text =
+            serde_json::to_string_pretty(&spec.redacted_json()).expect("JSON values always print");
         println!("{text}");
     } else {
         println!(

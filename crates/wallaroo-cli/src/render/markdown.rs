@@ -9,7 +9,10 @@ use super::{inline, will};
 pub fn plan(plan: &Plan) -> String {
     let s = plan.summary;
     let mut out = String::from("### wallaroo plan\n\n");
-    out.push_str(&format!("**Plan: {} to add, {} to change, {} to destroy.**\n\n", s.add, s.change, s.destroy));
+    out.push_str(&format!(
+        "**Plan: {} to add, {} to change, {} to destroy.**\n\n",
+        s.add, s.change, s.destroy
+    ));
     if !plan.drift.is_empty() {
         out.push_str(&format!(
             "<details><summary>⚠️ {} object(s) changed outside of wallaroo</summary>\n\n",
@@ -19,19 +22,32 @@ pub fn plan(plan: &Plan) -> String {
             if d.deleted {
                 out.push_str(&format!("- `{}` was deleted\n", d.address));
             } else {
-                out.push_str(&format!("- `{}`\n\n```diff\n{}```\n", d.address, diff_block(&d.attributes)));
+                out.push_str(&format!(
+                    "- `{}`\n\n```diff\n{}```\n",
+                    d.address,
+                    diff_block(&d.attributes)
+                ));
             }
         }
         out.push_str("\n</details>\n\n");
     }
-    let changes: Vec<_> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    let changes: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
     if changes.is_empty() {
         out.push_str("No changes. The cluster and the registry match the spec.\n");
         return out;
     }
     out.push_str("| | Resource | Action |\n|---|---|---|\n");
     for c in &changes {
-        out.push_str(&format!("| `{}` | `{}` | {} |\n", c.action.symbol(), c.address, will(c.action)));
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} |\n",
+            c.action.symbol(),
+            c.address,
+            will(c.action)
+        ));
     }
     out.push('\n');
     for c in changes {
@@ -47,18 +63,27 @@ pub fn plan(plan: &Plan) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn diff_block(attrs: &[AttrChange]) -> String {
     let show = |a: &AttrChange, v: &Option<Value>| match (a.sensitive, v) {
         (true, _) => "(sensitive)".to_string(),
-        (false, Some(v)) => inline(v).unwrap_or_else(|| format!("{:?}", v.as_str().unwrap_or_default())),
+        (false, Some(v)) => {
+            inline(v).unwrap_or_else(|| format!("{:?}", v.as_str().unwrap_or_default()))
+        }
         (false, None) => "null".into(),
     };
     let mut out = String::new();
     for a in attrs {
-        let note = if a.forces_replacement { "  # forces replacement" } else { "" };
+        let note = if a.forces_replacement {
+            "  # forces replacement"
+        } else {
+            ""
+        };
         if a.before.is_some() || (a.sensitive && a.after.is_none()) {
             out.push_str(&format!("- {} = {}{note}\n", a.path, show(a, &a.before)));
         }
@@ -76,7 +101,9 @@ mod tests {
         let md = super::plan(&crate::render::text::tests_sample());
         assert!(md.contains("**Plan: 2 to add, 1 to change, 2 to destroy.**"));
         assert!(md.contains("| `-/+` | `helm_release.wallaroo` | must be replaced |"));
-        assert!(md.contains("<details><summary><code>~ nodepool.general.node[&quot;n1&quot;]</code>"));
+        assert!(
+            md.contains("<details><summary><code>~ nodepool.general.node[&quot;n1&quot;]</code>")
+        );
         assert!(md.contains("- labels[\"wallaroo.ai/node-purpose\"] = \"general\"\n+ labels[\"wallaroo.ai/node-purpose\"] = \"pipelines\""));
         assert!(md.contains("+ password = (sensitive)"));
         assert!(md.contains("changed outside of wallaroo"));

@@ -14,16 +14,27 @@ pub fn plan(plan: &Plan, style: Style) -> String {
         out.push_str("\n\n");
         for d in &plan.drift {
             if d.deleted {
-                out.push_str(&format!("  # {} was deleted outside of wallaroo\n", d.address));
+                out.push_str(&format!(
+                    "  # {} was deleted outside of wallaroo\n",
+                    d.address
+                ));
                 continue;
             }
             out.push_str(&format!("  # {} has changed\n", d.address));
-            out.push_str(&format!("  {} {}\n", style.action(Action::Update, "~"), d.address));
+            out.push_str(&format!(
+                "  {} {}\n",
+                style.action(Action::Update, "~"),
+                d.address
+            ));
             attributes(&mut out, Action::Update, &d.attributes, style);
         }
         out.push('\n');
     }
-    let changes: Vec<_> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    let changes: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
     if changes.is_empty() {
         out.push_str(&style.bold("No changes."));
         out.push_str(" The cluster and the registry match the spec.\n");
@@ -32,7 +43,11 @@ pub fn plan(plan: &Plan, style: Style) -> String {
     out.push_str("wallaroo will perform the following actions:\n\n");
     for c in changes {
         out.push_str(&format!("  # {} {}\n", c.address, will(c.action)));
-        out.push_str(&format!("{:>3} {}\n", style.action(c.action, c.action.symbol()), style.bold(&c.address.to_string())));
+        out.push_str(&format!(
+            "{:>3} {}\n",
+            style.action(c.action, c.action.symbol()),
+            style.bold(&c.address.to_string())
+        ));
         attributes(&mut out, c.action, &c.attributes, style);
         out.push('\n');
     }
@@ -42,7 +57,10 @@ pub fn plan(plan: &Plan, style: Style) -> String {
 
 pub fn summary_line(plan: &Plan, style: Style) -> String {
     let s = plan.summary;
-    let line = format!("Plan: {} to add, {} to change, {} to destroy.", s.add, s.change, s.destroy);
+    let line = format!(
+        "Plan: {} to add, {} to change, {} to destroy.",
+        s.add, s.change, s.destroy
+    );
     format!("{}\n", style.bold(&line))
 }
 
@@ -57,7 +75,11 @@ fn attributes(out: &mut String, action: Action, attrs: &[AttrChange], style: Sty
             _ => ("~", Action::Update),
         };
         let pad = format!("{:width$}", a.path);
-        let note = if a.forces_replacement { " # forces replacement" } else { "" };
+        let note = if a.forces_replacement {
+            " # forces replacement"
+        } else {
+            ""
+        };
         let value = |v: &Option<Value>| match (a.sensitive, v) {
             (true, _) => SENSITIVE.to_string(),
             (false, Some(v)) => inline(v).unwrap_or_else(|| "<<multi-line>>".into()),
@@ -68,10 +90,20 @@ fn attributes(out: &mut String, action: Action, attrs: &[AttrChange], style: Sty
             "-" => value(&a.before),
             _ if a.sensitive => SENSITIVE.to_string(),
             _ => {
-                let multi = [&a.before, &a.after].iter().any(|v| v.as_ref().is_some_and(|v| inline(v).is_none()));
+                let multi = [&a.before, &a.after]
+                    .iter()
+                    .any(|v| v.as_ref().is_some_and(|v| inline(v).is_none()));
                 if multi {
-                    out.push_str(&format!("      {} {pad} = <<-EOT{note}\n", style.action(act, sym)));
-                    let text = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).unwrap_or_default().to_string();
+                    out.push_str(&format!(
+                        "      {} {pad} = <<-EOT{note}\n",
+                        style.action(act, sym)
+                    ));
+                    let text = |v: &Option<Value>| {
+                        v.as_ref()
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string()
+                    };
                     let (before, after) = (text(&a.before), text(&a.after));
                     let diff = similar::TextDiff::from_lines(&before, &after);
                     for change in diff.iter_all_changes() {
@@ -89,7 +121,10 @@ fn attributes(out: &mut String, action: Action, attrs: &[AttrChange], style: Sty
                 format!("{} -> {}", value(&a.before), value(&a.after))
             }
         };
-        out.push_str(&format!("      {} {pad} = {body}{note}\n", style.action(act, sym)));
+        out.push_str(&format!(
+            "      {} {pad} = {body}{note}\n",
+            style.action(act, sym)
+        ));
     }
 }
 
@@ -105,33 +140,76 @@ mod tests {
     use wallaroo_engine::{Address, Drift, PlanMode, ResourceChange, Summary};
 
     fn change(addr: &str, action: Action, attributes: Vec<AttrChange>) -> ResourceChange {
-        ResourceChange { address: addr.parse().unwrap(), kind: "file".into(), action, depends_on: vec![], attributes }
+        ResourceChange {
+            address: addr.parse().unwrap(),
+            kind: "file".into(),
+            action,
+            depends_on: vec![],
+            attributes,
+        }
     }
 
     fn attr(path: &str, before: Option<Value>, after: Option<Value>) -> AttrChange {
-        AttrChange { path: path.into(), before, after, sensitive: false, forces_replacement: false }
+        AttrChange {
+            path: path.into(),
+            before,
+            after,
+            sensitive: false,
+            forces_replacement: false,
+        }
     }
 
     pub(crate) fn sample() -> Plan {
         let changes = vec![
             change("namespace.wallaroo", Action::NoOp, vec![]),
-            change("file[\"a\"]", Action::Create, vec![attr("path", None, Some(json!("a"))), attr("content", None, Some(json!("x")))]),
+            change(
+                "file[\"a\"]",
+                Action::Create,
+                vec![
+                    attr("path", None, Some(json!("a"))),
+                    attr("content", None, Some(json!("x"))),
+                ],
+            ),
             change(
                 "nodepool.general.node[\"n1\"]",
                 Action::Update,
                 vec![
-                    attr("labels[\"wallaroo.ai/node-purpose\"]", Some(json!("general")), Some(json!("pipelines"))),
+                    attr(
+                        "labels[\"wallaroo.ai/node-purpose\"]",
+                        Some(json!("general")),
+                        Some(json!("pipelines")),
+                    ),
                     attr("labels.team", None, Some(json!("ml"))),
-                    AttrChange { path: "password".into(), before: None, after: None, sensitive: true, forces_replacement: false },
-                    attr("notes", Some(json!("one\ntwo\n")), Some(json!("one\nthree\n"))),
+                    AttrChange {
+                        path: "password".into(),
+                        before: None,
+                        after: None,
+                        sensitive: true,
+                        forces_replacement: false,
+                    },
+                    attr(
+                        "notes",
+                        Some(json!("one\ntwo\n")),
+                        Some(json!("one\nthree\n")),
+                    ),
                 ],
             ),
             change(
                 "helm_release.wallaroo",
                 Action::Replace,
-                vec![AttrChange { path: "namespace".into(), before: Some(json!("a")), after: Some(json!("b")), sensitive: false, forces_replacement: true }],
+                vec![AttrChange {
+                    path: "namespace".into(),
+                    before: Some(json!("a")),
+                    after: Some(json!("b")),
+                    sensitive: false,
+                    forces_replacement: true,
+                }],
             ),
-            change("file[\"old\"]", Action::Delete, vec![attr("path", Some(json!("old")), None)]),
+            change(
+                "file[\"old\"]",
+                Action::Delete,
+                vec![attr("path", Some(json!("old")), None)],
+            ),
         ];
         Plan {
             format_version: 1,
@@ -147,7 +225,11 @@ mod tests {
                 address: "file[\"b\"]".parse::<Address>().unwrap(),
                 kind: "file".into(),
                 deleted: false,
-                attributes: vec![attr("content", Some(json!("applied")), Some(json!("edited")))],
+                attributes: vec![attr(
+                    "content",
+                    Some(json!("applied")),
+                    Some(json!("edited")),
+                )],
             }],
             summary: Summary::of(&changes),
             changes,
@@ -199,7 +281,10 @@ Plan: 2 to add, 1 to change, 2 to destroy.
         let mut p = sample();
         p.changes.retain(|c| c.action == Action::NoOp);
         p.drift.clear();
-        assert_eq!(plan(&p, Style::plain()), "No changes. The cluster and the registry match the spec.\n");
+        assert_eq!(
+            plan(&p, Style::plain()),
+            "No changes. The cluster and the registry match the spec.\n"
+        );
         let coloured = plan(&sample(), Style { color: true });
         assert!(coloured.contains("\x1b[32m+\x1b[0m"));
         assert!(!plan(&sample(), Style::plain()).contains('\x1b'));
