@@ -1,0 +1,711 @@
+//! Starting, finding and stopping the environment. `up` reuses a running environment whose
+//! processes are all alive and ready; otherwise it starts a fresh one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::kubeapi::{KubeApi, https_client};
+use crate::pki::Pki;
+use crate::process::{alive, free_port, spawn, stop, wait_until};
+use crate::provision::{Binaries, provision};
+use crate::{Error, paths, rbac};
+
+/// Host names of the registries; they must resolve to 127.0.0.1 (see [`ensure_hosts`]).
+pub const VENDOR_HOST: &str = "vendor.registry.test";
+pub const PRIVATE_HOST: &str = "private.registry.test";
+/// The Keycloak admin the sample chart's `keycloak-admin-secret` names.
+pub const KEYCLOAK_ADMIN: &str = "admin";
+
+/// One running process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proc {
+    pub pid: u32,
+    pub port: u16,
+}
+
+/// A registry and its credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registry {
+    pub proc: Proc,
+    pub host: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl Registry {
+    /// `host:port`.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.proc.port)
+    }
+}
+
+/// Everything a running environment consists of, kept in `run/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Env {
+    pub run_dir: PathBuf,
+    pub ca_file: PathBuf,
+    pub helm: PathBuf,
+    /// Kubeconfig of the least-privilege `wallaroo` ServiceAccount (the default for tests).
+    pub kubeconfig: PathBuf,
+    /// Kubeconfig of a cluster admin.
+    pub admin_kubeconfig: PathBuf,
+    pub admin_token: String,
+    pub api_port: u16,
+    pub procs: BTreeMap<String, Proc>,
+    pub vendor: Registry,
+    pub private: Registry,
+    pub keycloak_url: String,
+    pub keycloak_password: String,
+    pub toxiproxy_url: String,
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("the OS has a random source");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn state_file(run_dir: &Path) -> PathBuf {
+    run_dir.join("state.json")
+}
+
+impl Env {
+    /// The running environment, if its state file exists and every process is alive.
+    pub fn find() -> Option<Env> {
+        let text = std::fs::read_to_string(state_file(&paths::run_dir())).ok()?;
+        let env: Env = serde_json::from_str(&text).ok()?;
+        let all_alive = env
+            .procs
+            .values()
+            .chain([&env.vendor.proc, &env.private.proc])
+            .all(|p| alive(p.pid));
+        (all_alive && env.api().ok()?.ready()).then_some(env)
+    }
+
+    pub fn api(&self) -> Result<KubeApi, Error> {
+        KubeApi::new(
+            &format!("https://127.0.0.1:{}", self.api_port),
+            &self.admin_token,
+            &self.ca_file,
+        )
+    }
+
+    /// `export NAME=value` lines for `eval "$(wallaroo-testenv up)"`.
+    pub fn exports(&self) -> Vec<(String, String)> {
+        let p = |p: &Path| p.display().to_string();
+        vec![
+            ("KUBECONFIG".into(), p(&self.kubeconfig)),
+            (
+                "WALLAROO_TESTENV_ADMIN_KUBECONFIG".into(),
+                p(&self.admin_kubeconfig),
+            ),
+            ("WALLAROO_TESTENV_CA".into(), p(&self.ca_file)),
+            ("HELM".into(), p(&self.helm)),
+            ("VENDOR_REGISTRY".into(), self.vendor.address()),
+            (
+                "VENDOR_REGISTRY_USERNAME".into(),
+                self.vendor.username.clone(),
+            ),
+            (
+                "VENDOR_REGISTRY_PASSWORD".into(),
+                self.vendor.password.clone(),
+            ),
+            ("PRIVATE_REGISTRY".into(), self.private.address()),
+            (
+                "PRIVATE_REGISTRY_USERNAME".into(),
+                self.private.username.clone(),
+            ),
+            (
+                "PRIVATE_REGISTRY_PASSWORD".into(),
+                self.private.password.clone(),
+            ),
+            ("KEYCLOAK_URL".into(), self.keycloak_url.clone()),
+            ("KEYCLOAK_ADMIN".into(), KEYCLOAK_ADMIN.into()),
+            (
+                "KEYCLOAK_ADMIN_PASSWORD".into(),
+                self.keycloak_password.clone(),
+            ),
+            ("TOXIPROXY_URL".into(), self.toxiproxy_url.clone()),
+            // The variables of examples/quickstart.hcl, for the sandbox.
+            ("WALLAROO_VAR_vendor_registry".into(), self.vendor.address()),
+            (
+                "WALLAROO_VAR_vendor_username".into(),
+                self.vendor.username.clone(),
+            ),
+            (
+                "WALLAROO_VAR_vendor_password".into(),
+                self.vendor.password.clone(),
+            ),
+            (
+                "WALLAROO_VAR_private_registry".into(),
+                self.private.address(),
+            ),
+            (
+                "WALLAROO_VAR_registry_password".into(),
+                self.private.password.clone(),
+            ),
+        ]
+    }
+
+    /// Stops every process by PID.
+    pub fn down(&self) {
+        let mut pids: Vec<u32> = self.procs.values().map(|p| p.pid).collect();
+        pids.extend([self.vendor.proc.pid, self.private.proc.pid]);
+        for pid in pids.into_iter().rev() {
+            stop(pid, Duration::from_secs(5));
+        }
+        let _ = std::fs::remove_file(state_file(&self.run_dir));
+    }
+
+    /// Creates `n` kwok nodes named `{prefix}-{i}` with labels, taints and capacity.
+    pub fn add_nodes(
+        &self,
+        prefix: &str,
+        n: usize,
+        labels: &serde_json::Value,
+        taints: &serde_json::Value,
+        capacity: &serde_json::Value,
+    ) -> Result<Vec<String>, Error> {
+        let api = self.api()?;
+        let mut names = Vec::new();
+        for i in 1..=n {
+            let name = format!("{prefix}-{i}");
+            let mut node_labels = json!({"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok"});
+            if let (Some(m), Some(extra)) = (node_labels.as_object_mut(), labels.as_object()) {
+                m.extend(extra.clone());
+            }
+            let mut cap =
+                json!({"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "200Gi"});
+            if let (Some(m), Some(extra)) = (cap.as_object_mut(), capacity.as_object()) {
+                m.extend(extra.clone());
+            }
+            api.create(
+                "/api/v1/nodes",
+                &json!({
+                    "apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "labels": node_labels,
+                                 "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+                    "spec": {"taints": taints},
+                    "status": {"capacity": cap, "allocatable": cap},
+                }),
+            )?;
+            names.push(name);
+        }
+        Ok(names)
+    }
+}
+
+/// Makes sure the registry host names resolve to 127.0.0.1 (helm speaks plain HTTP to a
+/// registry addressed by a loopback IP, so names are needed).
+pub fn ensure_hosts() -> Result<(), Error> {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let missing: Vec<&str> = [VENDOR_HOST, PRIVATE_HOST]
+        .into_iter()
+        .filter(|h| {
+            !hosts.lines().any(|l| {
+                !l.trim_start().starts_with('#') && l.split_whitespace().skip(1).any(|w| w == *h)
+            })
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let line = format!("127.0.0.1 {}\n", missing.join(" "));
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open("/etc/hosts")
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|e| Error::Missing {
+            what: format!("/etc/hosts entries for {}", missing.join(", ")),
+            fix: format!("add `{}` to /etc/hosts ({e})", line.trim()),
+        })
+}
+
+/// Starts the environment, or returns the running one. `report` hears progress.
+pub fn up(report: &mut dyn FnMut(&str)) -> Result<Env, Error> {
+    if let Some(env) = Env::find() {
+        return Ok(env);
+    }
+    let bins = provision(report)?;
+    ensure_hosts()?;
+    let run_dir = paths::run_dir();
+    if let Ok(text) = std::fs::read_to_string(state_file(&run_dir)) {
+        if let Ok(stale) = serde_json::from_str::<Env>(&text) {
+            stale.down();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    report("starting the control plane");
+    let mut started: Vec<u32> = Vec::new();
+    let result = start_all(&bins, &run_dir, &mut started, report);
+    if result.is_err() {
+        for pid in started.into_iter().rev() {
+            stop(pid, Duration::from_secs(2));
+        }
+    }
+    let env = result?;
+    let text = serde_json::to_string_pretty(&env).expect("state serializes");
+    std::fs::write(state_file(&run_dir), text).map_err(|e| Error::io(&run_dir, e))?;
+    Ok(env)
+}
+
+fn start_all(
+    bins: &Binaries,
+    run_dir: &Path,
+    started: &mut Vec<u32>,
+    report: &mut dyn FnMut(&str),
+) -> Result<Env, Error> {
+    let pki = Pki::create(&run_dir.join("pki"))?;
+    pki.issue(
+        "apiserver",
+        &[
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default.svc",
+        ],
+    )?;
+    pki.issue("registry", &[VENDOR_HOST, PRIVATE_HOST, "127.0.0.1"])?;
+    pki.key_pair("sa")?;
+    let mut procs = BTreeMap::new();
+    let arg = |k: &str, v: &dyn std::fmt::Display| format!("--{k}={v}");
+
+    // etcd
+    let (etcd_port, peer_port) = (free_port(), free_port());
+    let mut cmd = Command::new(&bins.etcd);
+    cmd.arg(arg("data-dir", &run_dir.join("etcd").display()))
+        .arg(arg(
+            "listen-client-urls",
+            &format!("http://127.0.0.1:{etcd_port}"),
+        ))
+        .arg(arg(
+            "advertise-client-urls",
+            &format!("http://127.0.0.1:{etcd_port}"),
+        ))
+        .arg(arg(
+            "listen-peer-urls",
+            &format!("http://127.0.0.1:{peer_port}"),
+        ))
+        .arg(arg(
+            "initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer_port}"),
+        ))
+        .arg(arg(
+            "initial-cluster",
+            &format!("default=http://127.0.0.1:{peer_port}"),
+        ))
+        .arg("--unsafe-no-fsync")
+        .arg(arg("quota-backend-bytes", &(4u64 << 30)));
+    let pid = spawn("etcd", cmd, run_dir)?;
+    started.push(pid);
+    let plain = reqwest::blocking::Client::new();
+    wait_until("etcd", pid, Duration::from_secs(30), run_dir, || {
+        plain
+            .get(format!("http://127.0.0.1:{etcd_port}/health"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    })?;
+    procs.insert(
+        "etcd".into(),
+        Proc {
+            pid,
+            port: etcd_port,
+        },
+    );
+
+    // kube-apiserver, with a static token for the admin.
+    let admin_token = random_token(24);
+    let tokens = pki.dir.join("tokens.csv");
+    std::fs::write(
+        &tokens,
+        format!("{admin_token},admin,admin,system:masters\n"),
+    )
+    .map_err(|e| Error::io(&tokens, e))?;
+    let api_port = free_port();
+    let mut cmd = Command::new(&bins.kube_apiserver);
+    cmd.arg(arg(
+        "etcd-servers",
+        &format!("http://127.0.0.1:{etcd_port}"),
+    ))
+    .arg(arg("bind-address", &"127.0.0.1"))
+    .arg(arg("advertise-address", &"127.0.0.1"))
+    .arg(arg("secure-port", &api_port))
+    .arg(arg("tls-cert-file", &pki.cert("apiserver").display()))
+    .arg(arg("tls-private-key-file", &pki.key("apiserver").display()))
+    .arg(arg("client-ca-file", &pki.ca_cert().display()))
+    .arg(arg("token-auth-file", &tokens.display()))
+    .arg(arg(
+        "service-account-issuer",
+        &"https://kubernetes.default.svc.cluster.local",
+    ))
+    .arg(arg(
+        "service-account-key-file",
+        &pki.dir.join("sa.pub").display(),
+    ))
+    .arg(arg(
+        "service-account-signing-key-file",
+        &pki.key("sa").display(),
+    ))
+    .arg(arg("authorization-mode", &"RBAC"))
+    .arg(arg("service-cluster-ip-range", &"10.96.0.0/16"))
+    .arg(arg("allow-privileged", &true));
+    let pid = spawn("kube-apiserver", cmd, run_dir)?;
+    started.push(pid);
+    let api = KubeApi::new(
+        &format!("https://127.0.0.1:{api_port}"),
+        &admin_token,
+        &pki.ca_cert(),
+    )?;
+    wait_until(
+        "kube-apiserver",
+        pid,
+        Duration::from_secs(60),
+        run_dir,
+        || api.ready(),
+    )?;
+    procs.insert(
+        "kube-apiserver".into(),
+        Proc {
+            pid,
+            port: api_port,
+        },
+    );
+
+    let server = format!("https://127.0.0.1:{api_port}");
+    let admin_kubeconfig = run_dir.join("admin.kubeconfig");
+    write_kubeconfig(
+        &admin_kubeconfig,
+        &server,
+        &pki.ca_cert(),
+        "admin",
+        &admin_token,
+    )?;
+
+    // Controllers, scheduler and kwok.
+    let cm_port = free_port();
+    let mut cmd = Command::new(&bins.kube_controller_manager);
+    cmd.arg(arg("kubeconfig", &admin_kubeconfig.display()))
+        .arg(arg(
+            "authentication-kubeconfig",
+            &admin_kubeconfig.display(),
+        ))
+        .arg(arg("authorization-kubeconfig", &admin_kubeconfig.display()))
+        .arg(arg(
+            "service-account-private-key-file",
+            &pki.key("sa").display(),
+        ))
+        .arg(arg("root-ca-file", &pki.ca_cert().display()))
+        .arg("--use-service-account-credentials")
+        .arg("--leader-elect=false")
+        .arg(arg("bind-address", &"127.0.0.1"))
+        .arg(arg("secure-port", &cm_port))
+        .arg(arg(
+            "controllers",
+            &"*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route",
+        ));
+    let pid = spawn("kube-controller-manager", cmd, run_dir)?;
+    started.push(pid);
+    procs.insert(
+        "kube-controller-manager".into(),
+        Proc { pid, port: cm_port },
+    );
+
+    let sched_port = free_port();
+    let mut cmd = Command::new(&bins.kube_scheduler);
+    cmd.arg(arg("kubeconfig", &admin_kubeconfig.display()))
+        .arg(arg(
+            "authentication-kubeconfig",
+            &admin_kubeconfig.display(),
+        ))
+        .arg(arg("authorization-kubeconfig", &admin_kubeconfig.display()))
+        .arg("--leader-elect=false")
+        .arg(arg("bind-address", &"127.0.0.1"))
+        .arg(arg("secure-port", &sched_port));
+    let pid = spawn("kube-scheduler", cmd, run_dir)?;
+    started.push(pid);
+    procs.insert(
+        "kube-scheduler".into(),
+        Proc {
+            pid,
+            port: sched_port,
+        },
+    );
+
+    let kwok_port = free_port();
+    let mut cmd = Command::new(&bins.kwok);
+    cmd.arg(arg("kubeconfig", &admin_kubeconfig.display()))
+        .arg("--manage-all-nodes=false")
+        .arg(arg(
+            "manage-nodes-with-annotation-selector",
+            &"kwok.x-k8s.io/node=fake",
+        ))
+        .arg(arg("server-address", &format!("127.0.0.1:{kwok_port}")));
+    let pid = spawn("kwok", cmd, run_dir)?;
+    started.push(pid);
+    procs.insert(
+        "kwok".into(),
+        Proc {
+            pid,
+            port: kwok_port,
+        },
+    );
+
+    // The wallaroo ServiceAccount and its exact RBAC.
+    report("creating the least-privilege ServiceAccount");
+    api.create(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "wallaroo-system"}}),
+    )?;
+    api.create(
+        "/api/v1/namespaces/wallaroo-system/serviceaccounts",
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "wallaroo"}}),
+    )?;
+    api.create(
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        &rbac::cluster_role(),
+    )?;
+    api.create(
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "wallaroo"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "wallaroo"},
+            "subjects": [{"kind": "ServiceAccount", "name": "wallaroo", "namespace": "wallaroo-system"}],
+        }),
+    )?;
+    api.create(
+        "/api/v1/namespaces/wallaroo-system/secrets",
+        &json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+            "metadata": {"name": "wallaroo-token", "annotations": {"kubernetes.io/service-account.name": "wallaroo"}},
+        }),
+    )?;
+    let mut sa_token = String::new();
+    wait_until(
+        "kube-controller-manager",
+        pid_of(&procs, "kube-controller-manager"),
+        Duration::from_secs(60),
+        run_dir,
+        || {
+            let token = api
+                .get("/api/v1/namespaces/wallaroo-system/secrets/wallaroo-token")
+                .ok()
+                .and_then(|s| s["data"]["token"].as_str().map(String::from));
+            match token.and_then(|t| base64_decode(&t)) {
+                Some(t) => {
+                    sa_token = t;
+                    true
+                }
+                None => false,
+            }
+        },
+    )?;
+    let kubeconfig = run_dir.join("wallaroo.kubeconfig");
+    write_kubeconfig(&kubeconfig, &server, &pki.ca_cert(), "wallaroo", &sa_token)?;
+
+    // Registries.
+    report("starting the registries");
+    let vendor = start_registry("vendor-registry", VENDOR_HOST, bins, &pki, run_dir)?;
+    started.push(vendor.proc.pid);
+    let private = start_registry("private-registry", PRIVATE_HOST, bins, &pki, run_dir)?;
+    started.push(private.proc.pid);
+
+    // toxiproxy.
+    let toxi_port = free_port();
+    let mut cmd = Command::new(&bins.toxiproxy);
+    cmd.args(["-host", "127.0.0.1", "-port", &toxi_port.to_string()]);
+    let pid = spawn("toxiproxy", cmd, run_dir)?;
+    started.push(pid);
+    let toxiproxy_url = format!("http://127.0.0.1:{toxi_port}");
+    wait_until("toxiproxy", pid, Duration::from_secs(20), run_dir, || {
+        plain
+            .get(format!("{toxiproxy_url}/version"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    })?;
+    procs.insert(
+        "toxiproxy".into(),
+        Proc {
+            pid,
+            port: toxi_port,
+        },
+    );
+
+    // Keycloak, under /auth as in a Wallaroo install.
+    report("starting Keycloak");
+    let kc_port = free_port();
+    let keycloak_password = random_token(12);
+    let mut cmd = Command::new(bins.keycloak_home.join("bin/kc.sh"));
+    cmd.args([
+        "start-dev",
+        "--db=dev-mem",
+        "--http-host=127.0.0.1",
+        "--http-relative-path=/auth",
+    ])
+    .arg(arg("http-port", &kc_port))
+    .arg(arg("http-management-port", &free_port()))
+    .env("KC_BOOTSTRAP_ADMIN_USERNAME", KEYCLOAK_ADMIN)
+    .env("KC_BOOTSTRAP_ADMIN_PASSWORD", &keycloak_password);
+    let pid = spawn("keycloak", cmd, run_dir)?;
+    started.push(pid);
+    let keycloak_url = format!("http://127.0.0.1:{kc_port}/auth");
+    wait_until("keycloak", pid, Duration::from_secs(240), run_dir, || {
+        plain
+            .get(format!("{keycloak_url}/realms/master"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    })?;
+    procs.insert("keycloak".into(), Proc { pid, port: kc_port });
+
+    // The LoadBalancer test double.
+    let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("current_exe"), e))?;
+    let lb_exe = sibling_binary(&exe)?;
+    let mut cmd = Command::new(&lb_exe);
+    cmd.arg("lb-double").env("WALLAROO_TESTENV_RUN", run_dir);
+    let pid = spawn("lb-double", cmd, run_dir)?;
+    started.push(pid);
+    procs.insert("lb-double".into(), Proc { pid, port: 0 });
+
+    // kwok must be managing nodes before the environment counts as up.
+    wait_until(
+        "kwok",
+        pid_of(&procs, "kwok"),
+        Duration::from_secs(30),
+        run_dir,
+        || {
+            plain
+                .get(format!("http://127.0.0.1:{kwok_port}/healthz"))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        },
+    )?;
+
+    Ok(Env {
+        run_dir: run_dir.to_path_buf(),
+        ca_file: pki.ca_cert(),
+        helm: bins.helm.clone(),
+        kubeconfig,
+        admin_kubeconfig,
+        admin_token,
+        api_port,
+        procs,
+        vendor,
+        private,
+        keycloak_url,
+        keycloak_password,
+        toxiproxy_url,
+    })
+}
+
+/// The `wallaroo-testenv` binary next to a test binary or itself, built if a test of
+/// another crate runs before it exists.
+fn sibling_binary(exe: &Path) -> Result<PathBuf, Error> {
+    if exe.file_name().is_some_and(|n| n == "wallaroo-testenv") {
+        return Ok(exe.to_path_buf());
+    }
+    // Test binaries live in target/<profile>/deps; the binary in target/<profile>.
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("wallaroo-testenv");
+    if !bin.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-p",
+            "wallaroo-testenv",
+            "--bin",
+            "wallaroo-testenv",
+        ]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        crate::process::run("cargo build -p wallaroo-testenv", &mut cmd)?;
+    }
+    Ok(bin)
+}
+
+fn pid_of(procs: &BTreeMap<String, Proc>, name: &str) -> u32 {
+    procs[name].pid
+}
+
+fn base64_decode(s: &str) -> Option<String> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
+fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca: &Path,
+    user: &str,
+    token: &str,
+) -> Result<(), Error> {
+    use base64::Engine;
+    let ca_data = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(ca).map_err(|e| Error::io(ca, e))?);
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: testenv\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_data}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: {user}@testenv\n  context:\n    cluster: testenv\n    user: {user}\ncurrent-context: {user}@testenv\n"
+    );
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+fn start_registry(
+    name: &str,
+    host: &str,
+    bins: &Binaries,
+    pki: &Pki,
+    run_dir: &Path,
+) -> Result<Registry, Error> {
+    let port = free_port();
+    let dir = run_dir.join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let username = format!("{}-user", name.trim_end_matches("-registry"));
+    let password = random_token(12);
+    let htpasswd = dir.join("htpasswd");
+    crate::process::run(
+        "htpasswd",
+        Command::new("htpasswd")
+            .args(["-Bbc"])
+            .arg(&htpasswd)
+            .args([&username, &password]),
+    )?;
+    let config = dir.join("config.yml");
+    let yaml = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: {secret}\n  tls:\n    certificate: {cert}\n    key: {key}\nauth:\n  htpasswd:\n    realm: wallaroo-testenv\n    path: {htpasswd}\n",
+        storage = dir.join("storage").display(),
+        secret = random_token(16),
+        cert = pki.cert("registry").display(),
+        key = pki.key("registry").display(),
+        htpasswd = htpasswd.display(),
+    );
+    std::fs::write(&config, yaml).map_err(|e| Error::io(&config, e))?;
+    let mut cmd = Command::new(&bins.registry);
+    cmd.arg("serve").arg(&config);
+    let pid = spawn(name, cmd, run_dir)?;
+    let client = https_client(&pki.ca_cert())?;
+    wait_until(name, pid, Duration::from_secs(20), run_dir, || {
+        client
+            .get(format!("https://{host}:{port}/v2/"))
+            .send()
+            .is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
+    })?;
+    Ok(Registry {
+        proc: Proc { pid, port },
+        host: host.into(),
+        username,
+        password,
+    })
+}

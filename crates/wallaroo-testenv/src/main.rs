@@ -1,0 +1,153 @@
+//! `wallaroo-testenv`: up | down | status | nodes | lb-double. `up` prints only
+//! `export NAME=value` lines on stdout, so `eval "$(wallaroo-testenv up)"` works.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wallaroo_testenv::{Env, lbdouble, up};
+
+#[derive(Parser)]
+#[command(
+    name = "wallaroo-testenv",
+    about = "The real components wallaroo is tested against, on 127.0.0.1"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Provision what is missing, start everything, print `export` lines.
+    Up,
+    /// Stop everything that `up` started, by PID.
+    Down,
+    /// Say what runs where.
+    Status,
+    /// Add N kwok nodes named PREFIX-1..N.
+    Nodes {
+        #[arg(long, default_value = "node")]
+        prefix: String,
+        #[arg(long, default_value_t = 4)]
+        count: usize,
+        /// Extra capacity, e.g. nvidia.com/gpu=1 (repeatable).
+        #[arg(long)]
+        capacity: Vec<String>,
+    },
+    /// The LoadBalancer test double (started by `up`).
+    #[command(hide = true)]
+    LbDouble,
+}
+
+fn main() -> ExitCode {
+    wallaroo_testenv::install_crypto_provider();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Up => up(&mut |m| eprintln!("wallaroo-testenv: {m}")).map(|env| {
+            for (k, v) in env.exports() {
+                println!("export {k}={}", shell_quote(&v));
+            }
+        }),
+        Cmd::Down => {
+            match read_state() {
+                Some(env) => {
+                    env.down();
+                    eprintln!("wallaroo-testenv: stopped");
+                }
+                None => eprintln!("wallaroo-testenv: nothing is running"),
+            }
+            Ok(())
+        }
+        Cmd::Status => {
+            match Env::find() {
+                Some(env) => {
+                    for (name, p) in &env.procs {
+                        println!("{name:<24} pid {:<8} port {}", p.pid, p.port);
+                    }
+                    for r in [&env.vendor, &env.private] {
+                        println!(
+                            "{:<24} pid {:<8} https://{}",
+                            r.username.replace("-user", "-registry"),
+                            r.proc.pid,
+                            r.address()
+                        );
+                    }
+                    println!("kubeconfig               {}", env.kubeconfig.display());
+                    println!("keycloak                 {}", env.keycloak_url);
+                }
+                None => println!("not running"),
+            }
+            Ok(())
+        }
+        Cmd::Nodes {
+            prefix,
+            count,
+            capacity,
+        } => match Env::find() {
+            Some(env) => {
+                let mut cap = serde_json::Map::new();
+                for c in capacity {
+                    if let Some((k, v)) = c.split_once('=') {
+                        cap.insert(k.into(), v.into());
+                    }
+                }
+                env.add_nodes(
+                    &prefix,
+                    count,
+                    &serde_json::json!({}),
+                    &serde_json::json!([]),
+                    &serde_json::Value::Object(cap),
+                )
+                .map(|names| {
+                    for n in names {
+                        println!("{n}");
+                    }
+                })
+            }
+            None => Err(wallaroo_testenv::Error::Missing {
+                what: "a running environment".into(),
+                fix: "run `wallaroo-testenv up`".into(),
+            }),
+        },
+        Cmd::LbDouble => {
+            // `up` writes the state file once everything, this included, has started.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            loop {
+                if let Some(env) = read_state() {
+                    break lbdouble::run(&env);
+                }
+                if std::time::Instant::now() > deadline {
+                    break Err(wallaroo_testenv::Error::Missing {
+                        what: "the environment's state".into(),
+                        fix: "started by `up`".into(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wallaroo-testenv: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The state file as written by `up`, even while some process is down.
+fn read_state() -> Option<Env> {
+    let text =
+        std::fs::read_to_string(wallaroo_testenv::paths::run_dir().join("state.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-:=@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}

@@ -1,0 +1,258 @@
+//! Builds or fetches each component once, cached by version: Kubernetes, etcd and kwok,
+//! helm and toxiproxy from the Go module proxy with the machine's Go toolchain; Keycloak
+//! from Maven Central. Idempotent: what is in the cache is not built again.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::paths::{bin, cache_dir};
+use crate::process::run;
+use crate::{Error, versions as v};
+
+/// Paths of every provisioned component.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub etcd: PathBuf,
+    pub kube_apiserver: PathBuf,
+    pub kube_controller_manager: PathBuf,
+    pub kube_scheduler: PathBuf,
+    pub kwok: PathBuf,
+    pub helm: PathBuf,
+    pub toxiproxy: PathBuf,
+    pub keycloak_home: PathBuf,
+    pub registry: PathBuf,
+}
+
+/// Provisions what is missing, one process at a time (a file lock guards the cache).
+/// `report` hears what is being built.
+pub fn provision(report: &mut dyn FnMut(&str)) -> Result<Binaries, Error> {
+    let cache = cache_dir();
+    std::fs::create_dir_all(cache.join("bin")).map_err(|e| Error::io(&cache, e))?;
+    let lock_path = cache.join("provision.lock");
+    let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+
+    let k8s = [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ];
+    if k8s.iter().any(|n| !bin(n, v::KUBERNETES).exists()) {
+        report(&format!(
+            "building Kubernetes {} (several minutes, once)",
+            v::KUBERNETES
+        ));
+        build_kubernetes(&k8s)?;
+    }
+    if !bin("etcd", v::ETCD).exists() {
+        report(&format!("building etcd {}", v::ETCD));
+        build_etcd()?;
+    }
+    go_install(
+        "kwok",
+        &format!("sigs.k8s.io/kwok/cmd/kwok@{}", v::KWOK),
+        "kwok",
+        v::KWOK,
+        report,
+    )?;
+    go_install(
+        "helm",
+        &format!("helm.sh/helm/v3/cmd/helm@{}", v::HELM),
+        "helm",
+        v::HELM,
+        report,
+    )?;
+    go_install(
+        "toxiproxy-server",
+        &format!(
+            "github.com/Shopify/toxiproxy/v2/cmd/server@{}",
+            v::TOXIPROXY
+        ),
+        "server",
+        v::TOXIPROXY,
+        report,
+    )?;
+    let keycloak_home = cache.join(format!("keycloak-{}", v::KEYCLOAK));
+    if !keycloak_home.join("bin/kc.sh").exists() {
+        report(&format!(
+            "fetching Keycloak {} from Maven Central",
+            v::KEYCLOAK
+        ));
+        fetch_keycloak(&cache)?;
+    }
+    let registry = which("docker-registry").ok_or_else(|| Error::Missing {
+        what: "docker-registry".into(),
+        fix: "apt-get install docker-registry apache2-utils (the CNCF distribution registry; .ci/run does it)".into(),
+    })?;
+    for tool in ["htpasswd", "openssl", "go", "mvn", "unzip"] {
+        if which(tool).is_none() {
+            return Err(Error::Missing {
+                what: tool.into(),
+                fix: format!("install {tool} (see .ci/run)"),
+            });
+        }
+    }
+    drop(lock);
+    Ok(Binaries {
+        etcd: bin("etcd", v::ETCD),
+        kube_apiserver: bin("kube-apiserver", v::KUBERNETES),
+        kube_controller_manager: bin("kube-controller-manager", v::KUBERNETES),
+        kube_scheduler: bin("kube-scheduler", v::KUBERNETES),
+        kwok: bin("kwok", v::KWOK),
+        helm: bin("helm", v::HELM),
+        toxiproxy: bin("toxiproxy-server", v::TOXIPROXY),
+        keycloak_home,
+        registry,
+    })
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+fn build_dir(name: &str) -> Result<PathBuf, Error> {
+    let dir = cache_dir().join("build").join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// A throwaway module that requires k8s.io/kubernetes with `replace` lines for its staging
+/// modules; the version is set by linker flags so kubectl and helm can parse it.
+fn build_kubernetes(names: &[&str]) -> Result<(), Error> {
+    let dir = build_dir(&format!("kubernetes-{}", v::KUBERNETES))?;
+    let minor = v::KUBERNETES.trim_start_matches("v1.");
+    let mut gomod = format!(
+        "module wallaroo.dev/testenv-k8s\n\ngo 1.24\n\nrequire k8s.io/kubernetes {}\n\nreplace (\n",
+        v::KUBERNETES
+    );
+    for m in v::K8S_STAGING {
+        gomod.push_str(&format!("\tk8s.io/{m} => k8s.io/{m} v0.{minor}\n"));
+    }
+    gomod.push_str(")\n");
+    write(&dir.join("go.mod"), &gomod)?;
+    let major_minor: Vec<&str> = v::KUBERNETES.trim_start_matches('v').split('.').collect();
+    let mut ldflags = String::new();
+    for pkg in [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ] {
+        ldflags.push_str(&format!(
+            "-X {pkg}.gitVersion={} -X {pkg}.gitMajor={} -X {pkg}.gitMinor={} ",
+            v::KUBERNETES,
+            major_minor[0],
+            major_minor[1]
+        ));
+    }
+    let out = dir.join("out");
+    run(
+        "go mod download k8s.io/kubernetes",
+        Command::new("go")
+            .args(["mod", "download", "k8s.io/kubernetes"])
+            .current_dir(&dir)
+            .env("GOFLAGS", "-mod=mod"),
+    )?;
+    let mut cmd = Command::new("go");
+    cmd.args(["build", "-o"])
+        .arg(format!("{}/", out.display()))
+        .args(["-ldflags", ldflags.trim()]);
+    for n in names {
+        cmd.arg(format!("k8s.io/kubernetes/cmd/{n}"));
+    }
+    run(
+        "go build (Kubernetes)",
+        cmd.current_dir(&dir).env("GOFLAGS", "-mod=mod"),
+    )?;
+    for n in names {
+        std::fs::rename(out.join(n), bin(n, v::KUBERNETES)).map_err(|e| Error::io(&out, e))?;
+    }
+    Ok(())
+}
+
+fn build_etcd() -> Result<(), Error> {
+    let dir = build_dir(&format!("etcd-{}", v::ETCD))?;
+    write(
+        &dir.join("go.mod"),
+        &format!(
+            "module wallaroo.dev/testenv-etcd\n\ngo 1.23\n\nrequire go.etcd.io/etcd/server/v3 {}\n",
+            v::ETCD
+        ),
+    )?;
+    write(
+        &dir.join("main.go"),
+        "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n",
+    )?;
+    run(
+        "go build (etcd)",
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(bin("etcd", v::ETCD))
+            .arg(".")
+            .current_dir(&dir)
+            .env("GOFLAGS", "-mod=mod"),
+    )?;
+    Ok(())
+}
+
+fn go_install(
+    name: &str,
+    pkg: &str,
+    built: &str,
+    version: &str,
+    report: &mut dyn FnMut(&str),
+) -> Result<(), Error> {
+    let target = bin(name, version);
+    if target.exists() {
+        return Ok(());
+    }
+    report(&format!("building {name} {version}"));
+    let gobin = build_dir(&format!("gobin-{name}"))?;
+    run(
+        &format!("go install {pkg}"),
+        Command::new("go")
+            .args(["install", pkg])
+            .env("GOBIN", &gobin),
+    )?;
+    std::fs::rename(gobin.join(built), &target).map_err(|e| Error::io(&target, e))
+}
+
+fn fetch_keycloak(cache: &Path) -> Result<(), Error> {
+    let artifact = format!("org.keycloak:keycloak-quarkus-dist:{}:zip", v::KEYCLOAK);
+    run(
+        "mvn dependency:get (Keycloak)",
+        Command::new("mvn").args([
+            "-q",
+            "dependency:get",
+            &format!("-Dartifact={artifact}"),
+            "-Dtransitive=false",
+        ]),
+    )?;
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let zip = home.join(format!(
+        ".m2/repository/org/keycloak/keycloak-quarkus-dist/{0}/keycloak-quarkus-dist-{0}.zip",
+        v::KEYCLOAK
+    ));
+    let unpack = cache.join("build/keycloak");
+    let _ = std::fs::remove_dir_all(&unpack);
+    run(
+        "unzip (Keycloak)",
+        Command::new("unzip")
+            .arg("-q")
+            .arg(&zip)
+            .arg("-d")
+            .arg(&unpack),
+    )?;
+    let dest = cache.join(format!("keycloak-{}", v::KEYCLOAK));
+    std::fs::rename(unpack.join(format!("keycloak-{}", v::KEYCLOAK)), &dest)
+        .map_err(|e| Error::io(&dest, e))
+}

@@ -1,0 +1,28 @@
+//! Exactly what wallaroo needs in a cluster, granted to the `wallaroo` ServiceAccount that
+//! tests use by default: so a missing permission shows up here, not at a customer.
+
+use serde_json::{Value, json};
+
+/// The ClusterRole of the wallaroo ServiceAccount.
+pub fn cluster_role() -> Value {
+    let rw = [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ];
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "wallaroo"},
+        "rules": [
+            // Nodepools: labels and taints on existing nodes; never create or delete nodes.
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch", "update"]},
+            // The installation's namespace.
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": rw},
+            // What the helm release and wallaroo's own resources consist of.
+            {"apiGroups": [""], "resources": ["secrets", "configmaps", "services", "serviceaccounts", "persistentvolumeclaims"], "verbs": rw},
+            {"apiGroups": [""], "resources": ["pods", "events", "endpoints"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": rw},
+            {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": rw},
+        ]
+    })
+}

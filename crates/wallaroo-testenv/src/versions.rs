@@ -1,0 +1,49 @@
+//! Every pinned version of the test environment, in one place. Changing one rebuilds that
+//! component into a new cache entry; old entries stay until removed by hand.
+
+/// k8s.io/kubernetes, the oldest minor that k8s-openapi 0.29 models.
+pub const KUBERNETES: &str = "v1.33.5";
+/// The etcd server that Kubernetes 1.33.5 itself requires.
+pub const ETCD: &str = "v3.5.21";
+/// kwok: fake kubelets. Newer releases want a newer Go than the machine's 1.26.
+pub const KWOK: &str = "v0.6.1";
+pub const HELM: &str = "v3.16.4";
+pub const TOXIPROXY: &str = "v2.12.0";
+/// org.keycloak:keycloak-quarkus-dist on Maven Central.
+pub const KEYCLOAK: &str = "26.0.7";
+
+/// The staging modules of Kubernetes 1.33 that need a `replace` line in a module that
+/// requires k8s.io/kubernetes.
+pub const K8S_STAGING: &[&str] = &[
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+    "sample-cli-plugin",
+    "sample-controller",
+];
