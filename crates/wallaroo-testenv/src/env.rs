@@ -659,7 +659,10 @@ fn write_kubeconfig(
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: testenv\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_data}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: {user}@testenv\n  context:\n    cluster: testenv\n    user: {user}\ncurrent-context: {user}@testenv\n"
     );
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(path, e))
 }
 
 fn start_registry(

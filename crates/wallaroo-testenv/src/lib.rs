@@ -14,6 +14,7 @@ mod pki;
 pub mod process;
 pub mod provision;
 mod rbac;
+pub mod seed;
 pub mod versions;
 
 use std::path::{Path, PathBuf};

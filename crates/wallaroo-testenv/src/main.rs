@@ -34,6 +34,14 @@ enum Cmd {
         #[arg(long)]
         capacity: Vec<String>,
     },
+    /// Push an image set to the vendor registry: tiny, release (about 40 images, 1.5 GB)
+    /// or release-next (the next version, most layers shared).
+    Seed {
+        preset: String,
+        /// Push to the private registry instead.
+        #[arg(long)]
+        private: bool,
+    },
     /// The LoadBalancer test double (started by `up`).
     #[command(hide = true)]
     LbDouble,
@@ -109,6 +117,7 @@ fn main() -> ExitCode {
                 fix: "run `wallaroo-testenv up`".into(),
             }),
         },
+        Cmd::Seed { preset, private } => seed(&preset, private),
         Cmd::LbDouble => {
             // `up` writes the state file once everything, this included, has started.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
@@ -150,4 +159,27 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
+}
+
+fn seed(name: &str, private: bool) -> Result<(), wallaroo_testenv::Error> {
+    let preset =
+        wallaroo_testenv::seed::preset(name).ok_or_else(|| wallaroo_testenv::Error::Missing {
+            what: format!("a preset named `{name}`"),
+            fix: "use tiny, release or release-next".into(),
+        })?;
+    let env = up(&mut |m| eprintln!("wallaroo-testenv: {m}"))?;
+    let registry = if private { &env.private } else { &env.vendor };
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");
+    let started = std::time::Instant::now();
+    let bytes = wallaroo_testenv::seed::seed(&env, &preset, registry, "wallaroo", &chart)?;
+    eprintln!(
+        "wallaroo-testenv: pushed {} images of {} ({} MB of new blobs) to {} in {:.1}s",
+        preset.images.len(),
+        preset.name,
+        bytes >> 20,
+        registry.address(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

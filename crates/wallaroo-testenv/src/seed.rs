@@ -1,0 +1,542 @@
+//! Pushes synthetic but valid images straight through the distribution API: gzip layers of
+//! incompressible random bytes, base layers shared between images, multi-arch indexes
+//! (amd64 and arm64), and the sample chart as an OCI artifact (through the real helm).
+//!
+//! Layer content is derived from a seed, so pushing a preset twice pushes the same digests
+//! and presets share what they should: `release-next` reuses most of `release`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::env::{Env, Registry};
+use crate::{Error, https_client};
+
+/// An image set.
+#[derive(Debug, Clone)]
+pub struct Preset {
+    pub name: &'static str,
+    /// The release version, and the chart's version.
+    pub version: &'static str,
+    pub images: Vec<ImageSpec>,
+}
+
+/// One image of a preset: its layers as (seed, size) and whether it is multi-arch.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    pub name: String,
+    pub layers: Vec<(u64, usize)>,
+    pub multi_arch: bool,
+}
+
+const MIB: usize = 1 << 20;
+
+/// Names like a Wallaroo release's (the full list is not public; see the reference notes).
+const RELEASE_IMAGES: &[&str] = &[
+    "conductor-wallsvc",
+    "fitzroy-mini",
+    "fitzroy-mini-cuda",
+    "standalone-mini",
+    "mac-deploy",
+    "mlflow-deploy",
+    "keycloak",
+    "minio",
+    "postgres",
+    "jupyterhub",
+    "jupyter-datascience",
+    "plateau",
+    "arbiter",
+    "rest-api",
+    "dashboard",
+    "model-registry",
+    "pipeline-controller",
+    "engine-lb",
+    "engine-sidecar",
+    "assays-v1",
+    "assays-v2",
+    "inference-gateway",
+    "metrics-exporter",
+    "prometheus",
+    "grafana",
+    "nats",
+    "redis",
+    "envoy",
+    "oauth2-proxy",
+    "cert-manager",
+    "ops-center",
+    "edge-bundler",
+    "pypi-proxy",
+    "model-converter",
+    "python-step",
+    "vector",
+    "loki",
+    "tempo",
+    "workload-scheduler",
+    "wallaroo-cli",
+];
+
+/// `tiny`, `release` or `release-next`.
+pub fn preset(name: &str) -> Option<Preset> {
+    match name {
+        "tiny" => Some(Preset {
+            name: "tiny",
+            version: "2025.1.0-6290",
+            images: vec![
+                ImageSpec {
+                    name: "conductor-wallsvc".into(),
+                    layers: vec![(1, 64 << 10), (11, 32 << 10)],
+                    multi_arch: false,
+                },
+                ImageSpec {
+                    name: "fitzroy-mini".into(),
+                    layers: vec![(1, 64 << 10), (12, 48 << 10)],
+                    multi_arch: true,
+                },
+                ImageSpec {
+                    name: "keycloak".into(),
+                    layers: vec![(2, 16 << 10)],
+                    multi_arch: false,
+                },
+            ],
+        }),
+        // About 40 images and 1.5 GB, with three shared base layers.
+        "release" | "release-next" => {
+            let next = name == "release-next";
+            let images = RELEASE_IMAGES
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let base = match i % 3 {
+                        0 => vec![(1000, 96 * MIB), (1001, 16 * MIB)],
+                        1 => vec![(1002, 48 * MIB)],
+                        _ => vec![(1000, 96 * MIB)],
+                    };
+                    // In the next release one image in five changes its top layer.
+                    let top_seed = if next && i % 5 == 0 {
+                        3000 + i as u64
+                    } else {
+                        2000 + i as u64
+                    };
+                    let mut layers = base;
+                    layers.push((top_seed, 25 * MIB + (i % 7) * MIB));
+                    ImageSpec {
+                        name: n.to_string(),
+                        layers,
+                        multi_arch: i % 13 == 1,
+                    }
+                })
+                .collect();
+            Some(Preset {
+                name: if next { "release-next" } else { "release" },
+                version: if next {
+                    "2025.1.1-6301"
+                } else {
+                    "2025.1.0-6290"
+                },
+                images,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Pushes a preset's images under `{path}/{name}:{version}` and the sample chart to
+/// `oci://{vendor}/{path}/{channel}`. Returns the bytes of new blobs pushed.
+pub fn seed(
+    env: &Env,
+    preset: &Preset,
+    registry: &Registry,
+    path: &str,
+    chart_dir: &Path,
+) -> Result<u64, Error> {
+    let client = https_client(&env.ca_file)?;
+    let mut pushed = 0;
+    // Layers already in some repository of this registry: (seed, size) -> (digest, diff id,
+    // length, repository), so shared layers are mounted, not generated and sent again.
+    let mut known: std::collections::HashMap<(u64, usize), (String, String, usize, String)> =
+        Default::default();
+    for image in &preset.images {
+        let repo = format!("{path}/{}", image.name);
+        let arches: &[&str] = if image.multi_arch {
+            &["amd64", "arm64"]
+        } else {
+            &["amd64"]
+        };
+        let mut manifests = Vec::new();
+        for (n, arch) in arches.iter().enumerate() {
+            let mut layer_descs = Vec::new();
+            let mut diff_ids = Vec::new();
+            for (seed, size) in &image.layers {
+                // Per-arch layers differ except the shared ones of amd64.
+                let seed = if n == 0 { *seed } else { seed + 1_000_000 };
+                let mounted = match known.get(&(seed, *size)) {
+                    Some((d, diff_id, len, from))
+                        if mount_blob(&client, registry, &repo, d, from)? =>
+                    {
+                        Some((d.clone(), diff_id.clone(), *len))
+                    }
+                    _ => None,
+                };
+                let (d, diff_id, len) = match mounted {
+                    Some(m) => m,
+                    None => {
+                        let (gz, diff_id) = layer(seed, *size);
+                        pushed += push_blob(&client, registry, &repo, &gz)?;
+                        known.insert(
+                            (seed, *size),
+                            (digest(&gz), diff_id.clone(), gz.len(), repo.clone()),
+                        );
+                        (digest(&gz), diff_id, gz.len())
+                    }
+                };
+                layer_descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": len}));
+                diff_ids.push(diff_id);
+            }
+            let config = serde_json::to_vec(&json!({
+                "architecture": arch, "os": "linux",
+                "config": {"Labels": {"ai.wallaroo.image": image.name, "ai.wallaroo.version": preset.version}},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }))
+            .expect("JSON");
+            pushed += push_blob(&client, registry, &repo, &config)?;
+            let manifest = serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len()},
+                "layers": layer_descs,
+            }))
+            .expect("JSON");
+            let reference = if image.multi_arch {
+                digest(&manifest)
+            } else {
+                preset.version.to_string()
+            };
+            put_manifest(
+                &client,
+                registry,
+                &repo,
+                &reference,
+                "application/vnd.oci.image.manifest.v1+json",
+                &manifest,
+            )?;
+            manifests.push(json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(&manifest), "size": manifest.len(),
+                "platform": {"architecture": arch, "os": "linux"},
+            }));
+        }
+        if image.multi_arch {
+            let index = serde_json::to_vec(&json!({
+                "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests,
+            }))
+            .expect("JSON");
+            put_manifest(
+                &client,
+                registry,
+                &repo,
+                preset.version,
+                "application/vnd.oci.image.index.v1+json",
+                &index,
+            )?;
+        }
+    }
+    push_chart(env, preset, registry, path, chart_dir)?;
+    Ok(pushed)
+}
+
+/// A gzip of a tar holding one file of seeded random bytes; returns it and the tar's
+/// digest (the layer's diff id).
+pub fn layer(seed: u64, size: usize) -> (Vec<u8>, String) {
+    let mut data = vec![0u8; size];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    tar.append_data(&mut header, format!("data/{seed}.bin"), data.as_slice())
+        .expect("in-memory tar");
+    let tar = tar.into_inner().expect("in-memory tar");
+    let diff_id = digest(&tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).expect("in-memory gzip");
+    (gz.finish().expect("in-memory gzip"), diff_id)
+}
+
+pub fn digest(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+fn api_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Api {
+        what: what.into(),
+        message: e.to_string(),
+    }
+}
+
+/// Uploads a blob unless the registry has it; returns the bytes sent.
+fn push_blob(client: &Client, reg: &Registry, repo: &str, bytes: &[u8]) -> Result<u64, Error> {
+    let base = format!("https://{}", reg.address());
+    let d = digest(bytes);
+    let head = client
+        .head(format!("{base}/v2/{repo}/blobs/{d}"))
+        .basic_auth(&reg.username, Some(&reg.password))
+        .send()
+        .map_err(|e| api_err("HEAD blob", e))?;
+    if head.status().is_success() {
+        return Ok(0);
+    }
+    let start = client
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .basic_auth(&reg.username, Some(&reg.password))
+        .send()
+        .map_err(|e| api_err("start upload", e))?;
+    if start.status() != reqwest::StatusCode::ACCEPTED {
+        return Err(api_err("start upload", start.status()));
+    }
+    let location = start
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let put = client
+        .put(format!("{url}{sep}digest={d}"))
+        .basic_auth(&reg.username, Some(&reg.password))
+        .header("Content-Type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .map_err(|e| api_err("upload blob", e))?;
+    if put.status() != reqwest::StatusCode::CREATED {
+        return Err(api_err("upload blob", put.status()));
+    }
+    Ok(bytes.len() as u64)
+}
+
+/// Cross-repository mount of a blob the registry has under `from`; false if it declined.
+fn mount_blob(
+    client: &Client,
+    reg: &Registry,
+    repo: &str,
+    d: &str,
+    from: &str,
+) -> Result<bool, Error> {
+    let r = client
+        .post(format!(
+            "https://{}/v2/{repo}/blobs/uploads/?mount={d}&from={from}",
+            reg.address()
+        ))
+        .basic_auth(&reg.username, Some(&reg.password))
+        .send()
+        .map_err(|e| api_err("mount blob", e))?;
+    Ok(r.status() == reqwest::StatusCode::CREATED)
+}
+
+fn put_manifest(
+    client: &Client,
+    reg: &Registry,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    bytes: &[u8],
+) -> Result<(), Error> {
+    let r = client
+        .put(format!(
+            "https://{}/v2/{repo}/manifests/{reference}",
+            reg.address()
+        ))
+        .basic_auth(&reg.username, Some(&reg.password))
+        .header("Content-Type", media_type)
+        .body(bytes.to_vec())
+        .send()
+        .map_err(|e| api_err("put manifest", e))?;
+    if r.status() != reqwest::StatusCode::CREATED {
+        let status = r.status();
+        return Err(api_err(
+            &format!("put manifest {repo}:{reference}"),
+            format!("{status}: {}", r.text().unwrap_or_default()),
+        ));
+    }
+    Ok(())
+}
+
+/// Packages the sample chart for this preset (its version, image list and the sandbox's
+/// Keycloak admin) and pushes it with the real helm.
+fn push_chart(
+    env: &Env,
+    preset: &Preset,
+    reg: &Registry,
+    path: &str,
+    chart_dir: &Path,
+) -> Result<(), Error> {
+    let work = env.run_dir.join("chart-build").join(preset.name);
+    let _ = std::fs::remove_dir_all(&work);
+    let chart = work.join("wallaroo");
+    copy_dir(chart_dir, &chart)?;
+    let values_path = chart.join("values.yaml");
+    let mut values =
+        std::fs::read_to_string(&values_path).map_err(|e| Error::io(&values_path, e))?;
+    let cut = values
+        .find("\nimages:")
+        .map(|i| i + 1)
+        .unwrap_or(values.len());
+    values.truncate(cut);
+    values.push_str("images:\n");
+    for image in &preset.images {
+        values.push_str(&format!("  {}: {}\n", image.name, preset.version));
+    }
+    values = values.replace(
+        "  password: change-me",
+        &format!("  password: {}", env.keycloak_password),
+    );
+    std::fs::write(&values_path, values).map_err(|e| Error::io(&values_path, e))?;
+    let chart_yaml = chart.join("Chart.yaml");
+    let text = std::fs::read_to_string(&chart_yaml).map_err(|e| Error::io(&chart_yaml, e))?;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("version:") {
+                format!("version: {}", preset.version)
+            } else if l.starts_with("appVersion:") {
+                format!("appVersion: \"{}\"", preset.version)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&chart_yaml, text + "\n").map_err(|e| Error::io(&chart_yaml, e))?;
+
+    let helm = |args: &[&str]| {
+        let mut cmd = Command::new(&env.helm);
+        cmd.args(args)
+            .env(
+                "HELM_REGISTRY_CONFIG",
+                env.run_dir.join("helm-registry.json"),
+            )
+            .env("HELM_CACHE_HOME", env.run_dir.join("helm-cache"))
+            .env("HELM_CONFIG_HOME", env.run_dir.join("helm-config"))
+            .current_dir(&work);
+        cmd
+    };
+    let ca = env.ca_file.display().to_string();
+    login_with_stdin(
+        helm(&[
+            "registry",
+            "login",
+            &reg.address(),
+            "--username",
+            &reg.username,
+            "--password-stdin",
+            "--ca-file",
+            &ca,
+        ]),
+        &reg.password,
+    )?;
+    crate::process::run("helm package", &mut helm(&["package", "wallaroo"]))?;
+    let channel = "2025-1";
+    crate::process::run(
+        "helm push",
+        &mut helm(&[
+            "push",
+            &format!("wallaroo-{}.tgz", preset.version),
+            &format!("oci://{}/{path}/{channel}", reg.address()),
+            "--ca-file",
+            &ca,
+        ]),
+    )?;
+    Ok(())
+}
+
+fn login_with_stdin(mut cmd: Command, password: &str) -> Result<(), Error> {
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Start {
+            name: "helm".into(),
+            message: e.to_string(),
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(password.as_bytes())
+        .map_err(|e| Error::io(Path::new("helm stdin"), e))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::io(Path::new("helm"), e))?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            what: "helm registry login".into(),
+            output: String::from_utf8_lossy(&out.stderr).into(),
+        });
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let entry = entry.map_err(|e| Error::io(from, e))?;
+        let dest = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest).map_err(|e| Error::io(&dest, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The manifest of `repo:reference` as the registry serves it (for tests).
+pub fn fetch_manifest(
+    client: &Client,
+    reg: &Registry,
+    repo: &str,
+    reference: &str,
+) -> Result<Value, Error> {
+    let r = client
+        .get(format!(
+            "https://{}/v2/{repo}/manifests/{reference}",
+            reg.address()
+        ))
+        .basic_auth(&reg.username, Some(&reg.password))
+        .header(
+            "Accept",
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+        )
+        .send()
+        .map_err(|e| api_err("get manifest", e))?;
+    if !r.status().is_success() {
+        return Err(api_err(
+            &format!("get manifest {repo}:{reference}"),
+            r.status(),
+        ));
+    }
+    r.json().map_err(|e| api_err("manifest JSON", e))
+}
