@@ -408,7 +408,7 @@ fn start_all(
         .arg(arg("secure-port", &cm_port))
         .arg(arg(
             "controllers",
-            &"*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route",
+            &"*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
         ));
     let pid = spawn("kube-controller-manager", cmd, run_dir)?;
     started.push(pid);
