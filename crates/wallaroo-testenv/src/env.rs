@@ -18,6 +18,7 @@ use crate::{Error, paths, rbac};
 /// Host names of the registries; they must resolve to 127.0.0.1 (see [`ensure_hosts`]).
 pub const VENDOR_HOST: &str = "vendor.registry.test";
 pub const PRIVATE_HOST: &str = "private.registry.test";
+pub const TOKEN_HOST: &str = "token.registry.test";
 /// The Keycloak admin the sample chart's `keycloak-admin-secret` names.
 pub const KEYCLOAK_ADMIN: &str = "admin";
 
@@ -59,6 +60,11 @@ pub struct Env {
     pub procs: BTreeMap<String, Proc>,
     pub vendor: Registry,
     pub private: Registry,
+    /// A registry with Bearer token auth (a WWW-Authenticate challenge and a token issuer),
+    /// the way real vendor registries authenticate. Its credentials are the issuer's.
+    pub token: Registry,
+    /// toxiproxy proxies by name (`vendor-registry`, `kube-apiserver`): their listen ports.
+    pub proxies: BTreeMap<String, u16>,
     pub keycloak_url: String,
     pub keycloak_password: String,
     pub toxiproxy_url: String,
@@ -130,7 +136,24 @@ impl Env {
                 "KEYCLOAK_ADMIN_PASSWORD".into(),
                 self.keycloak_password.clone(),
             ),
+            ("TOKEN_REGISTRY".into(), self.token.address()),
+            (
+                "TOKEN_REGISTRY_USERNAME".into(),
+                self.token.username.clone(),
+            ),
+            (
+                "TOKEN_REGISTRY_PASSWORD".into(),
+                self.token.password.clone(),
+            ),
             ("TOXIPROXY_URL".into(), self.toxiproxy_url.clone()),
+            (
+                "VENDOR_REGISTRY_VIA_TOXIPROXY".into(),
+                format!("{VENDOR_HOST}:{}", self.proxies["vendor-registry"]),
+            ),
+            (
+                "KUBE_API_VIA_TOXIPROXY".into(),
+                format!("https://127.0.0.1:{}", self.proxies["kube-apiserver"]),
+            ),
             // The variables of examples/quickstart.hcl, for the sandbox.
             ("WALLAROO_VAR_vendor_registry".into(), self.vendor.address()),
             (
@@ -155,7 +178,11 @@ impl Env {
     /// Stops every process by PID.
     pub fn down(&self) {
         let mut pids: Vec<u32> = self.procs.values().map(|p| p.pid).collect();
-        pids.extend([self.vendor.proc.pid, self.private.proc.pid]);
+        pids.extend([
+            self.vendor.proc.pid,
+            self.private.proc.pid,
+            self.token.proc.pid,
+        ]);
         for pid in pids.into_iter().rev() {
             stop(pid, Duration::from_secs(5));
         }
@@ -204,7 +231,7 @@ impl Env {
 /// registry addressed by a loopback IP, so names are needed).
 pub fn ensure_hosts() -> Result<(), Error> {
     let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-    let missing: Vec<&str> = [VENDOR_HOST, PRIVATE_HOST]
+    let missing: Vec<&str> = [VENDOR_HOST, PRIVATE_HOST, TOKEN_HOST]
         .into_iter()
         .filter(|h| {
             !hosts.lines().any(|l| {
@@ -272,7 +299,11 @@ fn start_all(
             "kubernetes.default.svc",
         ],
     )?;
-    pki.issue("registry", &[VENDOR_HOST, PRIVATE_HOST, "127.0.0.1"])?;
+    pki.issue(
+        "registry",
+        &[VENDOR_HOST, PRIVATE_HOST, TOKEN_HOST, "127.0.0.1"],
+    )?;
+    pki.self_signed("token-signer", "wallaroo-testenv token signer")?;
     pki.key_pair("sa")?;
     let mut procs = BTreeMap::new();
     let arg = |k: &str, v: &dyn std::fmt::Display| format!("--{k}={v}");
@@ -512,12 +543,48 @@ fn start_all(
 
     // Registries.
     report("starting the registries");
-    let vendor = start_registry("vendor-registry", VENDOR_HOST, bins, &pki, run_dir)?;
+    let vendor = start_registry("vendor-registry", VENDOR_HOST, bins, &pki, run_dir, None)?;
     started.push(vendor.proc.pid);
-    let private = start_registry("private-registry", PRIVATE_HOST, bins, &pki, run_dir)?;
+    let private = start_registry("private-registry", PRIVATE_HOST, bins, &pki, run_dir, None)?;
     started.push(private.proc.pid);
 
-    // toxiproxy.
+    // The token-auth registry and its issuer.
+    let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("current_exe"), e))?;
+    let helper = sibling_binary(&exe)?;
+    let issuer_port = free_port();
+    let token_password = random_token(12);
+    let mut cmd = Command::new(&helper);
+    cmd.args(["token-issuer", "--port", &issuer_port.to_string()])
+        .env("WALLAROO_TESTENV_RUN", run_dir)
+        .env("WALLAROO_TESTENV_TOKEN_PASSWORD", &token_password);
+    let pid = spawn("token-issuer", cmd, run_dir)?;
+    started.push(pid);
+    procs.insert(
+        "token-issuer".into(),
+        Proc {
+            pid,
+            port: issuer_port,
+        },
+    );
+    let token_auth = format!(
+        "auth:\n  token:\n    realm: https://{TOKEN_HOST}:{issuer_port}/token\n    service: {TOKEN_SERVICE}\n    issuer: {}\n    rootcertbundle: {}\n",
+        crate::tokenauth::ISSUER_NAME,
+        pki.cert("token-signer").display()
+    );
+    let mut token = start_registry(
+        "token-registry",
+        TOKEN_HOST,
+        bins,
+        &pki,
+        run_dir,
+        Some(&token_auth),
+    )?;
+    started.push(token.proc.pid);
+    token.username = TOKEN_USER.into();
+    token.password = token_password;
+
+    // toxiproxy, with a proxy in front of the vendor registry and one in front of the API
+    // server, for WAN latency and network faults.
     let toxi_port = free_port();
     let mut cmd = Command::new(&bins.toxiproxy);
     cmd.args(["-host", "127.0.0.1", "-port", &toxi_port.to_string()]);
@@ -537,6 +604,25 @@ fn start_all(
             port: toxi_port,
         },
     );
+    let mut proxies = BTreeMap::new();
+    for (name, upstream) in [
+        ("vendor-registry", vendor.proc.port),
+        ("kube-apiserver", api_port),
+    ] {
+        let listen = free_port();
+        let r = plain
+            .post(format!("{toxiproxy_url}/proxies"))
+            .json(&json!({"name": name, "listen": format!("127.0.0.1:{listen}"), "upstream": format!("127.0.0.1:{upstream}"), "enabled": true}))
+            .send()
+            .map_err(|e| Error::Api { what: "toxiproxy".into(), message: e.to_string() })?;
+        if !r.status().is_success() {
+            return Err(Error::Api {
+                what: format!("toxiproxy proxy {name}"),
+                message: r.status().to_string(),
+            });
+        }
+        proxies.insert(name.to_string(), listen);
+    }
 
     // Keycloak, under /auth as in a Wallaroo install.
     report("starting Keycloak");
@@ -565,9 +651,7 @@ fn start_all(
     procs.insert("keycloak".into(), Proc { pid, port: kc_port });
 
     // The LoadBalancer test double.
-    let exe = std::env::current_exe().map_err(|e| Error::io(Path::new("current_exe"), e))?;
-    let lb_exe = sibling_binary(&exe)?;
-    let mut cmd = Command::new(&lb_exe);
+    let mut cmd = Command::new(&helper);
     cmd.arg("lb-double").env("WALLAROO_TESTENV_RUN", run_dir);
     let pid = spawn("lb-double", cmd, run_dir)?;
     started.push(pid);
@@ -598,6 +682,8 @@ fn start_all(
         procs,
         vendor,
         private,
+        token,
+        proxies,
         keycloak_url,
         keycloak_password,
         toxiproxy_url,
@@ -665,12 +751,18 @@ fn write_kubeconfig(
         .map_err(|e| Error::io(path, e))
 }
 
+/// The `service` of the token registry, and the user its issuer knows.
+pub const TOKEN_SERVICE: &str = "wallaroo-testenv-token-registry";
+pub const TOKEN_USER: &str = "token-user";
+
+/// Starts a registry with htpasswd auth, or with `auth` (a YAML `auth:` section) instead.
 fn start_registry(
     name: &str,
     host: &str,
     bins: &Binaries,
     pki: &Pki,
     run_dir: &Path,
+    auth: Option<&str>,
 ) -> Result<Registry, Error> {
     let port = free_port();
     let dir = run_dir.join(name);
@@ -686,13 +778,17 @@ fn start_registry(
             .args([&username, &password]),
     )?;
     let config = dir.join("config.yml");
+    let htpasswd_auth = format!(
+        "auth:\n  htpasswd:\n    realm: wallaroo-testenv\n    path: {}\n",
+        htpasswd.display()
+    );
     let yaml = format!(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: {secret}\n  tls:\n    certificate: {cert}\n    key: {key}\nauth:\n  htpasswd:\n    realm: wallaroo-testenv\n    path: {htpasswd}\n",
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: {secret}\n  tls:\n    certificate: {cert}\n    key: {key}\n{auth}",
         storage = dir.join("storage").display(),
         secret = random_token(16),
         cert = pki.cert("registry").display(),
         key = pki.key("registry").display(),
-        htpasswd = htpasswd.display(),
+        auth = auth.unwrap_or(&htpasswd_auth),
     );
     std::fs::write(&config, yaml).map_err(|e| Error::io(&config, e))?;
     let mut cmd = Command::new(&bins.registry);

@@ -15,6 +15,7 @@ pub mod process;
 pub mod provision;
 mod rbac;
 pub mod seed;
+pub mod tokenauth;
 pub mod versions;
 
 use std::path::{Path, PathBuf};

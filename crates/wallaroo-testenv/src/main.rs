@@ -42,6 +42,12 @@ enum Cmd {
         #[arg(long)]
         private: bool,
     },
+    /// The Bearer token issuer of the token registry (started by `up`).
+    #[command(hide = true)]
+    TokenIssuer {
+        #[arg(long)]
+        port: u16,
+    },
     /// The LoadBalancer test double (started by `up`).
     #[command(hide = true)]
     LbDouble,
@@ -72,7 +78,7 @@ fn main() -> ExitCode {
                     for (name, p) in &env.procs {
                         println!("{name:<24} pid {:<8} port {}", p.pid, p.port);
                     }
-                    for r in [&env.vendor, &env.private] {
+                    for r in [&env.vendor, &env.private, &env.token] {
                         println!(
                             "{:<24} pid {:<8} https://{}",
                             r.username.replace("-user", "-registry"),
@@ -118,6 +124,7 @@ fn main() -> ExitCode {
             }),
         },
         Cmd::Seed { preset, private } => seed(&preset, private),
+        Cmd::TokenIssuer { port } => token_issuer(port),
         Cmd::LbDouble => {
             // `up` writes the state file once everything, this included, has started.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
@@ -182,4 +189,20 @@ fn seed(name: &str, private: bool) -> Result<(), wallaroo_testenv::Error> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn token_issuer(port: u16) -> Result<(), wallaroo_testenv::Error> {
+    let pki = wallaroo_testenv::paths::run_dir().join("pki");
+    let issuer = wallaroo_testenv::tokenauth::Issuer {
+        serving_cert: pki.join("registry.crt"),
+        serving_key: pki.join("registry.key"),
+        signer_cert: pki.join("token-signer.crt"),
+        signer_key: pki.join("token-signer.key"),
+        service: wallaroo_testenv::env::TOKEN_SERVICE.into(),
+        username: wallaroo_testenv::env::TOKEN_USER.into(),
+        password: std::env::var("WALLAROO_TESTENV_TOKEN_PASSWORD").unwrap_or_default(),
+    };
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        .map_err(|e| wallaroo_testenv::Error::io(std::path::Path::new("token issuer port"), e))?;
+    wallaroo_testenv::tokenauth::serve(listener, issuer)
 }

@@ -112,6 +112,33 @@ impl Pki {
         Ok(())
     }
 
+    /// A self-signed certificate and key (the token signer the registry trusts).
+    pub fn self_signed(&self, name: &str, cn: &str) -> Result<(), Error> {
+        if self.cert(name).exists() {
+            return Ok(());
+        }
+        run(
+            "openssl (self-signed)",
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "3650",
+                    "-subj",
+                    &format!("/CN={cn}"),
+                ])
+                .arg("-keyout")
+                .arg(self.key(name))
+                .arg("-out")
+                .arg(self.cert(name)),
+        )?;
+        Ok(())
+    }
+
     /// An RSA key pair (for service-account tokens and token auth).
     pub fn key_pair(&self, name: &str) -> Result<(), Error> {
         if self.key(name).exists() {

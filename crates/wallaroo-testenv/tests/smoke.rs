@@ -280,3 +280,145 @@ fn run_with_stdin(cmd: &mut Command, input: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Parses `Bearer realm="...",service="...",scope="..."`.
+fn challenge(header: &str) -> std::collections::BTreeMap<String, String> {
+    header
+        .trim_start_matches("Bearer ")
+        .split("\",")
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim_matches('"').to_string()))
+        .collect()
+}
+
+#[test]
+fn the_token_registry_serves_a_pull_after_the_challenge() {
+    let env = shared();
+    let reg = &env.token;
+    let client = https_client(&env.ca_file).unwrap();
+    let base = format!("https://{}", reg.address());
+    let repo = format!("wallaroo/{}", unique("hello"));
+
+    let token = |scope: &str, password: &str| {
+        let r = client.get(format!("{base}/v2/")).send().unwrap();
+        assert_eq!(r.status(), 401);
+        let c = challenge(r.headers()["www-authenticate"].to_str().unwrap());
+        client
+            .get(&c["realm"])
+            .query(&[("service", c["service"].as_str()), ("scope", scope)])
+            .basic_auth(&reg.username, Some(password))
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        token(&format!("repository:{repo}:pull"), "wrong").status(),
+        401
+    );
+    let push: serde_json::Value = token(&format!("repository:{repo}:pull,push"), &reg.password)
+        .json()
+        .unwrap();
+    let push = push["token"].as_str().unwrap().to_string();
+
+    // Push one blob and a manifest with the push token.
+    let (layer, diff_id) = wallaroo_testenv::seed::layer(7, 4096);
+    let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}})).unwrap();
+    for blob in [&layer, &config] {
+        let start = client
+            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+            .bearer_auth(&push)
+            .send()
+            .unwrap();
+        assert_eq!(start.status(), 202, "{:?}", start.text());
+        let location = start.headers()["location"].to_str().unwrap().to_string();
+        let url = if location.starts_with("http") {
+            location
+        } else {
+            format!("{base}{location}")
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let put = client
+            .put(format!(
+                "{url}{sep}digest={}",
+                wallaroo_testenv::seed::digest(blob)
+            ))
+            .bearer_auth(&push)
+            .body(blob.clone())
+            .send()
+            .unwrap();
+        assert_eq!(put.status(), 201);
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": wallaroo_testenv::seed::digest(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": wallaroo_testenv::seed::digest(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let put = client
+        .put(format!("{base}/v2/{repo}/manifests/v1"))
+        .bearer_auth(&push)
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 201);
+
+    // A pull: challenge, then a pull-scoped token, then the manifest.
+    let anonymous = client
+        .get(format!("{base}/v2/{repo}/manifests/v1"))
+        .send()
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let c = challenge(anonymous.headers()["www-authenticate"].to_str().unwrap());
+    assert_eq!(c["scope"], format!("repository:{repo}:pull"));
+    let pull: serde_json::Value = token(&c["scope"], &reg.password).json().unwrap();
+    let got = client
+        .get(format!("{base}/v2/{repo}/manifests/v1"))
+        .bearer_auth(pull["token"].as_str().unwrap())
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(
+        got.headers()["docker-content-digest"].to_str().unwrap(),
+        wallaroo_testenv::seed::digest(&manifest)
+    );
+}
+
+#[test]
+fn toxiproxy_adds_latency_in_front_of_the_vendor_registry() {
+    let env = shared();
+    let client = https_client(&env.ca_file).unwrap();
+    let via = format!(
+        "https://{}:{}/v2/",
+        wallaroo_testenv::env::VENDOR_HOST,
+        env.proxies["vendor-registry"]
+    );
+    let time = || {
+        let t = std::time::Instant::now();
+        for _ in 0..3 {
+            let r = client
+                .get(&via)
+                .basic_auth(&env.vendor.username, Some(&env.vendor.password))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        t.elapsed() / 3
+    };
+    let plain = time();
+    let toxics = format!("{}/proxies/vendor-registry/toxics", env.toxiproxy_url);
+    let http = reqwest::blocking::Client::new();
+    let name = unique("latency");
+    let r = http
+        .post(&toxics)
+        .json(&json!({"name": name, "type": "latency", "stream": "downstream", "attributes": {"latency": 50}}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let slow = time();
+    http.delete(format!("{toxics}/{name}")).send().unwrap();
+    assert!(
+        slow >= plain + Duration::from_millis(45),
+        "plain {plain:?}, with 50 ms latency {slow:?}"
+    );
+}
