@@ -33,7 +33,17 @@ enum Cmd {
         /// Extra capacity, e.g. nvidia.com/gpu=1 (repeatable).
         #[arg(long)]
         capacity: Vec<String>,
+        /// Labels, e.g. wallaroo.ai/node-purpose=general (repeatable).
+        #[arg(long)]
+        label: Vec<String>,
+        /// Taints as key=value:Effect (repeatable).
+        #[arg(long)]
+        taint: Vec<String>,
     },
+    /// The main job on a fresh machine: bring the environment up, seed the vendor registry,
+    /// add the quickstart's nodes, then run `wallaroo plan` and `wallaroo apply` of
+    /// examples/quickstart.hcl against it.
+    Sandbox,
     /// Push an image set to the vendor registry: tiny, release (about 40 images, 1.5 GB)
     /// or release-next (the next version, most layers shared).
     Seed {
@@ -93,26 +103,46 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
+        Cmd::Sandbox => sandbox(),
         Cmd::Nodes {
             prefix,
             count,
             capacity,
+            label,
+            taint,
         } => match Env::find() {
             Some(env) => {
-                let mut cap = serde_json::Map::new();
-                for c in capacity {
-                    if let Some((k, v)) = c.split_once('=') {
-                        cap.insert(k.into(), v.into());
-                    }
-                }
+                let pairs = |items: &[String]| {
+                    serde_json::Value::Object(
+                        items
+                            .iter()
+                            .filter_map(|c| c.split_once('='))
+                            .map(|(k, v)| (k.to_string(), v.into()))
+                            .collect(),
+                    )
+                };
+                let taints: Vec<serde_json::Value> = taint
+                    .iter()
+                    .filter_map(|t| {
+                        let (kv, effect) = t.rsplit_once(':')?;
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        Some(serde_json::json!({"key": k, "value": v, "effect": effect}))
+                    })
+                    .collect();
+                let started = std::time::Instant::now();
                 env.add_nodes(
                     &prefix,
                     count,
-                    &serde_json::json!({}),
-                    &serde_json::json!([]),
-                    &serde_json::Value::Object(cap),
+                    &pairs(&label),
+                    &serde_json::Value::Array(taints),
+                    &pairs(&capacity),
                 )
                 .map(|names| {
+                    eprintln!(
+                        "wallaroo-testenv: {} nodes in {:.1}s",
+                        names.len(),
+                        started.elapsed().as_secs_f64()
+                    );
                     for n in names {
                         println!("{n}");
                     }
@@ -205,4 +235,74 @@ fn token_issuer(port: u16) -> Result<(), wallaroo_testenv::Error> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))
         .map_err(|e| wallaroo_testenv::Error::io(std::path::Path::new("token issuer port"), e))?;
     wallaroo_testenv::tokenauth::serve(listener, issuer)
+}
+
+fn sandbox() -> Result<(), wallaroo_testenv::Error> {
+    use std::process::Command;
+    use wallaroo_testenv::Error;
+    let env = up(&mut |m| eprintln!("wallaroo-testenv: {m}"))?;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let preset = wallaroo_testenv::seed::preset("tiny").expect("the tiny preset exists");
+    eprintln!(
+        "wallaroo-testenv: seeding the vendor registry ({})",
+        preset.name
+    );
+    wallaroo_testenv::seed::seed(
+        &env,
+        &preset,
+        &env.vendor,
+        "wallaroo",
+        &repo.join("tests/charts/wallaroo-sample"),
+    )?;
+    env.add_nodes(
+        "node",
+        4,
+        &serde_json::json!({}),
+        &serde_json::json!([]),
+        &serde_json::json!({}),
+    )?;
+
+    // The quickstart and its TLS files, copied so the lockfile lands in the sandbox.
+    let dir = env.run_dir.join("sandbox");
+    std::fs::create_dir_all(dir.join("tls")).map_err(|e| Error::io(&dir, e))?;
+    for f in ["quickstart.hcl", "tls/wallaroo.crt", "tls/wallaroo.key"] {
+        std::fs::copy(repo.join("examples").join(f), dir.join(f))
+            .map_err(|e| Error::io(&dir, e))?;
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| Error::io(std::path::Path::new("current_exe"), e))?;
+    let wallaroo = exe.with_file_name("wallaroo");
+    if !wallaroo.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        wallaroo_testenv::process::run(
+            "cargo build -p wallaroo-cli",
+            Command::new(cargo)
+                .args(["build", "-p", "wallaroo-cli"])
+                .current_dir(&repo),
+        )?;
+    }
+    for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+        eprintln!(
+            "\n$ wallaroo {} -c {}",
+            args.join(" "),
+            dir.join("quickstart.hcl").display()
+        );
+        let status = Command::new(&wallaroo)
+            .args(args)
+            .args(["-c", "quickstart.hcl"])
+            .current_dir(&dir)
+            .envs(env.exports())
+            .status()
+            .map_err(|e| Error::Start {
+                name: "wallaroo".into(),
+                message: e.to_string(),
+            })?;
+        if !status.success() {
+            return Err(Error::Command {
+                what: format!("wallaroo {}", args.join(" ")),
+                output: format!("exited with {status}"),
+            });
+        }
+    }
+    Ok(())
 }

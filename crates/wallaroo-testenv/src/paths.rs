@@ -20,9 +20,20 @@ pub fn bin(name: &str, version: &str) -> PathBuf {
     cache_dir().join("bin").join(format!("{name}-{version}"))
 }
 
-/// The running environment: state file, PKI, data, logs.
+/// The running environment: state file, PKI, data, logs. `$WALLAROO_TESTENV_RUN`; else,
+/// for test binaries and `cargo run`, `<cargo target dir>/wallaroo-testenv` (so component
+/// logs stay under the target dir, and tests, the sandbox and `down` share one
+/// environment); else `<cache>/run`.
 pub fn run_dir() -> PathBuf {
-    std::env::var_os("WALLAROO_TESTENV_RUN")
-        .map(PathBuf::from)
+    if let Some(d) = std::env::var_os("WALLAROO_TESTENV_RUN") {
+        return PathBuf::from(d);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.ancestors()
+                .find(|a| a.join("CACHEDIR.TAG").is_file())
+                .map(|t| t.join("wallaroo-testenv"))
+        })
         .unwrap_or_else(|| cache_dir().join("run"))
 }
