@@ -20,6 +20,18 @@ variable "vendor_password" {
   description = "Set WALLAROO_VAR_vendor_password; the default is for the example alone."
 }
 
+variable "vendor_ca_file" {
+  type        = string
+  default     = null
+  description = "CA of the vendor registry's certificate, when it is private (the sandbox's is)."
+}
+
+variable "keycloak_url" {
+  type        = string
+  default     = null
+  description = "Keycloak's URL; by default the one the chart serves, https://keycloak.DOMAIN/auth."
+}
+
 variable "private_registry" {
   type    = string
   default = "registry.internal.example.com"
@@ -44,6 +56,7 @@ wallaroo {
   method                  = "helm"
   domain                  = "wallaroo.example.com"
   kubernetes_distribution = "kurl"
+  keycloak_url            = var.keycloak_url
 }
 
 source "wallaroo" {
@@ -51,6 +64,7 @@ source "wallaroo" {
   username = var.vendor_username
   password = var.vendor_password
   license  = var.vendor_password
+  ca_file  = var.vendor_ca_file
 }
 
 registry "private" {

@@ -16,6 +16,8 @@ use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(args::terraform_style(std::env::args_os()));
+    // kube-rs and reqwest share one TLS provider, installed before any client exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

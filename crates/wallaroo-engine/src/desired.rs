@@ -100,7 +100,9 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
     }
 
     for (pool, np) in &spec.nodepool {
-        let taints: Vec<String> = np.taints.clone().unwrap_or_default();
+        let mut taints: Vec<String> = np.taints.clone().unwrap_or_default();
+        // Live taints are read back sorted; keep the same order here.
+        taints.sort();
         let base = Address::named("nodepool", pool);
         if np.nodes.is_empty() {
             set.insert(DesiredResource::new(
@@ -216,6 +218,7 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
                 ("values", values),
                 ("secret_values", secret_values),
                 ("timeout", json!(spec.helm.timeout)),
+                ("status", json!("deployed")),
             ]),
         )
         .sensitive(["secret_values"])

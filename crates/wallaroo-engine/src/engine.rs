@@ -195,6 +195,7 @@ impl Engine {
                         address: &address,
                         desired: wanted_attrs.as_ref(),
                         prior: prior_attrs.as_ref(),
+                        during_apply: false,
                     })
                     .await;
                 (address, live)
@@ -459,11 +460,7 @@ impl Engine {
                         None
                     }
                     Action::Read => kind
-                        .read(ReadRequest {
-                            address: &address,
-                            desired: want.as_ref(),
-                            prior: None,
-                        })
+                        .read(ReadRequest { address: &address, desired: want.as_ref(), prior: None, during_apply: true })
                         .await
                         .map_err(|e| e.message)?,
                 };

@@ -38,6 +38,9 @@ pub struct ReadRequest<'a> {
     pub desired: Option<&'a Attrs>,
     /// The attributes last applied, when the lockfile has the resource.
     pub prior: Option<&'a Attrs>,
+    /// The read is an apply step (of a read-only kind), not a refresh: it may wait for
+    /// its value to appear.
+    pub during_apply: bool,
 }
 
 /// One kind of managed thing.

@@ -69,6 +69,19 @@ pub struct Wallaroo {
     /// Name of the chart in the vendor registry (`oci://{registry}/wallaroo/{channel}/{chart}`).
     #[serde(default = "default_chart")]
     pub chart: String,
+    /// Keycloak's base URL for creating users; default `https://{prefix.}keycloak.{domain}/auth`.
+    pub keycloak_url: Option<String>,
+}
+
+impl Wallaroo {
+    /// Keycloak's base URL: `keycloak_url`, or the one the chart serves.
+    pub fn keycloak_url(&self) -> String {
+        match &self.keycloak_url {
+            Some(u) => u.clone(),
+            None if self.domain_prefix.is_empty() => format!("https://keycloak.{}/auth", self.domain),
+            None => format!("https://{}.keycloak.{}/auth", self.domain_prefix, self.domain),
+        }
+    }
 }
 
 fn default_namespace() -> String {

@@ -85,6 +85,8 @@ impl VarType {
     pub fn convert(&self, value: serde_json::Value) -> Option<serde_json::Value> {
         use serde_json::Value as J;
         match (self, value) {
+            // Any variable may be null: an optional attribute left unset.
+            (_, J::Null) => Some(J::Null),
             (VarType::Any, v) => Some(v),
             (VarType::String, J::String(s)) => Some(J::String(s)),
             (VarType::String, J::Number(n)) => Some(J::String(n.to_string())),

@@ -168,6 +168,8 @@ impl Env {
                 "WALLAROO_VAR_private_registry".into(),
                 self.private.address(),
             ),
+            ("WALLAROO_VAR_vendor_ca_file".into(), p(&self.ca_file)),
+            ("WALLAROO_VAR_keycloak_url".into(), self.keycloak_url.clone()),
             (
                 "WALLAROO_VAR_registry_password".into(),
                 self.private.password.clone(),

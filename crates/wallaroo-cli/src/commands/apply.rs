@@ -13,7 +13,7 @@ use crate::report::{Failure, stdout_style};
 use super::{Workspace, parse_duration, targets};
 
 pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<ExitCode, Failure> {
-    let ws = Workspace::open(global)?;
+    let ws = Workspace::open(global).await?;
     let verb = if mode == PlanMode::Destroy {
         "destroy"
     } else {
@@ -102,11 +102,11 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
             eprintln!("Error: {address}: {error}");
         }
     }
-    let done = |pred: fn(&wallaroo_engine::Action) -> bool| {
+    let done = |pred: fn(wallaroo_engine::Action) -> bool| {
         report
             .steps
             .values()
-            .filter(|s| matches!(s, StepResult::Applied { action, .. } if pred(action)))
+            .filter(|s| matches!(s, StepResult::Applied { action, .. } if pred(*action)))
             .count()
     };
     use wallaroo_engine::Action as A;
@@ -125,7 +125,7 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
             "failed"
         },
         done(|a| matches!(a, A::Create | A::Replace)),
-        done(|a| *a == A::Update),
+        done(|a| a == A::Update),
         done(|a| matches!(a, A::Delete | A::Replace)),
     );
     println!("\n{}", style.bold(&line));

@@ -8,9 +8,8 @@ use crate::report::Failure;
 use super::Workspace;
 
 pub fn run(global: &Global, _args: &PlanArgs) -> Result<ExitCode, Failure> {
-    let ws = Workspace::open(global)?;
-    let nodes: Vec<_> = ws
-        .desired
+    let (_, desired, _) = Workspace::offline(global)?;
+    let nodes: Vec<_> = desired
         .resources
         .values()
         .map(|r| (r.address.clone(), None, r.depends_on.clone()))

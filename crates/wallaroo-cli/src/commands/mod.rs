@@ -12,6 +12,7 @@ pub mod validate;
 use std::time::Duration;
 
 use wallaroo_engine::{Address, DesiredSet, Engine, KindRegistry};
+
 use wallaroo_spec::{Spec, VarInputs};
 use wallaroo_state::StateStore;
 
@@ -41,23 +42,45 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    pub fn open(global: &Global) -> Result<Workspace, Failure> {
+    /// The spec, its desired model and lockfile, and an engine with every kind, connected
+    /// to the cluster of the current kubeconfig.
+    pub async fn open(global: &Global) -> Result<Workspace, Failure> {
+        let (spec, desired, store) = Workspace::offline(global)?;
+        let engine = Engine::new(kinds(&spec).await?);
+        Ok(Workspace { desired, store, engine })
+    }
+
+    /// The spec, its desired model and lockfile, without connecting anywhere.
+    pub fn offline(global: &Global) -> Result<(Spec, DesiredSet, StateStore), Failure> {
         let spec = load_spec(global)?;
-        let desired = wallaroo_engine::desired::from_spec(&spec)
-            .map_err(|e| Failure::message(e.to_string()))?;
+        let desired = wallaroo_engine::desired::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
         let store = StateStore::new(spec.lockfile_path());
-        Ok(Workspace {
-            desired,
-            store,
-            engine: Engine::new(kinds()),
-        })
+        Ok((spec, desired, store))
     }
 }
 
-/// The resource kinds this build of wallaroo can manage. Cluster and registry kinds are
-/// registered here as they land.
-pub fn kinds() -> KindRegistry {
-    KindRegistry::new()
+/// The resource kinds this build of wallaroo manages, set up from the spec.
+pub async fn kinds(spec: &Spec) -> Result<KindRegistry, Failure> {
+    let mut kinds = KindRegistry::new();
+    let source = spec.source.as_ref();
+    let chart_registry = source.and_then(|s| {
+        Some(wallaroo_kube::RegistryLogin {
+            host: s.registry.clone()?,
+            username: s.username.clone()?,
+            password: s.password.as_ref()?.expose().to_string(),
+        })
+    });
+    let helm = std::env::var_os("HELM").map(std::path::PathBuf::from).unwrap_or_else(|| "helm".into());
+    let config = wallaroo_kube::ClusterConfig {
+        helm,
+        chart_registry,
+        ca_file: source.and_then(|s| s.ca_file.as_ref()).map(|p| spec.resolve_path(p)),
+        keycloak_url: spec.wallaroo.keycloak_url(),
+        namespace: spec.wallaroo.namespace.clone(),
+        output_timeout: Duration::from_secs(300),
+    };
+    wallaroo_kube::register(&mut kinds, config).await.map_err(|e| Failure::message(e.to_string()))?;
+    Ok(kinds)
 }
 
 /// The lockfile of the spec given with -c, without evaluating anything else.

@@ -1,0 +1,286 @@
+//! `helm_release.NAME`: read natively from helm's storage (the `sh.helm.release.v1.NAME.vN`
+//! Secrets: base64, gzip, JSON) without running helm; applied with the real helm binary
+//! (`helm upgrade --install --atomic --wait`), values passed in a temp file removed after.
+
+use std::io::Read;
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
+
+use crate::{ClusterConfig, kube_err, str_attr};
+
+pub struct HelmReleaseKind {
+    pub client: kube::Client,
+    pub config: std::sync::Arc<ClusterConfig>,
+}
+
+/// What wallaroo reads of a stored release.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HelmRelease {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub version: u32,
+    pub info: ReleaseInfo,
+    pub chart: ReleaseChart,
+    /// The user-supplied values.
+    #[serde(default)]
+    pub config: Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReleaseInfo {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReleaseChart {
+    pub metadata: ChartMetadata,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChartMetadata {
+    pub name: String,
+    pub version: String,
+}
+
+/// Decodes the `release` field of a helm storage Secret (its bytes as the API returns
+/// them: base64 text of a gzipped JSON document).
+pub fn decode_release(data: &[u8]) -> Result<HelmRelease, String> {
+    let gz = base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| format!("not base64: {e}"))?;
+    let mut json = Vec::new();
+    if gz.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(gz.as_slice()).read_to_end(&mut json).map_err(|e| format!("not gzip: {e}"))?;
+    } else {
+        json = gz;
+    }
+    serde_json::from_slice(&json).map_err(|e| format!("not a helm release: {e}"))
+}
+
+/// Splits `config` into (values, secret values) along the key shape of `secret_shape`.
+fn split(config: &Value, secret_shape: &Value) -> (Value, Value) {
+    let (mut values, mut secrets) = (config.clone(), json!({}));
+    fn walk(values: &mut Value, secrets: &mut Value, shape: &Value) {
+        let (Some(v), Some(s)) = (values.as_object_mut(), shape.as_object()) else { return };
+        for (k, sub) in s {
+            match (sub.is_object(), v.get_mut(k)) {
+                (true, Some(inner)) if inner.is_object() => {
+                    let mut nested = json!({});
+                    walk(inner, &mut nested, sub);
+                    if nested.as_object().is_some_and(|m| !m.is_empty()) {
+                        secrets[k] = nested;
+                    }
+                    if inner.as_object().is_some_and(|m| m.is_empty()) {
+                        v.remove(k);
+                    }
+                }
+                (_, Some(_)) => {
+                    secrets[k] = v.remove(k).unwrap_or(Value::Null);
+                }
+                _ => {}
+            }
+        }
+    }
+    walk(&mut values, &mut secrets, secret_shape);
+    (values, secrets)
+}
+
+impl HelmReleaseKind {
+    async fn stored(&self, ns: &str, name: &str) -> Result<Option<HelmRelease>, ResourceError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let list = api
+            .list(&ListParams::default().labels(&format!("owner=helm,name={name}")))
+            .await
+            .map_err(kube_err(format!("reading helm release {name} in {ns}")))?;
+        let mut newest: Option<HelmRelease> = None;
+        for s in list.items {
+            let Some(data) = s.data.as_ref().and_then(|d| d.get("release")) else { continue };
+            let release = decode_release(&data.0)
+                .map_err(|e| ResourceError::new(format!("helm release {name}: {e}")))?;
+            if newest.as_ref().is_none_or(|n| release.version > n.version) {
+                newest = Some(release);
+            }
+        }
+        Ok(newest)
+    }
+
+    async fn helm(&self, args: &[String], stdin: Option<&str>, env: &[(&str, &std::path::Path)]) -> Result<String, ResourceError> {
+        let mut cmd = tokio::process::Command::new(&self.config.helm);
+        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ResourceError::new(format!("cannot run helm ({}): {e}", self.config.helm.display())))?;
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            pipe.write_all(input.as_bytes()).await.map_err(|e| ResourceError::new(e.to_string()))?;
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().await.map_err(|e| ResourceError::new(e.to_string()))?;
+        if !out.status.success() {
+            return Err(ResourceError::new(format!(
+                "helm {} failed: {}",
+                args.first().map(String::as_str).unwrap_or(""),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    async fn upgrade(&self, address: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        let name = release_name(address)?;
+        let ns = str_attr(desired, "namespace")?;
+        let chart = str_attr(desired, "chart")?;
+        let version = str_attr(desired, "version")?;
+        let timeout = desired.get("timeout").and_then(Value::as_str).unwrap_or("15m");
+        let mut values = desired.get("values").cloned().unwrap_or(json!({}));
+        if let Some(secret) = desired.get("secret_values") {
+            wallaroo_engine::desired::merge(&mut values, secret);
+        }
+        let work = tempfile::tempdir().map_err(|e| ResourceError::new(format!("temp dir: {e}")))?;
+        // JSON is YAML; the file is created 0600 and removed with the temp dir.
+        let values_file = work.path().join("values.yaml");
+        std::fs::write(&values_file, serde_json::to_vec(&values).expect("JSON")).map_err(|e| ResourceError::new(e.to_string()))?;
+        let registry_config = work.path().join("registry.json");
+        let env = [("HELM_REGISTRY_CONFIG", registry_config.as_path())];
+        let ca: Vec<String> = self
+            .config
+            .ca_file
+            .iter()
+            .flat_map(|c| ["--ca-file".to_string(), c.display().to_string()])
+            .collect();
+        if let (Some(login), true) = (&self.config.chart_registry, chart.starts_with("oci://")) {
+            let mut args = vec!["registry".into(), "login".into(), login.host.clone(), "--username".into(), login.username.clone(), "--password-stdin".into()];
+            args.extend(ca.clone());
+            self.helm(&args, Some(&login.password), &env).await?;
+        }
+        // Pull first: `helm pull` honours --ca-file for OCI registries where
+        // `helm upgrade` (3.16) does not; the upgrade then installs the local archive.
+        let source = if chart.starts_with("oci://") {
+            let mut pull: Vec<String> = ["pull", chart, "--version", version, "--destination"].iter().map(|s| s.to_string()).collect();
+            pull.push(work.path().display().to_string());
+            pull.extend(ca.clone());
+            self.helm(&pull, None, &env).await?;
+            let archive = std::fs::read_dir(work.path())
+                .map_err(|e| ResourceError::new(e.to_string()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+                .ok_or_else(|| ResourceError::new(format!("helm pull {chart} left no chart archive")))?;
+            archive.display().to_string()
+        } else {
+            chart.to_string()
+        };
+        let mut args: Vec<String> = ["upgrade", "--install", name, &source, "--version", version, "--namespace", ns, "--values"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(values_file.display().to_string());
+        args.extend(["--atomic".into(), "--wait".into(), "--timeout".into(), timeout.into()]);
+        self.helm(&args, None, &env).await?;
+        let mut applied = desired.clone();
+        applied.insert("status".into(), json!("deployed"));
+        Ok(applied)
+    }
+}
+
+fn release_name(address: &Address) -> Result<&str, ResourceError> {
+    address
+        .segments()
+        .get(1)
+        .map(|s| s.name.as_str())
+        .ok_or_else(|| ResourceError::new(format!("{address} has no release name")))
+}
+
+#[async_trait]
+impl ResourceKind for HelmReleaseKind {
+    fn name(&self) -> &'static str {
+        "helm_release"
+    }
+
+    fn force_new(&self) -> &'static [&'static str] {
+        &["namespace"]
+    }
+
+    fn sensitive(&self) -> &'static [&'static str] {
+        &["secret_values"]
+    }
+
+    async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
+        let Some(attrs) = req.prior.or(req.desired) else { return Ok(None) };
+        let ns = str_attr(attrs, "namespace")?;
+        let name = release_name(req.address)?;
+        let Some(release) = self.stored(ns, name).await? else { return Ok(None) };
+        if release.info.status == "uninstalled" {
+            return Ok(None);
+        }
+        let shape = req.desired.and_then(|d| d.get("secret_values")).cloned().unwrap_or(json!({}));
+        let config = if release.config.is_null() { json!({}) } else { release.config.clone() };
+        let (values, secret_values) = split(&config, &shape);
+        // Helm does not record where the chart came from, nor the timeout used.
+        let same = |k: &str| req.prior.or(req.desired).and_then(|a| a.get(k)).cloned().unwrap_or(Value::Null);
+        Ok(Some(Attrs::from([
+            ("namespace".to_string(), json!(ns)),
+            ("chart".to_string(), same("chart")),
+            ("version".to_string(), json!(release.chart.metadata.version)),
+            ("values".to_string(), values),
+            ("secret_values".to_string(), secret_values),
+            ("timeout".to_string(), same("timeout")),
+            ("status".to_string(), json!(release.info.status)),
+        ])))
+    }
+
+    async fn create(&self, address: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        self.upgrade(address, desired).await
+    }
+
+    async fn update(&self, address: &Address, _: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        self.upgrade(address, desired).await
+    }
+
+    async fn delete(&self, address: &Address, prior: &Attrs) -> Result<(), ResourceError> {
+        let name = release_name(address)?;
+        let ns = str_attr(prior, "namespace")?;
+        if self.stored(ns, name).await?.is_none() {
+            return Ok(());
+        }
+        let timeout = prior.get("timeout").and_then(Value::as_str).unwrap_or("15m").to_string();
+        let args: Vec<String> = ["uninstall", name, "--namespace", ns, "--wait", "--timeout", &timeout].iter().map(|s| s.to_string()).collect();
+        self.helm(&args, None, &[]).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_values_split_along_their_shape() {
+        let config = json!({"a": 1, "ociRegistry": {"enabled": true, "password": "p"}, "privatePypi": {"password": "q"}});
+        let shape = json!({"ociRegistry": {"password": "x"}, "privatePypi": {"password": "y"}});
+        let (values, secrets) = split(&config, &shape);
+        assert_eq!(values, json!({"a": 1, "ociRegistry": {"enabled": true}}));
+        assert_eq!(secrets, json!({"ociRegistry": {"password": "p"}, "privatePypi": {"password": "q"}}));
+    }
+
+    #[test]
+    fn decodes_helm_storage() {
+        use std::io::Write;
+        let release = json!({"name": "w", "version": 3, "info": {"status": "deployed"},
+                             "chart": {"metadata": {"name": "wallaroo", "version": "1.2.3"}}, "config": {"a": 1}});
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(release.to_string().as_bytes()).unwrap();
+        let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+        let r = decode_release(data.as_bytes()).unwrap();
+        assert_eq!((r.version, r.chart.metadata.version.as_str(), r.info.status.as_str()), (3, "1.2.3", "deployed"));
+    }
+}

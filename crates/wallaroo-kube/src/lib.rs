@@ -1,0 +1,88 @@
+//! The cluster's resource kinds: the namespace, secrets, nodepool labels and taints, the
+//! Wallaroo helm release, Keycloak users and outputs read from Services.
+//!
+//! Each kind reads live state through kube-rs (the helm release natively from helm's own
+//! storage) and writes with server-side apply under the field manager `wallaroo`, or with
+//! the real helm binary for the release. It never prints.
+
+mod helm;
+mod keycloak;
+mod namespace;
+mod node;
+mod output;
+mod secret;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wallaroo_engine::{KindRegistry, ResourceError};
+
+pub use helm::{HelmRelease, decode_release};
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "wallaroo";
+
+/// How the kinds reach the cluster and its services.
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// The helm binary.
+    pub helm: PathBuf,
+    /// Credentials of the registry the chart is pulled from.
+    pub chart_registry: Option<RegistryLogin>,
+    /// A CA for that registry.
+    pub ca_file: Option<PathBuf>,
+    /// Keycloak's base URL, e.g. `https://keycloak.wallaroo.example.com/auth`.
+    pub keycloak_url: String,
+    /// Namespace of the installation (where `keycloak-admin-secret` is).
+    pub namespace: String,
+    /// How long an output waits for its address during apply.
+    pub output_timeout: std::time::Duration,
+}
+
+/// A registry login, password kept out of Debug output.
+#[derive(Clone)]
+pub struct RegistryLogin {
+    pub host: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// Why the cluster cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot reach the cluster: {0}. Set KUBECONFIG to a kubeconfig for the target cluster")]
+    Connect(String),
+}
+
+/// Registers every cluster kind.
+pub async fn register(kinds: &mut KindRegistry, config: ClusterConfig) -> Result<(), KubeError> {
+    let client = kube::Client::try_default().await.map_err(|e| KubeError::Connect(e.to_string()))?;
+    let config = Arc::new(config);
+    kinds
+        .register(Arc::new(namespace::NamespaceKind { client: client.clone() }))
+        .register(Arc::new(secret::SecretKind { client: client.clone() }))
+        .register(Arc::new(node::NodeKind { client: client.clone() }))
+        .register(Arc::new(helm::HelmReleaseKind { client: client.clone(), config: config.clone() }))
+        .register(Arc::new(keycloak::KeycloakUserKind::new(client.clone(), config.clone())))
+        .register(Arc::new(output::ServiceAddressKind { client, config }));
+    Ok(())
+}
+
+/// A kube error as a resource error, naming what was done.
+pub(crate) fn kube_err(what: impl std::fmt::Display) -> impl FnOnce(kube::Error) -> ResourceError {
+    move |e| {
+        let detail = match &e {
+            kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+            other => other.to_string(),
+        };
+        ResourceError::new(format!("{what}: {detail}"))
+    }
+}
+
+pub(crate) fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+pub(crate) fn str_attr<'a>(attrs: &'a wallaroo_engine::Attrs, key: &str) -> Result<&'a str, ResourceError> {
+    attrs.get(key).and_then(|v| v.as_str()).ok_or_else(|| ResourceError::new(format!("attribute `{key}` is missing")))
+}

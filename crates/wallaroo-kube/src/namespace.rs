@@ -1,0 +1,61 @@
+//! `namespace.NAME`.
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::json;
+use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
+
+use crate::{FIELD_MANAGER, is_not_found, kube_err, str_attr};
+
+pub struct NamespaceKind {
+    pub client: kube::Client,
+}
+
+#[async_trait]
+impl ResourceKind for NamespaceKind {
+    fn name(&self) -> &'static str {
+        "namespace"
+    }
+
+    fn force_new(&self) -> &'static [&'static str] {
+        &["name"]
+    }
+
+    async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
+        let Some(attrs) = req.prior.or(req.desired) else { return Ok(None) };
+        let name = str_attr(attrs, "name")?;
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match api.get(name).await {
+            // A namespace being deleted is as good as gone.
+            Ok(ns) if ns.metadata.deletion_timestamp.is_some() => Ok(None),
+            Ok(_) => Ok(Some(Attrs::from([("name".to_string(), json!(name))]))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(kube_err(format!("reading namespace {name}"))(e)),
+        }
+    }
+
+    async fn create(&self, _: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        let name = str_attr(desired, "name")?;
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+            .await
+            .map_err(kube_err(format!("applying namespace {name}")))?;
+        Ok(desired.clone())
+    }
+
+    async fn update(&self, address: &Address, _: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        self.create(address, desired).await
+    }
+
+    async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
+        let name = str_attr(prior, "name")?;
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(kube_err(format!("deleting namespace {name}"))(e)),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! `nodepool.POOL.node["NAME"]`: the labels and taints wallaroo manages on one node.
+//!
+//! Only keys wallaroo manages are read, compared and written: those the spec asks for and
+//! those the lockfile says wallaroo set before. Every other label and taint is left alone.
+//! Taints are `key=value:Effect` strings, kept sorted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Node, Taint};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
+
+use crate::{is_not_found, kube_err, str_attr};
+
+pub struct NodeKind {
+    pub client: kube::Client,
+}
+
+fn labels_of(attrs: Option<&Attrs>) -> BTreeMap<String, String> {
+    attrs
+        .and_then(|a| a.get("labels"))
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default()
+}
+
+fn taints_of(attrs: Option<&Attrs>) -> Vec<String> {
+    attrs
+        .and_then(|a| a.get("taints"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+fn taint_key(t: &str) -> &str {
+    t.split(['=', ':']).next().unwrap_or(t)
+}
+
+fn show(t: &Taint) -> String {
+    match t.value.as_deref().unwrap_or("") {
+        "" => format!("{}:{}", t.key, t.effect),
+        v => format!("{}={v}:{}", t.key, t.effect),
+    }
+}
+
+fn parse(t: &str) -> Result<Taint, ResourceError> {
+    let (kv, effect) = t.rsplit_once(':').ok_or_else(|| ResourceError::new(format!("taint `{t}` has no effect")))?;
+    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+    Ok(Taint { key: key.into(), value: (!value.is_empty()).then(|| value.into()), effect: effect.into(), time_added: None })
+}
+
+impl NodeKind {
+    async fn get(&self, name: &str) -> Result<Option<Node>, ResourceError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        match api.get(name).await {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(kube_err(format!("reading node {name}"))(e)),
+        }
+    }
+
+    /// Sets `want` and removes the managed keys of `prior` that `want` does not have.
+    async fn write(&self, name: &str, prior: Option<&Attrs>, want: Option<&Attrs>) -> Result<(), ResourceError> {
+        let Some(node) = self.get(name).await? else {
+            return Err(ResourceError::new(format!(
+                "node `{name}` does not exist in the cluster; fix the nodepool's `nodes` list"
+            )));
+        };
+        let (want_labels, prior_labels) = (labels_of(want), labels_of(prior));
+        let mut labels = serde_json::Map::new();
+        for k in prior_labels.keys().filter(|k| !want_labels.contains_key(*k)) {
+            labels.insert(k.clone(), Value::Null);
+        }
+        for (k, v) in &want_labels {
+            labels.insert(k.clone(), json!(v));
+        }
+        let want_taints = taints_of(want);
+        let managed: BTreeSet<String> =
+            taints_of(prior).iter().chain(&want_taints).map(|t| taint_key(t).to_string()).collect();
+        let mut taints: Vec<Taint> = node
+            .spec
+            .and_then(|s| s.taints)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !managed.contains(&t.key))
+            .collect();
+        for t in &want_taints {
+            taints.push(parse(t)?);
+        }
+        // The resourceVersion makes the patch fail, rather than overwrite, if someone
+        // changed the node's taints in between.
+        let patch = json!({
+            "metadata": {"labels": labels, "resourceVersion": node.metadata.resource_version},
+            "spec": {"taints": taints},
+        });
+        let api: Api<Node> = Api::all(self.client.clone());
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(kube_err(format!("labelling and tainting node {name}")))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ResourceKind for NodeKind {
+    fn name(&self) -> &'static str {
+        "node"
+    }
+
+    fn force_new(&self) -> &'static [&'static str] {
+        &["name"]
+    }
+
+    async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
+        let Some(attrs) = req.prior.or(req.desired) else { return Ok(None) };
+        let name = str_attr(attrs, "name")?;
+        let Some(node) = self.get(name).await? else { return Ok(None) };
+        let managed_labels: BTreeSet<String> =
+            labels_of(req.desired).into_keys().chain(labels_of(req.prior).into_keys()).collect();
+        let managed_taints: BTreeSet<String> = taints_of(req.desired)
+            .iter()
+            .chain(&taints_of(req.prior))
+            .map(|t| taint_key(t).to_string())
+            .collect();
+        let live_labels: BTreeMap<String, String> = node
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| managed_labels.contains(k))
+            .collect();
+        let mut live_taints: Vec<String> = node
+            .spec
+            .and_then(|s| s.taints)
+            .unwrap_or_default()
+            .iter()
+            .filter(|t| managed_taints.contains(&t.key))
+            .map(show)
+            .collect();
+        live_taints.sort();
+        Ok(Some(Attrs::from([
+            ("name".to_string(), json!(name)),
+            ("labels".to_string(), json!(live_labels)),
+            ("taints".to_string(), json!(live_taints)),
+        ])))
+    }
+
+    async fn create(&self, _: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        self.write(str_attr(desired, "name")?, None, Some(desired)).await?;
+        Ok(desired.clone())
+    }
+
+    async fn update(&self, _: &Address, prior: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        self.write(str_attr(desired, "name")?, Some(prior), Some(desired)).await?;
+        Ok(desired.clone())
+    }
+
+    async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
+        let name = str_attr(prior, "name")?;
+        if self.get(name).await?.is_none() {
+            return Ok(());
+        }
+        self.write(name, Some(prior), None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn taints_round_trip() {
+        for t in ["wallaroo.ai/pipelines=true:NoSchedule", "dedicated:NoExecute"] {
+            assert_eq!(super::show(&super::parse(t).unwrap()), t);
+        }
+        assert_eq!(super::taint_key("a/b=c:NoSchedule"), "a/b");
+    }
+}

@@ -1,0 +1,88 @@
+//! `secret.NAMESPACE/NAME`: data is sensitive; only its salted hash reaches the lockfile.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
+
+use crate::{FIELD_MANAGER, is_not_found, kube_err, str_attr};
+
+pub struct SecretKind {
+    pub client: kube::Client,
+}
+
+#[async_trait]
+impl ResourceKind for SecretKind {
+    fn name(&self) -> &'static str {
+        "secret"
+    }
+
+    fn force_new(&self) -> &'static [&'static str] {
+        &["namespace", "name", "type"]
+    }
+
+    fn sensitive(&self) -> &'static [&'static str] {
+        &["data"]
+    }
+
+    async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
+        let Some(attrs) = req.prior.or(req.desired) else { return Ok(None) };
+        let (ns, name) = (str_attr(attrs, "namespace")?, str_attr(attrs, "name")?);
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let secret = match api.get(name).await {
+            Ok(s) => s,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(kube_err(format!("reading secret {ns}/{name}"))(e)),
+        };
+        let data: BTreeMap<String, Value> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(String::from_utf8_lossy(&v.0).into_owned())))
+            .collect();
+        Ok(Some(Attrs::from([
+            ("namespace".to_string(), json!(ns)),
+            ("name".to_string(), json!(name)),
+            ("type".to_string(), json!(secret.type_.unwrap_or_else(|| "Opaque".into()))),
+            ("data".to_string(), json!(data)),
+        ])))
+    }
+
+    async fn create(&self, _: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        let (ns, name) = (str_attr(desired, "namespace")?, str_attr(desired, "name")?);
+        let data: BTreeMap<String, ByteString> = desired
+            .get("data")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), ByteString(v.as_str().unwrap_or_default().as_bytes().to_vec()))).collect())
+            .unwrap_or_default();
+        let body = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "wallaroo"}},
+            "type": desired.get("type").cloned().unwrap_or(json!("Opaque")),
+            "data": data,
+        });
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+            .await
+            .map_err(kube_err(format!("applying secret {ns}/{name}")))?;
+        Ok(desired.clone())
+    }
+
+    async fn update(&self, address: &Address, _: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        self.create(address, desired).await
+    }
+
+    async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
+        let (ns, name) = (str_attr(prior, "namespace")?, str_attr(prior, "name")?);
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(kube_err(format!("deleting secret {ns}/{name}"))(e)),
+        }
+    }
+}
