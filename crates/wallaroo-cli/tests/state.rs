@@ -148,13 +148,18 @@ fn a_held_lock_stops_a_second_run_at_once_and_force_unlock_refuses_a_live_holder
 }
 
 #[test]
-fn plan_names_kinds_not_yet_implemented() {
+fn plan_without_a_cluster_says_how_to_point_at_one_and_graph_needs_none() {
     let (dir, _store) = setup();
-    let out = wallaroo(&["plan"], dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+        .arg("plan")
+        .current_dir(dir.path())
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr.contains("is not implemented in this version of wallaroo"),
+        stderr.contains("cannot reach the cluster") && stderr.contains("Set KUBECONFIG"),
         "{stderr}"
     );
     let out = wallaroo(&["graph"], dir.path());

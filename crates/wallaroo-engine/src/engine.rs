@@ -460,7 +460,12 @@ impl Engine {
                         None
                     }
                     Action::Read => kind
-                        .read(ReadRequest { address: &address, desired: want.as_ref(), prior: None, during_apply: true })
+                        .read(ReadRequest {
+                            address: &address,
+                            desired: want.as_ref(),
+                            prior: None,
+                            during_apply: true,
+                        })
                         .await
                         .map_err(|e| e.message)?,
                 };

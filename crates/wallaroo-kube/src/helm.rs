@@ -54,10 +54,14 @@ pub struct ChartMetadata {
 /// Decodes the `release` field of a helm storage Secret (its bytes as the API returns
 /// them: base64 text of a gzipped JSON document).
 pub fn decode_release(data: &[u8]) -> Result<HelmRelease, String> {
-    let gz = base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| format!("not base64: {e}"))?;
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| format!("not base64: {e}"))?;
     let mut json = Vec::new();
     if gz.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(gz.as_slice()).read_to_end(&mut json).map_err(|e| format!("not gzip: {e}"))?;
+        flate2::read::GzDecoder::new(gz.as_slice())
+            .read_to_end(&mut json)
+            .map_err(|e| format!("not gzip: {e}"))?;
     } else {
         json = gz;
     }
@@ -68,7 +72,9 @@ pub fn decode_release(data: &[u8]) -> Result<HelmRelease, String> {
 fn split(config: &Value, secret_shape: &Value) -> (Value, Value) {
     let (mut values, mut secrets) = (config.clone(), json!({}));
     fn walk(values: &mut Value, secrets: &mut Value, shape: &Value) {
-        let (Some(v), Some(s)) = (values.as_object_mut(), shape.as_object()) else { return };
+        let (Some(v), Some(s)) = (values.as_object_mut(), shape.as_object()) else {
+            return;
+        };
         for (k, sub) in s {
             match (sub.is_object(), v.get_mut(k)) {
                 (true, Some(inner)) if inner.is_object() => {
@@ -101,7 +107,9 @@ impl HelmReleaseKind {
             .map_err(kube_err(format!("reading helm release {name} in {ns}")))?;
         let mut newest: Option<HelmRelease> = None;
         for s in list.items {
-            let Some(data) = s.data.as_ref().and_then(|d| d.get("release")) else { continue };
+            let Some(data) = s.data.as_ref().and_then(|d| d.get("release")) else {
+                continue;
+            };
             let release = decode_release(&data.0)
                 .map_err(|e| ResourceError::new(format!("helm release {name}: {e}")))?;
             if newest.as_ref().is_none_or(|n| release.version > n.version) {
@@ -111,21 +119,37 @@ impl HelmReleaseKind {
         Ok(newest)
     }
 
-    async fn helm(&self, args: &[String], stdin: Option<&str>, env: &[(&str, &std::path::Path)]) -> Result<String, ResourceError> {
+    async fn helm(
+        &self,
+        args: &[String],
+        stdin: Option<&str>,
+        env: &[(&str, &std::path::Path)],
+    ) -> Result<String, ResourceError> {
         let mut cmd = tokio::process::Command::new(&self.config.helm);
-        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| ResourceError::new(format!("cannot run helm ({}): {e}", self.config.helm.display())))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            ResourceError::new(format!(
+                "cannot run helm ({}): {e}",
+                self.config.helm.display()
+            ))
+        })?;
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("stdin is piped");
-            pipe.write_all(input.as_bytes()).await.map_err(|e| ResourceError::new(e.to_string()))?;
+            pipe.write_all(input.as_bytes())
+                .await
+                .map_err(|e| ResourceError::new(e.to_string()))?;
         }
         drop(child.stdin.take());
-        let out = child.wait_with_output().await.map_err(|e| ResourceError::new(e.to_string()))?;
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| ResourceError::new(e.to_string()))?;
         if !out.status.success() {
             return Err(ResourceError::new(format!(
                 "helm {} failed: {}",
@@ -141,7 +165,10 @@ impl HelmReleaseKind {
         let ns = str_attr(desired, "namespace")?;
         let chart = str_attr(desired, "chart")?;
         let version = str_attr(desired, "version")?;
-        let timeout = desired.get("timeout").and_then(Value::as_str).unwrap_or("15m");
+        let timeout = desired
+            .get("timeout")
+            .and_then(Value::as_str)
+            .unwrap_or("15m");
         let mut values = desired.get("values").cloned().unwrap_or(json!({}));
         if let Some(secret) = desired.get("secret_values") {
             wallaroo_engine::desired::merge(&mut values, secret);
@@ -149,7 +176,8 @@ impl HelmReleaseKind {
         let work = tempfile::tempdir().map_err(|e| ResourceError::new(format!("temp dir: {e}")))?;
         // JSON is YAML; the file is created 0600 and removed with the temp dir.
         let values_file = work.path().join("values.yaml");
-        std::fs::write(&values_file, serde_json::to_vec(&values).expect("JSON")).map_err(|e| ResourceError::new(e.to_string()))?;
+        std::fs::write(&values_file, serde_json::to_vec(&values).expect("JSON"))
+            .map_err(|e| ResourceError::new(e.to_string()))?;
         let registry_config = work.path().join("registry.json");
         let env = [("HELM_REGISTRY_CONFIG", registry_config.as_path())];
         let ca: Vec<String> = self
@@ -159,14 +187,24 @@ impl HelmReleaseKind {
             .flat_map(|c| ["--ca-file".to_string(), c.display().to_string()])
             .collect();
         if let (Some(login), true) = (&self.config.chart_registry, chart.starts_with("oci://")) {
-            let mut args = vec!["registry".into(), "login".into(), login.host.clone(), "--username".into(), login.username.clone(), "--password-stdin".into()];
+            let mut args = vec![
+                "registry".into(),
+                "login".into(),
+                login.host.clone(),
+                "--username".into(),
+                login.username.clone(),
+                "--password-stdin".into(),
+            ];
             args.extend(ca.clone());
             self.helm(&args, Some(&login.password), &env).await?;
         }
         // Pull first: `helm pull` honours --ca-file for OCI registries where
         // `helm upgrade` (3.16) does not; the upgrade then installs the local archive.
         let source = if chart.starts_with("oci://") {
-            let mut pull: Vec<String> = ["pull", chart, "--version", version, "--destination"].iter().map(|s| s.to_string()).collect();
+            let mut pull: Vec<String> = ["pull", chart, "--version", version, "--destination"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             pull.push(work.path().display().to_string());
             pull.extend(ca.clone());
             self.helm(&pull, None, &env).await?;
@@ -175,17 +213,34 @@ impl HelmReleaseKind {
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .find(|p| p.extension().is_some_and(|x| x == "tgz"))
-                .ok_or_else(|| ResourceError::new(format!("helm pull {chart} left no chart archive")))?;
+                .ok_or_else(|| {
+                    ResourceError::new(format!("helm pull {chart} left no chart archive"))
+                })?;
             archive.display().to_string()
         } else {
             chart.to_string()
         };
-        let mut args: Vec<String> = ["upgrade", "--install", name, &source, "--version", version, "--namespace", ns, "--values"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = [
+            "upgrade",
+            "--install",
+            name,
+            &source,
+            "--version",
+            version,
+            "--namespace",
+            ns,
+            "--values",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         args.push(values_file.display().to_string());
-        args.extend(["--atomic".into(), "--wait".into(), "--timeout".into(), timeout.into()]);
+        args.extend([
+            "--atomic".into(),
+            "--wait".into(),
+            "--timeout".into(),
+            timeout.into(),
+        ]);
         self.helm(&args, None, &env).await?;
         let mut applied = desired.clone();
         applied.insert("status".into(), json!("deployed"));
@@ -216,18 +271,36 @@ impl ResourceKind for HelmReleaseKind {
     }
 
     async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
-        let Some(attrs) = req.prior.or(req.desired) else { return Ok(None) };
+        let Some(attrs) = req.prior.or(req.desired) else {
+            return Ok(None);
+        };
         let ns = str_attr(attrs, "namespace")?;
         let name = release_name(req.address)?;
-        let Some(release) = self.stored(ns, name).await? else { return Ok(None) };
+        let Some(release) = self.stored(ns, name).await? else {
+            return Ok(None);
+        };
         if release.info.status == "uninstalled" {
             return Ok(None);
         }
-        let shape = req.desired.and_then(|d| d.get("secret_values")).cloned().unwrap_or(json!({}));
-        let config = if release.config.is_null() { json!({}) } else { release.config.clone() };
+        let shape = req
+            .desired
+            .and_then(|d| d.get("secret_values"))
+            .cloned()
+            .unwrap_or(json!({}));
+        let config = if release.config.is_null() {
+            json!({})
+        } else {
+            release.config.clone()
+        };
         let (values, secret_values) = split(&config, &shape);
         // Helm does not record where the chart came from, nor the timeout used.
-        let same = |k: &str| req.prior.or(req.desired).and_then(|a| a.get(k)).cloned().unwrap_or(Value::Null);
+        let same = |k: &str| {
+            req.prior
+                .or(req.desired)
+                .and_then(|a| a.get(k))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
         Ok(Some(Attrs::from([
             ("namespace".to_string(), json!(ns)),
             ("chart".to_string(), same("chart")),
@@ -243,7 +316,12 @@ impl ResourceKind for HelmReleaseKind {
         self.upgrade(address, desired).await
     }
 
-    async fn update(&self, address: &Address, _: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError> {
+    async fn update(
+        &self,
+        address: &Address,
+        _: &Attrs,
+        desired: &Attrs,
+    ) -> Result<Attrs, ResourceError> {
         self.upgrade(address, desired).await
     }
 
@@ -253,8 +331,23 @@ impl ResourceKind for HelmReleaseKind {
         if self.stored(ns, name).await?.is_none() {
             return Ok(());
         }
-        let timeout = prior.get("timeout").and_then(Value::as_str).unwrap_or("15m").to_string();
-        let args: Vec<String> = ["uninstall", name, "--namespace", ns, "--wait", "--timeout", &timeout].iter().map(|s| s.to_string()).collect();
+        let timeout = prior
+            .get("timeout")
+            .and_then(Value::as_str)
+            .unwrap_or("15m")
+            .to_string();
+        let args: Vec<String> = [
+            "uninstall",
+            name,
+            "--namespace",
+            ns,
+            "--wait",
+            "--timeout",
+            &timeout,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         self.helm(&args, None, &[]).await.map(|_| ())
     }
 }
@@ -269,7 +362,10 @@ mod tests {
         let shape = json!({"ociRegistry": {"password": "x"}, "privatePypi": {"password": "y"}});
         let (values, secrets) = split(&config, &shape);
         assert_eq!(values, json!({"a": 1, "ociRegistry": {"enabled": true}}));
-        assert_eq!(secrets, json!({"ociRegistry": {"password": "p"}, "privatePypi": {"password": "q"}}));
+        assert_eq!(
+            secrets,
+            json!({"ociRegistry": {"password": "p"}, "privatePypi": {"password": "q"}})
+        );
     }
 
     #[test]
@@ -281,6 +377,13 @@ mod tests {
         gz.write_all(release.to_string().as_bytes()).unwrap();
         let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
         let r = decode_release(data.as_bytes()).unwrap();
-        assert_eq!((r.version, r.chart.metadata.version.as_str(), r.info.status.as_str()), (3, "1.2.3", "deployed"));
+        assert_eq!(
+            (
+                r.version,
+                r.chart.metadata.version.as_str(),
+                r.info.status.as_str()
+            ),
+            (3, "1.2.3", "deployed")
+        );
     }
 }

@@ -21,8 +21,15 @@ const ADMIN_SECRET: &str = "keycloak-admin-secret";
 
 impl KeycloakUserKind {
     pub fn new(client: kube::Client, config: std::sync::Arc<ClusterConfig>) -> Self {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().expect("an HTTP client");
-        KeycloakUserKind { client, config, http }
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client");
+        KeycloakUserKind {
+            client,
+            config,
+            http,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -33,56 +40,110 @@ impl KeycloakUserKind {
     async fn token(&self) -> Result<String, ResourceError> {
         let ns = &self.config.namespace;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        let secret = api.get(ADMIN_SECRET).await.map_err(kube_err(format!("reading {ns}/{ADMIN_SECRET}")))?;
+        let secret = api
+            .get(ADMIN_SECRET)
+            .await
+            .map_err(kube_err(format!("reading {ns}/{ADMIN_SECRET}")))?;
         let data = secret.data.unwrap_or_default();
         let field = |k: &str| {
             data.get(k)
                 .map(|v| String::from_utf8_lossy(&v.0).into_owned())
                 .ok_or_else(|| ResourceError::new(format!("{ns}/{ADMIN_SECRET} has no {k}")))
         };
-        let (user, password) = (field("KEYCLOAK_ADMIN_USER")?, field("KEYCLOAK_ADMIN_PASSWORD")?);
+        let (user, password) = (
+            field("KEYCLOAK_ADMIN_USER")?,
+            field("KEYCLOAK_ADMIN_PASSWORD")?,
+        );
         let r = self
             .http
             .post(self.url("/realms/master/protocol/openid-connect/token"))
-            .form(&[("grant_type", "password"), ("client_id", "admin-cli"), ("username", &user), ("password", &password)])
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", &user),
+                ("password", &password),
+            ])
             .send()
             .await
-            .map_err(|e| ResourceError::new(format!("Keycloak at {}: {e}", self.config.keycloak_url)))?;
+            .map_err(|e| {
+                ResourceError::new(format!("Keycloak at {}: {e}", self.config.keycloak_url))
+            })?;
         if !r.status().is_success() {
             return Err(ResourceError::new(format!(
                 "Keycloak refused the admin credentials of {ns}/{ADMIN_SECRET} ({})",
                 r.status()
             )));
         }
-        let body: Value = r.json().await.map_err(|e| ResourceError::new(e.to_string()))?;
-        body["access_token"].as_str().map(String::from).ok_or_else(|| ResourceError::new("Keycloak sent no access token"))
+        let body: Value = r
+            .json()
+            .await
+            .map_err(|e| ResourceError::new(e.to_string()))?;
+        body["access_token"]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| ResourceError::new("Keycloak sent no access token"))
     }
 
-    async fn call(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<reqwest::Response, ResourceError> {
-        let mut req = self.http.request(method.clone(), self.url(path)).bearer_auth(token);
+    async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<reqwest::Response, ResourceError> {
+        let mut req = self
+            .http
+            .request(method.clone(), self.url(path))
+            .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let r = req.send().await.map_err(|e| ResourceError::new(format!("Keycloak {method} {path}: {e}")))?;
+        let r = req
+            .send()
+            .await
+            .map_err(|e| ResourceError::new(format!("Keycloak {method} {path}: {e}")))?;
         if !r.status().is_success() {
             let status = r.status();
             let text = r.text().await.unwrap_or_default();
-            return Err(ResourceError::new(format!("Keycloak {method} {path}: {status} {text}")));
+            return Err(ResourceError::new(format!(
+                "Keycloak {method} {path}: {status} {text}"
+            )));
         }
         Ok(r)
     }
 
     async fn find(&self, token: &str, email: &str) -> Result<Option<Value>, ResourceError> {
         let r = self
-            .call(token, reqwest::Method::GET, &format!("/admin/realms/master/users?exact=true&email={}", urlencode(email)), None)
+            .call(
+                token,
+                reqwest::Method::GET,
+                &format!(
+                    "/admin/realms/master/users?exact=true&email={}",
+                    urlencode(email)
+                ),
+                None,
+            )
             .await?;
-        let users: Vec<Value> = r.json().await.map_err(|e| ResourceError::new(e.to_string()))?;
+        let users: Vec<Value> = r
+            .json()
+            .await
+            .map_err(|e| ResourceError::new(e.to_string()))?;
         Ok(users.into_iter().next())
     }
 
     async fn is_admin(&self, token: &str, id: &str) -> Result<bool, ResourceError> {
-        let r = self.call(token, reqwest::Method::GET, &format!("/admin/realms/master/users/{id}/role-mappings/realm"), None).await?;
-        let roles: Vec<Value> = r.json().await.map_err(|e| ResourceError::new(e.to_string()))?;
+        let r = self
+            .call(
+                token,
+                reqwest::Method::GET,
+                &format!("/admin/realms/master/users/{id}/role-mappings/realm"),
+                None,
+            )
+            .await?;
+        let roles: Vec<Value> = r
+            .json()
+            .await
+            .map_err(|e| ResourceError::new(e.to_string()))?;
         Ok(roles.iter().any(|r| r["name"] == "admin"))
     }
 
@@ -90,15 +151,43 @@ impl KeycloakUserKind {
         if self.is_admin(token, id).await? == admin {
             return Ok(());
         }
-        let role: Value = self.call(token, reqwest::Method::GET, "/admin/realms/master/roles/admin", None).await?.json().await.map_err(|e| ResourceError::new(e.to_string()))?;
-        let method = if admin { reqwest::Method::POST } else { reqwest::Method::DELETE };
-        self.call(token, method, &format!("/admin/realms/master/users/{id}/role-mappings/realm"), Some(json!([role]))).await?;
+        let role: Value = self
+            .call(
+                token,
+                reqwest::Method::GET,
+                "/admin/realms/master/roles/admin",
+                None,
+            )
+            .await?
+            .json()
+            .await
+            .map_err(|e| ResourceError::new(e.to_string()))?;
+        let method = if admin {
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::DELETE
+        };
+        self.call(
+            token,
+            method,
+            &format!("/admin/realms/master/users/{id}/role-mappings/realm"),
+            Some(json!([role])),
+        )
+        .await?;
         Ok(())
     }
 
-    async fn set_password(&self, token: &str, id: &str, desired: &Attrs) -> Result<(), ResourceError> {
+    async fn set_password(
+        &self,
+        token: &str,
+        id: &str,
+        desired: &Attrs,
+    ) -> Result<(), ResourceError> {
         let password = str_attr(desired, "password")?;
-        let temporary = desired.get("temporary").and_then(Value::as_bool).unwrap_or(true);
+        let temporary = desired
+            .get("temporary")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         self.call(
             token,
             reqwest::Method::PUT,
@@ -113,7 +202,9 @@ impl KeycloakUserKind {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -134,17 +225,30 @@ impl ResourceKind for KeycloakUserKind {
     }
 
     async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
-        let Some(attrs) = req.prior.or(req.desired) else { return Ok(None) };
+        let Some(attrs) = req.prior.or(req.desired) else {
+            return Ok(None);
+        };
         let email = str_attr(attrs, "email")?;
         // Before the release exists there is no Keycloak to ask, and no user.
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.config.namespace);
-        if api.get_opt(ADMIN_SECRET).await.map_err(kube_err("reading the Keycloak admin secret"))?.is_none() {
+        if api
+            .get_opt(ADMIN_SECRET)
+            .await
+            .map_err(kube_err("reading the Keycloak admin secret"))?
+            .is_none()
+        {
             return Ok(None);
         }
         let token = self.token().await?;
-        let Some(user) = self.find(&token, email).await? else { return Ok(None) };
+        let Some(user) = self.find(&token, email).await? else {
+            return Ok(None);
+        };
         let id = user["id"].as_str().unwrap_or_default();
-        let role = if self.is_admin(&token, id).await? { "admin" } else { "user" };
+        let role = if self.is_admin(&token, id).await? {
+            "admin"
+        } else {
+            "user"
+        };
         // `temporary` applies when a password is set; the password itself cannot be read,
         // so its change is found through the salted hash in the lockfile.
         let temporary = attrs.get("temporary").cloned().unwrap_or(json!(true));
@@ -167,20 +271,33 @@ impl ResourceKind for KeycloakUserKind {
             )
             .await?;
         }
-        let user = self.find(&token, email).await?.ok_or_else(|| ResourceError::new(format!("Keycloak did not keep user {email}")))?;
+        let user = self
+            .find(&token, email)
+            .await?
+            .ok_or_else(|| ResourceError::new(format!("Keycloak did not keep user {email}")))?;
         let id = user["id"].as_str().unwrap_or_default().to_string();
         self.set_password(&token, &id, desired).await?;
-        self.set_role(&token, &id, desired.get("role") == Some(&json!("admin"))).await?;
+        self.set_role(&token, &id, desired.get("role") == Some(&json!("admin")))
+            .await?;
         Ok(desired.clone())
     }
 
-    async fn update(&self, _: &Address, _: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError> {
+    async fn update(
+        &self,
+        _: &Address,
+        _: &Attrs,
+        desired: &Attrs,
+    ) -> Result<Attrs, ResourceError> {
         let email = str_attr(desired, "email")?;
         let token = self.token().await?;
-        let user = self.find(&token, email).await?.ok_or_else(|| ResourceError::new(format!("user {email} is gone from Keycloak")))?;
+        let user = self
+            .find(&token, email)
+            .await?
+            .ok_or_else(|| ResourceError::new(format!("user {email} is gone from Keycloak")))?;
         let id = user["id"].as_str().unwrap_or_default().to_string();
         self.set_password(&token, &id, desired).await?;
-        self.set_role(&token, &id, desired.get("role") == Some(&json!("admin"))).await?;
+        self.set_role(&token, &id, desired.get("role") == Some(&json!("admin")))
+            .await?;
         Ok(desired.clone())
     }
 
@@ -189,7 +306,13 @@ impl ResourceKind for KeycloakUserKind {
         let token = self.token().await?;
         if let Some(user) = self.find(&token, email).await? {
             let id = user["id"].as_str().unwrap_or_default();
-            self.call(&token, reqwest::Method::DELETE, &format!("/admin/realms/master/users/{id}"), None).await?;
+            self.call(
+                &token,
+                reqwest::Method::DELETE,
+                &format!("/admin/realms/master/users/{id}"),
+                None,
+            )
+            .await?;
         }
         Ok(())
     }

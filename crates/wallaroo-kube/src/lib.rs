@@ -56,14 +56,28 @@ pub enum KubeError {
 
 /// Registers every cluster kind.
 pub async fn register(kinds: &mut KindRegistry, config: ClusterConfig) -> Result<(), KubeError> {
-    let client = kube::Client::try_default().await.map_err(|e| KubeError::Connect(e.to_string()))?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| KubeError::Connect(e.to_string()))?;
     let config = Arc::new(config);
     kinds
-        .register(Arc::new(namespace::NamespaceKind { client: client.clone() }))
-        .register(Arc::new(secret::SecretKind { client: client.clone() }))
-        .register(Arc::new(node::NodeKind { client: client.clone() }))
-        .register(Arc::new(helm::HelmReleaseKind { client: client.clone(), config: config.clone() }))
-        .register(Arc::new(keycloak::KeycloakUserKind::new(client.clone(), config.clone())))
+        .register(Arc::new(namespace::NamespaceKind {
+            client: client.clone(),
+        }))
+        .register(Arc::new(secret::SecretKind {
+            client: client.clone(),
+        }))
+        .register(Arc::new(node::NodeKind {
+            client: client.clone(),
+        }))
+        .register(Arc::new(helm::HelmReleaseKind {
+            client: client.clone(),
+            config: config.clone(),
+        }))
+        .register(Arc::new(keycloak::KeycloakUserKind::new(
+            client.clone(),
+            config.clone(),
+        )))
         .register(Arc::new(output::ServiceAddressKind { client, config }));
     Ok(())
 }
@@ -83,6 +97,12 @@ pub(crate) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-pub(crate) fn str_attr<'a>(attrs: &'a wallaroo_engine::Attrs, key: &str) -> Result<&'a str, ResourceError> {
-    attrs.get(key).and_then(|v| v.as_str()).ok_or_else(|| ResourceError::new(format!("attribute `{key}` is missing")))
+pub(crate) fn str_attr<'a>(
+    attrs: &'a wallaroo_engine::Attrs,
+    key: &str,
+) -> Result<&'a str, ResourceError> {
+    attrs
+        .get(key)
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| ResourceError::new(format!("attribute `{key}` is missing")))
 }

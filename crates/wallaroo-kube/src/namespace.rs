@@ -23,7 +23,9 @@ impl ResourceKind for NamespaceKind {
     }
 
     async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
-        let Some(attrs) = req.prior.or(req.desired) else { return Ok(None) };
+        let Some(attrs) = req.prior.or(req.desired) else {
+            return Ok(None);
+        };
         let name = str_attr(attrs, "name")?;
         let api: Api<Namespace> = Api::all(self.client.clone());
         match api.get(name).await {
@@ -39,13 +41,22 @@ impl ResourceKind for NamespaceKind {
         let name = str_attr(desired, "name")?;
         let api: Api<Namespace> = Api::all(self.client.clone());
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-            .await
-            .map_err(kube_err(format!("applying namespace {name}")))?;
+        api.patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(kube_err(format!("applying namespace {name}")))?;
         Ok(desired.clone())
     }
 
-    async fn update(&self, address: &Address, _: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError> {
+    async fn update(
+        &self,
+        address: &Address,
+        _: &Attrs,
+        desired: &Attrs,
+    ) -> Result<Attrs, ResourceError> {
         self.create(address, desired).await
     }
 

@@ -22,7 +22,11 @@ fn labels_of(attrs: Option<&Attrs>) -> BTreeMap<String, String> {
     attrs
         .and_then(|a| a.get("labels"))
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -30,7 +34,11 @@ fn taints_of(attrs: Option<&Attrs>) -> Vec<String> {
     attrs
         .and_then(|a| a.get("taints"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -46,9 +54,16 @@ fn show(t: &Taint) -> String {
 }
 
 fn parse(t: &str) -> Result<Taint, ResourceError> {
-    let (kv, effect) = t.rsplit_once(':').ok_or_else(|| ResourceError::new(format!("taint `{t}` has no effect")))?;
+    let (kv, effect) = t
+        .rsplit_once(':')
+        .ok_or_else(|| ResourceError::new(format!("taint `{t}` has no effect")))?;
     let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
-    Ok(Taint { key: key.into(), value: (!value.is_empty()).then(|| value.into()), effect: effect.into(), time_added: None })
+    Ok(Taint {
+        key: key.into(),
+        value: (!value.is_empty()).then(|| value.into()),
+        effect: effect.into(),
+        time_added: None,
+    })
 }
 
 impl NodeKind {
@@ -61,24 +76,55 @@ impl NodeKind {
         }
     }
 
-    /// Sets `want` and removes the managed keys of `prior` that `want` does not have.
-    async fn write(&self, name: &str, prior: Option<&Attrs>, want: Option<&Attrs>) -> Result<(), ResourceError> {
-        let Some(node) = self.get(name).await? else {
-            return Err(ResourceError::new(format!(
+    /// Sets `want` and removes the managed keys of `prior` that `want` does not have,
+    /// retrying when the node changed in between (its kubelet updates it all the time).
+    async fn write(
+        &self,
+        name: &str,
+        prior: Option<&Attrs>,
+        want: Option<&Attrs>,
+    ) -> Result<(), ResourceError> {
+        let mut attempt = 0;
+        loop {
+            match self.write_once(name, prior, want).await {
+                Err(WriteError::Conflict(_)) if attempt < 8 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(WriteError::Conflict(e) | WriteError::Other(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    async fn write_once(
+        &self,
+        name: &str,
+        prior: Option<&Attrs>,
+        want: Option<&Attrs>,
+    ) -> Result<(), WriteError> {
+        let Some(node) = self.get(name).await.map_err(WriteError::Other)? else {
+            return Err(WriteError::Other(ResourceError::new(format!(
                 "node `{name}` does not exist in the cluster; fix the nodepool's `nodes` list"
-            )));
+            ))));
         };
         let (want_labels, prior_labels) = (labels_of(want), labels_of(prior));
         let mut labels = serde_json::Map::new();
-        for k in prior_labels.keys().filter(|k| !want_labels.contains_key(*k)) {
+        for k in prior_labels
+            .keys()
+            .filter(|k| !want_labels.contains_key(*k))
+        {
             labels.insert(k.clone(), Value::Null);
         }
         for (k, v) in &want_labels {
             labels.insert(k.clone(), json!(v));
         }
         let want_taints = taints_of(want);
-        let managed: BTreeSet<String> =
-            taints_of(prior).iter().chain(&want_taints).map(|t| taint_key(t).to_string()).collect();
+        let managed: BTreeSet<String> = taints_of(prior)
+            .iter()
+            .chain(&want_taints)
+            .map(|t| taint_key(t).to_string())
+            .collect();
         let mut taints: Vec<Taint> = node
             .spec
             .and_then(|s| s.taints)
@@ -87,7 +133,7 @@ impl NodeKind {
             .filter(|t| !managed.contains(&t.key))
             .collect();
         for t in &want_taints {
-            taints.push(parse(t)?);
+            taints.push(parse(t).map_err(WriteError::Other)?);
         }
         // The resourceVersion makes the patch fail, rather than overwrite, if someone
         // changed the node's taints in between.
@@ -96,11 +142,28 @@ impl NodeKind {
             "spec": {"taints": taints},
         });
         let api: Api<Node> = Api::all(self.client.clone());
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(kube_err(format!("labelling and tainting node {name}")))?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let conflict = matches!(&e, kube::Error::Api(s) if s.code == 409);
+                let err = kube_err(format!("labelling and tainting node {name}"))(e);
+                Err(if conflict {
+                    WriteError::Conflict(err)
+                } else {
+                    WriteError::Other(err)
+                })
+            }
+        }
     }
+}
+
+enum WriteError {
+    /// The node changed since it was read: read again and retry.
+    Conflict(ResourceError),
+    Other(ResourceError),
 }
 
 #[async_trait]
@@ -114,11 +177,17 @@ impl ResourceKind for NodeKind {
     }
 
     async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
-        let Some(attrs) = req.prior.or(req.desired) else { return Ok(None) };
+        let Some(attrs) = req.prior.or(req.desired) else {
+            return Ok(None);
+        };
         let name = str_attr(attrs, "name")?;
-        let Some(node) = self.get(name).await? else { return Ok(None) };
-        let managed_labels: BTreeSet<String> =
-            labels_of(req.desired).into_keys().chain(labels_of(req.prior).into_keys()).collect();
+        let Some(node) = self.get(name).await? else {
+            return Ok(None);
+        };
+        let managed_labels: BTreeSet<String> = labels_of(req.desired)
+            .into_keys()
+            .chain(labels_of(req.prior).into_keys())
+            .collect();
         let managed_taints: BTreeSet<String> = taints_of(req.desired)
             .iter()
             .chain(&taints_of(req.prior))
@@ -148,12 +217,19 @@ impl ResourceKind for NodeKind {
     }
 
     async fn create(&self, _: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
-        self.write(str_attr(desired, "name")?, None, Some(desired)).await?;
+        self.write(str_attr(desired, "name")?, None, Some(desired))
+            .await?;
         Ok(desired.clone())
     }
 
-    async fn update(&self, _: &Address, prior: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError> {
-        self.write(str_attr(desired, "name")?, Some(prior), Some(desired)).await?;
+    async fn update(
+        &self,
+        _: &Address,
+        prior: &Attrs,
+        desired: &Attrs,
+    ) -> Result<Attrs, ResourceError> {
+        self.write(str_attr(desired, "name")?, Some(prior), Some(desired))
+            .await?;
         Ok(desired.clone())
     }
 
@@ -170,7 +246,10 @@ impl ResourceKind for NodeKind {
 mod tests {
     #[test]
     fn taints_round_trip() {
-        for t in ["wallaroo.ai/pipelines=true:NoSchedule", "dedicated:NoExecute"] {
+        for t in [
+            "wallaroo.ai/pipelines=true:NoSchedule",
+            "dedicated:NoExecute",
+        ] {
             assert_eq!(super::show(&super::parse(t).unwrap()), t);
         }
         assert_eq!(super::taint_key("a/b=c:NoSchedule"), "a/b");

@@ -24,8 +24,14 @@ impl ServiceAddressKind {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(kube_err(format!("reading service {ns}/{name}"))(e)),
         };
-        let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).unwrap_or_default();
-        Ok(ingress.first().and_then(|i| i.ip.clone().or(i.hostname.clone())))
+        let ingress = svc
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|l| l.ingress)
+            .unwrap_or_default();
+        Ok(ingress
+            .first()
+            .and_then(|i| i.ip.clone().or(i.hostname.clone())))
     }
 }
 
@@ -40,7 +46,9 @@ impl ResourceKind for ServiceAddressKind {
     }
 
     async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
-        let Some(attrs) = req.desired else { return Ok(None) };
+        let Some(attrs) = req.desired else {
+            return Ok(None);
+        };
         let (ns, name) = (str_attr(attrs, "namespace")?, str_attr(attrs, "service")?);
         // A refresh reads once; an apply step waits for the address.
         let deadline = Instant::now() + self.config.output_timeout;

@@ -30,7 +30,9 @@ impl ResourceKind for SecretKind {
     }
 
     async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
-        let Some(attrs) = req.prior.or(req.desired) else { return Ok(None) };
+        let Some(attrs) = req.prior.or(req.desired) else {
+            return Ok(None);
+        };
         let (ns, name) = (str_attr(attrs, "namespace")?, str_attr(attrs, "name")?);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let secret = match api.get(name).await {
@@ -47,7 +49,10 @@ impl ResourceKind for SecretKind {
         Ok(Some(Attrs::from([
             ("namespace".to_string(), json!(ns)),
             ("name".to_string(), json!(name)),
-            ("type".to_string(), json!(secret.type_.unwrap_or_else(|| "Opaque".into()))),
+            (
+                "type".to_string(),
+                json!(secret.type_.unwrap_or_else(|| "Opaque".into())),
+            ),
             ("data".to_string(), json!(data)),
         ])))
     }
@@ -57,7 +62,16 @@ impl ResourceKind for SecretKind {
         let data: BTreeMap<String, ByteString> = desired
             .get("data")
             .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), ByteString(v.as_str().unwrap_or_default().as_bytes().to_vec()))).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            ByteString(v.as_str().unwrap_or_default().as_bytes().to_vec()),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let body = json!({
             "apiVersion": "v1", "kind": "Secret",
@@ -66,13 +80,22 @@ impl ResourceKind for SecretKind {
             "data": data,
         });
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-            .await
-            .map_err(kube_err(format!("applying secret {ns}/{name}")))?;
+        api.patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(kube_err(format!("applying secret {ns}/{name}")))?;
         Ok(desired.clone())
     }
 
-    async fn update(&self, address: &Address, _: &Attrs, desired: &Attrs) -> Result<Attrs, ResourceError> {
+    async fn update(
+        &self,
+        address: &Address,
+        _: &Attrs,
+        desired: &Attrs,
+    ) -> Result<Attrs, ResourceError> {
         self.create(address, desired).await
     }
 

@@ -78,8 +78,13 @@ impl Wallaroo {
     pub fn keycloak_url(&self) -> String {
         match &self.keycloak_url {
             Some(u) => u.clone(),
-            None if self.domain_prefix.is_empty() => format!("https://keycloak.{}/auth", self.domain),
-            None => format!("https://{}.keycloak.{}/auth", self.domain_prefix, self.domain),
+            None if self.domain_prefix.is_empty() => {
+                format!("https://keycloak.{}/auth", self.domain)
+            }
+            None => format!(
+                "https://{}.keycloak.{}/auth",
+                self.domain_prefix, self.domain
+            ),
         }
     }
 }

@@ -169,7 +169,10 @@ impl Env {
                 self.private.address(),
             ),
             ("WALLAROO_VAR_vendor_ca_file".into(), p(&self.ca_file)),
-            ("WALLAROO_VAR_keycloak_url".into(), self.keycloak_url.clone()),
+            (
+                "WALLAROO_VAR_keycloak_url".into(),
+                self.keycloak_url.clone(),
+            ),
             (
                 "WALLAROO_VAR_registry_password".into(),
                 self.private.password.clone(),
@@ -488,6 +491,8 @@ fn start_all(
     let mut cmd = Command::new(&bins.kwok);
     cmd.arg(arg("kubeconfig", &admin_kubeconfig.display()))
         .arg("--manage-all-nodes=false")
+        // Leases keep the node lifecycle controller from marking kwok nodes NotReady.
+        .arg("--node-lease-duration-seconds=40")
         .arg(arg(
             "manage-nodes-with-annotation-selector",
             &"kwok.x-k8s.io/node=fake",
@@ -644,12 +649,19 @@ fn start_all(
     let kc_port = free_port();
     let keycloak_password = random_token(12);
     let mut cmd = Command::new(bins.keycloak_home.join("bin/kc.sh"));
+    // An H2 file in the run directory: fresh per environment, and unlike dev-mem it does
+    // not vanish when the pool closes its last idle connection.
+    let kc_db = run_dir.join("keycloak").join("keycloakdb");
     cmd.args([
         "start-dev",
-        "--db=dev-mem",
+        "--db=dev-file",
         "--http-host=127.0.0.1",
         "--http-relative-path=/auth",
     ])
+    .arg(arg(
+        "db-url",
+        &format!("jdbc:h2:file:{};NON_KEYWORDS=VALUE", kc_db.display()),
+    ))
     .arg(arg("http-port", &kc_port))
     .arg(arg("http-management-port", &free_port()))
     .env("KC_BOOTSTRAP_ADMIN_USERNAME", KEYCLOAK_ADMIN)

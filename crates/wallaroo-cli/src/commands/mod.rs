@@ -47,13 +47,18 @@ impl Workspace {
     pub async fn open(global: &Global) -> Result<Workspace, Failure> {
         let (spec, desired, store) = Workspace::offline(global)?;
         let engine = Engine::new(kinds(&spec).await?);
-        Ok(Workspace { desired, store, engine })
+        Ok(Workspace {
+            desired,
+            store,
+            engine,
+        })
     }
 
     /// The spec, its desired model and lockfile, without connecting anywhere.
     pub fn offline(global: &Global) -> Result<(Spec, DesiredSet, StateStore), Failure> {
         let spec = load_spec(global)?;
-        let desired = wallaroo_engine::desired::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
+        let desired = wallaroo_engine::desired::from_spec(&spec)
+            .map_err(|e| Failure::message(e.to_string()))?;
         let store = StateStore::new(spec.lockfile_path());
         Ok((spec, desired, store))
     }
@@ -70,16 +75,22 @@ pub async fn kinds(spec: &Spec) -> Result<KindRegistry, Failure> {
             password: s.password.as_ref()?.expose().to_string(),
         })
     });
-    let helm = std::env::var_os("HELM").map(std::path::PathBuf::from).unwrap_or_else(|| "helm".into());
+    let helm = std::env::var_os("HELM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "helm".into());
     let config = wallaroo_kube::ClusterConfig {
         helm,
         chart_registry,
-        ca_file: source.and_then(|s| s.ca_file.as_ref()).map(|p| spec.resolve_path(p)),
+        ca_file: source
+            .and_then(|s| s.ca_file.as_ref())
+            .map(|p| spec.resolve_path(p)),
         keycloak_url: spec.wallaroo.keycloak_url(),
         namespace: spec.wallaroo.namespace.clone(),
         output_timeout: Duration::from_secs(300),
     };
-    wallaroo_kube::register(&mut kinds, config).await.map_err(|e| Failure::message(e.to_string()))?;
+    wallaroo_kube::register(&mut kinds, config)
+        .await
+        .map_err(|e| Failure::message(e.to_string()))?;
     Ok(kinds)
 }
 

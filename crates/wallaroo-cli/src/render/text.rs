@@ -30,12 +30,13 @@ pub fn plan(plan: &Plan, style: Style) -> String {
         }
         out.push('\n');
     }
+    // Reads (outputs) are shown only beside real changes.
     let changes: Vec<_> = plan
         .changes
         .iter()
         .filter(|c| c.action != Action::NoOp)
         .collect();
-    if changes.is_empty() {
+    if !plan.has_changes() {
         out.push_str(&style.bold("No changes."));
         out.push_str(" The cluster and the registry match the spec.\n");
         return out;
@@ -82,6 +83,12 @@ fn attributes(out: &mut String, action: Action, attrs: &[AttrChange], style: Sty
         };
         let value = |v: &Option<Value>| match (a.sensitive, v) {
             (true, _) => SENSITIVE.to_string(),
+            // Large maps and lists are laid out over lines, under the attribute.
+            (false, Some(v)) if (v.is_object() || v.is_array()) && v.to_string().len() > 72 => {
+                serde_json::to_string_pretty(v)
+                    .expect("JSON prints")
+                    .replace('\n', "\n          ")
+            }
             (false, Some(v)) => inline(v).unwrap_or_else(|| "<<multi-line>>".into()),
             (false, None) => "null".into(),
         };

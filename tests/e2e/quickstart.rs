@@ -1,0 +1,260 @@
+//! End to end, against the real control plane, registries, helm and Keycloak of the test
+//! environment, as the least-privilege ServiceAccount: the quickstart applies, a second plan
+//! is empty, one setting changes one key, a hand-edited taint shows as drift, a new user
+//! can log in, and destroy leaves the cluster as it was.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use wallaroo_testenv::{Env, shared, unique};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Case {
+    env: &'static Env,
+    dir: tempfile::TempDir,
+    ns: String,
+    nodes: Vec<String>,
+    users: Vec<(String, bool)>,
+    ingress: &'static str,
+}
+
+impl Case {
+    fn spec(&self) -> String {
+        let quickstart = std::fs::read_to_string(repo().join("examples/quickstart.hcl")).unwrap();
+        let mut spec = quickstart
+            .replace(
+                "namespace               = \"wallaroo\"",
+                &format!("namespace               = \"{}\"", self.ns),
+            )
+            .replace(
+                "ingress_mode = \"internal\"",
+                &format!("ingress_mode = \"{}\"", self.ingress),
+            );
+        for (i, node) in self.nodes.iter().enumerate() {
+            spec = spec.replace(&format!("\"node-{}\"", i + 1), &format!("\"{node}\""));
+        }
+        let start = spec.find("user \"admin@example.com\"").unwrap();
+        spec.truncate(start);
+        spec.push_str("helm {\n  timeout = \"2m\"\n}\n\n");
+        for (email, temporary) in &self.users {
+            spec.push_str(&format!(
+                "user \"{email}\" {{\n  role      = \"admin\"\n  password  = var.admin_password\n  temporary = {temporary}\n}}\n\n"
+            ));
+        }
+        spec
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        std::fs::write(self.dir.path().join("wallaroo.hcl"), self.spec()).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .envs(self.env.exports())
+            .env("WALLAROO_VAR_admin_password", "Adm1n-e2e-pass")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "wallaroo {} failed:\n{text}",
+            args.join(" ")
+        );
+        text
+    }
+
+    fn plan_json(&self) -> Value {
+        let out = self.run(&["plan", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Labels and taints of the case's nodes (but those the platform itself sets, under
+    /// `*kubernetes.io/`, which come and go as nodes settle), namespaces, and the secrets of
+    /// the case's namespace.
+    fn cluster_listing(&self) -> Value {
+        let ours = |k: &str| !k.contains("kubernetes.io/");
+        let api = self.env.api().unwrap();
+        let nodes: Vec<Value> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let node = api.get(&format!("/api/v1/nodes/{n}")).unwrap();
+                let labels: serde_json::Map<String, Value> = node["metadata"]["labels"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, _)| ours(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let taints: Vec<Value> = node["spec"]["taints"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| ours(t["key"].as_str().unwrap_or_default()))
+                    .cloned()
+                    .collect();
+                json!({"labels": labels, "taints": taints})
+            })
+            .collect();
+        let namespaces: Vec<Value> = api.get("/api/v1/namespaces").unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["status"]["phase"] == "Active")
+            .map(|n| n["metadata"]["name"].clone())
+            .collect();
+        let secrets: Vec<Value> = api
+            .get(&format!("/api/v1/namespaces/{}/secrets", self.ns))
+            .unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["metadata"]["name"].clone())
+            .collect();
+        json!({"nodes": nodes, "namespaces": namespaces, "secrets": secrets})
+    }
+}
+
+#[test]
+fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
+    let env = shared();
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    wallaroo_testenv::seed::seed(
+        env,
+        &preset,
+        &env.vendor,
+        "wallaroo",
+        &repo().join("tests/charts/wallaroo-sample"),
+    )
+    .unwrap();
+    let id = unique("e2e");
+    let nodes = env
+        .add_nodes(
+            &id,
+            4,
+            &json!({"team": "ml"}),
+            &json!([{"key": "dedicated", "value": "x", "effect": "PreferNoSchedule"}]),
+            &json!({}),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tls")).unwrap();
+    for f in ["tls/wallaroo.crt", "tls/wallaroo.key"] {
+        std::fs::copy(repo().join("examples").join(f), dir.path().join(f)).unwrap();
+    }
+    let admin = format!("{id}-admin@example.com");
+    let mut case = Case {
+        env,
+        dir,
+        ns: id.clone(),
+        nodes,
+        users: vec![(admin.clone(), true)],
+        ingress: "internal",
+    };
+    let before = case.cluster_listing();
+
+    let applied = case.ok(&["apply", "--auto-approve"]);
+    assert!(
+        applied.contains("Apply complete! Resources: 5 added, 4 changed, 0 destroyed."),
+        "{applied}"
+    );
+    let out = case.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a second plan is empty:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No changes."));
+    let ip = case.ok(&["output", "api_lb_ip"]);
+    assert!(ip.trim().starts_with("172.18.255."), "{ip}");
+    let lock = std::fs::read_to_string(case.dir.path().join("wallaroo.lock")).unwrap();
+    for secret in [
+        "Adm1n-e2e-pass",
+        env.vendor.password.as_str(),
+        env.private.password.as_str(),
+    ] {
+        assert!(!lock.contains(secret), "a secret reached the lockfile");
+    }
+
+    // One setting, one key.
+    case.ingress = "external";
+    let plan = case.plan_json();
+    let changed: Vec<&Value> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "no-op" && c["action"] != "read")
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:#?}");
+    assert_eq!(changed[0]["address"], "helm_release.wallaroo");
+    assert_eq!(changed[0]["action"], "update");
+    let paths: Vec<&str> = changed[0]["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["values.ingress_mode"]);
+    case.ingress = "internal";
+
+    // A taint removed by hand is drift, and apply puts it back.
+    let pipelines = case.nodes[3].clone();
+    let api = env.api().unwrap();
+    api.merge_patch(&format!("/api/v1/nodes/{pipelines}"), &json!({"spec": {"taints": [{"key": "dedicated", "value": "x", "effect": "PreferNoSchedule"}]}}))
+        .unwrap();
+    let plan = case.plan_json();
+    let drift = plan["drift"].as_array().unwrap();
+    assert_eq!(drift.len(), 1, "{drift:#?}");
+    assert_eq!(
+        drift[0]["address"],
+        format!("nodepool.pipelines-x86.node[\"{pipelines}\"]")
+    );
+    assert_eq!(drift[0]["attributes"][0]["path"], "taints");
+    assert_eq!(drift[0]["attributes"][0]["after"], json!([]));
+    let out = case.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2));
+    case.ok(&["apply", "--auto-approve"]);
+
+    // A new user logs in through Keycloak's token endpoint.
+    let analyst = format!("{id}-analyst@example.com");
+    case.users.push((analyst.clone(), false));
+    case.ok(&["apply", "--auto-approve"]);
+    let token = reqwest::blocking::Client::new()
+        .post(format!(
+            "{}/realms/master/protocol/openid-connect/token",
+            env.keycloak_url
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", analyst.as_str()),
+            ("password", "Adm1n-e2e-pass"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(token.status(), 200, "{}", token.text().unwrap_or_default());
+
+    // Destroy leaves labels, taints, namespaces and secrets as they were.
+    let destroyed = case.ok(&["destroy", "--auto-approve"]);
+    assert!(destroyed.contains("Destroy complete!"), "{destroyed}");
+    assert_eq!(case.cluster_listing(), before);
+    assert!(case.ok(&["state", "list"]).trim().is_empty());
+}
