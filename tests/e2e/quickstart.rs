@@ -213,6 +213,30 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
         .map(|a| a["path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, ["values.ingress_mode"]);
+
+    // A saved plan applies exactly, and is refused once the cluster moved under it.
+    case.ok(&["plan", "--out", "saved.json"]);
+    let general = case.nodes[0].clone();
+    env.api()
+        .unwrap()
+        .merge_patch(
+            &format!("/api/v1/nodes/{general}"),
+            &json!({"metadata": {"labels": {"wallaroo.ai/node-purpose": "edited"}}}),
+        )
+        .unwrap();
+    let out = case.run(&["apply", "saved.json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("the saved plan is stale") && stderr.contains("live cluster"),
+        "{stderr}"
+    );
+    case.ok(&["plan", "--out", "saved.json"]);
+    let applied = case.ok(&["apply", "saved.json"]);
+    assert!(
+        applied.contains("Apply complete! Resources: 0 added, 2 changed, 0 destroyed."),
+        "{applied}"
+    );
     case.ingress = "internal";
 
     // A taint removed by hand is drift, and apply puts it back.

@@ -81,6 +81,31 @@ pub fn provision(report: &mut dyn FnMut(&str)) -> Result<Binaries, Error> {
         ));
         fetch_keycloak(&cache)?;
     }
+    // Debian's packages, when this machine lets us install them (root with apt).
+    let debs = [
+        ("docker-registry", "docker-registry"),
+        ("htpasswd", "apache2-utils"),
+        ("unzip", "unzip"),
+    ];
+    let missing: Vec<&str> = debs
+        .iter()
+        .filter(|(tool, _)| which(tool).is_none())
+        .map(|(_, deb)| *deb)
+        .collect();
+    if !missing.is_empty() && which("apt-get").is_some() && is_root() {
+        report(&format!("installing {} with apt-get", missing.join(", ")));
+        run(
+            "apt-get update",
+            Command::new("apt-get").args(["update", "-qq"]),
+        )?;
+        run(
+            "apt-get install",
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
     let registry = which("docker-registry").ok_or_else(|| Error::Missing {
         what: "docker-registry".into(),
         fix: "apt-get install docker-registry apache2-utils (the CNCF distribution registry; .ci/run does it)".into(),
@@ -105,6 +130,17 @@ pub fn provision(report: &mut dyn FnMut(&str)) -> Result<Binaries, Error> {
         keycloak_home,
         registry,
     })
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
 }
 
 pub fn which(tool: &str) -> Option<PathBuf> {
