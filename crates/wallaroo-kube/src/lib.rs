@@ -106,3 +106,36 @@ pub(crate) fn str_attr<'a>(
         .and_then(|v| v.as_str())
         .ok_or_else(|| ResourceError::new(format!("attribute `{key}` is missing")))
 }
+
+/// Server-side apply of `body` as the field manager `wallaroo`.
+pub(crate) async fn apply<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    body: &serde_json::Value,
+    what: String,
+) -> Result<(), ResourceError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = kube::api::PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(name, &params, &kube::api::Patch::Apply(body))
+        .await
+        .map_err(kube_err(format!("applying {what}")))?;
+    Ok(())
+}
+
+/// Deletes an object; one already gone is fine.
+pub(crate) async fn delete_if_present<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    what: String,
+) -> Result<(), ResourceError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(kube_err(format!("deleting {what}"))(e)),
+    }
+}

@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::json;
 use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
 
-use crate::{FIELD_MANAGER, is_not_found, kube_err, str_attr};
+use crate::{apply, delete_if_present, is_not_found, kube_err, str_attr};
 
 pub struct NamespaceKind {
     pub client: kube::Client,
@@ -41,13 +41,7 @@ impl ResourceKind for NamespaceKind {
         let name = str_attr(desired, "name")?;
         let api: Api<Namespace> = Api::all(self.client.clone());
         let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(kube_err(format!("applying namespace {name}")))?;
+        apply(&api, name, &body, format!("namespace {name}")).await?;
         Ok(desired.clone())
     }
 
@@ -63,10 +57,6 @@ impl ResourceKind for NamespaceKind {
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         let name = str_attr(prior, "name")?;
         let api: Api<Namespace> = Api::all(self.client.clone());
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(kube_err(format!("deleting namespace {name}"))(e)),
-        }
+        delete_if_present(&api, name, format!("namespace {name}")).await
     }
 }

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
 
-use crate::{FIELD_MANAGER, is_not_found, kube_err, str_attr};
+use crate::{apply, delete_if_present, is_not_found, kube_err, str_attr};
 
 pub struct SecretKind {
     pub client: kube::Client,
@@ -80,13 +80,7 @@ impl ResourceKind for SecretKind {
             "data": data,
         });
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        api.patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(kube_err(format!("applying secret {ns}/{name}")))?;
+        apply(&api, name, &body, format!("secret {ns}/{name}")).await?;
         Ok(desired.clone())
     }
 
@@ -102,10 +96,6 @@ impl ResourceKind for SecretKind {
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         let (ns, name) = (str_attr(prior, "namespace")?, str_attr(prior, "name")?);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(kube_err(format!("deleting secret {ns}/{name}"))(e)),
-        }
+        delete_if_present(&api, name, format!("secret {ns}/{name}")).await
     }
 }

@@ -29,27 +29,7 @@ impl Pki {
         let pki = Pki {
             dir: dir.to_path_buf(),
         };
-        if !pki.ca_cert().exists() {
-            run(
-                "openssl (CA)",
-                Command::new("openssl")
-                    .args([
-                        "req",
-                        "-x509",
-                        "-newkey",
-                        "rsa:2048",
-                        "-nodes",
-                        "-days",
-                        "3650",
-                        "-subj",
-                        "/CN=wallaroo-testenv CA",
-                    ])
-                    .arg("-keyout")
-                    .arg(pki.key("ca"))
-                    .arg("-out")
-                    .arg(pki.ca_cert()),
-            )?;
-        }
+        pki.self_signed("ca", "wallaroo-testenv CA")?;
         Ok(pki)
     }
 
