@@ -393,17 +393,21 @@ fn toxiproxy_adds_latency_in_front_of_the_vendor_registry() {
         wallaroo_testenv::env::VENDOR_HOST,
         env.proxies["vendor-registry"]
     );
+    // The fastest of five requests: robust against a busy machine.
     let time = || {
-        let t = std::time::Instant::now();
-        for _ in 0..3 {
-            let r = client
-                .get(&via)
-                .basic_auth(&env.vendor.username, Some(&env.vendor.password))
-                .send()
-                .unwrap();
-            assert_eq!(r.status(), 200);
-        }
-        t.elapsed() / 3
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let r = client
+                    .get(&via)
+                    .basic_auth(&env.vendor.username, Some(&env.vendor.password))
+                    .send()
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
     };
     let plain = time();
     let toxics = format!("{}/proxies/vendor-registry/toxics", env.toxiproxy_url);
@@ -418,7 +422,7 @@ fn toxiproxy_adds_latency_in_front_of_the_vendor_registry() {
     let slow = time();
     http.delete(format!("{toxics}/{name}")).send().unwrap();
     assert!(
-        slow >= plain + Duration::from_millis(45),
+        slow >= plain + Duration::from_millis(40),
         "plain {plain:?}, with 50 ms latency {slow:?}"
     );
 }
