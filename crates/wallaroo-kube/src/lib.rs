@@ -59,6 +59,12 @@ pub async fn register(kinds: &mut KindRegistry, config: ClusterConfig) -> Result
     let client = kube::Client::try_default()
         .await
         .map_err(|e| KubeError::Connect(e.to_string()))?;
+    register_with(kinds, client, config);
+    Ok(())
+}
+
+/// Registers every cluster kind, talking through `client`.
+pub fn register_with(kinds: &mut KindRegistry, client: kube::Client, config: ClusterConfig) {
     let config = Arc::new(config);
     kinds
         .register(Arc::new(namespace::NamespaceKind {
@@ -70,6 +76,11 @@ pub async fn register(kinds: &mut KindRegistry, config: ClusterConfig) -> Result
         .register(Arc::new(node::NodeKind {
             client: client.clone(),
         }))
+        .register(Arc::new(node::SelectorKind {
+            nodes: node::NodeKind {
+                client: client.clone(),
+            },
+        }))
         .register(Arc::new(helm::HelmReleaseKind {
             client: client.clone(),
             config: config.clone(),
@@ -79,7 +90,6 @@ pub async fn register(kinds: &mut KindRegistry, config: ClusterConfig) -> Result
             config.clone(),
         )))
         .register(Arc::new(output::ServiceAddressKind { client, config }));
-    Ok(())
 }
 
 /// A kube error as a resource error, naming what was done.

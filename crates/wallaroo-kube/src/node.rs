@@ -66,6 +66,159 @@ fn parse(t: &str) -> Result<Taint, ResourceError> {
     })
 }
 
+/// The labels and sorted taints of `node` that wallaroo manages: the keys the spec asks
+/// for and the keys it set before.
+fn managed_view(
+    node: &Node,
+    desired: Option<&Attrs>,
+    prior: Option<&Attrs>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let managed_labels: BTreeSet<String> = labels_of(desired)
+        .into_keys()
+        .chain(labels_of(prior).into_keys())
+        .collect();
+    let managed_taints: BTreeSet<String> = taints_of(desired)
+        .iter()
+        .chain(&taints_of(prior))
+        .map(|t| taint_key(t).to_string())
+        .collect();
+    let labels = node
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| managed_labels.contains(k))
+        .collect();
+    let mut taints: Vec<String> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|t| managed_taints.contains(&t.key))
+        .map(show)
+        .collect();
+    taints.sort();
+    (labels, taints)
+}
+
+/// `nodepool.POOL` of kind `nodepool_selector`: the same labels and taints on every node a
+/// label selector matches. Live shows what all matched nodes have in common, so a node that
+/// joins the pool unlabelled shows as a change.
+pub struct SelectorKind {
+    pub nodes: NodeKind,
+}
+
+fn selector_of(attrs: &Attrs) -> String {
+    attrs
+        .get("selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+impl SelectorKind {
+    async fn matched(&self, attrs: &Attrs) -> Result<Vec<Node>, ResourceError> {
+        let selector = selector_of(attrs);
+        let api: Api<Node> = Api::all(self.nodes.client.clone());
+        let list = api
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .map_err(kube_err(format!("listing nodes matching {selector}")))?;
+        Ok(list.items)
+    }
+
+    async fn write_all(
+        &self,
+        attrs: &Attrs,
+        prior: Option<&Attrs>,
+        want: Option<&Attrs>,
+    ) -> Result<(), ResourceError> {
+        let nodes = self.matched(attrs).await?;
+        if nodes.is_empty() && want.is_some() {
+            return Err(ResourceError::new(format!(
+                "no node matches the nodepool selector {}",
+                selector_of(attrs)
+            )));
+        }
+        for node in nodes {
+            let name = node.metadata.name.unwrap_or_default();
+            self.nodes.write(&name, prior, want).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ResourceKind for SelectorKind {
+    fn name(&self) -> &'static str {
+        "nodepool_selector"
+    }
+
+    async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
+        let Some(attrs) = req.desired.or(req.prior) else {
+            return Ok(None);
+        };
+        let nodes = self.matched(attrs).await?;
+        let mut common: Option<(BTreeMap<String, String>, BTreeSet<String>)> = None;
+        for node in &nodes {
+            let (labels, taints) = managed_view(node, req.desired, req.prior);
+            let taints: BTreeSet<String> = taints.into_iter().collect();
+            common = Some(match common {
+                None => (labels, taints),
+                Some((l, t)) => (
+                    l.into_iter()
+                        .filter(|(k, v)| labels.get(k) == Some(v))
+                        .collect(),
+                    t.intersection(&taints).cloned().collect(),
+                ),
+            });
+        }
+        let (labels, taints) = common.unwrap_or_default();
+        let names: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        Ok(Some(Attrs::from([
+            (
+                "selector".to_string(),
+                attrs.get("selector").cloned().unwrap_or(json!({})),
+            ),
+            ("labels".to_string(), json!(labels)),
+            (
+                "taints".to_string(),
+                json!(taints.into_iter().collect::<Vec<_>>()),
+            ),
+            ("nodes".to_string(), json!(names)),
+        ])))
+    }
+
+    async fn create(&self, _: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        self.write_all(desired, None, Some(desired)).await?;
+        Ok(desired.clone())
+    }
+
+    async fn update(
+        &self,
+        _: &Address,
+        prior: &Attrs,
+        desired: &Attrs,
+    ) -> Result<Attrs, ResourceError> {
+        self.write_all(desired, Some(prior), Some(desired)).await?;
+        Ok(desired.clone())
+    }
+
+    async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
+        self.write_all(prior, Some(prior), None).await
+    }
+}
+
 impl NodeKind {
     async fn get(&self, name: &str) -> Result<Option<Node>, ResourceError> {
         let api: Api<Node> = Api::all(self.client.clone());
@@ -184,31 +337,7 @@ impl ResourceKind for NodeKind {
         let Some(node) = self.get(name).await? else {
             return Ok(None);
         };
-        let managed_labels: BTreeSet<String> = labels_of(req.desired)
-            .into_keys()
-            .chain(labels_of(req.prior).into_keys())
-            .collect();
-        let managed_taints: BTreeSet<String> = taints_of(req.desired)
-            .iter()
-            .chain(&taints_of(req.prior))
-            .map(|t| taint_key(t).to_string())
-            .collect();
-        let live_labels: BTreeMap<String, String> = node
-            .metadata
-            .labels
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(k, _)| managed_labels.contains(k))
-            .collect();
-        let mut live_taints: Vec<String> = node
-            .spec
-            .and_then(|s| s.taints)
-            .unwrap_or_default()
-            .iter()
-            .filter(|t| managed_taints.contains(&t.key))
-            .map(show)
-            .collect();
-        live_taints.sort();
+        let (live_labels, live_taints) = managed_view(&node, req.desired, req.prior);
         Ok(Some(Attrs::from([
             ("name".to_string(), json!(name)),
             ("labels".to_string(), json!(live_labels)),
