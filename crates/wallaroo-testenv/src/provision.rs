@@ -260,8 +260,11 @@ fn go_install(
     std::fs::rename(gobin.join(built), &target).map_err(|e| Error::io(&target, e))
 }
 
+/// The Keycloak distribution from Maven Central, into a local repository of our own so its
+/// path does not depend on the machine's Maven settings.
 fn fetch_keycloak(cache: &Path) -> Result<(), Error> {
     let artifact = format!("org.keycloak:keycloak-quarkus-dist:{}:zip", v::KEYCLOAK);
+    let repo = cache.join("build/m2");
     run(
         "mvn dependency:get (Keycloak)",
         Command::new("mvn").args([
@@ -269,13 +272,11 @@ fn fetch_keycloak(cache: &Path) -> Result<(), Error> {
             "dependency:get",
             &format!("-Dartifact={artifact}"),
             "-Dtransitive=false",
+            &format!("-Dmaven.repo.local={}", repo.display()),
         ]),
     )?;
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let zip = home.join(format!(
-        ".m2/repository/org/keycloak/keycloak-quarkus-dist/{0}/keycloak-quarkus-dist-{0}.zip",
+    let zip = repo.join(format!(
+        "org/keycloak/keycloak-quarkus-dist/{0}/keycloak-quarkus-dist-{0}.zip",
         v::KEYCLOAK
     ));
     let unpack = cache.join("build/keycloak");
