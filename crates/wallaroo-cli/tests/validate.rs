@@ -210,3 +210,40 @@ fn help_lists_every_command() {
     let out = wallaroo(&["completions", "bash"], &repo());
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("_wallaroo"));
 }
+
+#[test]
+fn a_tls_key_of_another_certificate_is_refused_before_anything_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(repo().join("tests/fixtures/bad/tls_missing_file.hcl"))
+        .unwrap()
+        .replace("missing.crt", "wallaroo.crt")
+        .replace("missing.key", "other.key");
+    std::fs::write(dir.path().join("wallaroo.hcl"), spec).unwrap();
+    std::fs::copy(
+        repo().join("examples/tls/wallaroo.crt"),
+        dir.path().join("wallaroo.crt"),
+    )
+    .unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(dir.path().join("other.key"))
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let out = wallaroo(&["validate"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("other.key")
+            && stderr.contains("the key does not belong to the certificate"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("PRIVATE KEY"), "no key material in errors");
+}

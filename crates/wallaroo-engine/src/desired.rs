@@ -17,6 +17,12 @@ use crate::resource::{Attrs, DesiredResource, DesiredSet};
 /// Why the desired model could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum DesiredError {
+    #[error("the TLS certificate `{cert}` and key `{key}` cannot be used: {}", problems.join("; "))]
+    Tls {
+        cert: PathBuf,
+        key: PathBuf,
+        problems: Vec<String>,
+    },
     #[error("cannot read {what} `{path}`: {source}")]
     ReadFile {
         what: &'static str,
@@ -53,8 +59,21 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
                 source,
             })
         };
-        let data =
-            json!({"tls.crt": read("TLS certificate", cert)?, "tls.key": read("TLS key", key)?});
+        let (cert_pem, key_pem) = (read("TLS certificate", cert)?, read("TLS key", key)?);
+        let host = match spec.wallaroo.domain_prefix.as_str() {
+            "" => format!("api.{}", spec.wallaroo.domain),
+            prefix => format!("{prefix}.api.{}", spec.wallaroo.domain),
+        };
+        let report = crate::tls::check(&cert_pem, &key_pem, &host, std::time::SystemTime::now());
+        if !report.errors.is_empty() {
+            return Err(DesiredError::Tls {
+                cert: spec.resolve_path(cert),
+                key: spec.resolve_path(key),
+                problems: report.errors,
+            });
+        }
+        set.warnings.extend(report.warnings);
+        let data = json!({"tls.crt": cert_pem, "tls.key": key_pem});
         let addr = Address::named("secret", &format!("{ns}/{TLS_SECRET}"));
         set.insert(
             DesiredResource::new(

@@ -321,6 +321,7 @@ impl Engine {
             desired_fingerprint: desired_fingerprint(desired, &salt, &self.kinds, opts.mode),
             salt,
             targets: opts.targets.clone(),
+            warnings: desired.warnings.clone(),
             drift,
             summary: Summary::of(&changes),
             changes,

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod plan;
 pub mod resource;
 pub mod testkit;
+pub mod tls;
 
 pub use address::{Address, AddressError};
 pub use engine::{

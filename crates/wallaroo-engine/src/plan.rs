@@ -30,6 +30,9 @@ pub struct Plan {
     /// `--target` addresses, empty for a full plan.
     #[serde(default)]
     pub targets: Vec<Address>,
+    /// Things worth saying that do not stop the plan (a certificate near expiry).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Managed resources that changed outside wallaroo since the last apply.
     #[serde(default)]
     pub drift: Vec<Drift>,

@@ -119,6 +119,8 @@ impl DesiredResource {
 #[derive(Debug, Clone, Default)]
 pub struct DesiredSet {
     pub resources: BTreeMap<Address, DesiredResource>,
+    /// Things worth saying in the plan that do not stop it (a certificate near expiry).
+    pub warnings: Vec<String>,
 }
 
 impl DesiredSet {

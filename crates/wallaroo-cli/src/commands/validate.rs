@@ -7,6 +7,12 @@ use crate::report::Failure;
 
 pub fn run(global: &Global, args: &ValidateArgs) -> Result<ExitCode, Failure> {
     let spec = super::load_spec(global)?;
+    // The desired model reads and checks the files the spec names (the TLS pair).
+    let desired =
+        wallaroo_engine::desired::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
+    for w in &desired.warnings {
+        eprintln!("Warning: {w}");
+    }
     if args.json {
         let text =
             serde_json::to_string_pretty(&spec.redacted_json()).expect("JSON values always print");

@@ -13,6 +13,9 @@ pub fn plan(plan: &Plan) -> String {
         "**Plan: {} to add, {} to change, {} to destroy.**\n\n",
         s.add, s.change, s.destroy
     ));
+    for w in &plan.warnings {
+        out.push_str(&format!("> ⚠️ {w}\n\n"));
+    }
     if !plan.drift.is_empty() {
         out.push_str(&format!(
             "<details><summary>⚠️ {} object(s) changed outside of wallaroo</summary>\n\n",

@@ -39,6 +39,7 @@ pub fn plan(plan: &Plan, style: Style) -> String {
     if !plan.has_changes() {
         out.push_str(&style.bold("No changes."));
         out.push_str(" The cluster and the registry match the spec.\n");
+        warnings(&mut out, plan, style);
         return out;
     }
     out.push_str("wallaroo will perform the following actions:\n\n");
@@ -53,7 +54,17 @@ pub fn plan(plan: &Plan, style: Style) -> String {
         out.push('\n');
     }
     out.push_str(&summary_line(plan, style));
+    warnings(&mut out, plan, style);
     out
+}
+
+fn warnings(out: &mut String, plan: &Plan, style: Style) {
+    for w in &plan.warnings {
+        out.push_str(&format!(
+            "\n{} {w}\n",
+            style.action(Action::Update, "Warning:")
+        ));
+    }
 }
 
 pub fn summary_line(plan: &Plan, style: Style) -> String {
@@ -228,6 +239,7 @@ mod tests {
             live_fingerprint: "l".into(),
             desired_fingerprint: "d".into(),
             targets: vec![],
+            warnings: vec!["the TLS certificate expires on Dec 1 (in 5 days)".into()],
             drift: vec![Drift {
                 address: "file[\"b\"]".parse::<Address>().unwrap(),
                 kind: "file".into(),
@@ -279,6 +291,8 @@ wallaroo will perform the following actions:
       - path = "old"
 
 Plan: 2 to add, 1 to change, 2 to destroy.
+
+Warning: the TLS certificate expires on Dec 1 (in 5 days)
 "#;
         assert_eq!(text, expected);
     }
@@ -288,6 +302,7 @@ Plan: 2 to add, 1 to change, 2 to destroy.
         let mut p = sample();
         p.changes.retain(|c| c.action == Action::NoOp);
         p.drift.clear();
+        p.warnings.clear();
         assert_eq!(
             plan(&p, Style::plain()),
             "No changes. The cluster and the registry match the spec.\n"
