@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         Command::Destroy(a) => runtime.block_on(commands::apply::run(g, a, PlanMode::Destroy)),
         Command::Graph(a) => commands::graph::run(g, a),
         Command::State(a) => commands::state::run(g, a),
-        Command::Output(a) => commands::output::run(g, a),
+        Command::Output(a) => runtime.block_on(commands::output::run(g, a)),
         Command::ForceUnlock(a) => commands::state::force_unlock(g, a),
         Command::Bundle(_) => Err(report::Failure::message(
             "`wallaroo bundle` is not implemented yet (it comes with image mirroring)",

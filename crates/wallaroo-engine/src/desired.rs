@@ -274,9 +274,44 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
                 "service_address",
                 attrs([("namespace", json!(ns)), ("service", json!("api-lb-ext"))]),
             )
-            .depends_on([release]),
+            .depends_on([release.clone()]),
         );
     }
+    // The first admin of Keycloak, as the chart records it; the password only as a hash.
+    for (name, key) in [
+        ("admin_username", "KEYCLOAK_ADMIN_USER"),
+        ("admin_password", "KEYCLOAK_ADMIN_PASSWORD"),
+    ] {
+        let r = DesiredResource::new(
+            Address::named("output", name),
+            "secret_value",
+            attrs([
+                ("namespace", json!(ns)),
+                ("secret", json!("keycloak-admin-secret")),
+                ("key", json!(key)),
+            ]),
+        )
+        .depends_on([release.clone()]);
+        set.insert(if name == "admin_password" {
+            r.sensitive(["value"])
+        } else {
+            r
+        });
+    }
+    // Assumed from the documented URL form https://{prefix}.{service}.{suffix}: the
+    // dashboard has no service part.
+    let host = match spec.wallaroo.domain_prefix.as_str() {
+        "" => spec.wallaroo.domain.clone(),
+        prefix => format!("{prefix}.{}", spec.wallaroo.domain),
+    };
+    set.insert(
+        DesiredResource::new(
+            Address::named("output", "dashboard_url"),
+            "static_value",
+            attrs([("value", json!(format!("https://{host}")))]),
+        )
+        .depends_on([release]),
+    );
     Ok(set)
 }
 

@@ -216,6 +216,23 @@ impl Engine {
         Ok(snapshot)
     }
 
+    /// Reads one desired resource's live state now (e.g. a sensitive output, which the
+    /// lockfile keeps only as a hash).
+    pub async fn read_live(&self, desired: &DesiredResource) -> Result<Option<Attrs>, EngineError> {
+        let kind = self.kind(&desired.address, &desired.kind)?;
+        kind.read(ReadRequest {
+            address: &desired.address,
+            desired: Some(&desired.attrs),
+            prior: None,
+            during_apply: false,
+        })
+        .await
+        .map_err(|e| EngineError::Refresh {
+            address: desired.address.clone(),
+            message: e.message,
+        })
+    }
+
     /// Refreshes and diffs: the plan to review.
     pub async fn plan(
         &self,

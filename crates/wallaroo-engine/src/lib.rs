@@ -15,6 +15,7 @@ pub mod plan;
 pub mod resource;
 pub mod testkit;
 pub mod tls;
+pub mod value;
 
 pub use address::{Address, AddressError};
 pub use engine::{

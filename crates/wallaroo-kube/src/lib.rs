@@ -89,6 +89,9 @@ pub fn register_with(kinds: &mut KindRegistry, client: kube::Client, config: Clu
             client.clone(),
             config.clone(),
         )))
+        .register(Arc::new(output::SecretValueKind {
+            client: client.clone(),
+        }))
         .register(Arc::new(output::ServiceAddressKind { client, config }));
 }
 

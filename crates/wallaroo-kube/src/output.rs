@@ -81,3 +81,56 @@ impl ResourceKind for ServiceAddressKind {
         Ok(())
     }
 }
+
+/// `output.NAME` of kind `secret_value`: one key of a Secret (the Keycloak admin's name and
+/// password). Read-only; a sensitive one reaches the lockfile only as a hash.
+pub struct SecretValueKind {
+    pub client: kube::Client,
+}
+
+#[async_trait]
+impl ResourceKind for SecretValueKind {
+    fn name(&self) -> &'static str {
+        "secret_value"
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
+        let Some(attrs) = req.desired else {
+            return Ok(None);
+        };
+        let (ns, name, key) = (
+            str_attr(attrs, "namespace")?,
+            str_attr(attrs, "secret")?,
+            str_attr(attrs, "key")?,
+        );
+        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(self.client.clone(), ns);
+        let secret = match api.get(name).await {
+            Ok(s) => s,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(kube_err(format!("reading secret {ns}/{name}"))(e)),
+        };
+        Ok(secret
+            .data
+            .and_then(|d| {
+                d.get(key)
+                    .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            })
+            .map(|v| Attrs::from([("value".to_string(), json!(v))])))
+    }
+
+    async fn create(&self, _: &Address, _: &Attrs) -> Result<Attrs, ResourceError> {
+        Err(ResourceError::new("outputs are read, not created"))
+    }
+
+    async fn update(&self, _: &Address, _: &Attrs, _: &Attrs) -> Result<Attrs, ResourceError> {
+        Err(ResourceError::new("outputs are read, not updated"))
+    }
+
+    async fn delete(&self, _: &Address, _: &Attrs) -> Result<(), ResourceError> {
+        Ok(())
+    }
+}

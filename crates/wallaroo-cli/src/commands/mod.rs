@@ -67,6 +67,7 @@ impl Workspace {
 /// The resource kinds this build of wallaroo manages, set up from the spec.
 pub async fn kinds(spec: &Spec) -> Result<KindRegistry, Failure> {
     let mut kinds = KindRegistry::new();
+    kinds.register(std::sync::Arc::new(wallaroo_engine::value::StaticValueKind));
     let source = spec.source.as_ref();
     let chart_registry = source.and_then(|s| {
         Some(wallaroo_kube::RegistryLogin {
