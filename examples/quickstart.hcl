@@ -37,6 +37,17 @@ variable "private_registry" {
   default = "registry.internal.example.com"
 }
 
+variable "private_ca_file" {
+  type        = string
+  default     = null
+  description = "CA of the private registry's certificate, when it is private (the sandbox's is)."
+}
+
+variable "registry_username" {
+  type    = string
+  default = "wallaroo"
+}
+
 variable "registry_password" {
   type      = string
   sensitive = true
@@ -70,8 +81,9 @@ source "wallaroo" {
 registry "private" {
   host      = var.private_registry
   namespace = "wallaroo"
-  username  = "wallaroo"
+  username  = var.registry_username
   password  = var.registry_password
+  ca_file   = var.private_ca_file
 }
 
 nodepool "general" {

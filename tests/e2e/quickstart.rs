@@ -170,6 +170,28 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
     };
     let before = case.cluster_listing();
 
+    // Preflight passes as the spec stands, and lists a refused registry password.
+    let preflight = case.ok(&["preflight"]);
+    assert!(
+        preflight.contains("private registry") && preflight.contains("Preflight passed."),
+        "{preflight}"
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+        .arg("plan")
+        .current_dir(case.dir.path())
+        .envs(env.exports())
+        .env("WALLAROO_VAR_admin_password", "Adm1n-e2e-pass")
+        .env("WALLAROO_VAR_registry_password", "wrong")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr.contains("FAIL private registry") && stderr.contains("credentials refused (401)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong"), "the password is not echoed");
+
     let applied = case.ok(&["apply", "--auto-approve"]);
     assert!(
         applied.contains("Apply complete! Resources: 5 added, 4 changed, 0 destroyed."),

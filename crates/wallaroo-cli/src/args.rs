@@ -54,6 +54,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Remove everything the lockfile says wallaroo created, in reverse dependency order.
     Destroy(ApplyArgs),
+    /// Check what must hold before an apply can work: cluster, nodes, helm, registries, DNS.
+    Preflight,
     /// Check the spec: syntax, attributes, types, references.
     Validate(ValidateArgs),
     /// Show outputs recorded by the last apply (e.g. api_lb_ip).

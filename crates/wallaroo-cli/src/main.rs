@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Apply(a) => runtime.block_on(commands::apply::run(g, a, PlanMode::Apply)),
         Command::Destroy(a) => runtime.block_on(commands::apply::run(g, a, PlanMode::Destroy)),
         Command::Graph(a) => commands::graph::run(g, a),
+        Command::Preflight => runtime.block_on(commands::preflight::run(g)),
         Command::State(a) => commands::state::run(g, a),
         Command::Output(a) => runtime.block_on(commands::output::run(g, a)),
         Command::ForceUnlock(a) => commands::state::force_unlock(g, a),

@@ -10,6 +10,7 @@ mod keycloak;
 mod namespace;
 mod node;
 mod output;
+pub mod preflight;
 mod secret;
 
 use std::path::PathBuf;
@@ -56,11 +57,15 @@ pub enum KubeError {
 
 /// Registers every cluster kind.
 pub async fn register(kinds: &mut KindRegistry, config: ClusterConfig) -> Result<(), KubeError> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| KubeError::Connect(e.to_string()))?;
-    register_with(kinds, client, config);
+    register_with(kinds, connect().await?, config);
     Ok(())
+}
+
+/// A client for the cluster of the current kubeconfig (`KUBECONFIG`, or in-cluster).
+pub async fn connect() -> Result<kube::Client, KubeError> {
+    kube::Client::try_default()
+        .await
+        .map_err(|e| KubeError::Connect(e.to_string()))
 }
 
 /// Registers every cluster kind, talking through `client`.

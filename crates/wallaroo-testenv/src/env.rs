@@ -169,6 +169,11 @@ impl Env {
                 self.private.address(),
             ),
             ("WALLAROO_VAR_vendor_ca_file".into(), p(&self.ca_file)),
+            ("WALLAROO_VAR_private_ca_file".into(), p(&self.ca_file)),
+            (
+                "WALLAROO_VAR_registry_username".into(),
+                self.private.username.clone(),
+            ),
             (
                 "WALLAROO_VAR_keycloak_url".into(),
                 self.keycloak_url.clone(),

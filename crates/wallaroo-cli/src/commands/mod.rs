@@ -6,6 +6,7 @@ pub mod fmt;
 pub mod graph;
 pub mod output;
 pub mod plan;
+pub mod preflight;
 pub mod state;
 pub mod validate;
 
@@ -36,6 +37,7 @@ pub fn load_spec(global: &Global) -> Result<Spec, Failure> {
 
 /// What plan, apply and destroy work on.
 pub struct Workspace {
+    pub spec: Spec,
     pub desired: DesiredSet,
     pub store: StateStore,
     pub engine: Engine,
@@ -48,6 +50,7 @@ impl Workspace {
         let (spec, desired, store) = Workspace::offline(global)?;
         let engine = Engine::new(kinds(&spec).await?);
         Ok(Workspace {
+            spec,
             desired,
             store,
             engine,

@@ -12,6 +12,22 @@ use super::{Workspace, parse_duration, targets};
 
 pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> {
     let ws = Workspace::open(global).await?;
+    let checks = super::preflight::checks(&ws.spec).await?;
+    let failed = checks
+        .iter()
+        .any(|c| c.outcome == wallaroo_kube::preflight::Outcome::Fail);
+    if failed
+        || checks
+            .iter()
+            .any(|c| c.outcome == wallaroo_kube::preflight::Outcome::Warn)
+    {
+        eprint!("Preflight:\n{}", super::preflight::render(&checks));
+    }
+    if failed {
+        return Err(Failure::message(
+            "preflight failed; fix the checks marked FAIL above (`wallaroo preflight` runs them alone)",
+        ));
+    }
     let _lock = ws
         .store
         .lock("wallaroo plan", parse_duration(&args.lock_timeout)?)?;
