@@ -118,6 +118,9 @@ pub struct ApplyArgs {
     pub target: Vec<String>,
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     pub lock_timeout: String,
+    /// destroy: also delete the namespace when it holds PersistentVolumeClaims (their data).
+    #[arg(long)]
+    pub delete_data: bool,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,8 @@ pub struct ClusterConfig {
     pub namespace: String,
     /// How long an output waits for its address during apply.
     pub output_timeout: std::time::Duration,
+    /// Destroy may delete a namespace that holds PersistentVolumeClaims (and so the data).
+    pub delete_data: bool,
 }
 
 /// A registry login, password kept out of Debug output.
@@ -74,6 +76,7 @@ pub fn register_with(kinds: &mut KindRegistry, client: kube::Client, config: Clu
     kinds
         .register(Arc::new(namespace::NamespaceKind {
             client: client.clone(),
+            delete_data: config.delete_data,
         }))
         .register(Arc::new(secret::SecretKind {
             client: client.clone(),

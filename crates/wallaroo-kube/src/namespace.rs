@@ -1,7 +1,7 @@
 //! `namespace.NAME`.
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use kube::api::Api;
 use serde_json::json;
 use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
@@ -10,6 +10,8 @@ use crate::{apply, delete_if_present, is_not_found, kube_err, str_attr};
 
 pub struct NamespaceKind {
     pub client: kube::Client,
+    /// Delete the namespace even when it holds PersistentVolumeClaims.
+    pub delete_data: bool,
 }
 
 #[async_trait]
@@ -56,6 +58,18 @@ impl ResourceKind for NamespaceKind {
 
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         let name = str_attr(prior, "name")?;
+        // Deleting the namespace deletes its PersistentVolumeClaims, and with them the data
+        // of Wallaroo's persistent services: keep it unless asked.
+        if !self.delete_data {
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), name);
+            let held = claims
+                .list(&Default::default())
+                .await
+                .map_err(kube_err(format!("listing claims in {name}")))?;
+            if !held.items.is_empty() {
+                return Ok(());
+            }
+        }
         let api: Api<Namespace> = Api::all(self.client.clone());
         delete_if_present(&api, name, format!("namespace {name}")).await
     }

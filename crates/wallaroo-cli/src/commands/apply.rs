@@ -13,7 +13,7 @@ use crate::report::{Failure, stdout_style};
 use super::{Workspace, parse_duration, targets};
 
 pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<ExitCode, Failure> {
-    let ws = Workspace::open(global).await?;
+    let ws = Workspace::open(global, args.delete_data).await?;
     let verb = if mode == PlanMode::Destroy {
         "destroy"
     } else {
@@ -46,6 +46,11 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
             };
             let plan = ws.engine.plan(&ws.desired, state.as_ref(), &opts).await?;
             print!("{}", super::plan::show(&plan, Format::Text, style));
+            if mode == PlanMode::Destroy && !args.delete_data {
+                println!(
+                    "\nData is kept: a namespace that holds PersistentVolumeClaims is not deleted (pass --delete-data to delete it and its data)."
+                );
+            }
             if !plan.has_changes() && plan.summary.read == 0 {
                 return Ok(ExitCode::SUCCESS);
             }

@@ -46,9 +46,10 @@ pub struct Workspace {
 impl Workspace {
     /// The spec, its desired model and lockfile, and an engine with every kind, connected
     /// to the cluster of the current kubeconfig.
-    pub async fn open(global: &Global) -> Result<Workspace, Failure> {
+    /// `delete_data` lets destroy delete a namespace that holds PersistentVolumeClaims.
+    pub async fn open(global: &Global, delete_data: bool) -> Result<Workspace, Failure> {
         let (spec, desired, store) = Workspace::offline(global)?;
-        let engine = Engine::new(kinds(&spec).await?);
+        let engine = Engine::new(kinds(&spec, delete_data).await?);
         Ok(Workspace {
             spec,
             desired,
@@ -68,7 +69,7 @@ impl Workspace {
 }
 
 /// The resource kinds this build of wallaroo manages, set up from the spec.
-pub async fn kinds(spec: &Spec) -> Result<KindRegistry, Failure> {
+pub async fn kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistry, Failure> {
     let mut kinds = KindRegistry::new();
     kinds.register(std::sync::Arc::new(wallaroo_engine::value::StaticValueKind));
     let source = spec.source.as_ref();
@@ -91,6 +92,7 @@ pub async fn kinds(spec: &Spec) -> Result<KindRegistry, Failure> {
         keycloak_url: spec.wallaroo.keycloak_url(),
         namespace: spec.wallaroo.namespace.clone(),
         output_timeout: Duration::from_secs(300),
+        delete_data,
     };
     wallaroo_kube::register(&mut kinds, config)
         .await

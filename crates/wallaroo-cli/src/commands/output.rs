@@ -62,7 +62,7 @@ pub async fn run(global: &Global, args: &OutputArgs) -> Result<ExitCode, Failure
 }
 
 async fn live(global: &Global, name: &str) -> Result<Value, Failure> {
-    let ws = Workspace::open(global).await?;
+    let ws = Workspace::open(global, false).await?;
     let address = Address::named("output", name);
     let desired = ws
         .desired

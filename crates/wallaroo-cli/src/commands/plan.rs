@@ -11,7 +11,7 @@ use crate::report::{Failure, stdout_style};
 use super::{Workspace, parse_duration, targets};
 
 pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> {
-    let ws = Workspace::open(global).await?;
+    let ws = Workspace::open(global, false).await?;
     let checks = super::preflight::checks(&ws.spec).await?;
     let failed = checks
         .iter()

@@ -1,4 +1,6 @@
-//! Nodepools chosen by label selector, against the real API server as the least-privilege
+//! Cluster kinds against the real API server as the least-privilege ServiceAccount.
+//!
+//! Nodepools chosen by label selector:
 //! ServiceAccount: every matched node gets the labels and taints, a node that joins later
 //! shows as a change, and destroy takes back only what wallaroo set.
 
@@ -10,6 +12,10 @@ use wallaroo_state::StateStore;
 use wallaroo_testenv::{Env, shared, unique};
 
 async fn engine(env: &Env) -> Engine {
+    engine_with(env, false).await
+}
+
+async fn engine_with(env: &Env, delete_data: bool) -> Engine {
     wallaroo_testenv::install_crypto_provider();
     let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -27,6 +33,7 @@ async fn engine(env: &Env) -> Engine {
             keycloak_url: env.keycloak_url.clone(),
             namespace: "unused".into(),
             output_timeout: Duration::from_secs(5),
+            delete_data,
         },
     );
     Engine::new(kinds)
@@ -171,4 +178,87 @@ fn tempfile_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+async fn namespace_phase(env: &'static Env, ns: &str) -> Option<String> {
+    let path = format!("/api/v1/namespaces/{ns}");
+    tokio::task::spawn_blocking(move || {
+        env.api()
+            .unwrap()
+            .get(&path)
+            .ok()
+            .and_then(|n| n["status"]["phase"].as_str().map(String::from))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn destroy_keeps_a_namespace_with_claims_unless_told_to_delete_data() {
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    for delete_data in [false, true] {
+        let ns = unique("data");
+        let engine = engine_with(env, delete_data).await;
+        let mut desired = DesiredSet::default();
+        desired.insert(DesiredResource::new(
+            Address::named("namespace", &ns),
+            "namespace",
+            Attrs::from([("name".into(), json!(ns))]),
+        ));
+        let store = StateStore::new(tempfile_dir(&ns).join("wallaroo.lock"));
+        let plan = engine
+            .plan(&desired, None, &PlanOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            engine
+                .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
+                .await
+                .unwrap()
+                .success()
+        );
+        let claim_ns = ns.clone();
+        tokio::task::spawn_blocking(move || {
+            env.api()
+                .unwrap()
+                .create(
+                    &format!("/api/v1/namespaces/{claim_ns}/persistentvolumeclaims"),
+                    &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "minio-data"},
+                            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+                )
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let opts = PlanOptions {
+            mode: PlanMode::Destroy,
+            ..PlanOptions::default()
+        };
+        let plan = engine
+            .plan(&desired, store.load().unwrap().as_ref(), &opts)
+            .await
+            .unwrap();
+        assert!(
+            engine
+                .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
+                .await
+                .unwrap()
+                .success()
+        );
+        assert!(store.load().unwrap().unwrap().resources.is_empty());
+        let phase = namespace_phase(env, &ns).await;
+        if delete_data {
+            assert_ne!(
+                phase.as_deref(),
+                Some("Active"),
+                "--delete-data deletes the namespace"
+            );
+        } else {
+            assert_eq!(
+                phase.as_deref(),
+                Some("Active"),
+                "the namespace with its claim is kept"
+            );
+        }
+    }
 }
