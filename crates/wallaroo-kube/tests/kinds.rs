@@ -1,8 +1,7 @@
-//! Cluster kinds against the real API server as the least-privilege ServiceAccount.
-//!
-//! Nodepools chosen by label selector:
-//! ServiceAccount: every matched node gets the labels and taints, a node that joins later
-//! shows as a change, and destroy takes back only what wallaroo set.
+//! Cluster kinds against the real API server as the least-privilege ServiceAccount:
+//! nodepools chosen by label selector (every matched node gets the labels and taints, a node
+//! that joins later shows as a change, destroy takes back only what wallaroo set), and a
+//! destroy that keeps a namespace holding data unless told otherwise.
 
 use std::time::Duration;
 
