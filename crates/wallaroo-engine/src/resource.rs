@@ -67,19 +67,30 @@ pub trait ResourceKind: Send + Sync {
     /// The live attributes, or `None` when the resource does not exist.
     async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError>;
 
-    /// Creates the resource; returns the attributes to record.
-    async fn create(&self, address: &Address, desired: &Attrs) -> Result<Attrs, ResourceError>;
+    /// Creates the resource; returns the attributes to record. Read-only kinds (outputs)
+    /// keep the default, which refuses.
+    async fn create(&self, address: &Address, _desired: &Attrs) -> Result<Attrs, ResourceError> {
+        Err(ResourceError::new(format!(
+            "{address} is read-only: it is read, never created"
+        )))
+    }
 
     /// Changes the resource in place; returns the attributes to record.
     async fn update(
         &self,
         address: &Address,
-        prior: &Attrs,
-        desired: &Attrs,
-    ) -> Result<Attrs, ResourceError>;
+        _prior: &Attrs,
+        _desired: &Attrs,
+    ) -> Result<Attrs, ResourceError> {
+        Err(ResourceError::new(format!(
+            "{address} is read-only: it is read, never changed"
+        )))
+    }
 
-    /// Deletes the resource.
-    async fn delete(&self, address: &Address, prior: &Attrs) -> Result<(), ResourceError>;
+    /// Deletes the resource. Read-only kinds have nothing to delete.
+    async fn delete(&self, _address: &Address, _prior: &Attrs) -> Result<(), ResourceError> {
+        Ok(())
+    }
 }
 
 /// One resource the spec asks for.

@@ -3,7 +3,6 @@
 
 use async_trait::async_trait;
 
-use crate::address::Address;
 use crate::resource::{Attrs, ReadRequest, ResourceError, ResourceKind};
 
 pub struct StaticValueKind;
@@ -20,17 +19,5 @@ impl ResourceKind for StaticValueKind {
 
     async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
         Ok(req.desired.cloned())
-    }
-
-    async fn create(&self, _: &Address, _: &Attrs) -> Result<Attrs, ResourceError> {
-        Err(ResourceError::new("outputs are read, not created"))
-    }
-
-    async fn update(&self, _: &Address, _: &Attrs, _: &Attrs) -> Result<Attrs, ResourceError> {
-        Err(ResourceError::new("outputs are read, not updated"))
-    }
-
-    async fn delete(&self, _: &Address, _: &Attrs) -> Result<(), ResourceError> {
-        Ok(())
     }
 }

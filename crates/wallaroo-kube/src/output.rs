@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
 use serde_json::json;
-use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
+use wallaroo_engine::{Attrs, ReadRequest, ResourceError, ResourceKind};
 
 use crate::{ClusterConfig, is_not_found, kube_err, str_attr};
 
@@ -68,18 +68,6 @@ impl ResourceKind for ServiceAddressKind {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-
-    async fn create(&self, _: &Address, _: &Attrs) -> Result<Attrs, ResourceError> {
-        Err(ResourceError::new("outputs are read, not created"))
-    }
-
-    async fn update(&self, _: &Address, _: &Attrs, _: &Attrs) -> Result<Attrs, ResourceError> {
-        Err(ResourceError::new("outputs are read, not updated"))
-    }
-
-    async fn delete(&self, _: &Address, _: &Attrs) -> Result<(), ResourceError> {
-        Ok(())
-    }
 }
 
 /// `output.NAME` of kind `secret_value`: one key of a Secret (the Keycloak admin's name and
@@ -120,17 +108,5 @@ impl ResourceKind for SecretValueKind {
                     .map(|v| String::from_utf8_lossy(&v.0).into_owned())
             })
             .map(|v| Attrs::from([("value".to_string(), json!(v))])))
-    }
-
-    async fn create(&self, _: &Address, _: &Attrs) -> Result<Attrs, ResourceError> {
-        Err(ResourceError::new("outputs are read, not created"))
-    }
-
-    async fn update(&self, _: &Address, _: &Attrs, _: &Attrs) -> Result<Attrs, ResourceError> {
-        Err(ResourceError::new("outputs are read, not updated"))
-    }
-
-    async fn delete(&self, _: &Address, _: &Attrs) -> Result<(), ResourceError> {
-        Ok(())
     }
 }
