@@ -126,6 +126,9 @@ impl HelmReleaseKind {
         env: &[(&str, &std::path::Path)],
     ) -> Result<String, ResourceError> {
         let mut cmd = tokio::process::Command::new(&self.config.helm);
+        if let Some(kubeconfig) = &self.config.kubeconfig {
+            cmd.arg("--kubeconfig").arg(kubeconfig);
+        }
         cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -160,6 +163,29 @@ impl HelmReleaseKind {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// A helm killed mid-operation leaves the release `pending-*`, and helm then refuses
+    /// every upgrade ("another operation is in progress"). Roll a pending upgrade or rollback
+    /// back to the last good revision; remove a pending first install, which has none.
+    async fn unstick(&self, name: &str, ns: &str) -> Result<(), ResourceError> {
+        let Some(stored) = self.stored(ns, name).await? else {
+            return Ok(());
+        };
+        let args: Vec<String> = match stored.info.status.as_str() {
+            "pending-install" => ["uninstall", name, "--namespace", ns, "--wait"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            "pending-upgrade" | "pending-rollback" => {
+                ["rollback", name, "0", "--namespace", ns, "--wait"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            }
+            _ => return Ok(()),
+        };
+        self.helm(&args, None, &[]).await.map(|_| ())
+    }
+
     async fn upgrade(&self, address: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
         let name = release_name(address)?;
         let ns = str_attr(desired, "namespace")?;
@@ -169,6 +195,7 @@ impl HelmReleaseKind {
             .get("timeout")
             .and_then(Value::as_str)
             .unwrap_or("15m");
+        self.unstick(name, ns).await?;
         let mut values = desired.get("values").cloned().unwrap_or(json!({}));
         if let Some(secret) = desired.get("secret_values") {
             wallaroo_engine::desired::merge(&mut values, secret);

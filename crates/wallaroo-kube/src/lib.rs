@@ -28,6 +28,9 @@ pub const FIELD_MANAGER: &str = "wallaroo";
 pub struct ClusterConfig {
     /// The helm binary.
     pub helm: PathBuf,
+    /// The kubeconfig helm must use: the one the kinds' client was made from (`None`: helm's
+    /// own default, which is where kube-rs looks too).
+    pub kubeconfig: Option<PathBuf>,
     /// Credentials of the registry the chart is pulled from.
     pub chart_registry: Option<RegistryLogin>,
     /// A CA for that registry.

@@ -27,6 +27,7 @@ async fn engine_with(env: &Env, delete_data: bool) -> Engine {
         client,
         wallaroo_kube::ClusterConfig {
             helm: env.helm.clone(),
+            kubeconfig: Some(env.kubeconfig.clone()),
             chart_registry: None,
             ca_file: None,
             keycloak_url: env.keycloak_url.clone(),
@@ -260,4 +261,225 @@ async fn destroy_keeps_a_namespace_with_claims_unless_told_to_delete_data() {
             );
         }
     }
+}
+
+/// Logs helm into a registry in `home` and pulls a chart archive there (helm 3.16's
+/// upgrade ignores --ca-file for OCI, so the test upgrades from the archive, as the kind does).
+fn pull_chart(env: &Env, home: &std::path::Path, version: &str) -> std::path::PathBuf {
+    use std::io::Write;
+    let helm = |args: &[&str]| {
+        let mut c = std::process::Command::new(&env.helm);
+        c.args(args)
+            .env("HELM_REGISTRY_CONFIG", home.join("registry.json"))
+            .env("KUBECONFIG", &env.kubeconfig);
+        c
+    };
+    let ca = env.ca_file.display().to_string();
+    let mut login = helm(&[
+        "registry",
+        "login",
+        &env.vendor.address(),
+        "--username",
+        &env.vendor.username,
+        "--password-stdin",
+        "--ca-file",
+        &ca,
+    ])
+    .stdin(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(env.vendor.password.as_bytes())
+        .unwrap();
+    assert!(login.wait().unwrap().success());
+    let chart = format!("oci://{}/wallaroo/2025-1/wallaroo", env.vendor.address());
+    let dest = home.display().to_string();
+    assert!(
+        helm(&[
+            "pull",
+            &chart,
+            "--version",
+            version,
+            "--destination",
+            &dest,
+            "--ca-file",
+            &ca
+        ])
+        .status()
+        .unwrap()
+        .success()
+    );
+    home.join(format!("wallaroo-{version}.tgz"))
+}
+
+#[tokio::test]
+async fn a_release_left_pending_by_a_killed_helm_is_recovered_by_apply() {
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    let version = preset.version;
+    let chart_dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");
+    let ns = unique("stuck");
+    let p = ns.clone();
+    tokio::task::spawn_blocking(move || {
+        wallaroo_testenv::seed::seed(env, &preset, &env.vendor, "wallaroo", &chart_dir).unwrap();
+        env.add_nodes(
+            &p,
+            2,
+            &json!({"wallaroo.ai/node-purpose": "pipelines"}),
+            &json!([]),
+            &json!({}),
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+
+    wallaroo_testenv::install_crypto_provider();
+    let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let mut kinds = KindRegistry::new();
+    wallaroo_kube::register_with(
+        &mut kinds,
+        client,
+        wallaroo_kube::ClusterConfig {
+            helm: env.helm.clone(),
+            kubeconfig: Some(env.kubeconfig.clone()),
+            chart_registry: Some(wallaroo_kube::RegistryLogin {
+                host: env.vendor.address(),
+                username: env.vendor.username.clone(),
+                password: env.vendor.password.clone(),
+            }),
+            ca_file: Some(env.ca_file.clone()),
+            keycloak_url: env.keycloak_url.clone(),
+            namespace: ns.clone(),
+            output_timeout: Duration::from_secs(5),
+            delete_data: false,
+        },
+    );
+    let engine = Engine::new(kinds);
+    let namespace = Address::named("namespace", &ns);
+    let release = Address::named("helm_release", "wallaroo");
+    let mut desired = DesiredSet::default();
+    desired.insert(DesiredResource::new(
+        namespace.clone(),
+        "namespace",
+        Attrs::from([("name".into(), json!(ns))]),
+    ));
+    desired.insert(
+        DesiredResource::new(
+            release.clone(),
+            "helm_release",
+            Attrs::from([
+                ("namespace".into(), json!(ns)),
+                (
+                    "chart".into(),
+                    json!(format!(
+                        "oci://{}/wallaroo/2025-1/wallaroo",
+                        env.vendor.address()
+                    )),
+                ),
+                ("version".into(), json!(version)),
+                ("values".into(), json!({"ingress_mode": "none"})),
+                ("secret_values".into(), json!({})),
+                ("timeout".into(), json!("90s")),
+                ("status".into(), json!("deployed")),
+            ]),
+        )
+        .depends_on([namespace]),
+    );
+    let home = tempfile_dir(&ns);
+    let store = StateStore::new(home.join("wallaroo.lock"));
+    let plan = engine
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap();
+    let report = engine
+        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
+        .await
+        .unwrap();
+    assert!(report.success(), "{report:?}");
+
+    // An operator's helm upgrade that can never become ready, killed while it waits.
+    let archive = tokio::task::spawn_blocking({
+        let home = home.clone();
+        move || pull_chart(env, &home, version)
+    })
+    .await
+    .unwrap();
+    let mut stuck = std::process::Command::new(&env.helm)
+        .args(["upgrade", "wallaroo"])
+        .arg(&archive)
+        .args([
+            "--namespace",
+            &ns,
+            "--reuse-values",
+            "--set-string",
+            "nodeSelectors.keycloak.nowhere=true",
+            "--wait",
+            "--timeout",
+            "5m",
+        ])
+        .env("KUBECONFIG", &env.kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(home.join("helm.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = String::new();
+    for _ in 0..300 {
+        let state = store.load().unwrap();
+        let plan = engine
+            .plan(&desired, state.as_ref(), &PlanOptions::default())
+            .await
+            .unwrap();
+        let change = plan.change(&release).unwrap();
+        status = change
+            .attributes
+            .iter()
+            .find(|a| a.path == "status")
+            .and_then(|a| a.before.clone())
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        if status.contains("pending-upgrade") {
+            assert_eq!(
+                change.action,
+                Action::Update,
+                "the plan says apply will act on it"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stuck.kill().unwrap();
+    stuck.wait().unwrap();
+    assert!(
+        status.contains("pending-upgrade"),
+        "the killed helm left {status}; its stderr: {}",
+        std::fs::read_to_string(home.join("helm.err")).unwrap_or_default()
+    );
+
+    let state = store.load().unwrap();
+    let plan = engine
+        .plan(&desired, state.as_ref(), &PlanOptions::default())
+        .await
+        .unwrap();
+    let report = engine
+        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
+        .await
+        .unwrap();
+    assert!(report.success(), "apply recovers the release: {report:?}");
+    let state = store.load().unwrap();
+    let again = engine
+        .plan(&desired, state.as_ref(), &PlanOptions::default())
+        .await
+        .unwrap();
+    assert!(!again.has_changes(), "{:#?}", again.changes);
 }

@@ -83,8 +83,15 @@ pub async fn kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistry, Failu
     let helm = std::env::var_os("HELM")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| "helm".into());
+    // helm talks to the cluster kube-rs found: the first file of KUBECONFIG, when set.
+    let kubeconfig = std::env::var("KUBECONFIG").ok().and_then(|k| {
+        k.split(':')
+            .find(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+    });
     let config = wallaroo_kube::ClusterConfig {
         helm,
+        kubeconfig,
         chart_registry,
         ca_file: source
             .and_then(|s| s.ca_file.as_ref())
