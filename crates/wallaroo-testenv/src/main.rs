@@ -281,7 +281,11 @@ fn sandbox() -> Result<(), wallaroo_testenv::Error> {
                 .current_dir(&repo),
         )?;
     }
-    for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+    for args in [
+        &["plan"][..],
+        &["apply", "--auto-approve"][..],
+        &["output"][..],
+    ] {
         eprintln!(
             "\n$ wallaroo {} -c {}",
             args.join(" "),
@@ -304,5 +308,10 @@ fn sandbox() -> Result<(), wallaroo_testenv::Error> {
             });
         }
     }
+    eprintln!(
+        "\nThe sandbox is up. To go on by hand:\n  eval \"$(cargo run -q -p wallaroo-testenv -- up)\"\n  cd {}\n  {} plan -c quickstart.hcl\nand `cargo run -q -p wallaroo-testenv -- down` stops it.",
+        dir.display(),
+        wallaroo.display()
+    );
     Ok(())
 }
