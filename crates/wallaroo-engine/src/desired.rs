@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use wallaroo_spec::Spec;
 use wallaroo_spec::model::{AssaysVersion, Method, Role};
@@ -94,11 +95,14 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
 
     let registry = spec.registry.as_ref();
     if let Some(reg) = registry.filter(|r| r.username.is_some()) {
+        let (user, password) = (
+            reg.username.clone().unwrap_or_default(),
+            reg.password.as_ref().map(|p| p.expose()).unwrap_or(""),
+        );
+        // `auth` (base64 of user:password) is what kubelets and containerd read.
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         let auth = json!({
-            "auths": { reg.host.clone(): {
-                "username": reg.username,
-                "password": reg.password.as_ref().map(|p| p.expose()),
-            }}
+            "auths": { reg.host.clone(): { "username": user, "password": password, "auth": basic } }
         });
         let addr = Address::named("secret", &format!("{ns}/{PULL_SECRET}"));
         set.insert(
@@ -455,6 +459,25 @@ mod tests {
         assert_eq!(
             node.attrs["labels"]["wallaroo.ai/node-purpose"],
             "pipelines"
+        );
+    }
+
+    #[test]
+    fn the_pull_secret_carries_what_kubelets_read() {
+        let spec = wallaroo_spec::load(&examples().join("full.hcl"), &Default::default()).unwrap();
+        let set = from_spec(&spec).unwrap();
+        let secret = &set.resources[&Address::named("secret", "wallaroo/wallaroo-registry")];
+        assert!(secret.sensitive.contains("data"));
+        let config: Value =
+            serde_json::from_str(secret.attrs["data"][".dockerconfigjson"].as_str().unwrap())
+                .unwrap();
+        let entry = &config["auths"]["registry.internal.example.com:5000"];
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(entry["auth"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(decoded).unwrap(),
+            "wallaroo-push:example-only-change-me"
         );
     }
 
