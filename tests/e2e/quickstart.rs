@@ -40,6 +40,12 @@ impl Case {
         let start = spec.find("user \"admin@example.com\"").unwrap();
         spec.truncate(start);
         spec.push_str("helm {\n  timeout = \"2m\"\n}\n\n");
+        // One extra image, mirrored from the vendor registry before the release.
+        spec.push_str(&format!(
+            "images {{\n  extra = [\"{}/wallaroo/keycloak:2025.1.0-6290\"]\n  path  = \"{}/{{name}}\"\n}}\n\n",
+            self.env.vendor.address(),
+            self.ns
+        ));
         for (email, temporary) in &self.users {
             spec.push_str(&format!(
                 "user \"{email}\" {{\n  role      = \"admin\"\n  password  = var.admin_password\n  temporary = {temporary}\n}}\n\n"
@@ -194,8 +200,24 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
 
     let applied = case.ok(&["apply", "--auto-approve"]);
     assert!(
-        applied.contains("Apply complete! Resources: 5 added, 4 changed, 0 destroyed."),
+        applied.contains("Apply complete! Resources: 6 added, 4 changed, 0 destroyed."),
         "{applied}"
+    );
+    let mirrored = wallaroo_testenv::https_client(&env.ca_file)
+        .unwrap()
+        .head(format!(
+            "https://{}/v2/{}/keycloak/manifests/2025.1.0-6290",
+            env.private.address(),
+            case.ns
+        ))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .basic_auth(&env.private.username, Some(&env.private.password))
+        .send()
+        .unwrap();
+    assert_eq!(
+        mirrored.status(),
+        200,
+        "the extra image is in the private registry"
     );
     let out = case.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(

@@ -72,6 +72,9 @@ impl Workspace {
 pub async fn kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistry, Failure> {
     let mut kinds = KindRegistry::new();
     kinds.register(std::sync::Arc::new(wallaroo_engine::value::StaticValueKind));
+    if let Some(image) = image_kind(spec)? {
+        kinds.register(std::sync::Arc::new(image));
+    }
     let source = spec.source.as_ref();
     let chart_registry = source.and_then(|s| {
         Some(wallaroo_kube::RegistryLogin {
@@ -105,6 +108,53 @@ pub async fn kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistry, Failu
         .await
         .map_err(|e| Failure::message(e.to_string()))?;
     Ok(kinds)
+}
+
+/// The image kind: it reads from the spec's vendor registry and writes to the private one.
+fn image_kind(spec: &Spec) -> Result<Option<wallaroo_oci::ImageKind>, Failure> {
+    let Some(private) = &spec.registry else {
+        return Ok(None);
+    };
+    let credentials = |user: &Option<String>, password: &Option<wallaroo_spec::Secret>| {
+        user.as_ref().map(|u| wallaroo_oci::Credentials {
+            username: u.clone(),
+            password: password
+                .as_ref()
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default(),
+        })
+    };
+    let oci = |e: wallaroo_oci::OciError| Failure::message(e.to_string());
+    let target = wallaroo_oci::Registry::new(
+        &private.host,
+        credentials(&private.username, &private.password),
+        private
+            .ca_file
+            .as_ref()
+            .map(|p| spec.resolve_path(p))
+            .as_deref(),
+    )
+    .map_err(oci)?;
+    let mut sources = std::collections::BTreeMap::new();
+    if let Some(source) = &spec.source
+        && let Some(host) = &source.registry
+    {
+        let registry = wallaroo_oci::Registry::new(
+            host,
+            credentials(&source.username, &source.password),
+            source
+                .ca_file
+                .as_ref()
+                .map(|p| spec.resolve_path(p))
+                .as_deref(),
+        )
+        .map_err(oci)?;
+        sources.insert(host.clone(), std::sync::Arc::new(registry));
+    }
+    Ok(Some(wallaroo_oci::ImageKind {
+        sources,
+        target: std::sync::Arc::new(target),
+    }))
 }
 
 /// The lockfile of the spec given with -c, without evaluating anything else.

@@ -1,0 +1,15 @@
+//! Talking to OCI registries, and mirroring images into the private registry.
+//!
+//! [`Registry`] speaks the distribution API over reqwest: Basic auth, Bearer tokens from a
+//! `WWW-Authenticate` challenge (scoped, cached), a private CA. [`copy`] mirrors one image with
+//! every platform of an index, verifying each blob's digest before it is pushed, skipping
+//! blobs the target has, mounting blobs it has in another repository, and pushing manifests
+//! only after their blobs. [`ImageKind`] makes that a resource of the engine.
+
+mod copy;
+mod image;
+mod registry;
+
+pub use copy::{CopyReport, copy};
+pub use image::ImageKind;
+pub use registry::{Credentials, Manifest, OciError, Registry, split_reference};

@@ -1,0 +1,435 @@
+//! One registry: requests with Basic or Bearer auth (answering the `WWW-Authenticate`
+//! challenge), manifests, blobs and uploads.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use sha2::{Digest, Sha256};
+
+/// Manifest media types wallaroo accepts, indexes first.
+pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// What can go wrong; each names the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("registry {registry}: {message}")]
+    Registry { registry: String, message: String },
+    #[error("registry {registry} refused the credentials for {what} ({status})")]
+    Auth {
+        registry: String,
+        what: String,
+        status: StatusCode,
+    },
+    #[error(
+        "registry {registry}: blob {digest} of {repo} does not match its digest; nothing of this image was pushed"
+    )]
+    Digest {
+        registry: String,
+        repo: String,
+        digest: String,
+    },
+}
+
+/// A username and password (or token) for a registry.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// A manifest as the registry serves it: its bytes are pushed verbatim, so digests stay.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub media_type: String,
+    pub digest: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Manifest {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn is_index(&self) -> bool {
+        self.media_type.contains("index") || self.media_type.contains("manifest.list")
+    }
+}
+
+/// A registry reached over HTTPS.
+pub struct Registry {
+    host: String,
+    credentials: Option<Credentials>,
+    http: reqwest::Client,
+    /// Bearer tokens by scope.
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// `host/path/repo:tag` -> (`host`, `path/repo`, `tag` or `@digest`).
+pub fn split_reference(reference: &str) -> (String, String, String) {
+    let (name, tag) = match reference.find('@') {
+        Some(at) => (&reference[..at], reference[at + 1..].to_string()),
+        None => {
+            let slash = reference.rfind('/').unwrap_or(0);
+            match reference[slash..].rfind(':') {
+                Some(i) => (
+                    &reference[..slash + i],
+                    reference[slash + i + 1..].to_string(),
+                ),
+                None => (reference, "latest".to_string()),
+            }
+        }
+    };
+    let (host, repo) = name.split_once('/').unwrap_or(("docker.io", name));
+    (host.to_string(), repo.to_string(), tag)
+}
+
+impl Registry {
+    /// A registry at `host` (`name[:port]`), trusting `ca_file` when given.
+    pub fn new(
+        host: &str,
+        credentials: Option<Credentials>,
+        ca_file: Option<&Path>,
+    ) -> Result<Registry, OciError> {
+        let err = |m: String| OciError::Registry {
+            registry: host.to_string(),
+            message: m,
+        };
+        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300));
+        if let Some(ca) = ca_file {
+            let pem = std::fs::read(ca).map_err(|e| err(format!("CA {}: {e}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| err(format!("CA {}: {e}", ca.display())))?;
+            builder = builder.tls_certs_only([cert]);
+        }
+        let http = builder.build().map_err(|e| err(e.to_string()))?;
+        Ok(Registry {
+            host: host.to_string(),
+            credentials,
+            http,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn err(&self, message: impl std::fmt::Display) -> OciError {
+        OciError::Registry {
+            registry: self.host.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("https://{}{path}", self.host)
+        }
+    }
+
+    /// Sends a request, answering a 401 challenge once (Basic, or a Bearer token for `scope`).
+    async fn send(
+        &self,
+        scope: &str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, OciError> {
+        let cached = self.tokens.lock().expect("token cache").get(scope).cloned();
+        let first = match &cached {
+            Some(t) => build(&self.http).bearer_auth(t),
+            None => build(&self.http),
+        };
+        let resp = first.send().await.map_err(|e| self.err(error_chain(&e)))?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let retry = if challenge.to_ascii_lowercase().starts_with("bearer") {
+            let token = self.token(&challenge, scope).await?;
+            build(&self.http).bearer_auth(token)
+        } else {
+            match &self.credentials {
+                Some(c) => build(&self.http).basic_auth(&c.username, Some(&c.password)),
+                None => {
+                    return Err(OciError::Auth {
+                        registry: self.host.clone(),
+                        what: scope.into(),
+                        status: resp.status(),
+                    });
+                }
+            }
+        };
+        let resp = retry.send().await.map_err(|e| self.err(error_chain(&e)))?;
+        if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
+            return Err(OciError::Auth {
+                registry: self.host.clone(),
+                what: scope.into(),
+                status: resp.status(),
+            });
+        }
+        Ok(resp)
+    }
+
+    /// A Bearer token for `scope` from the challenge's realm, with the credentials if any.
+    async fn token(&self, challenge: &str, scope: &str) -> Result<String, OciError> {
+        let params: HashMap<String, String> = challenge[6..]
+            .split(',')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.trim().to_ascii_lowercase(),
+                    v.trim().trim_matches('"').to_string(),
+                )
+            })
+            .collect();
+        let realm = params
+            .get("realm")
+            .ok_or_else(|| self.err("a Bearer challenge without a realm"))?;
+        let mut query: Vec<(&str, String)> =
+            scope.split(' ').map(|s| ("scope", s.to_string())).collect();
+        if let Some(service) = params.get("service") {
+            query.push(("service", service.clone()));
+        }
+        let mut req = self.http.get(realm).query(&query);
+        if let Some(c) = &self.credentials {
+            req = req.basic_auth(&c.username, Some(&c.password));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.err(format!("token from {realm}: {}", error_chain(&e))))?;
+        if !resp.status().is_success() {
+            return Err(OciError::Auth {
+                registry: self.host.clone(),
+                what: format!("a token for {scope}"),
+                status: resp.status(),
+            });
+        }
+        let body: serde_json::Value = resp.json().await.map_err(|e| self.err(e))?;
+        let token = body["token"]
+            .as_str()
+            .or(body["access_token"].as_str())
+            .ok_or_else(|| self.err("the token endpoint sent no token"))?;
+        self.tokens
+            .lock()
+            .expect("token cache")
+            .insert(scope.to_string(), token.to_string());
+        Ok(token.to_string())
+    }
+
+    fn pull(repo: &str) -> String {
+        format!("repository:{repo}:pull")
+    }
+
+    fn push(repo: &str) -> String {
+        format!("repository:{repo}:pull,push")
+    }
+
+    /// The manifest at `reference`, or `None` when there is none.
+    pub async fn manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<Manifest>, OciError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let resp = self
+            .send(&Self::pull(repo), |c| {
+                c.get(&url).header("Accept", MANIFEST_TYPES)
+            })
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(self.err(format!(
+                "GET manifest {repo}:{reference}: {}",
+                resp.status()
+            )));
+        }
+        let media_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = resp.bytes().await.map_err(|e| self.err(e))?.to_vec();
+        let digest = sha256(&bytes);
+        if reference.starts_with("sha256:") && reference != digest {
+            return Err(OciError::Digest {
+                registry: self.host.clone(),
+                repo: repo.into(),
+                digest: reference.into(),
+            });
+        }
+        Ok(Some(Manifest {
+            media_type,
+            digest,
+            bytes,
+        }))
+    }
+
+    /// The digest of the manifest at `reference` (a HEAD), or `None`.
+    pub async fn manifest_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<String>, OciError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let resp = self
+            .send(&Self::pull(repo), |c| {
+                c.head(&url).header("Accept", MANIFEST_TYPES)
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|h| h.to_str().ok())
+                .map(String::from)),
+            s => Err(self.err(format!("HEAD manifest {repo}:{reference}: {s}"))),
+        }
+    }
+
+    pub async fn has_blob(&self, repo: &str, digest: &str) -> Result<bool, OciError> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self.send(&Self::push(repo), |c| c.head(&url)).await?;
+        Ok(resp.status().is_success())
+    }
+
+    /// A blob, checked against its digest before it is handed on.
+    pub async fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>, OciError> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self.send(&Self::pull(repo), |c| c.get(&url)).await?;
+        if !resp.status().is_success() {
+            return Err(self.err(format!("GET blob {repo}@{digest}: {}", resp.status())));
+        }
+        let bytes = resp.bytes().await.map_err(|e| self.err(e))?.to_vec();
+        if sha256(&bytes) != digest {
+            return Err(OciError::Digest {
+                registry: self.host.clone(),
+                repo: repo.into(),
+                digest: digest.into(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Mounts a blob from another repository of this registry; false if it declined.
+    pub async fn mount(&self, repo: &str, digest: &str, from: &str) -> Result<bool, OciError> {
+        let url = self.url(&format!(
+            "/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"
+        ));
+        let scope = format!("{} repository:{from}:pull", Self::push(repo));
+        let resp = self.send(&scope, |c| c.post(&url)).await?;
+        Ok(resp.status() == StatusCode::CREATED)
+    }
+
+    pub async fn put_blob(&self, repo: &str, digest: &str, bytes: Vec<u8>) -> Result<(), OciError> {
+        let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        let resp = self.send(&Self::push(repo), |c| c.post(&start)).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.err(format!("start upload to {repo}: {}", resp.status())));
+        }
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let url = self.url(&location);
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let put = format!("{url}{sep}digest={digest}");
+        let resp = self
+            .send(&Self::push(repo), |c| {
+                c.request(Method::PUT, &put)
+                    .header("Content-Type", "application/octet-stream")
+                    .body(bytes.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.err(format!("upload {digest} to {repo}: {}", resp.status())));
+        }
+        Ok(())
+    }
+
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<(), OciError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let resp = self
+            .send(&Self::push(repo), |c| {
+                c.put(&url)
+                    .header("Content-Type", &manifest.media_type)
+                    .body(manifest.bytes.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(self.err(format!("PUT manifest {repo}:{reference}: {status} {text}")));
+        }
+        Ok(())
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn references() {
+        let s = |r| super::split_reference(r);
+        assert_eq!(
+            s("nvcr.io/nvidia/k8s-device-plugin:v0.17.0"),
+            (
+                "nvcr.io".into(),
+                "nvidia/k8s-device-plugin".into(),
+                "v0.17.0".into()
+            )
+        );
+        assert_eq!(
+            s("localhost:5000/a/b"),
+            ("localhost:5000".into(), "a/b".into(), "latest".into())
+        );
+        assert_eq!(
+            s("r.io/a@sha256:ab"),
+            ("r.io".into(), "a".into(), "sha256:ab".into())
+        );
+    }
+}

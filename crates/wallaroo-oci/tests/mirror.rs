@@ -1,0 +1,231 @@
+//! Mirroring against the real registries of the test environment: htpasswd and Bearer-token
+//! auth over TLS with the private CA, multi-arch indexes, no-op second copies, wrong
+//! credentials, and the image kind through the engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+use wallaroo_engine::*;
+use wallaroo_oci::{Credentials, ImageKind, Registry, copy};
+use wallaroo_testenv::{Env, shared, unique};
+
+fn registry(env: &Env, r: &wallaroo_testenv::env::Registry, password: Option<&str>) -> Registry {
+    let credentials = Credentials {
+        username: r.username.clone(),
+        password: password.unwrap_or(&r.password).to_string(),
+    };
+    Registry::new(&r.address(), Some(credentials), Some(&env.ca_file)).unwrap()
+}
+
+async fn seeded() -> (&'static Env, &'static str) {
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    let version = preset.version;
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");
+    tokio::task::spawn_blocking(move || {
+        wallaroo_testenv::seed::seed(env, &preset, &env.vendor, "wallaroo", &chart).unwrap()
+    })
+    .await
+    .unwrap();
+    (env, version)
+}
+
+#[tokio::test]
+async fn a_multi_arch_image_mirrors_byte_for_byte_and_a_second_copy_moves_nothing() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, version) = seeded().await;
+    let (vendor, private) = (
+        registry(env, &env.vendor, None),
+        registry(env, &env.private, None),
+    );
+    let repo = format!("{}/fitzroy-mini", unique("mirror"));
+    let first = copy(
+        &vendor,
+        "wallaroo/fitzroy-mini",
+        version,
+        &private,
+        &repo,
+        version,
+        &[],
+    )
+    .await
+    .unwrap();
+    let source = vendor
+        .manifest("wallaroo/fitzroy-mini", version)
+        .await
+        .unwrap()
+        .unwrap();
+    let mirrored = private.manifest(&repo, version).await.unwrap().unwrap();
+    assert_eq!(
+        mirrored.digest, source.digest,
+        "the index is pushed byte for byte"
+    );
+    assert!(mirrored.is_index());
+    let platforms: Vec<String> = mirrored.json()["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let digest = m["digest"].as_str().unwrap().to_string();
+            m["platform"]["architecture"].as_str().unwrap().to_string() + "@" + &digest
+        })
+        .collect();
+    assert_eq!(platforms.len(), 2);
+    for p in &platforms {
+        let digest = p.split('@').nth(1).unwrap();
+        assert!(
+            private.manifest(&repo, digest).await.unwrap().is_some(),
+            "{p} is in the private registry"
+        );
+    }
+    assert!(
+        first.blobs_copied >= 4 && first.bytes_copied > 0,
+        "{first:?}"
+    );
+
+    let second = copy(
+        &vendor,
+        "wallaroo/fitzroy-mini",
+        version,
+        &private,
+        &repo,
+        version,
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (second.blobs_copied, second.bytes_copied),
+        (0, 0),
+        "{second:?}"
+    );
+    assert_eq!(second.blobs_present, first.blobs_copied);
+
+    // Into another repository: shared blobs are mounted, not sent again.
+    let other = format!("{}/fitzroy-mini", unique("mirror"));
+    let third = copy(
+        &vendor,
+        "wallaroo/fitzroy-mini",
+        version,
+        &private,
+        &other,
+        version,
+        std::slice::from_ref(&repo),
+    )
+    .await
+    .unwrap();
+    assert_eq!(third.blobs_copied, 0, "{third:?}");
+    assert_eq!(third.blobs_mounted, first.blobs_copied);
+}
+
+#[tokio::test]
+async fn bearer_token_registries_take_pushes_and_serve_pulls() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, version) = seeded().await;
+    let (vendor, token, private) = (
+        registry(env, &env.vendor, None),
+        registry(env, &env.token, None),
+        registry(env, &env.private, None),
+    );
+    let repo = format!("{}/conductor-wallsvc", unique("tok"));
+    let pushed = copy(
+        &vendor,
+        "wallaroo/conductor-wallsvc",
+        version,
+        &token,
+        &repo,
+        version,
+        &[],
+    )
+    .await
+    .unwrap();
+    let pulled = copy(&token, &repo, version, &private, &repo, version, &[])
+        .await
+        .unwrap();
+    assert_eq!(pushed.digest, pulled.digest);
+    assert!(pulled.blobs_copied > 0);
+}
+
+#[tokio::test]
+async fn wrong_credentials_name_the_registry() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, version) = seeded().await;
+    for (r, bad) in [
+        (&env.vendor, registry(env, &env.vendor, Some("wrong"))),
+        (&env.token, registry(env, &env.token, Some("wrong"))),
+    ] {
+        let err = bad
+            .manifest("wallaroo/keycloak", version)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&r.address()) && err.contains("refused the credentials"),
+            "{err}"
+        );
+        assert!(!err.contains("wrong"), "the password is not echoed: {err}");
+    }
+}
+
+#[tokio::test]
+async fn the_image_kind_mirrors_on_apply_and_then_plans_nothing() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, version) = seeded().await;
+    let vendor = Arc::new(registry(env, &env.vendor, None));
+    let kind = ImageKind {
+        sources: BTreeMap::from([(env.vendor.address(), vendor)]),
+        target: Arc::new(registry(env, &env.private, None)),
+    };
+    let mut kinds = KindRegistry::new();
+    kinds.register(Arc::new(kind));
+    let engine = Engine::new(kinds);
+    let ns = unique("kind");
+    let mut desired = DesiredSet::default();
+    for name in ["conductor-wallsvc", "keycloak"] {
+        desired.insert(DesiredResource::new(
+            Address::keyed("image", &format!("{ns}/{name}")),
+            "image",
+            Attrs::from([
+                (
+                    "source".into(),
+                    json!(format!(
+                        "{}/wallaroo/{name}:{version}",
+                        env.vendor.address()
+                    )),
+                ),
+                (
+                    "target".into(),
+                    json!(format!("{}/{ns}/{name}:{version}", env.private.address())),
+                ),
+            ]),
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = wallaroo_state::StateStore::new(dir.path().join("wallaroo.lock"));
+    let plan = engine
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(plan.summary.add, 2);
+    let report = engine
+        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
+        .await
+        .unwrap();
+    assert!(report.success(), "{report:?}");
+    let state = store.load().unwrap().unwrap();
+    let recorded =
+        &state.resources[&Address::keyed("image", &format!("{ns}/keycloak")).to_string()];
+    assert!(
+        recorded.attributes["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let again = engine
+        .plan(&desired, Some(&state), &PlanOptions::default())
+        .await
+        .unwrap();
+    assert!(!again.has_changes(), "{:#?}", again.changes);
+}
