@@ -248,6 +248,7 @@ impl Engine {
         let mut items = Vec::new();
         let mut by_addr: BTreeMap<Address, ResourceChange> = BTreeMap::new();
         let mut drift = Vec::new();
+        let mut warnings = desired.warnings.clone();
         for address in &scope {
             let wanted = if opts.mode == PlanMode::Apply {
                 desired.resources.get(address)
@@ -287,6 +288,12 @@ impl Engine {
                     let (action, attrs) =
                         diff_resource(kind.as_ref(), d, now.as_ref(), prior, &salt);
                     (action, attrs, d.depends_on.clone())
+                }
+                (None, Some(_)) if kind.kept_on_removal() => {
+                    warnings.push(format!(
+                        "{address} is kept, not deleted: wallaroo forgets it"
+                    ));
+                    (Action::NoOp, Vec::new(), Vec::new())
                 }
                 (None, Some(l)) if !kind.read_only() => {
                     let hidden = sensitive_names(kind.as_ref(), None);
@@ -338,7 +345,7 @@ impl Engine {
             desired_fingerprint: desired_fingerprint(desired, &salt, &self.kinds, opts.mode),
             salt,
             targets: opts.targets.clone(),
-            warnings: desired.warnings.clone(),
+            warnings,
             drift,
             summary: Summary::of(&changes),
             changes,

@@ -59,6 +59,12 @@ pub trait ResourceKind: Send + Sync {
         &[]
     }
 
+    /// Whether resources of this kind stay when they leave the spec or on destroy (mirrored
+    /// images): wallaroo then forgets them instead of deleting them, and the plan says so.
+    fn kept_on_removal(&self) -> bool {
+        false
+    }
+
     /// Whether resources of this kind are only read (outputs), never changed.
     fn read_only(&self) -> bool {
         false

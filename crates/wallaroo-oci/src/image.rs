@@ -50,6 +50,10 @@ impl ResourceKind for ImageKind {
         &["target"]
     }
 
+    fn kept_on_removal(&self) -> bool {
+        true
+    }
+
     async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
         let Some(attrs) = req.prior.or(req.desired) else {
             return Ok(None);
@@ -95,8 +99,8 @@ impl ResourceKind for ImageKind {
         self.create(address, desired).await
     }
 
-    /// Mirrored images are kept: deleting from a registry frees nothing until its garbage
-    /// collection runs, and other installs may pull them.
+    /// Never called: mirrored images are kept (deleting from a registry frees nothing until
+    /// its garbage collection runs, and other installs may pull them).
     async fn delete(&self, _: &Address, _: &Attrs) -> Result<(), ResourceError> {
         Ok(())
     }

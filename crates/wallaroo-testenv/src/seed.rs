@@ -392,7 +392,11 @@ fn push_chart(
     path: &str,
     chart_dir: &Path,
 ) -> Result<(), Error> {
-    let work = env.run_dir.join("chart-build").join(preset.name);
+    // A directory of its own per call: tests seed concurrently.
+    let work = env
+        .run_dir
+        .join("chart-build")
+        .join(crate::unique(preset.name));
     let _ = std::fs::remove_dir_all(&work);
     let chart = work.join("wallaroo");
     copy_dir(chart_dir, &chart)?;
@@ -433,12 +437,9 @@ fn push_chart(
     let helm = |args: &[&str]| {
         let mut cmd = Command::new(&env.helm);
         cmd.args(args)
-            .env(
-                "HELM_REGISTRY_CONFIG",
-                env.run_dir.join("helm-registry.json"),
-            )
-            .env("HELM_CACHE_HOME", env.run_dir.join("helm-cache"))
-            .env("HELM_CONFIG_HOME", env.run_dir.join("helm-config"))
+            .env("HELM_REGISTRY_CONFIG", work.join("helm-registry.json"))
+            .env("HELM_CACHE_HOME", work.join("helm-cache"))
+            .env("HELM_CONFIG_HOME", work.join("helm-config"))
             .current_dir(&work);
         cmd
     };
@@ -468,6 +469,7 @@ fn push_chart(
             &ca,
         ]),
     )?;
+    let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 
