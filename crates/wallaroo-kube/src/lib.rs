@@ -5,6 +5,7 @@
 //! storage) and writes with server-side apply under the field manager `wallaroo`, or with
 //! the real helm binary for the release. It never prints.
 
+mod daemonset;
 mod helm;
 mod keycloak;
 mod namespace;
@@ -100,6 +101,10 @@ pub fn register_with(kinds: &mut KindRegistry, client: kube::Client, config: Clu
             client.clone(),
             config.clone(),
         )))
+        .register(Arc::new(daemonset::DaemonSetKind {
+            client: client.clone(),
+            timeout: std::time::Duration::from_secs(300),
+        }))
         .register(Arc::new(output::SecretValueKind {
             client: client.clone(),
         }))

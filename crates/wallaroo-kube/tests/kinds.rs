@@ -483,3 +483,93 @@ async fn a_release_left_pending_by_a_killed_helm_is_recovered_by_apply() {
         .unwrap();
     assert!(!again.has_changes(), "{:#?}", again.changes);
 }
+
+#[tokio::test]
+async fn the_nvidia_device_plugin_rolls_out_and_is_ready_when_gpus_show() {
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    let prefix = unique("gpu");
+    tokio::task::spawn_blocking(move || {
+        env.add_nodes(
+            &prefix,
+            2,
+            &json!({}),
+            &json!([{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]),
+            &json!({"nvidia.com/gpu": "1"}),
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let engine = engine(env).await;
+    // Each test its own namespace: DaemonSets are namespaced, and kube-system is shared.
+    let ns = unique("plugin");
+    let namespace = Address::named("namespace", &ns);
+    let mut desired = DesiredSet::default();
+    desired.insert(DesiredResource::new(
+        namespace.clone(),
+        "namespace",
+        Attrs::from([("name".into(), json!(ns))]),
+    ));
+    let plugin = Address::named("daemonset", &format!("{ns}/nvidia-device-plugin"));
+    desired.insert(
+        DesiredResource::new(
+            plugin.clone(),
+            "daemonset",
+            Attrs::from([
+                ("namespace".into(), json!(ns)),
+                ("name".into(), json!("nvidia-device-plugin-daemonset")),
+                (
+                    "image".into(),
+                    json!(format!(
+                        "{}/wallaroo/k8s-device-plugin:v0.17.0",
+                        env.private.address()
+                    )),
+                ),
+            ]),
+        )
+        .depends_on([namespace]),
+    );
+    let store = StateStore::new(tempfile_dir(&ns).join("wallaroo.lock"));
+    let plan = engine
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap();
+    let report = engine
+        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
+        .await
+        .unwrap();
+    assert!(report.success(), "{report:?}");
+    let path = format!("/apis/apps/v1/namespaces/{ns}/daemonsets/nvidia-device-plugin-daemonset");
+    let ds = tokio::task::spawn_blocking(move || env.api().unwrap().get(&path).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        ds["status"]["numberReady"],
+        ds["status"]["desiredNumberScheduled"]
+    );
+    assert!(
+        ds["status"]["numberReady"].as_u64().unwrap() >= 2,
+        "pods on the GPU nodes too: {}",
+        ds["status"]
+    );
+    let state = store.load().unwrap();
+    assert!(
+        !engine
+            .plan(&desired, state.as_ref(), &PlanOptions::default())
+            .await
+            .unwrap()
+            .has_changes()
+    );
+    let opts = PlanOptions {
+        mode: PlanMode::Destroy,
+        ..PlanOptions::default()
+    };
+    let plan = engine.plan(&desired, state.as_ref(), &opts).await.unwrap();
+    assert!(
+        engine
+            .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
+            .await
+            .unwrap()
+            .success()
+    );
+}
