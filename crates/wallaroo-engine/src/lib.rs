@@ -25,4 +25,5 @@ pub use error::EngineError;
 pub use plan::{Action, AttrChange, Drift, Plan, PlanMode, ResourceChange, Summary};
 pub use resource::{
     Attrs, DesiredResource, DesiredSet, KindRegistry, ReadRequest, ResourceError, ResourceKind,
+    error_chain,
 };

@@ -30,6 +30,21 @@ impl ResourceError {
     }
 }
 
+/// An error and its causes in one line, innermost last (`error sending request: ...:
+/// invalid peer certificate: UnknownIssuer`), for messages kinds put in [`ResourceError`].
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
 /// What a kind reads. A kind finds the live object by its prior identity when there is
 /// one (so a changed force-new attribute shows as a replacement, not a new object).
 pub struct ReadRequest<'a> {

@@ -10,6 +10,7 @@ use std::process::Stdio;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams};
+use wallaroo_engine::error_chain;
 
 /// The oldest helm the Wallaroo guide supports.
 pub const MIN_HELM: (u64, u64, u64) = (3, 11, 2);
@@ -301,20 +302,6 @@ async fn registry_check(r: &RegistryProbe) -> Check {
             Some("check the host, the network path and ca_file"),
         ),
     }
-}
-
-/// An error and its causes, innermost last: `error sending request: ...: UnknownIssuer`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use sha2::{Digest, Sha256};
+use wallaroo_engine::error_chain;
 
 /// Manifest media types wallaroo accepts, indexes first.
 pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, \
@@ -395,19 +396,6 @@ impl Registry {
         }
         Ok(())
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.last().is_some_and(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]
