@@ -10,32 +10,34 @@ use wallaroo_engine::*;
 use wallaroo_state::StateStore;
 use wallaroo_testenv::{Env, shared, unique};
 
-async fn engine(env: &Env) -> Engine {
-    engine_with(env, false).await
+/// The cluster configuration the tests share; each test changes what it needs.
+fn config(env: &Env) -> wallaroo_kube::ClusterConfig {
+    wallaroo_kube::ClusterConfig {
+        helm: env.helm.clone(),
+        kubeconfig: Some(env.kubeconfig.clone()),
+        chart_registry: None,
+        ca_file: None,
+        keycloak_url: env.keycloak_url.clone(),
+        namespace: "unused".into(),
+        output_timeout: Duration::from_secs(5),
+        delete_data: false,
+    }
 }
 
-async fn engine_with(env: &Env, delete_data: bool) -> Engine {
+async fn engine(env: &Env) -> Engine {
+    engine_with(env, config(env)).await
+}
+
+/// An engine with every cluster kind, talking as the least-privilege ServiceAccount.
+async fn engine_with(env: &Env, config: wallaroo_kube::ClusterConfig) -> Engine {
     wallaroo_testenv::install_crypto_provider();
     let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    let client_config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    let client = kube::Client::try_from(client_config).unwrap();
     let mut kinds = KindRegistry::new();
-    wallaroo_kube::register_with(
-        &mut kinds,
-        client,
-        wallaroo_kube::ClusterConfig {
-            helm: env.helm.clone(),
-            kubeconfig: Some(env.kubeconfig.clone()),
-            chart_registry: None,
-            ca_file: None,
-            keycloak_url: env.keycloak_url.clone(),
-            namespace: "unused".into(),
-            output_timeout: Duration::from_secs(5),
-            delete_data,
-        },
-    );
+    wallaroo_kube::register_with(&mut kinds, client, config);
     Engine::new(kinds)
 }
 
@@ -198,7 +200,14 @@ async fn destroy_keeps_a_namespace_with_claims_unless_told_to_delete_data() {
     let env = tokio::task::spawn_blocking(shared).await.unwrap();
     for delete_data in [false, true] {
         let ns = unique("data");
-        let engine = engine_with(env, delete_data).await;
+        let engine = engine_with(
+            env,
+            wallaroo_kube::ClusterConfig {
+                delete_data,
+                ..config(env)
+            },
+        )
+        .await;
         let mut desired = DesiredSet::default();
         desired.insert(DesiredResource::new(
             Address::named("namespace", &ns),
@@ -338,34 +347,20 @@ async fn a_release_left_pending_by_a_killed_helm_is_recovered_by_apply() {
     .await
     .unwrap();
 
-    wallaroo_testenv::install_crypto_provider();
-    let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let mut kinds = KindRegistry::new();
-    wallaroo_kube::register_with(
-        &mut kinds,
-        client,
+    let engine = engine_with(
+        env,
         wallaroo_kube::ClusterConfig {
-            helm: env.helm.clone(),
-            kubeconfig: Some(env.kubeconfig.clone()),
             chart_registry: Some(wallaroo_kube::RegistryLogin {
                 host: env.vendor.address(),
                 username: env.vendor.username.clone(),
                 password: env.vendor.password.clone(),
             }),
             ca_file: Some(env.ca_file.clone()),
-            keycloak_url: env.keycloak_url.clone(),
             namespace: ns.clone(),
-            output_timeout: Duration::from_secs(5),
-            delete_data: false,
+            ..config(env)
         },
-    );
-    let engine = Engine::new(kinds);
+    )
+    .await;
     let namespace = Address::named("namespace", &ns);
     let release = Address::named("helm_release", "wallaroo");
     let mut desired = DesiredSet::default();
