@@ -129,9 +129,7 @@ async fn copy_blobs(
             report.blobs_mounted += 1;
             continue;
         }
-        let bytes = src.blob(src_repo, &digest).await?;
-        report.bytes_copied += bytes.len() as u64;
-        dst.put_blob(dst_repo, &digest, bytes).await?;
+        report.bytes_copied += dst.put_blob_from(dst_repo, &digest, src, src_repo).await?;
         report.blobs_copied += 1;
     }
     Ok(())

@@ -68,6 +68,9 @@ pub struct Registry {
     http: reqwest::Client,
     /// Bearer tokens by scope.
     tokens: Mutex<HashMap<String, String>>,
+    /// The registry asked for Basic auth once: send it up front from then on (a streamed
+    /// body cannot be sent twice).
+    basic: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> String {
@@ -123,6 +126,7 @@ impl Registry {
             credentials,
             http,
             tokens: Mutex::new(HashMap::new()),
+            basic: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -151,11 +155,7 @@ impl Registry {
         scope: &str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, OciError> {
-        let cached = self.tokens.lock().expect("token cache").get(scope).cloned();
-        let first = match &cached {
-            Some(t) => build(&self.http).bearer_auth(t),
-            None => build(&self.http),
-        };
+        let first = self.authorize(build(&self.http), scope);
         let resp = first.send().await.map_err(|e| self.err(error_chain(&e)))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
@@ -170,6 +170,7 @@ impl Registry {
             let token = self.token(&challenge, scope).await?;
             build(&self.http).bearer_auth(token)
         } else {
+            self.basic.store(true, std::sync::atomic::Ordering::Relaxed);
             match &self.credentials {
                 Some(c) => build(&self.http).basic_auth(&c.username, Some(&c.password)),
                 None => {
@@ -190,6 +191,20 @@ impl Registry {
             });
         }
         Ok(resp)
+    }
+
+    /// The auth already known to work for `scope`: a cached token, or Basic.
+    fn authorize(&self, req: RequestBuilder, scope: &str) -> RequestBuilder {
+        if let Some(t) = self.tokens.lock().expect("token cache").get(scope) {
+            return req.bearer_auth(t);
+        }
+        match (
+            &self.credentials,
+            self.basic.load(std::sync::atomic::Ordering::Relaxed),
+        ) {
+            (Some(c), true) => req.basic_auth(&c.username, Some(&c.password)),
+            _ => req,
+        }
     }
 
     /// A Bearer token for `scope` from the challenge's realm, with the credentials if any.
@@ -319,24 +334,6 @@ impl Registry {
         Ok(resp.status().is_success())
     }
 
-    /// A blob, checked against its digest before it is handed on.
-    pub async fn blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>, OciError> {
-        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let resp = self.send(&Self::pull(repo), |c| c.get(&url)).await?;
-        if !resp.status().is_success() {
-            return Err(self.err(format!("GET blob {repo}@{digest}: {}", resp.status())));
-        }
-        let bytes = resp.bytes().await.map_err(|e| self.err(e))?.to_vec();
-        if sha256(&bytes) != digest {
-            return Err(OciError::Digest {
-                registry: self.host.clone(),
-                repo: repo.into(),
-                digest: digest.into(),
-            });
-        }
-        Ok(bytes)
-    }
-
     /// Mounts a blob from another repository of this registry; false if it declined.
     pub async fn mount(&self, repo: &str, digest: &str, from: &str) -> Result<bool, OciError> {
         let url = self.url(&format!(
@@ -347,13 +344,28 @@ impl Registry {
         Ok(resp.status() == StatusCode::CREATED)
     }
 
-    pub async fn put_blob(&self, repo: &str, digest: &str, bytes: Vec<u8>) -> Result<(), OciError> {
-        let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
-        let resp = self.send(&Self::push(repo), |c| c.post(&start)).await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(self.err(format!("start upload to {repo}: {}", resp.status())));
+    /// Streams blob `digest` from `src_repo` of `src` into `repo` of this registry, never
+    /// holding it whole: chunks are hashed as they pass, and a blob whose bytes do not match
+    /// its digest is cut off before the upload completes, so the registry keeps nothing of it.
+    /// Returns the bytes moved.
+    pub async fn put_blob_from(
+        &self,
+        repo: &str,
+        digest: &str,
+        src: &Registry,
+        src_repo: &str,
+    ) -> Result<u64, OciError> {
+        let get = src.url(&format!("/v2/{src_repo}/blobs/{digest}"));
+        let resp = src.send(&Self::pull(src_repo), |c| c.get(&get)).await?;
+        if !resp.status().is_success() {
+            return Err(src.err(format!("GET blob {src_repo}@{digest}: {}", resp.status())));
         }
-        let location = resp
+        let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        let started = self.send(&Self::push(repo), |c| c.post(&start)).await?;
+        if started.status() != StatusCode::ACCEPTED {
+            return Err(self.err(format!("start upload to {repo}: {}", started.status())));
+        }
+        let location = started
             .headers()
             .get("location")
             .and_then(|h| h.to_str().ok())
@@ -361,18 +373,37 @@ impl Registry {
             .to_string();
         let url = self.url(&location);
         let sep = if url.contains('?') { '&' } else { '?' };
-        let put = format!("{url}{sep}digest={digest}");
-        let resp = self
-            .send(&Self::push(repo), |c| {
-                c.request(Method::PUT, &put)
-                    .header("Content-Type", "application/octet-stream")
-                    .body(bytes.clone())
-            })
-            .await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(self.err(format!("upload {digest} to {repo}: {}", resp.status())));
+
+        let moved = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mismatch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let body = verified(
+            resp.bytes_stream(),
+            digest.to_string(),
+            moved.clone(),
+            mismatch.clone(),
+        );
+        let put = self
+            .authorize(
+                self.http
+                    .request(Method::PUT, format!("{url}{sep}digest={digest}")),
+                &Self::push(repo),
+            )
+            .header("Content-Type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await;
+        if mismatch.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(OciError::Digest {
+                registry: src.host.clone(),
+                repo: src_repo.into(),
+                digest: digest.into(),
+            });
         }
-        Ok(())
+        let put = put.map_err(|e| self.err(error_chain(&e)))?;
+        if put.status() != StatusCode::CREATED {
+            return Err(self.err(format!("upload {digest} to {repo}: {}", put.status())));
+        }
+        Ok(moved.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub async fn put_manifest(
@@ -398,8 +429,99 @@ impl Registry {
     }
 }
 
+/// Passes chunks through while hashing them; at the end, an error instead of the last
+/// `None` when the bytes do not match `digest`.
+fn verified(
+    source: impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+    digest: String,
+    moved: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    mismatch: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    use futures_util::StreamExt;
+    let state = (Box::pin(source), Some(Sha256::new()));
+    futures_util::stream::unfold(state, move |(mut source, hasher)| {
+        let (digest, moved, mismatch) = (digest.clone(), moved.clone(), mismatch.clone());
+        async move {
+            let mut hasher = hasher?;
+            match source.next().await {
+                Some(Ok(chunk)) => {
+                    hasher.update(&chunk);
+                    moved.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    Some((Ok(chunk), (source, Some(hasher))))
+                }
+                Some(Err(e)) => Some((Err(std::io::Error::other(e)), (source, None))),
+                None => {
+                    let got = format!(
+                        "sha256:{}",
+                        hasher
+                            .finalize()
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<String>()
+                    );
+                    if got == digest {
+                        None
+                    } else {
+                        mismatch.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Some((
+                            Err(std::io::Error::other(format!(
+                                "blob does not match {digest}"
+                            ))),
+                            (source, None),
+                        ))
+                    }
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use futures_util::StreamExt;
+
+    async fn pass(chunks: &[&'static [u8]], digest: &str) -> (Vec<bool>, bool, u64) {
+        let source = futures_util::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok(bytes::Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
+        );
+        let (moved, mismatch) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let out: Vec<bool> =
+            super::verified(source, digest.into(), moved.clone(), mismatch.clone())
+                .map(|r| r.is_ok())
+                .collect()
+                .await;
+        (
+            out,
+            mismatch.load(Ordering::Relaxed),
+            moved.load(Ordering::Relaxed),
+        )
+    }
+
+    #[tokio::test]
+    async fn streamed_blobs_are_checked_against_their_digest() {
+        let good = super::sha256(b"hello world");
+        assert_eq!(
+            pass(&[b"hello ", b"world"], &good).await,
+            (vec![true, true], false, 11)
+        );
+        let (out, mismatch, _) = pass(&[b"hello ", b"w0rld"], &good).await;
+        assert_eq!(
+            out,
+            vec![true, true, false],
+            "the stream ends in an error, so the upload never completes"
+        );
+        assert!(mismatch);
+    }
+
     #[test]
     fn references() {
         let s = |r| super::split_reference(r);
