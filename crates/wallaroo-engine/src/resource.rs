@@ -96,16 +96,16 @@ pub trait ResourceKind: Send + Sync {
         )))
     }
 
-    /// Changes the resource in place; returns the attributes to record.
+    /// Changes the resource in place; returns the attributes to record. By default an update
+    /// is a create again: right for kinds that write declaratively (server-side apply,
+    /// `helm upgrade --install`, an image copy), and a refusal for read-only kinds.
     async fn update(
         &self,
         address: &Address,
         _prior: &Attrs,
-        _desired: &Attrs,
+        desired: &Attrs,
     ) -> Result<Attrs, ResourceError> {
-        Err(ResourceError::new(format!(
-            "{address} is read-only: it is read, never changed"
-        )))
+        self.create(address, desired).await
     }
 
     /// Deletes the resource. Read-only kinds have nothing to delete.

@@ -343,15 +343,6 @@ impl ResourceKind for HelmReleaseKind {
         self.upgrade(address, desired).await
     }
 
-    async fn update(
-        &self,
-        address: &Address,
-        _: &Attrs,
-        desired: &Attrs,
-    ) -> Result<Attrs, ResourceError> {
-        self.upgrade(address, desired).await
-    }
-
     async fn delete(&self, address: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         let name = release_name(address)?;
         let ns = str_attr(prior, "namespace")?;

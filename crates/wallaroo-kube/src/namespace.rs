@@ -47,15 +47,6 @@ impl ResourceKind for NamespaceKind {
         Ok(desired.clone())
     }
 
-    async fn update(
-        &self,
-        address: &Address,
-        _: &Attrs,
-        desired: &Attrs,
-    ) -> Result<Attrs, ResourceError> {
-        self.create(address, desired).await
-    }
-
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         let name = str_attr(prior, "name")?;
         // Deleting the namespace deletes its PersistentVolumeClaims, and with them the data

@@ -84,15 +84,6 @@ impl ResourceKind for SecretKind {
         Ok(desired.clone())
     }
 
-    async fn update(
-        &self,
-        address: &Address,
-        _: &Attrs,
-        desired: &Attrs,
-    ) -> Result<Attrs, ResourceError> {
-        self.create(address, desired).await
-    }
-
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         let (ns, name) = (str_attr(prior, "namespace")?, str_attr(prior, "name")?);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);

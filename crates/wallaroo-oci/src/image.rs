@@ -90,15 +90,6 @@ impl ResourceKind for ImageKind {
         Ok(applied)
     }
 
-    async fn update(
-        &self,
-        address: &Address,
-        _: &Attrs,
-        desired: &Attrs,
-    ) -> Result<Attrs, ResourceError> {
-        self.create(address, desired).await
-    }
-
     /// Never called: mirrored images are kept (deleting from a registry frees nothing until
     /// its garbage collection runs, and other installs may pull them).
     async fn delete(&self, _: &Address, _: &Attrs) -> Result<(), ResourceError> {
