@@ -61,10 +61,7 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
             })
         };
         let (cert_pem, key_pem) = (read("TLS certificate", cert)?, read("TLS key", key)?);
-        let host = match spec.wallaroo.domain_prefix.as_str() {
-            "" => format!("api.{}", spec.wallaroo.domain),
-            prefix => format!("{prefix}.api.{}", spec.wallaroo.domain),
-        };
+        let host = spec.wallaroo.service_host("api");
         let report = crate::tls::check(&cert_pem, &key_pem, &host, std::time::SystemTime::now());
         if !report.errors.is_empty() {
             return Err(DesiredError::Tls {

@@ -74,17 +74,19 @@ pub struct Wallaroo {
 }
 
 impl Wallaroo {
+    /// The host name of a service, `{prefix.}{service}.{domain}` (the documented URL form).
+    pub fn service_host(&self, service: &str) -> String {
+        match self.domain_prefix.as_str() {
+            "" => format!("{service}.{}", self.domain),
+            prefix => format!("{prefix}.{service}.{}", self.domain),
+        }
+    }
+
     /// Keycloak's base URL: `keycloak_url`, or the one the chart serves.
     pub fn keycloak_url(&self) -> String {
         match &self.keycloak_url {
             Some(u) => u.clone(),
-            None if self.domain_prefix.is_empty() => {
-                format!("https://keycloak.{}/auth", self.domain)
-            }
-            None => format!(
-                "https://{}.keycloak.{}/auth",
-                self.domain_prefix, self.domain
-            ),
+            None => format!("https://{}/auth", self.service_host("keycloak")),
         }
     }
 }

@@ -57,10 +57,7 @@ pub async fn checks(spec: &Spec) -> Result<Vec<Check>, Failure> {
             ca_file: s.ca_file.as_ref().map(|p| spec.resolve_path(p)),
         });
     }
-    let host = match spec.wallaroo.domain_prefix.as_str() {
-        "" => format!("api.{}", spec.wallaroo.domain),
-        prefix => format!("{prefix}.api.{}", spec.wallaroo.domain),
-    };
+    let host = spec.wallaroo.service_host("api");
     let helm = std::env::var_os("HELM")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| "helm".into());
