@@ -154,15 +154,16 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
 
     let target = |source: &str| -> Option<(String, String)> {
         let reg = registry?;
-        let (repo, tag) = split_reference(source);
-        let name = repo.rsplit('/').next().unwrap_or(repo);
+        let (_, repo, tag) = split_reference(source);
+        let name = repo.rsplit('/').next().unwrap_or(&repo);
         let path = spec
             .images
             .path
             .replace("{namespace}", &reg.namespace)
             .replace("{name}", name)
-            .replace("{path}", repo.split_once('/').map_or(repo, |(_, p)| p));
-        Some((path.clone(), format!("{}/{path}{tag}", reg.host)))
+            .replace("{path}", &repo);
+        let sep = if tag.starts_with("sha256:") { '@' } else { ':' };
+        Some((path.clone(), format!("{}/{path}{sep}{tag}", reg.host)))
     };
     let mut image_addrs = BTreeMap::new();
     let mut extra = spec.images.extra.clone();
@@ -380,16 +381,25 @@ pub fn merge(base: &mut Value, over: &Value) {
     }
 }
 
-/// `host/path/repo:tag` -> (`host/path/repo`, `:tag`), keeping `@sha256:...` digests.
-fn split_reference(r: &str) -> (&str, &str) {
-    if let Some(at) = r.find('@') {
-        return (&r[..at], &r[at..]);
-    }
-    let last_slash = r.rfind('/').unwrap_or(0);
-    match r[last_slash..].rfind(':') {
-        Some(i) => (&r[..last_slash + i], &r[last_slash + i..]),
-        None => (r, ""),
-    }
+/// An image reference split into (`host`, `path/repo`, `tag` or `sha256:...` digest):
+/// `nvcr.io/nvidia/x:v1` -> (`nvcr.io`, `nvidia/x`, `v1`). No tag means `latest`, no host
+/// means Docker Hub. The one parser of image references; the OCI client uses it too.
+pub fn split_reference(reference: &str) -> (String, String, String) {
+    let (name, tag) = match reference.find('@') {
+        Some(at) => (&reference[..at], reference[at + 1..].to_string()),
+        None => {
+            let slash = reference.rfind('/').unwrap_or(0);
+            match reference[slash..].rfind(':') {
+                Some(i) => (
+                    &reference[..slash + i],
+                    reference[slash + i + 1..].to_string(),
+                ),
+                None => (reference, "latest".to_string()),
+            }
+        }
+    };
+    let (host, repo) = name.split_once('/').unwrap_or(("docker.io", name));
+    (host.to_string(), repo.to_string(), tag)
 }
 
 fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attrs {
@@ -479,18 +489,19 @@ mod tests {
     }
 
     #[test]
-    fn references_split_into_repository_and_tag() {
+    fn references_split_into_host_repository_and_tag() {
+        let s = |r| split_reference(r);
         assert_eq!(
-            split_reference("nvcr.io/nvidia/x:v1"),
-            ("nvcr.io/nvidia/x", ":v1")
+            s("nvcr.io/nvidia/x:v1"),
+            ("nvcr.io".into(), "nvidia/x".into(), "v1".into())
         );
         assert_eq!(
-            split_reference("localhost:5000/a/b"),
-            ("localhost:5000/a/b", "")
+            s("localhost:5000/a/b"),
+            ("localhost:5000".into(), "a/b".into(), "latest".into())
         );
         assert_eq!(
-            split_reference("r.io/a@sha256:ab"),
-            ("r.io/a", "@sha256:ab")
+            s("r.io/a@sha256:ab"),
+            ("r.io".into(), "a".into(), "sha256:ab".into())
         );
     }
 }

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
 
 use crate::copy::copy;
-use crate::registry::{Registry, split_reference};
+use wallaroo_engine::desired::split_reference;
+
+use crate::registry::Registry;
 
 /// The image kind: the registries it reads from by host, and the one it writes to.
 pub struct ImageKind {

@@ -12,4 +12,4 @@ mod registry;
 
 pub use copy::{CopyReport, copy};
 pub use image::ImageKind;
-pub use registry::{Credentials, Manifest, OciError, Registry, split_reference};
+pub use registry::{Credentials, Manifest, OciError, Registry};

@@ -83,25 +83,6 @@ pub(crate) fn sha256(bytes: &[u8]) -> String {
     )
 }
 
-/// `host/path/repo:tag` -> (`host`, `path/repo`, `tag` or `@digest`).
-pub fn split_reference(reference: &str) -> (String, String, String) {
-    let (name, tag) = match reference.find('@') {
-        Some(at) => (&reference[..at], reference[at + 1..].to_string()),
-        None => {
-            let slash = reference.rfind('/').unwrap_or(0);
-            match reference[slash..].rfind(':') {
-                Some(i) => (
-                    &reference[..slash + i],
-                    reference[slash + i + 1..].to_string(),
-                ),
-                None => (reference, "latest".to_string()),
-            }
-        }
-    };
-    let (host, repo) = name.split_once('/').unwrap_or(("docker.io", name));
-    (host.to_string(), repo.to_string(), tag)
-}
-
 impl Registry {
     /// A registry at `host` (`name[:port]`), trusting `ca_file` when given.
     pub fn new(
@@ -520,26 +501,5 @@ mod tests {
             "the stream ends in an error, so the upload never completes"
         );
         assert!(mismatch);
-    }
-
-    #[test]
-    fn references() {
-        let s = |r| super::split_reference(r);
-        assert_eq!(
-            s("nvcr.io/nvidia/k8s-device-plugin:v0.17.0"),
-            (
-                "nvcr.io".into(),
-                "nvidia/k8s-device-plugin".into(),
-                "v0.17.0".into()
-            )
-        );
-        assert_eq!(
-            s("localhost:5000/a/b"),
-            ("localhost:5000".into(), "a/b".into(), "latest".into())
-        );
-        assert_eq!(
-            s("r.io/a@sha256:ab"),
-            ("r.io".into(), "a".into(), "sha256:ab".into())
-        );
     }
 }
