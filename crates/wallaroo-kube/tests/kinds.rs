@@ -41,6 +41,28 @@ async fn engine_with(env: &Env, config: wallaroo_kube::ClusterConfig) -> Engine 
     Engine::new(kinds)
 }
 
+/// Plans against the lockfile in `store`, applies, asserts every step succeeded, and
+/// returns the plan that was applied.
+async fn converge(
+    engine: &Engine,
+    desired: &DesiredSet,
+    store: &StateStore,
+    mode: PlanMode,
+) -> Plan {
+    let state = store.load().unwrap();
+    let opts = PlanOptions {
+        mode,
+        ..PlanOptions::default()
+    };
+    let plan = engine.plan(desired, state.as_ref(), &opts).await.unwrap();
+    let report = engine
+        .apply(&plan, desired, store, &ApplyOptions::default(), &Silent)
+        .await
+        .unwrap();
+    assert!(report.success(), "{report:?}");
+    plan
+}
+
 async fn labels_and_taints(
     env: &'static Env,
     node: &str,
@@ -88,20 +110,12 @@ async fn a_selector_pool_labels_every_matched_node_and_only_takes_back_its_own()
     ));
     let dir = tempfile_dir(&pool);
     let store = StateStore::new(dir.join("wallaroo.lock"));
-    let plan = engine
-        .plan(&desired, None, &PlanOptions::default())
-        .await
-        .unwrap();
+    let plan = converge(&engine, &desired, &store, PlanMode::Apply).await;
     assert_eq!(
         plan.changes[0].action,
         Action::Update,
         "existing nodes are changed, not created"
     );
-    let report = engine
-        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-        .await
-        .unwrap();
-    assert!(report.success(), "{report:?}");
     for n in &nodes {
         let (labels, taints) = labels_and_taints(env, n).await;
         assert_eq!(labels["wallaroo.ai/node-purpose"], "pipelines");
@@ -132,33 +146,15 @@ async fn a_selector_pool_labels_every_matched_node_and_only_takes_back_its_own()
     })
     .await
     .unwrap();
-    let state = store.load().unwrap();
-    let plan = engine
-        .plan(&desired, state.as_ref(), &PlanOptions::default())
-        .await
-        .unwrap();
+    let plan = converge(&engine, &desired, &store, PlanMode::Apply).await;
     assert_eq!(plan.changes[0].action, Action::Update);
-    engine
-        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-        .await
-        .unwrap();
     assert_eq!(
         labels_and_taints(env, &joined[0]).await.0["wallaroo.ai/node-purpose"],
         "pipelines"
     );
 
     // Destroy removes wallaroo's label and taint, and nothing else.
-    let state = store.load().unwrap();
-    let opts = PlanOptions {
-        mode: PlanMode::Destroy,
-        ..PlanOptions::default()
-    };
-    let plan = engine.plan(&desired, state.as_ref(), &opts).await.unwrap();
-    let report = engine
-        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-        .await
-        .unwrap();
-    assert!(report.success());
+    converge(&engine, &desired, &store, PlanMode::Destroy).await;
     for n in &nodes {
         let (labels, taints) = labels_and_taints(env, n).await;
         assert!(labels.get("wallaroo.ai/node-purpose").is_none());
@@ -215,17 +211,7 @@ async fn destroy_keeps_a_namespace_with_claims_unless_told_to_delete_data() {
             Attrs::from([("name".into(), json!(ns))]),
         ));
         let store = StateStore::new(tempfile_dir(&ns).join("wallaroo.lock"));
-        let plan = engine
-            .plan(&desired, None, &PlanOptions::default())
-            .await
-            .unwrap();
-        assert!(
-            engine
-                .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-                .await
-                .unwrap()
-                .success()
-        );
+        converge(&engine, &desired, &store, PlanMode::Apply).await;
         let claim_ns = ns.clone();
         tokio::task::spawn_blocking(move || {
             env.api()
@@ -239,21 +225,7 @@ async fn destroy_keeps_a_namespace_with_claims_unless_told_to_delete_data() {
         })
         .await
         .unwrap();
-        let opts = PlanOptions {
-            mode: PlanMode::Destroy,
-            ..PlanOptions::default()
-        };
-        let plan = engine
-            .plan(&desired, store.load().unwrap().as_ref(), &opts)
-            .await
-            .unwrap();
-        assert!(
-            engine
-                .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-                .await
-                .unwrap()
-                .success()
-        );
+        converge(&engine, &desired, &store, PlanMode::Destroy).await;
         assert!(store.load().unwrap().unwrap().resources.is_empty());
         let phase = namespace_phase(env, &ns).await;
         if delete_data {
@@ -393,15 +365,7 @@ async fn a_release_left_pending_by_a_killed_helm_is_recovered_by_apply() {
     );
     let home = tempfile_dir(&ns);
     let store = StateStore::new(home.join("wallaroo.lock"));
-    let plan = engine
-        .plan(&desired, None, &PlanOptions::default())
-        .await
-        .unwrap();
-    let report = engine
-        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-        .await
-        .unwrap();
-    assert!(report.success(), "{report:?}");
+    converge(&engine, &desired, &store, PlanMode::Apply).await;
 
     // An operator's helm upgrade that can never become ready, killed while it waits.
     let archive = tokio::task::spawn_blocking({
@@ -461,16 +425,8 @@ async fn a_release_left_pending_by_a_killed_helm_is_recovered_by_apply() {
         std::fs::read_to_string(home.join("helm.err")).unwrap_or_default()
     );
 
-    let state = store.load().unwrap();
-    let plan = engine
-        .plan(&desired, state.as_ref(), &PlanOptions::default())
-        .await
-        .unwrap();
-    let report = engine
-        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-        .await
-        .unwrap();
-    assert!(report.success(), "apply recovers the release: {report:?}");
+    // Apply recovers the release.
+    converge(&engine, &desired, &store, PlanMode::Apply).await;
     let state = store.load().unwrap();
     let again = engine
         .plan(&desired, state.as_ref(), &PlanOptions::default())
@@ -525,15 +481,7 @@ async fn the_nvidia_device_plugin_rolls_out_and_is_ready_when_gpus_show() {
         .depends_on([namespace]),
     );
     let store = StateStore::new(tempfile_dir(&ns).join("wallaroo.lock"));
-    let plan = engine
-        .plan(&desired, None, &PlanOptions::default())
-        .await
-        .unwrap();
-    let report = engine
-        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-        .await
-        .unwrap();
-    assert!(report.success(), "{report:?}");
+    converge(&engine, &desired, &store, PlanMode::Apply).await;
     let path = format!("/apis/apps/v1/namespaces/{ns}/daemonsets/nvidia-device-plugin-daemonset");
     let ds = tokio::task::spawn_blocking(move || env.api().unwrap().get(&path).unwrap())
         .await
@@ -555,16 +503,5 @@ async fn the_nvidia_device_plugin_rolls_out_and_is_ready_when_gpus_show() {
             .unwrap()
             .has_changes()
     );
-    let opts = PlanOptions {
-        mode: PlanMode::Destroy,
-        ..PlanOptions::default()
-    };
-    let plan = engine.plan(&desired, state.as_ref(), &opts).await.unwrap();
-    assert!(
-        engine
-            .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-            .await
-            .unwrap()
-            .success()
-    );
+    converge(&engine, &desired, &store, PlanMode::Destroy).await;
 }
