@@ -105,18 +105,25 @@ impl HelmReleaseKind {
             .list(&ListParams::default().labels(&format!("owner=helm,name={name}")))
             .await
             .map_err(kube_err(format!("reading helm release {name} in {ns}")))?;
-        let mut newest: Option<HelmRelease> = None;
-        for s in list.items {
-            let Some(data) = s.data.as_ref().and_then(|d| d.get("release")) else {
-                continue;
-            };
-            let release = decode_release(&data.0)
-                .map_err(|e| ResourceError::new(format!("helm release {name}: {e}")))?;
-            if newest.as_ref().is_none_or(|n| release.version > n.version) {
-                newest = Some(release);
-            }
-        }
-        Ok(newest)
+        // helm labels each revision with its number: decode only the newest, not all of them
+        // (helm keeps ten by default, each a gzipped copy of the whole release).
+        let revision = |s: &Secret| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("version"))
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        let Some(newest) = list.items.iter().max_by_key(|s| revision(s)) else {
+            return Ok(None);
+        };
+        let Some(data) = newest.data.as_ref().and_then(|d| d.get("release")) else {
+            return Ok(None);
+        };
+        decode_release(&data.0)
+            .map(Some)
+            .map_err(|e| ResourceError::new(format!("helm release {name}: {e}")))
     }
 
     async fn helm(
