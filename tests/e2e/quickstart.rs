@@ -31,6 +31,10 @@ impl Case {
                 &format!("namespace               = \"{}\"", self.ns),
             )
             .replace(
+                "  namespace = \"wallaroo\"",
+                &format!("  namespace = \"{}\"", self.ns),
+            )
+            .replace(
                 "ingress_mode = \"internal\"",
                 &format!("ingress_mode = \"{}\"", self.ingress),
             );
@@ -40,11 +44,10 @@ impl Case {
         let start = spec.find("user \"admin@example.com\"").unwrap();
         spec.truncate(start);
         spec.push_str("helm {\n  timeout = \"2m\"\n}\n\n");
-        // One extra image, mirrored from the vendor registry before the release.
+        // An extra image that the release lists too: mirrored once.
         spec.push_str(&format!(
-            "images {{\n  extra = [\"{}/wallaroo/keycloak:2025.1.0-6290\"]\n  path  = \"{}/{{name}}\"\n}}\n\n",
+            "images {{\n  extra = [\"{}/wallaroo/keycloak:2025.1.0-6290\"]\n}}\n\n",
             self.env.vendor.address(),
-            self.ns
         ));
         for (email, temporary) in &self.users {
             spec.push_str(&format!(
@@ -200,7 +203,7 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
 
     let applied = case.ok(&["apply", "--auto-approve"]);
     assert!(
-        applied.contains("Apply complete! Resources: 6 added, 4 changed, 0 destroyed."),
+        applied.contains("Apply complete! Resources: 9 added, 4 changed, 0 destroyed."),
         "{applied}"
     );
     let mirrored = wallaroo_testenv::https_client(&env.ca_file)

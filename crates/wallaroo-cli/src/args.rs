@@ -65,6 +65,9 @@ pub enum Command {
     State(StateCommand),
     /// Print the plan's dependency graph as DOT.
     Graph(PlanArgs),
+    /// List the images a plan mirrors (where each came from, its pinned digest, its target),
+    /// or print image-values.yaml.
+    Images(ImagesArgs),
     /// Build or inspect an offline bundle of a release's images.
     Bundle(BundleArgs),
     /// Rewrite spec files in the canonical layout.
@@ -102,6 +105,9 @@ pub struct PlanArgs {
     /// Wait this long for the state lock, e.g. 30s.
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     pub lock_timeout: String,
+    /// Resolve every image tag again instead of using the digests pinned in the lockfile.
+    #[arg(long)]
+    pub refresh_pins: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +127,9 @@ pub struct ApplyArgs {
     /// destroy: also delete the namespace when it holds PersistentVolumeClaims (their data).
     #[arg(long)]
     pub delete_data: bool,
+    /// Resolve every image tag again instead of using the digests pinned in the lockfile.
+    #[arg(long)]
+    pub refresh_pins: bool,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +158,20 @@ pub enum StateCommand {
     Show { address: String },
     /// Forget a resource without touching the cluster.
     Rm { address: Vec<String> },
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Print image-values.yaml (the chart values that point every image at the private
+    /// registry) instead of the list.
+    #[arg(long)]
+    pub values: bool,
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Resolve every tag again instead of showing the digests pinned in the lockfile.
+    #[arg(long)]
+    pub refresh_pins: bool,
 }
 
 #[derive(Debug, Args)]

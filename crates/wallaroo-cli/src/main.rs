@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::State(a) => commands::state::run(g, a),
         Command::Output(a) => runtime.block_on(commands::output::run(g, a)),
         Command::ForceUnlock(a) => commands::state::force_unlock(g, a),
+        Command::Images(a) => runtime.block_on(commands::images::run(g, a)),
         Command::Bundle(_) => Err(report::Failure::message(
             "`wallaroo bundle` is not implemented yet (it comes with image mirroring)",
         )),

@@ -37,8 +37,130 @@ pub const TLS_SECRET: &str = "cust-cert-secret";
 /// Name of the Secret the cluster pulls images from the private registry with.
 pub const PULL_SECRET: &str = "wallaroo-registry";
 
-/// Builds the desired resources of a spec.
+/// The `origin` of the chart's own entry in the image list.
+pub const CHART_ORIGIN: &str = "the release's chart";
+
+/// A digest pin: the source manifest's digest, and what the target tag holds after the copy
+/// (the same, unless a platform filter leaves part of an index out).
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct ImagePin {
+    pub source_digest: String,
+    pub digest: String,
+}
+
+/// One image to mirror: its source reference, where it came from, and its pin once known.
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct MirrorImage {
+    pub source: String,
+    pub origin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<ImagePin>,
+}
+
+/// The release's chart as an OCI reference in the source registry:
+/// `{registry}/{path}/{channel}/{chart}:{version}` (`+` in the version becomes `_`, as helm
+/// writes it).
+pub fn chart_source(spec: &Spec) -> Option<String> {
+    let source = spec.source.as_ref()?;
+    Some(format!(
+        "{}/{}/{}/{}:{}",
+        source.registry.as_ref()?,
+        source.path,
+        spec.wallaroo.license_channel,
+        spec.wallaroo.chart,
+        spec.wallaroo.version.replace('+', "_")
+    ))
+}
+
+/// `host/repo:tag` -> (`host/repo`, `tag`).
+fn split_tag(reference: &str) -> (&str, &str) {
+    let slash = reference.rfind('/').unwrap_or(0);
+    match reference[slash..].rfind(':') {
+        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
+        None => (reference, "latest"),
+    }
+}
+
+/// The NVIDIA device plugin's image, when the spec asks for the plugin.
+fn gpu_plugin_image(spec: &Spec) -> String {
+    format!("nvcr.io/nvidia/k8s-device-plugin:{}", spec.gpu.version)
+}
+
+/// The images a spec mirrors, unpinned: the chart, the release's images (`release`, found in
+/// the chart by the caller, with their origins) unless `images { release = false }`, then
+/// `images { extra }` and the GPU plugin; `images { exclude }` leaves out release images by
+/// repository name or path.
+pub fn image_sources(spec: &Spec, release: &BTreeMap<String, String>) -> Vec<MirrorImage> {
+    let mut out: Vec<MirrorImage> = Vec::new();
+    let mut push = |source: &str, origin: &str| {
+        if !out.iter().any(|m| m.source == source) {
+            out.push(MirrorImage {
+                source: source.to_string(),
+                origin: origin.to_string(),
+                pin: None,
+            });
+        }
+    };
+    if spec.registry.is_some()
+        && spec.wallaroo.method == Method::Helm
+        && let Some(chart) = chart_source(spec)
+    {
+        push(&chart, CHART_ORIGIN);
+    }
+    if spec.images.release {
+        for (source, origin) in release {
+            let (_, repo, _) = split_reference(source);
+            let name = repo.rsplit('/').next().unwrap_or(&repo);
+            let excluded = spec.images.exclude.iter().any(|x| x == name || *x == repo);
+            if !excluded {
+                push(source, origin);
+            }
+        }
+    }
+    for extra in &spec.images.extra {
+        push(extra, "images.extra");
+    }
+    if spec.gpu.nvidia_device_plugin {
+        push(&gpu_plugin_image(spec), "gpu.nvidia_device_plugin");
+    }
+    out
+}
+
+/// Where an image goes in the private registry: (`path`, `host/path:tag`). The chart goes
+/// under `{namespace}/charts/`; images follow `images { path }`.
+pub fn image_target(
+    spec: &Spec,
+    reg: &wallaroo_spec::model::PrivateRegistry,
+    image: &MirrorImage,
+) -> (String, String) {
+    let (_, repo, tag) = split_reference(&image.source);
+    let name = repo.rsplit('/').next().unwrap_or(&repo);
+    let path = if image.origin == CHART_ORIGIN {
+        format!("{}/charts/{name}", reg.namespace)
+    } else {
+        spec.images
+            .path
+            .replace("{namespace}", &reg.namespace)
+            .replace("{name}", name)
+            .replace("{path}", &repo)
+    };
+    let sep = if tag.starts_with("sha256:") { '@' } else { ':' };
+    (path.clone(), format!("{}/{path}{sep}{tag}", reg.host))
+}
+
+/// Builds the desired resources of a spec, mirroring its extra images only (no release list,
+/// no pins): what can be known without reading the chart or the lockfile.
 pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
+    from_spec_with(spec, &image_sources(spec, &BTreeMap::new()))
+}
+
+/// Builds the desired resources of a spec, with the images to mirror (see [`image_sources`];
+/// pinned where the pins are known).
+pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet, DesiredError> {
     let mut set = DesiredSet::default();
     let ns = spec.wallaroo.namespace.clone();
     let namespace = Address::named("namespace", &ns);
@@ -152,41 +274,31 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
         }
     }
 
-    let target = |source: &str| -> Option<(String, String)> {
-        let reg = registry?;
-        let (_, repo, tag) = split_reference(source);
-        let name = repo.rsplit('/').next().unwrap_or(&repo);
-        let path = spec
-            .images
-            .path
-            .replace("{namespace}", &reg.namespace)
-            .replace("{name}", name)
-            .replace("{path}", &repo);
-        let sep = if tag.starts_with("sha256:") { '@' } else { ':' };
-        Some((path.clone(), format!("{}/{path}{sep}{tag}", reg.host)))
-    };
     let mut image_addrs = BTreeMap::new();
-    let mut extra = spec.images.extra.clone();
-    let plugin = format!("nvcr.io/nvidia/k8s-device-plugin:{}", spec.gpu.version);
-    if spec.gpu.nvidia_device_plugin && !extra.contains(&plugin) {
-        extra.push(plugin.clone());
-    }
-    for source in &extra {
-        if let Some((path, target_ref)) = target(source) {
+    let mut chart_image = None;
+    if let Some(reg) = registry {
+        for image in images {
+            let (path, target_ref) = image_target(spec, reg, image);
             let addr = Address::keyed("image", &path);
-            set.insert(DesiredResource::new(
-                addr.clone(),
-                "image",
-                attrs([
-                    ("source", json!(source)),
-                    ("target", json!(target_ref)),
-                    ("platforms", json!(spec.images.platforms)),
-                ]),
-            ));
-            image_addrs.insert(source.clone(), (addr.clone(), target_ref));
+            let mut a = attrs([
+                ("source", json!(image.source)),
+                ("origin", json!(image.origin)),
+                ("target", json!(target_ref)),
+                ("platforms", json!(spec.images.platforms)),
+            ]);
+            if let Some(pin) = &image.pin {
+                a.insert("source_digest".into(), json!(pin.source_digest));
+                a.insert("digest".into(), json!(pin.digest));
+            }
+            set.insert(DesiredResource::new(addr.clone(), "image", a));
+            if image.origin == CHART_ORIGIN {
+                chart_image = Some((addr.clone(), target_ref.clone()));
+            }
+            image_addrs.insert(image.source.clone(), (addr.clone(), target_ref));
             release_deps.push(addr);
         }
     }
+    let plugin = gpu_plugin_image(spec);
 
     if spec.gpu.nvidia_device_plugin {
         let (image_addr, image_ref) = image_addrs
@@ -212,18 +324,11 @@ pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
         Method::Helm => Address::named("helm_release", &spec.wallaroo.release_name),
         Method::Kots => Address::named("kots_app", "wallaroo"),
     };
-    let chart = spec
-        .source
-        .as_ref()
-        .and_then(|s| s.registry.as_ref())
-        .map(|r| {
-            format!(
-                "oci://{r}/{}/{}/{}",
-                spec.source.as_ref().map_or("wallaroo", |s| s.path.as_str()),
-                spec.wallaroo.license_channel,
-                spec.wallaroo.chart
-            )
-        });
+    // The chart from the private registry once it is mirrored there, else from the source.
+    let chart = match &chart_image {
+        Some((_, target)) => Some(format!("oci://{}", split_tag(target).0)),
+        None => chart_source(spec).map(|c| format!("oci://{}", split_tag(&c).0)),
+    };
     set.insert(
         DesiredResource::new(
             release.clone(),
@@ -338,12 +443,7 @@ pub fn chart_values(spec: &Spec) -> (Value, Value) {
         "nodeSelectors": spec.scheduling.node_selectors,
     });
     let mut secrets = json!({});
-    if let Some(reg) = &spec.registry {
-        v["imageRegistry"] = json!(format!("{}/{}", reg.host, reg.namespace));
-        if reg.username.is_some() {
-            v["imagePullSecrets"] = json!([{ "name": PULL_SECRET }]);
-        }
-    }
+    merge(&mut v, &image_values(spec));
     if let Some(tls) = &spec.tls {
         v["deploymentStage"] = json!("cust");
         v["custTlsSecret"] = json!(tls.secret_name.clone().unwrap_or_else(|| TLS_SECRET.into()));
@@ -367,6 +467,22 @@ pub fn chart_values(spec: &Spec) -> (Value, Value) {
     }
     merge(&mut v, &spec.helm.values);
     (v, secrets)
+}
+
+/// `image-values.yaml`: the chart values that point every image at the private registry
+/// (`imageRegistry`, where the chart looks for all its images, which the mirror puts under
+/// `{namespace}/{name}`), and the pull secret when the registry needs credentials. Empty
+/// without a private registry. Part of the release's values; `wallaroo images --values`
+/// prints it for those who run helm themselves.
+pub fn image_values(spec: &Spec) -> Value {
+    let mut v = json!({});
+    if let Some(reg) = &spec.registry {
+        v["imageRegistry"] = json!(format!("{}/{}", reg.host, reg.namespace));
+        if reg.username.is_some() {
+            v["imagePullSecrets"] = json!([{ "name": PULL_SECRET }]);
+        }
+    }
+    v
 }
 
 /// Deep merge: objects merge key by key, anything else replaces.

@@ -347,6 +347,7 @@ impl Engine {
             targets: opts.targets.clone(),
             warnings,
             drift,
+            images: Vec::new(),
             summary: Summary::of(&changes),
             changes,
         })

@@ -36,6 +36,10 @@ pub struct Plan {
     /// Managed resources that changed outside wallaroo since the last apply.
     #[serde(default)]
     pub drift: Vec<Drift>,
+    /// The images the plan mirrors with their origins and digest pins; applying a saved plan
+    /// copies exactly these, whatever the vendor's tags say by then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<crate::desired::MirrorImage>,
     /// Every resource in scope, in the order apply may run them (dependencies first).
     pub changes: Vec<ResourceChange>,
     pub summary: Summary,

@@ -1,24 +1,98 @@
-//! Mirroring one image: every platform of an index, blobs before manifests, digests checked.
+//! Mirroring one image: the chosen platforms of an index, blobs before manifests, digests
+//! checked, blobs shared with other images of the same run sent once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
 
 use crate::registry::{Manifest, OciError, Registry};
 
 /// What a copy did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CopyReport {
-    /// The digest of the top manifest (index or image), identical in both registries.
+    /// The digest of the manifest now under the tag: the source's, unless a platform filter
+    /// left out part of an index.
     pub digest: String,
+    /// The digest of the source's top manifest.
+    pub source_digest: String,
     pub blobs_copied: usize,
     pub blobs_mounted: usize,
     pub blobs_present: usize,
     pub bytes_copied: u64,
 }
 
+/// Blobs already sent to the target during this run, by digest, with the repository that
+/// holds them; images copied concurrently wait for a blob another copy is sending and then
+/// mount it instead of sending it again.
+#[derive(Default)]
+pub struct BlobLedger {
+    blobs: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+}
+
+impl BlobLedger {
+    fn cell(&self, digest: &str) -> Arc<OnceCell<String>> {
+        self.blobs
+            .lock()
+            .expect("blob ledger")
+            .entry(digest.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+/// How to copy.
+#[derive(Clone, Copy, Default)]
+pub struct CopyOptions<'a> {
+    /// `os/arch[/variant]` entries of an index to keep; empty or `all` keeps every one.
+    pub platforms: &'a [String],
+    /// Repositories of the target that may already hold blobs (mounted, not sent).
+    pub mount_from: &'a [String],
+    /// Blobs shared with the other copies of this run.
+    pub ledger: Option<&'a BlobLedger>,
+}
+
+/// The manifest a copy puts under the tag for `top`: `top` itself, or, when `platforms`
+/// leaves out some entries of an index, that index without them (a new digest, the same
+/// every time for the same input).
+pub fn select_platforms(top: &Manifest, platforms: &[String]) -> Manifest {
+    if !top.is_index() || platforms.is_empty() || platforms.iter().any(|p| p == "all") {
+        return top.clone();
+    }
+    let mut json = top.json();
+    let Some(entries) = json["manifests"].as_array_mut() else {
+        return top.clone();
+    };
+    let before = entries.len();
+    entries.retain(|m| {
+        let p = &m["platform"];
+        let name = format!(
+            "{}/{}",
+            p["os"].as_str().unwrap_or("unknown"),
+            p["architecture"].as_str().unwrap_or("unknown")
+        );
+        let with_variant = p["variant"]
+            .as_str()
+            .map(|v| format!("{name}/{v}"))
+            .unwrap_or_else(|| name.clone());
+        platforms
+            .iter()
+            .any(|want| *want == name || *want == with_variant)
+    });
+    if entries.len() == before {
+        return top.clone();
+    }
+    let bytes = serde_json::to_vec(&json).expect("an index serializes");
+    Manifest {
+        media_type: top.media_type.clone(),
+        digest: crate::registry::sha256(&bytes),
+        bytes,
+    }
+}
+
 /// Copies `src_repo:reference` from `src` to `dst_repo:tag` on `dst`. Manifests are pushed
 /// byte for byte (so digests are the same), each only after all it refers to is present;
 /// a blob whose content does not match its digest stops the copy before its manifest.
-/// `mount_from` names repositories of `dst` that may already hold blobs.
 pub async fn copy(
     src: &Registry,
     src_repo: &str,
@@ -26,20 +100,31 @@ pub async fn copy(
     dst: &Registry,
     dst_repo: &str,
     tag: &str,
-    mount_from: &[String],
+    opts: CopyOptions<'_>,
 ) -> Result<CopyReport, OciError> {
-    let top = src
+    let source = src
         .manifest(src_repo, reference)
         .await?
         .ok_or_else(|| OciError::Registry {
             registry: src.host().to_string(),
             message: format!("{src_repo}:{reference} does not exist"),
         })?;
+    let top = select_platforms(&source, opts.platforms);
     let mut report = CopyReport {
         digest: top.digest.clone(),
+        source_digest: source.digest.clone(),
         ..CopyReport::default()
     };
     let mut seen = BTreeSet::new();
+    let mut blobs = Blobs {
+        src,
+        src_repo,
+        dst,
+        dst_repo,
+        opts,
+        seen: &mut seen,
+        report: &mut report,
+    };
     if top.is_index() {
         for child in top.json()["manifests"]
             .as_array()
@@ -56,47 +141,18 @@ pub async fn copy(
                             "{src_repo}@{digest}, listed in the index, does not exist"
                         ),
                     })?;
-            copy_blobs(
-                src,
-                src_repo,
-                &manifest,
-                dst,
-                dst_repo,
-                mount_from,
-                &mut seen,
-                &mut report,
-            )
-            .await?;
+            blobs.copy_all(&manifest).await?;
             dst.put_manifest(dst_repo, &digest, &manifest).await?;
         }
     } else {
-        copy_blobs(
-            src,
-            src_repo,
-            &top,
-            dst,
-            dst_repo,
-            mount_from,
-            &mut seen,
-            &mut report,
-        )
-        .await?;
+        blobs.copy_all(&top).await?;
     }
     dst.put_manifest(dst_repo, tag, &top).await?;
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn copy_blobs(
-    src: &Registry,
-    src_repo: &str,
-    manifest: &Manifest,
-    dst: &Registry,
-    dst_repo: &str,
-    mount_from: &[String],
-    seen: &mut BTreeSet<String>,
-    report: &mut CopyReport,
-) -> Result<(), OciError> {
+/// The blobs a manifest refers to: its config, then its layers.
+pub fn blob_digests(manifest: &Manifest) -> Vec<String> {
     let json = manifest.json();
     let mut digests: Vec<String> = json["config"]["digest"]
         .as_str()
@@ -110,27 +166,127 @@ async fn copy_blobs(
             .flatten()
             .filter_map(|l| l["digest"].as_str().map(String::from)),
     );
-    for digest in digests {
-        if !seen.insert(digest.clone()) {
-            continue;
-        }
-        if dst.has_blob(dst_repo, &digest).await? {
-            report.blobs_present += 1;
-            continue;
-        }
-        let mut mounted = false;
-        for from in mount_from.iter().filter(|f| f.as_str() != dst_repo) {
-            if dst.mount(dst_repo, &digest, from).await? {
-                mounted = true;
-                break;
+    digests
+}
+
+/// How often one blob is sent in all when the registry is unavailable part way.
+const BLOB_ATTEMPTS: u32 = 3;
+
+struct Blobs<'a> {
+    src: &'a Registry,
+    src_repo: &'a str,
+    dst: &'a Registry,
+    dst_repo: &'a str,
+    opts: CopyOptions<'a>,
+    seen: &'a mut BTreeSet<String>,
+    report: &'a mut CopyReport,
+}
+
+impl Blobs<'_> {
+    async fn copy_all(&mut self, manifest: &Manifest) -> Result<(), OciError> {
+        for digest in blob_digests(manifest) {
+            if self.seen.insert(digest.clone()) {
+                self.copy_one(&digest).await?;
             }
         }
-        if mounted {
-            report.blobs_mounted += 1;
-            continue;
-        }
-        report.bytes_copied += dst.put_blob_from(dst_repo, &digest, src, src_repo).await?;
-        report.blobs_copied += 1;
+        Ok(())
     }
-    Ok(())
+
+    async fn copy_one(&mut self, digest: &str) -> Result<(), OciError> {
+        let (dst, dst_repo) = (self.dst, self.dst_repo);
+        if dst.has_blob(dst_repo, digest).await? {
+            self.report.blobs_present += 1;
+            return Ok(());
+        }
+        for from in self.opts.mount_from.iter().filter(|f| *f != dst_repo) {
+            if dst.mount(dst_repo, digest, from).await? {
+                self.report.blobs_mounted += 1;
+                return Ok(());
+            }
+        }
+        let Some(ledger) = self.opts.ledger else {
+            self.report.bytes_copied += self.send(digest).await?;
+            self.report.blobs_copied += 1;
+            return Ok(());
+        };
+        // The first copy of this run to need the blob sends it; the others wait, then mount.
+        let cell = ledger.cell(digest);
+        let mut sent = 0;
+        let holder = cell
+            .get_or_try_init(|| async {
+                sent = self.send(digest).await?;
+                Ok::<_, OciError>(dst_repo.to_string())
+            })
+            .await?;
+        if holder == dst_repo {
+            if sent > 0 {
+                self.report.bytes_copied += sent;
+                self.report.blobs_copied += 1;
+            } else {
+                self.report.blobs_present += 1;
+            }
+        } else if dst.mount(dst_repo, digest, holder).await? {
+            self.report.blobs_mounted += 1;
+        } else {
+            self.report.bytes_copied += self.send(digest).await?;
+            self.report.blobs_copied += 1;
+        }
+        Ok(())
+    }
+
+    /// Streams the blob across, again from the start when the connection drops.
+    async fn send(&self, digest: &str) -> Result<u64, OciError> {
+        let mut attempt = 1;
+        loop {
+            match self
+                .dst
+                .put_blob_from(self.dst_repo, digest, self.src, self.src_repo)
+                .await
+            {
+                Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
+                    tokio::time::sleep(crate::registry::backoff(attempt, None)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> Manifest {
+        let bytes = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aa","size":1,"platform":{"os":"linux","architecture":"amd64"}},
+{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:bb","size":1,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#.to_vec();
+        Manifest {
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            digest: crate::registry::sha256(&bytes),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn a_platform_filter_keeps_only_the_chosen_entries_of_an_index() {
+        let top = index();
+        assert_eq!(select_platforms(&top, &[]).digest, top.digest);
+        assert_eq!(select_platforms(&top, &["all".into()]).digest, top.digest);
+        let both = ["linux/amd64".to_string(), "linux/arm64".to_string()];
+        assert_eq!(select_platforms(&top, &both).digest, top.digest);
+
+        let amd = select_platforms(&top, &["linux/amd64".into()]);
+        assert_ne!(amd.digest, top.digest);
+        let kept = amd.json()["manifests"].as_array().unwrap().clone();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0]["digest"], "sha256:aa");
+        assert_eq!(
+            select_platforms(&top, &["linux/amd64".into()]).digest,
+            amd.digest,
+            "the same filter gives the same digest"
+        );
+        let arm = select_platforms(&top, &["linux/arm64/v8".into()]);
+        assert_eq!(arm.json()["manifests"][0]["digest"], "sha256:bb");
+    }
 }

@@ -1,8 +1,10 @@
 //! `image["PATH"]`: one image mirrored from its source into the private registry.
 //!
-//! Live is the private registry's manifest under the target tag (a HEAD, whose digest is
-//! recorded); desired is the source reference. Not yet: pinning the source digest in the
-//! lockfile at the first plan, so that a vendor re-tag shows as a change (issue 5).
+//! Desired is the source reference with its pinned digest (`source_digest`, resolved from
+//! the tag at the first plan and kept in the lockfile, see [`crate::pins`]) and the digest
+//! the target tag must then hold (`digest`: the same, unless a platform filter leaves part
+//! of an index out). Live is the target tag's digest (one HEAD). Apply copies the pinned
+//! digest, so a vendor re-tag changes nothing until the pins are refreshed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
 
-use crate::copy::copy;
+use crate::copy::{BlobLedger, CopyOptions, copy};
 use wallaroo_engine::desired::split_reference;
 
 use crate::registry::Registry;
@@ -20,6 +22,18 @@ use crate::registry::Registry;
 pub struct ImageKind {
     pub sources: BTreeMap<String, Arc<Registry>>,
     pub target: Arc<Registry>,
+    /// Blobs sent during this run, shared by every image copy.
+    pub ledger: BlobLedger,
+}
+
+impl ImageKind {
+    pub fn new(sources: BTreeMap<String, Arc<Registry>>, target: Arc<Registry>) -> ImageKind {
+        ImageKind {
+            sources,
+            target,
+            ledger: BlobLedger::default(),
+        }
+    }
 }
 
 fn attr<'a>(attrs: &'a Attrs, key: &str) -> Result<&'a str, ResourceError> {
@@ -57,7 +71,7 @@ impl ResourceKind for ImageKind {
     }
 
     async fn read(&self, req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
-        let Some(attrs) = req.prior.or(req.desired) else {
+        let Some(attrs) = req.desired.or(req.prior) else {
             return Ok(None);
         };
         let (repo, tag) = self.target_parts(attrs)?;
@@ -66,16 +80,31 @@ impl ResourceKind for ImageKind {
             .manifest_digest(&repo, &tag)
             .await
             .map_err(|e| ResourceError::new(e.to_string()))?;
+        // The source side is what was copied when the target holds the expected digest;
+        // otherwise what the lockfile says was copied, beside what the tag holds now.
         Ok(live.map(|digest| {
-            let mut a = attrs.clone();
+            let mut a = if attrs.get("digest") == Some(&json!(digest)) {
+                attrs.clone()
+            } else {
+                req.prior.unwrap_or(attrs).clone()
+            };
             a.insert("digest".into(), json!(digest));
             a
         }))
     }
 
     async fn create(&self, _: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
-        let (host, src_repo, reference) = split_reference(attr(desired, "source")?);
+        let (host, src_repo, tag_or_digest) = split_reference(attr(desired, "source")?);
+        let reference = desired
+            .get("source_digest")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .unwrap_or(tag_or_digest);
         let (dst_repo, tag) = self.target_parts(desired)?;
+        let platforms: Vec<String> = desired
+            .get("platforms")
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+            .unwrap_or_default();
         let report = copy(
             self.source(&host)?,
             &src_repo,
@@ -83,12 +112,25 @@ impl ResourceKind for ImageKind {
             &self.target,
             &dst_repo,
             &tag,
-            &[],
+            CopyOptions {
+                platforms: &platforms,
+                mount_from: &[],
+                ledger: Some(&self.ledger),
+            },
         )
         .await
         .map_err(|e| ResourceError::new(e.to_string()))?;
+        if let Some(want) = desired.get("digest").and_then(Value::as_str)
+            && want != report.digest
+        {
+            return Err(ResourceError::new(format!(
+                "copied {reference} but the target holds {}, not the planned {want}",
+                report.digest
+            )));
+        }
         let mut applied = desired.clone();
         applied.insert("digest".into(), json!(report.digest));
+        applied.insert("source_digest".into(), json!(report.source_digest));
         Ok(applied)
     }
 

@@ -4,12 +4,17 @@
 //! `WWW-Authenticate` challenge (scoped, cached), a private CA. [`copy`] mirrors one image with
 //! every platform of an index, verifying each blob's digest before it is pushed, skipping
 //! blobs the target has, mounting blobs it has in another repository, and pushing manifests
-//! only after their blobs. [`ImageKind`] makes that a resource of the engine.
+//! only after their blobs. [`ImageKind`] makes that a resource of the engine; [`pins`]
+//! resolves and keeps the digests it copies, [`release`] reads the release's image list from
+//! its chart, and [`docker_config`] finds credentials where docker keeps them.
 
 mod copy;
+pub mod docker_config;
 mod image;
+pub mod pins;
 mod registry;
+pub mod release;
 
-pub use copy::{CopyReport, copy};
+pub use copy::{BlobLedger, CopyOptions, CopyReport, blob_digests, copy, select_platforms};
 pub use image::ImageKind;
 pub use registry::{Credentials, Manifest, OciError, Registry};

@@ -26,6 +26,9 @@ pub enum OciError {
         what: String,
         status: StatusCode,
     },
+    /// The registry could not be reached, or answered 429 or 5xx, after every retry.
+    #[error("registry {registry} is unavailable: {message}")]
+    Unavailable { registry: String, message: String },
     #[error(
         "registry {registry}: blob {digest} of {repo} does not match its digest; nothing of this image was pushed"
     )]
@@ -36,11 +39,54 @@ pub enum OciError {
     },
 }
 
+impl OciError {
+    /// Whether trying the same operation again may succeed (a dropped connection, 429, 5xx).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, OciError::Unavailable { .. })
+    }
+}
+
+/// How often a request is tried in all when the registry is unavailable.
+const ATTEMPTS: u32 = 5;
+
+/// The wait before attempt `n + 1` (n >= 1): 250 ms doubling, at most 8 s, with up to 50%
+/// jitter so that concurrent copies do not retry in step; a `Retry-After` of at most 60 s
+/// is honoured instead.
+pub(crate) fn backoff(n: u32, retry_after: Option<std::time::Duration>) -> std::time::Duration {
+    if let Some(after) = retry_after.filter(|d| d.as_secs() <= 60) {
+        return after;
+    }
+    let base = 250u64.saturating_mul(1 << (n - 1).min(5)).min(8_000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    std::time::Duration::from_millis(base + nanos % (base / 2 + 1))
+}
+
+fn retryable_status(s: StatusCode) -> bool {
+    s == StatusCode::TOO_MANY_REQUESTS
+        || s == StatusCode::INTERNAL_SERVER_ERROR
+        || s == StatusCode::BAD_GATEWAY
+        || s == StatusCode::SERVICE_UNAVAILABLE
+        || s == StatusCode::GATEWAY_TIMEOUT
+}
+
 /// A username and password (or token) for a registry.
 #[derive(Clone)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
+}
+
+/// The password is never printed.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"(sensitive)")
+            .finish()
+    }
 }
 
 /// A manifest as the registry serves it: its bytes are pushed verbatim, so digests stay.
@@ -130,14 +176,55 @@ impl Registry {
         }
     }
 
-    /// Sends a request, answering a 401 challenge once (Basic, or a Bearer token for `scope`).
+    /// Sends a request (see [`Registry::send_once`]), again with backoff and jitter when the
+    /// connection fails or the registry answers 429 or 5xx.
     async fn send(
         &self,
         scope: &str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, OciError> {
+        let mut attempt = 1;
+        loop {
+            let (message, retry_after) = match self.send_once(scope, &build).await {
+                Ok(resp) if retryable_status(resp.status()) => {
+                    let after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|h| h.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(std::time::Duration::from_secs);
+                    (format!("answered {}", resp.status()), after)
+                }
+                Ok(resp) => return Ok(resp),
+                Err(OciError::Unavailable { message, .. }) => (message, None),
+                Err(e) => return Err(e),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(OciError::Unavailable {
+                    registry: self.host.clone(),
+                    message: format!("{message} ({attempt} attempts)"),
+                });
+            }
+            tokio::time::sleep(backoff(attempt, retry_after)).await;
+            attempt += 1;
+        }
+    }
+
+    fn unavailable(&self, e: &reqwest::Error) -> OciError {
+        OciError::Unavailable {
+            registry: self.host.clone(),
+            message: error_chain(e),
+        }
+    }
+
+    /// Sends a request, answering a 401 challenge once (Basic, or a Bearer token for `scope`).
+    async fn send_once(
+        &self,
+        scope: &str,
+        build: &impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, OciError> {
         let first = self.authorize(build(&self.http), scope);
-        let resp = first.send().await.map_err(|e| self.err(error_chain(&e)))?;
+        let resp = first.send().await.map_err(|e| self.unavailable(&e))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -163,7 +250,7 @@ impl Registry {
                 }
             }
         };
-        let resp = retry.send().await.map_err(|e| self.err(error_chain(&e)))?;
+        let resp = retry.send().await.map_err(|e| self.unavailable(&e))?;
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
             return Err(OciError::Auth {
                 registry: self.host.clone(),
@@ -212,10 +299,10 @@ impl Registry {
         if let Some(c) = &self.credentials {
             req = req.basic_auth(&c.username, Some(&c.password));
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.err(format!("token from {realm}: {}", error_chain(&e))))?;
+        let resp = req.send().await.map_err(|e| OciError::Unavailable {
+            registry: self.host.clone(),
+            message: format!("token from {realm}: {}", error_chain(&e)),
+        })?;
         if !resp.status().is_success() {
             return Err(OciError::Auth {
                 registry: self.host.clone(),
@@ -309,6 +396,35 @@ impl Registry {
         }
     }
 
+    /// A small blob (a config, a chart) read whole, at most `max` bytes, digest checked.
+    pub async fn blob_bytes(
+        &self,
+        repo: &str,
+        digest: &str,
+        max: u64,
+    ) -> Result<Vec<u8>, OciError> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self.send(&Self::pull(repo), |c| c.get(&url)).await?;
+        if !resp.status().is_success() {
+            return Err(self.err(format!("GET blob {repo}@{digest}: {}", resp.status())));
+        }
+        if resp.content_length().is_some_and(|n| n > max) {
+            return Err(self.err(format!("blob {repo}@{digest} is larger than {max} bytes")));
+        }
+        let bytes = resp.bytes().await.map_err(|e| self.unavailable(&e))?;
+        if bytes.len() as u64 > max {
+            return Err(self.err(format!("blob {repo}@{digest} is larger than {max} bytes")));
+        }
+        if sha256(&bytes) != digest {
+            return Err(OciError::Digest {
+                registry: self.host.clone(),
+                repo: repo.into(),
+                digest: digest.into(),
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
     pub async fn has_blob(&self, repo: &str, digest: &str) -> Result<bool, OciError> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         let resp = self.send(&Self::push(repo), |c| c.head(&url)).await?;
@@ -380,7 +496,13 @@ impl Registry {
                 digest: digest.into(),
             });
         }
-        let put = put.map_err(|e| self.err(error_chain(&e)))?;
+        let put = put.map_err(|e| self.unavailable(&e))?;
+        if retryable_status(put.status()) {
+            return Err(OciError::Unavailable {
+                registry: self.host.clone(),
+                message: format!("upload {digest} to {repo}: {}", put.status()),
+            });
+        }
         if put.status() != StatusCode::CREATED {
             return Err(self.err(format!("upload {digest} to {repo}: {}", put.status())));
         }

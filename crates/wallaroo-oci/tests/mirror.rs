@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use wallaroo_engine::*;
-use wallaroo_oci::{Credentials, ImageKind, Registry, copy};
+use wallaroo_oci::{CopyOptions, Credentials, ImageKind, Registry, copy};
 use wallaroo_testenv::{Env, shared, unique};
 
 fn registry(env: &Env, r: &wallaroo_testenv::env::Registry, password: Option<&str>) -> Registry {
@@ -48,7 +48,7 @@ async fn a_multi_arch_image_mirrors_byte_for_byte_and_a_second_copy_moves_nothin
         &private,
         &repo,
         version,
-        &[],
+        CopyOptions::default(),
     )
     .await
     .unwrap();
@@ -92,7 +92,7 @@ async fn a_multi_arch_image_mirrors_byte_for_byte_and_a_second_copy_moves_nothin
         &private,
         &repo,
         version,
-        &[],
+        CopyOptions::default(),
     )
     .await
     .unwrap();
@@ -112,7 +112,10 @@ async fn a_multi_arch_image_mirrors_byte_for_byte_and_a_second_copy_moves_nothin
         &private,
         &other,
         version,
-        std::slice::from_ref(&repo),
+        CopyOptions {
+            mount_from: std::slice::from_ref(&repo),
+            ..CopyOptions::default()
+        },
     )
     .await
     .unwrap();
@@ -137,13 +140,21 @@ async fn bearer_token_registries_take_pushes_and_serve_pulls() {
         &token,
         &repo,
         version,
-        &[],
+        CopyOptions::default(),
     )
     .await
     .unwrap();
-    let pulled = copy(&token, &repo, version, &private, &repo, version, &[])
-        .await
-        .unwrap();
+    let pulled = copy(
+        &token,
+        &repo,
+        version,
+        &private,
+        &repo,
+        version,
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(pushed.digest, pulled.digest);
     assert!(pulled.blobs_copied > 0);
 }
@@ -174,10 +185,10 @@ async fn the_image_kind_mirrors_on_apply_and_then_plans_nothing() {
     wallaroo_testenv::install_crypto_provider();
     let (env, version) = seeded().await;
     let vendor = Arc::new(registry(env, &env.vendor, None));
-    let kind = ImageKind {
-        sources: BTreeMap::from([(env.vendor.address(), vendor)]),
-        target: Arc::new(registry(env, &env.private, None)),
-    };
+    let kind = ImageKind::new(
+        BTreeMap::from([(env.vendor.address(), vendor)]),
+        Arc::new(registry(env, &env.private, None)),
+    );
     let mut kinds = KindRegistry::new();
     kinds.register(Arc::new(kind));
     let engine = Engine::new(kinds);

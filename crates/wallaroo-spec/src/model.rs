@@ -176,7 +176,8 @@ pub struct Images {
     /// component) and `{path}` (the whole source repository path) are replaced.
     #[serde(default = "default_image_path")]
     pub path: String,
-    /// Platforms to copy from multi-arch images.
+    /// Platforms to copy from multi-arch images (`os/arch[/variant]`); `all` (the default)
+    /// copies the index byte for byte, a filter pushes an index of only those platforms.
     #[serde(default = "default_platforms")]
     pub platforms: Vec<String>,
 }
@@ -200,7 +201,7 @@ fn default_image_path() -> String {
     "{namespace}/{name}".into()
 }
 fn default_platforms() -> Vec<String> {
-    vec!["linux/amd64".into()]
+    vec!["all".into()]
 }
 
 /// `nodepool "NAME" { ... }`: nodes that get Wallaroo's labels and taints.

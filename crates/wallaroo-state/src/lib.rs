@@ -179,9 +179,13 @@ mod tests {
         let mut lf = Lockfile::new();
         store.save(&lf).unwrap();
         lf.serial += 1;
-        lf.images.insert(
-            "registry.wallaroo.ai/wallaroo/x:1".into(),
-            "sha256:ab".into(),
+        lf.outputs.insert(
+            "api_lb_ip".into(),
+            OutputState {
+                value: "10.0.0.1".into(),
+                sensitive: false,
+                hash: None,
+            },
         );
         store.save(&lf).unwrap();
         let back = store.load().unwrap().unwrap();

@@ -20,11 +20,10 @@ pub struct Lockfile {
     pub serial: u64,
     /// Salt of every sensitive hash in this file (random per lineage).
     pub salt: String,
-    /// Resolved image digests by source reference: the next plan mirrors these digests even
-    /// if the vendor re-tags.
-    #[serde(default)]
-    pub images: BTreeMap<String, String>,
-    /// Per resource address, what was last applied.
+    /// Per resource address, what was last applied. Image digest pins live here, in each
+    /// `image[...]` resource's `source_digest` (the source manifest a tag resolved to at the
+    /// first plan) and `digest` (what the target tag holds): later plans mirror those digests
+    /// even if the vendor re-tags, until `--refresh-pins`.
     #[serde(default)]
     pub resources: BTreeMap<String, ResourceState>,
     /// Values read after apply, e.g. `api_lb_ip`.
@@ -66,7 +65,6 @@ impl Lockfile {
             lineage: new_lineage(),
             serial: 0,
             salt: new_salt(),
-            images: BTreeMap::new(),
             resources: BTreeMap::new(),
             outputs: BTreeMap::new(),
         }

@@ -135,6 +135,7 @@ fn write_loop(store: &StateStore, shared: &(Mutex<Shared>, Condvar)) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::OutputState;
 
     #[test]
     fn every_update_is_written_and_coalesced() {
@@ -144,7 +145,14 @@ mod tests {
         let writer = StateWriter::start(store.clone(), store.load().unwrap().unwrap()).unwrap();
         for i in 0..200 {
             writer.update(|lf| {
-                lf.images.insert(format!("img{i}"), format!("sha256:{i}"));
+                lf.outputs.insert(
+                    format!("o{i}"),
+                    OutputState {
+                        value: i.into(),
+                        sensitive: false,
+                        hash: None,
+                    },
+                );
                 true
             });
         }
@@ -152,7 +160,7 @@ mod tests {
         let last = writer.finish().unwrap();
         let on_disk = store.load().unwrap().unwrap();
         assert_eq!(on_disk, last);
-        assert_eq!(on_disk.images.len(), 200);
+        assert_eq!(on_disk.outputs.len(), 200);
         assert!(
             on_disk.serial >= 1 && on_disk.serial <= 200,
             "serial {}",

@@ -153,6 +153,16 @@ pub fn seed(
     path: &str,
     chart_dir: &Path,
 ) -> Result<u64, Error> {
+    // Seeds of one path take turns (tests seed concurrently, in one process or several): two
+    // uploads of the same blob into one repository at once can leave the registry's link to
+    // it missing for a moment, and a manifest pushed then is refused as naming an unknown blob.
+    let lock_path = env.run_dir.join(format!(
+        "seed-{}-{}.lock",
+        registry.host,
+        path.replace('/', "_")
+    ));
+    let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
     let client = https_client(&env.ca_file)?;
     let mut pushed = 0;
     // Layers already in some repository of this registry: (seed, size) -> (digest, diff id,
@@ -416,9 +426,33 @@ fn push_chart(
         "  password: change-me",
         &format!("  password: {}", env.keycloak_password),
     );
+    // The chart's default registry is where the images are: `helm template` with the
+    // defaults renders the vendor's references, as the real chart does.
+    values = values
+        .lines()
+        .map(|l| {
+            if l.starts_with("imageRegistry:") {
+                format!("imageRegistry: {}/{path}", reg.address())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
     std::fs::write(&values_path, values).map_err(|e| Error::io(&values_path, e))?;
     let chart_yaml = chart.join("Chart.yaml");
     let text = std::fs::read_to_string(&chart_yaml).map_err(|e| Error::io(&chart_yaml, e))?;
+    // The full image list, as charts publish it for Artifact Hub.
+    let mut listed = String::from("annotations:\n  artifacthub.io/images: |\n");
+    for image in &preset.images {
+        listed.push_str(&format!(
+            "    - name: {0}\n      image: {1}/{path}/{0}:{2}\n",
+            image.name,
+            reg.address(),
+            preset.version
+        ));
+    }
     let text: String = text
         .lines()
         .map(|l| {
@@ -432,7 +466,7 @@ fn push_chart(
         })
         .collect::<Vec<_>>()
         .join("\n");
-    std::fs::write(&chart_yaml, text + "\n").map_err(|e| Error::io(&chart_yaml, e))?;
+    std::fs::write(&chart_yaml, text + "\n" + &listed).map_err(|e| Error::io(&chart_yaml, e))?;
 
     let helm = |args: &[&str]| {
         let mut cmd = Command::new(&env.helm);

@@ -10,10 +10,10 @@ use crate::args::{ApplyArgs, Format, Global};
 use crate::progress::Progress;
 use crate::report::{Failure, stdout_style};
 
-use super::{Workspace, parse_duration, targets};
+use super::{Images, Workspace, parse_duration, targets};
 
 pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<ExitCode, Failure> {
-    let ws = Workspace::open(global, args.delete_data).await?;
+    let ws = Workspace::open(global, args.delete_data)?;
     let verb = if mode == PlanMode::Destroy {
         "destroy"
     } else {
@@ -25,7 +25,7 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
     )?;
     let state = ws.store.load()?;
     let style = stdout_style(global);
-    let plan = match &args.plan_file {
+    let (plan, prepared) = match &args.plan_file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Failure::message(format!("cannot read the plan {}: {e}", path.display()))
@@ -33,10 +33,12 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
             let plan: Plan = serde_json::from_str(&text).map_err(|e| {
                 Failure::message(format!("{} is not a wallaroo plan: {e}", path.display()))
             })?;
-            ws.engine
-                .check_fresh(&plan, &ws.desired, state.as_ref())
+            let prepared = ws.prepare(state.as_ref(), Images::Saved(&plan)).await?;
+            prepared
+                .engine
+                .check_fresh(&plan, &prepared.desired, state.as_ref())
                 .await?;
-            plan
+            (plan, prepared)
         }
         None => {
             let opts = PlanOptions {
@@ -44,7 +46,19 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
                 targets: targets(&args.target)?,
                 ..PlanOptions::default()
             };
-            let plan = ws.engine.plan(&ws.desired, state.as_ref(), &opts).await?;
+            let images = if mode == PlanMode::Destroy {
+                Images::Unread
+            } else {
+                Images::Resolve {
+                    refresh_pins: args.refresh_pins,
+                }
+            };
+            let prepared = ws.prepare(state.as_ref(), images).await?;
+            let mut plan = prepared
+                .engine
+                .plan(&prepared.desired, state.as_ref(), &opts)
+                .await?;
+            plan.images = prepared.images.clone();
             print!("{}", super::plan::show(&plan, Format::Text, style));
             if mode == PlanMode::Destroy && !args.delete_data {
                 println!(
@@ -65,7 +79,7 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
                 );
                 return Ok(ExitCode::from(1));
             }
-            plan
+            (plan, prepared)
         }
     };
 
@@ -86,9 +100,9 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
         parallelism: args.parallelism,
         interrupt: Some(rx),
     };
-    let report = ws
+    let report = prepared
         .engine
-        .apply(&plan, &ws.desired, &ws.store, &opts, &progress)
+        .apply(&plan, &prepared.desired, &ws.store, &opts, &progress)
         .await?;
     progress.finish();
 

@@ -5,10 +5,8 @@ use std::process::ExitCode;
 use crate::args::{Global, PlanArgs};
 use crate::report::Failure;
 
-use super::Workspace;
-
 pub fn run(global: &Global, _args: &PlanArgs) -> Result<ExitCode, Failure> {
-    let (_, desired, _) = Workspace::offline(global)?;
+    let (_, desired) = super::offline(global)?;
     let nodes: Vec<_> = desired
         .resources
         .values()

@@ -4,18 +4,23 @@ pub mod apply;
 pub mod completions;
 pub mod fmt;
 pub mod graph;
+pub mod images;
 pub mod output;
 pub mod plan;
 pub mod preflight;
 pub mod state;
 pub mod validate;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use wallaroo_engine::{Address, DesiredSet, Engine, KindRegistry};
+use wallaroo_engine::desired::{ImagePin, MirrorImage};
+use wallaroo_engine::{Address, DesiredSet, Engine, KindRegistry, Plan};
 
+use wallaroo_spec::model::Method;
 use wallaroo_spec::{Spec, VarInputs};
-use wallaroo_state::StateStore;
+use wallaroo_state::{Lockfile, StateStore};
 
 use crate::args::Global;
 use crate::report::Failure;
@@ -38,54 +43,290 @@ pub fn load_spec(global: &Global) -> Result<Spec, Failure> {
 /// What plan, apply and destroy work on.
 pub struct Workspace {
     pub spec: Spec,
-    pub desired: DesiredSet,
     pub store: StateStore,
+    /// The registries images are read from, by host (the spec's source registry first).
+    pub sources: BTreeMap<String, Arc<wallaroo_oci::Registry>>,
+    /// The private registry, when the spec has one.
+    pub target: Option<Arc<wallaroo_oci::Registry>>,
+    delete_data: bool,
+}
+
+/// Where a plan's images come from.
+pub enum Images<'a> {
+    /// A saved plan's, exactly (its pins too).
+    Saved(&'a Plan),
+    /// The release's chart and the spec, pinned from the lockfile, else resolved now (all of
+    /// them with `refresh_pins`).
+    Resolve { refresh_pins: bool },
+    /// The spec's extras only, unpinned, reading nothing (destroy keeps images anyway).
+    Unread,
+}
+
+/// What a plan works from: the images to mirror (found, pinned), the desired model, and an
+/// engine with every kind.
+pub struct Prepared {
+    pub images: Vec<MirrorImage>,
+    pub desired: DesiredSet,
     pub engine: Engine,
 }
 
 impl Workspace {
-    /// The spec, its desired model and lockfile, and an engine with every kind, connected
-    /// to the cluster of the current kubeconfig.
+    /// The spec, its lockfile and its registries, without connecting anywhere yet.
     /// `delete_data` lets destroy delete a namespace that holds PersistentVolumeClaims.
-    pub async fn open(global: &Global, delete_data: bool) -> Result<Workspace, Failure> {
-        let (spec, desired, store) = Workspace::offline(global)?;
-        let engine = Engine::new(kinds(&spec, delete_data).await?);
+    pub fn open(global: &Global, delete_data: bool) -> Result<Workspace, Failure> {
+        let spec = load_spec(global)?;
+        let store = StateStore::new(spec.lockfile_path());
+        let docker = wallaroo_oci::docker_config::DockerConfig::load_default().map_err(oci)?;
+        let mut sources = BTreeMap::new();
+        if let Some(source) = &spec.source
+            && let Some(host) = &source.registry
+        {
+            let registry = registry(
+                &spec,
+                &docker,
+                host,
+                credentials(&source.username, &source.password),
+                source.ca_file.as_ref(),
+            )?;
+            sources.insert(host.clone(), Arc::new(registry));
+        }
+        let target = match &spec.registry {
+            Some(private) => Some(Arc::new(registry(
+                &spec,
+                &docker,
+                &private.host,
+                credentials(&private.username, &private.password),
+                private.ca_file.as_ref(),
+            )?)),
+            None => None,
+        };
         Ok(Workspace {
             spec,
-            desired,
             store,
-            engine,
+            sources,
+            target,
+            delete_data,
         })
     }
 
-    /// The spec, its desired model and lockfile, without connecting anywhere.
-    pub fn offline(global: &Global) -> Result<(Spec, DesiredSet, StateStore), Failure> {
-        let spec = load_spec(global)?;
-        let desired = wallaroo_engine::desired::from_spec(&spec)
+    /// The images, desired model and engine for a plan.
+    pub async fn prepare(
+        &self,
+        state: Option<&Lockfile>,
+        images: Images<'_>,
+    ) -> Result<Prepared, Failure> {
+        let (images, sources) = match images {
+            Images::Saved(plan) => (plan.images.clone(), self.sources_for(&plan.images)?),
+            Images::Resolve { refresh_pins } => self.images(state, refresh_pins).await?,
+            Images::Unread => {
+                let images = wallaroo_engine::desired::image_sources(&self.spec, &BTreeMap::new());
+                let sources = self.sources_for(&images)?;
+                (images, sources)
+            }
+        };
+        let desired = wallaroo_engine::desired::from_spec_with(&self.spec, &images)
             .map_err(|e| Failure::message(e.to_string()))?;
-        let store = StateStore::new(spec.lockfile_path());
-        Ok((spec, desired, store))
+        let mut kinds = cluster_kinds(&self.spec, self.delete_data).await?;
+        if let Some(target) = &self.target {
+            kinds.register(Arc::new(wallaroo_oci::ImageKind::new(
+                sources,
+                target.clone(),
+            )));
+        }
+        Ok(Prepared {
+            images,
+            desired,
+            engine: Engine::new(kinds),
+        })
+    }
+
+    /// The images to mirror with their pins, and a registry for every source host.
+    pub async fn images(
+        &self,
+        state: Option<&Lockfile>,
+        refresh_pins: bool,
+    ) -> Result<
+        (
+            Vec<MirrorImage>,
+            BTreeMap<String, Arc<wallaroo_oci::Registry>>,
+        ),
+        Failure,
+    > {
+        let mut release = BTreeMap::new();
+        let spec = &self.spec;
+        if spec.registry.is_some()
+            && spec.images.release
+            && spec.wallaroo.method == Method::Helm
+            && let Some(chart) = wallaroo_engine::desired::chart_source(spec)
+        {
+            let (host, repo, _) = wallaroo_engine::desired::split_reference(&chart);
+            let vendor = self
+                .sources
+                .get(&host)
+                .expect("the source registry is set up");
+            let pulled = wallaroo_oci::release::pull_chart(vendor, &repo, &spec.wallaroo.version)
+                .await
+                .map_err(|e| {
+                    Failure::message(format!(
+                        "cannot read the release's image list from its chart: {e}"
+                    ))
+                })?;
+            // Rendered for the cluster's Kubernetes version, when it can be reached.
+            let kube_version = match wallaroo_kube::connect().await {
+                Ok(client) => client.apiserver_version().await.ok().map(|v| v.git_version),
+                Err(_) => None,
+            };
+            let helm = helm_path();
+            let render = wallaroo_oci::release::Render {
+                helm: &helm,
+                kube_version,
+            };
+            let found = wallaroo_oci::release::discover(&pulled, Some(&render))
+                .await
+                .map_err(oci)?;
+            for (image, origins) in found {
+                let origin = origins
+                    .iter()
+                    .map(|o| o.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                release.insert(image, origin);
+            }
+        }
+        let mut images = wallaroo_engine::desired::image_sources(spec, &release);
+        let sources = self.sources_for(&images)?;
+        let prior = wallaroo_oci::pins::recorded(
+            state
+                .into_iter()
+                .flat_map(|s| s.resources.values())
+                .filter(|r| r.kind == "image")
+                .map(|r| &r.attributes),
+        );
+        let requests: Vec<_> = images
+            .iter()
+            .map(|i| wallaroo_oci::pins::PinRequest {
+                source: i.source.clone(),
+                platforms: spec.images.platforms.clone(),
+            })
+            .collect();
+        let pins = wallaroo_oci::pins::resolve_all(&sources, &requests, &prior, refresh_pins)
+            .await
+            .map_err(oci)?;
+        for image in &mut images {
+            image.pin = pins.get(&image.source).map(|p| ImagePin {
+                source_digest: p.source_digest.clone(),
+                digest: p.digest.clone(),
+            });
+        }
+        Ok((images, sources))
+    }
+
+    /// The spec's source registries plus one for every other host `images` come from (with
+    /// the credentials docker has for it, if any).
+    fn sources_for(
+        &self,
+        images: &[MirrorImage],
+    ) -> Result<BTreeMap<String, Arc<wallaroo_oci::Registry>>, Failure> {
+        let mut sources = self.sources.clone();
+        let docker = wallaroo_oci::docker_config::DockerConfig::load_default().map_err(oci)?;
+        for image in images {
+            let (host, _, _) = wallaroo_engine::desired::split_reference(&image.source);
+            if let std::collections::btree_map::Entry::Vacant(e) = sources.entry(host) {
+                let r = registry(&self.spec, &docker, e.key(), None, None)?;
+                e.insert(Arc::new(r));
+            }
+        }
+        Ok(sources)
     }
 }
 
-/// The resource kinds this build of wallaroo manages, set up from the spec.
-pub async fn kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistry, Failure> {
-    let mut kinds = KindRegistry::new();
-    kinds.register(std::sync::Arc::new(wallaroo_engine::value::StaticValueKind));
-    if let Some(image) = image_kind(spec)? {
-        kinds.register(std::sync::Arc::new(image));
-    }
-    let source = spec.source.as_ref();
-    let chart_registry = source.and_then(|s| {
-        Some(wallaroo_kube::RegistryLogin {
-            host: s.registry.clone()?,
-            username: s.username.clone()?,
-            password: s.password.as_ref()?.expose().to_string(),
-        })
-    });
-    let helm = std::env::var_os("HELM")
+fn oci(e: wallaroo_oci::OciError) -> Failure {
+    Failure::message(e.to_string())
+}
+
+fn credentials(
+    user: &Option<String>,
+    password: &Option<wallaroo_spec::Secret>,
+) -> Option<wallaroo_oci::Credentials> {
+    user.as_ref().map(|u| wallaroo_oci::Credentials {
+        username: u.clone(),
+        password: password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default(),
+    })
+}
+
+/// A registry with the spec's credentials, else docker's (config.json or a credential helper).
+fn registry(
+    spec: &Spec,
+    docker: &wallaroo_oci::docker_config::DockerConfig,
+    host: &str,
+    from_spec: Option<wallaroo_oci::Credentials>,
+    ca_file: Option<&std::path::PathBuf>,
+) -> Result<wallaroo_oci::Registry, Failure> {
+    let credentials = match from_spec {
+        Some(c) => Some(c),
+        None => docker.credentials(host).map_err(oci)?,
+    };
+    wallaroo_oci::Registry::new(
+        host,
+        credentials,
+        ca_file.map(|p| spec.resolve_path(p)).as_deref(),
+    )
+    .map_err(oci)
+}
+
+fn helm_path() -> std::path::PathBuf {
+    std::env::var_os("HELM")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| "helm".into());
+        .unwrap_or_else(|| "helm".into())
+}
+
+/// The spec and its desired model without reading the chart, the lockfile or anything live:
+/// what `graph` and `validate` show (extra images only).
+pub fn offline(global: &Global) -> Result<(Spec, DesiredSet), Failure> {
+    let spec = load_spec(global)?;
+    let desired =
+        wallaroo_engine::desired::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
+    Ok((spec, desired))
+}
+
+/// The cluster's resource kinds (and static values), set up from the spec.
+pub async fn cluster_kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistry, Failure> {
+    let mut kinds = KindRegistry::new();
+    kinds.register(Arc::new(wallaroo_engine::value::StaticValueKind));
+    // helm pulls the chart from the private registry when it is mirrored there.
+    let mirrored_chart = spec.wallaroo.method == Method::Helm
+        && wallaroo_engine::desired::chart_source(spec).is_some();
+    let (chart_login, ca_file) = match (&spec.registry, &spec.source) {
+        (Some(private), _) if mirrored_chart => (
+            private
+                .username
+                .as_ref()
+                .map(|u| wallaroo_kube::RegistryLogin {
+                    host: private.host.clone(),
+                    username: u.clone(),
+                    password: private
+                        .password
+                        .as_ref()
+                        .map(|p| p.expose().to_string())
+                        .unwrap_or_default(),
+                }),
+            private.ca_file.as_ref(),
+        ),
+        (_, Some(s)) => (
+            s.registry.clone().and_then(|host| {
+                Some(wallaroo_kube::RegistryLogin {
+                    host,
+                    username: s.username.clone()?,
+                    password: s.password.as_ref()?.expose().to_string(),
+                })
+            }),
+            s.ca_file.as_ref(),
+        ),
+        _ => (None, None),
+    };
     // helm talks to the cluster kube-rs found: the first file of KUBECONFIG, when set.
     let kubeconfig = std::env::var("KUBECONFIG").ok().and_then(|k| {
         k.split(':')
@@ -93,12 +334,10 @@ pub async fn kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistry, Failu
             .map(std::path::PathBuf::from)
     });
     let config = wallaroo_kube::ClusterConfig {
-        helm,
+        helm: helm_path(),
         kubeconfig,
-        chart_registry,
-        ca_file: source
-            .and_then(|s| s.ca_file.as_ref())
-            .map(|p| spec.resolve_path(p)),
+        chart_registry: chart_login,
+        ca_file: ca_file.map(|p| spec.resolve_path(p)),
         keycloak_url: spec.wallaroo.keycloak_url(),
         namespace: spec.wallaroo.namespace.clone(),
         output_timeout: Duration::from_secs(300),
@@ -108,53 +347,6 @@ pub async fn kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistry, Failu
         .await
         .map_err(|e| Failure::message(e.to_string()))?;
     Ok(kinds)
-}
-
-/// The image kind: it reads from the spec's vendor registry and writes to the private one.
-fn image_kind(spec: &Spec) -> Result<Option<wallaroo_oci::ImageKind>, Failure> {
-    let Some(private) = &spec.registry else {
-        return Ok(None);
-    };
-    let credentials = |user: &Option<String>, password: &Option<wallaroo_spec::Secret>| {
-        user.as_ref().map(|u| wallaroo_oci::Credentials {
-            username: u.clone(),
-            password: password
-                .as_ref()
-                .map(|p| p.expose().to_string())
-                .unwrap_or_default(),
-        })
-    };
-    let oci = |e: wallaroo_oci::OciError| Failure::message(e.to_string());
-    let target = wallaroo_oci::Registry::new(
-        &private.host,
-        credentials(&private.username, &private.password),
-        private
-            .ca_file
-            .as_ref()
-            .map(|p| spec.resolve_path(p))
-            .as_deref(),
-    )
-    .map_err(oci)?;
-    let mut sources = std::collections::BTreeMap::new();
-    if let Some(source) = &spec.source
-        && let Some(host) = &source.registry
-    {
-        let registry = wallaroo_oci::Registry::new(
-            host,
-            credentials(&source.username, &source.password),
-            source
-                .ca_file
-                .as_ref()
-                .map(|p| spec.resolve_path(p))
-                .as_deref(),
-        )
-        .map_err(oci)?;
-        sources.insert(host.clone(), std::sync::Arc::new(registry));
-    }
-    Ok(Some(wallaroo_oci::ImageKind {
-        sources,
-        target: std::sync::Arc::new(target),
-    }))
 }
 
 /// The lockfile of the spec given with -c, without evaluating anything else.

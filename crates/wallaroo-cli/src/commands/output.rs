@@ -62,14 +62,15 @@ pub async fn run(global: &Global, args: &OutputArgs) -> Result<ExitCode, Failure
 }
 
 async fn live(global: &Global, name: &str) -> Result<Value, Failure> {
-    let ws = Workspace::open(global, false).await?;
+    let ws = Workspace::open(global, false)?;
+    let (_, desired) = super::offline(global)?;
+    let engine = wallaroo_engine::Engine::new(super::cluster_kinds(&ws.spec, false).await?);
     let address = Address::named("output", name);
-    let desired = ws
-        .desired
+    let desired = desired
         .resources
         .get(&address)
         .ok_or_else(|| Failure::message(format!("the spec no longer has output `{name}`")))?;
-    let attrs = ws.engine.read_live(desired).await?;
+    let attrs = engine.read_live(desired).await?;
     Ok(attrs
         .and_then(|a| a.get("value").cloned())
         .unwrap_or(Value::Null))

@@ -8,10 +8,10 @@ use crate::args::{Format, Global, PlanArgs};
 use crate::render::{self, Style};
 use crate::report::{Failure, stdout_style};
 
-use super::{Workspace, parse_duration, targets};
+use super::{Images, Workspace, parse_duration, targets};
 
 pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> {
-    let ws = Workspace::open(global, false).await?;
+    let ws = Workspace::open(global, false)?;
     let checks = super::preflight::checks(&ws.spec).await?;
     let failed = checks
         .iter()
@@ -37,7 +37,19 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> 
         targets: targets(&args.target)?,
         ..PlanOptions::default()
     };
-    let plan = ws.engine.plan(&ws.desired, state.as_ref(), &opts).await?;
+    let prepared = ws
+        .prepare(
+            state.as_ref(),
+            Images::Resolve {
+                refresh_pins: args.refresh_pins,
+            },
+        )
+        .await?;
+    let mut plan = prepared
+        .engine
+        .plan(&prepared.desired, state.as_ref(), &opts)
+        .await?;
+    plan.images = prepared.images;
     let format = if args.json { Format::Json } else { args.format };
     print!("{}", show(&plan, format, stdout_style(global)));
     if let Some(out) = &args.out {

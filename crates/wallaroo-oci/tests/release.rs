@@ -1,0 +1,320 @@
+//! The release's images end to end against the real registries and helm of the test
+//! environment: the list read from the chart, digests pinned at the first plan, a vendor
+//! re-tag ignored until the pins are refreshed, a platform filter, and a no-op plan after a
+//! full mirror.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wallaroo_engine::desired::{ImagePin, MirrorImage};
+use wallaroo_engine::*;
+use wallaroo_oci::pins::{PinRequest, recorded, resolve_all};
+use wallaroo_oci::{CopyOptions, Credentials, ImageKind, Registry, copy};
+use wallaroo_testenv::{Env, shared, unique};
+
+fn registry(env: &Env, r: &wallaroo_testenv::env::Registry) -> Registry {
+    let credentials = Credentials {
+        username: r.username.clone(),
+        password: r.password.clone(),
+    };
+    Registry::new(&r.address(), Some(credentials), Some(&env.ca_file)).unwrap()
+}
+
+/// The tiny preset under a path of its own, so tests can re-tag without meeting each other.
+async fn seeded(path: &str) -> (&'static Env, &'static str) {
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    let version = preset.version;
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &path, &chart).unwrap()
+    })
+    .await
+    .unwrap();
+    (env, version)
+}
+
+fn spec(env: &Env, path: &str, namespace: &str, platforms: &str) -> wallaroo_spec::Spec {
+    let text = format!(
+        r#"
+wallaroo {{
+  version         = "2025.1.0-6290"
+  license_channel = "2025-1"
+  domain          = "wallaroo.example.com"
+  kubernetes_distribution = "kurl"
+}}
+source "wallaroo" {{
+  registry = "{vendor}"
+  path     = "{path}"
+  username = "{vu}"
+  password = "{vp}"
+  ca_file  = "{ca}"
+}}
+registry "private" {{
+  host      = "{private}"
+  namespace = "{namespace}"
+  username  = "{pu}"
+  password  = "{pp}"
+  ca_file   = "{ca}"
+}}
+images {{
+  platforms = {platforms}
+}}
+"#,
+        vendor = env.vendor.address(),
+        vu = env.vendor.username,
+        vp = env.vendor.password,
+        private = env.private.address(),
+        pu = env.private.username,
+        pp = env.private.password,
+        ca = env.ca_file.display(),
+    );
+    wallaroo_spec::parse_str(
+        "test.hcl",
+        &text,
+        std::path::Path::new("."),
+        &Default::default(),
+    )
+    .unwrap()
+}
+
+/// What the CLI does before a plan, for the images alone: read the chart, pin, build.
+async fn images(
+    env: &Env,
+    spec: &wallaroo_spec::Spec,
+    state: Option<&wallaroo_state::Lockfile>,
+    refresh: bool,
+) -> (Vec<MirrorImage>, DesiredSet) {
+    let vendor = Arc::new(registry(env, &env.vendor));
+    let chart = wallaroo_engine::desired::chart_source(spec).unwrap();
+    let (_, repo, _) = wallaroo_engine::desired::split_reference(&chart);
+    let pulled = wallaroo_oci::release::pull_chart(&vendor, &repo, &spec.wallaroo.version)
+        .await
+        .unwrap();
+    let found = wallaroo_oci::release::discover(
+        &pulled,
+        Some(&wallaroo_oci::release::Render {
+            helm: &env.helm,
+            kube_version: Some("1.33.0".into()),
+        }),
+    )
+    .await
+    .unwrap();
+    let release: BTreeMap<String, String> = found
+        .into_iter()
+        .map(|(k, v)| {
+            let o: Vec<String> = v.iter().map(|o| o.to_string()).collect();
+            (k, o.join(", "))
+        })
+        .collect();
+    let mut list = wallaroo_engine::desired::image_sources(spec, &release);
+    let sources = BTreeMap::from([(env.vendor.address(), vendor)]);
+    let prior = recorded(
+        state
+            .into_iter()
+            .flat_map(|s| s.resources.values())
+            .filter(|r| r.kind == "image")
+            .map(|r| &r.attributes),
+    );
+    let requests: Vec<PinRequest> = list
+        .iter()
+        .map(|i| PinRequest {
+            source: i.source.clone(),
+            platforms: spec.images.platforms.clone(),
+        })
+        .collect();
+    let pins = resolve_all(&sources, &requests, &prior, refresh)
+        .await
+        .unwrap();
+    for i in &mut list {
+        let p = &pins[&i.source];
+        i.pin = Some(ImagePin {
+            source_digest: p.source_digest.clone(),
+            digest: p.digest.clone(),
+        });
+    }
+    let mut desired = wallaroo_engine::desired::from_spec_with(spec, &list).unwrap();
+    // Only the images: this test has no cluster kinds.
+    desired.resources.retain(|a, _| a.kind() == "image");
+    for r in desired.resources.values_mut() {
+        r.depends_on.clear();
+    }
+    (list, desired)
+}
+
+fn engine(env: &Env) -> Engine {
+    let mut kinds = KindRegistry::new();
+    kinds.register(Arc::new(ImageKind::new(
+        BTreeMap::from([(env.vendor.address(), Arc::new(registry(env, &env.vendor)))]),
+        Arc::new(registry(env, &env.private)),
+    )));
+    Engine::new(kinds)
+}
+
+#[tokio::test]
+async fn release_images_come_from_the_chart_are_pinned_and_follow_a_retag_only_when_refreshed() {
+    wallaroo_testenv::install_crypto_provider();
+    let path = unique("rel");
+    let (env, version) = seeded(&path).await;
+    let ns = unique("mirror");
+    let spec = spec(env, &path, &ns, r#"["all"]"#);
+    let (list, desired) = images(env, &spec, None, false).await;
+
+    // The chart itself, and its three images: listed in the annotation, and the rendered
+    // templates use them too.
+    let by_source: BTreeMap<&str, &str> = list
+        .iter()
+        .map(|i| (i.source.as_str(), i.origin.as_str()))
+        .collect();
+    let vendor = env.vendor.address();
+    assert_eq!(list.len(), 4, "{by_source:#?}");
+    assert_eq!(
+        by_source[format!("{vendor}/{path}/2025-1/wallaroo:{version}").as_str()],
+        "the release's chart"
+    );
+    for name in ["conductor-wallsvc", "keycloak", "fitzroy-mini"] {
+        assert_eq!(
+            by_source[format!("{vendor}/{path}/{name}:{version}").as_str()],
+            "chart annotation, helm template",
+            "{name}"
+        );
+    }
+
+    let engine = engine(env);
+    let dir = tempfile::tempdir().unwrap();
+    let store = wallaroo_state::StateStore::new(dir.path().join("wallaroo.lock"));
+    let plan = engine
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(plan.summary.add, 4);
+    let report = engine
+        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
+        .await
+        .unwrap();
+    assert!(report.success(), "{report:?}");
+    let state = store.load().unwrap().unwrap();
+    let (_, again) = images(env, &spec, Some(&state), false).await;
+    let noop = engine
+        .plan(&again, Some(&state), &PlanOptions::default())
+        .await
+        .unwrap();
+    assert!(!noop.has_changes(), "{:#?}", noop.changes);
+
+    // The chart is mirrored where helm will pull it from.
+    let private = registry(env, &env.private);
+    assert!(
+        private
+            .manifest(&format!("{ns}/charts/wallaroo"), version)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // The vendor re-tags keycloak (another image under the same tag).
+    let vendor_reg = registry(env, &env.vendor);
+    copy(
+        &vendor_reg,
+        &format!("{path}/conductor-wallsvc"),
+        version,
+        &vendor_reg,
+        &format!("{path}/keycloak"),
+        version,
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (_, pinned) = images(env, &spec, Some(&state), false).await;
+    let still = engine
+        .plan(&pinned, Some(&state), &PlanOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        !still.has_changes(),
+        "the pin holds until refreshed: {:#?}",
+        still.changes
+    );
+    let (_, refreshed) = images(env, &spec, Some(&state), true).await;
+    let plan = engine
+        .plan(&refreshed, Some(&state), &PlanOptions::default())
+        .await
+        .unwrap();
+    let changed: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.is_change())
+        .map(|c| c.address.to_string())
+        .collect();
+    assert_eq!(changed, [format!("image[\"{ns}/keycloak\"]")]);
+    let paths: Vec<&str> = plan
+        .changes
+        .iter()
+        .find(|c| c.action.is_change())
+        .unwrap()
+        .attributes
+        .iter()
+        .map(|a| a.path.as_str())
+        .collect();
+    assert_eq!(paths, ["digest", "source_digest"]);
+    let report = engine
+        .apply(&plan, &refreshed, &store, &ApplyOptions::default(), &Silent)
+        .await
+        .unwrap();
+    assert!(report.success(), "{report:?}");
+    let retagged = vendor_reg
+        .manifest_digest(&format!("{path}/keycloak"), version)
+        .await
+        .unwrap();
+    assert_eq!(
+        private
+            .manifest_digest(&format!("{ns}/keycloak"), version)
+            .await
+            .unwrap(),
+        retagged
+    );
+}
+
+#[tokio::test]
+async fn a_platform_filter_mirrors_only_that_platform_and_then_plans_nothing() {
+    wallaroo_testenv::install_crypto_provider();
+    let path = unique("plat");
+    let (env, version) = seeded(&path).await;
+    let ns = unique("plat");
+    let spec = spec(env, &path, &ns, r#"["linux/arm64"]"#);
+    let (_, desired) = images(env, &spec, None, false).await;
+    let engine = engine(env);
+    let dir = tempfile::tempdir().unwrap();
+    let store = wallaroo_state::StateStore::new(dir.path().join("wallaroo.lock"));
+    let plan = engine
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap();
+    let report = engine
+        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
+        .await
+        .unwrap();
+    assert!(report.success(), "{report:?}");
+
+    let private = registry(env, &env.private);
+    let index = private
+        .manifest(&format!("{ns}/fitzroy-mini"), version)
+        .await
+        .unwrap()
+        .unwrap();
+    let arches: Vec<String> = index.json()["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(arches, ["arm64"]);
+    let state = store.load().unwrap().unwrap();
+    let (_, again) = images(env, &spec, Some(&state), false).await;
+    let noop = engine
+        .plan(&again, Some(&state), &PlanOptions::default())
+        .await
+        .unwrap();
+    assert!(!noop.has_changes(), "{:#?}", noop.changes);
+}
