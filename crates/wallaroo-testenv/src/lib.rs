@@ -7,6 +7,7 @@
 //! It never fakes a component that can run here.
 
 pub mod env;
+pub mod faultproxy;
 mod kubeapi;
 pub mod lbdouble;
 pub mod paths;

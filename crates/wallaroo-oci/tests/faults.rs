@@ -1,0 +1,256 @@
+//! Faults no real registry shows on purpose, through the test kit's `FaultProxy` (a test
+//! double of a broken path in front of the real vendor registry): a blob served with bytes
+//! that do not match its digest, and a connection dropped in the middle of a blob.
+
+use wallaroo_oci::{CopyOptions, Credentials, OciError, Registry, copy};
+use wallaroo_testenv::faultproxy::{Fault, FaultProxy};
+use wallaroo_testenv::{Env, shared, unique};
+
+fn registry(env: &Env, address: &str, r: &wallaroo_testenv::env::Registry) -> Registry {
+    let credentials = Credentials {
+        username: r.username.clone(),
+        password: r.password.clone(),
+    };
+    Registry::new(address, Some(credentials), Some(&env.ca_file)).unwrap()
+}
+
+/// The tiny preset under a path of its own; returns the env, the path and the version.
+async fn seeded() -> (&'static Env, String, &'static str) {
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    let version = preset.version;
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");
+    let path = unique("fault");
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || {
+        wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &p, &chart).unwrap()
+    })
+    .await
+    .unwrap();
+    (env, path, version)
+}
+
+/// The last layer of `repo:version` (unique to that image in the tiny preset).
+async fn top_layer(vendor: &Registry, repo: &str, version: &str) -> String {
+    let m = vendor.manifest(repo, version).await.unwrap().unwrap();
+    let layers = m.json()["layers"].as_array().unwrap().clone();
+    layers.last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_blob_that_does_not_match_its_digest_is_rejected_and_nothing_of_the_image_is_pushed() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, path, version) = seeded().await;
+    let vendor = registry(env, &env.vendor.address(), &env.vendor);
+    let repo = format!("{path}/keycloak");
+    let bad = top_layer(&vendor, &repo, version).await;
+    let proxy = tokio::task::spawn_blocking(move || {
+        FaultProxy::start(env, &env.vendor, vec![Fault::Corrupt { digest: bad }]).unwrap()
+    })
+    .await
+    .unwrap();
+    let through = registry(env, &proxy.address(), &env.vendor);
+    let private = registry(env, &env.private.address(), &env.private);
+    let target = format!("{}/keycloak", unique("corrupt"));
+    let bad = top_layer(&vendor, &repo, version).await;
+
+    let err = copy(
+        &through,
+        &repo,
+        version,
+        &private,
+        &target,
+        version,
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, OciError::Digest { .. }), "{err}");
+    assert!(err.to_string().contains(&bad), "{err}");
+    assert!(proxy.bytes_served(&bad) > 0, "the proxy served the blob");
+    assert!(
+        !private.has_blob(&target, &bad).await.unwrap(),
+        "the corrupted blob was not committed"
+    );
+    assert!(
+        private.manifest(&target, version).await.unwrap().is_none(),
+        "no manifest of the image was pushed"
+    );
+
+    // Straight from the registry, the same copy works.
+    let ok = copy(
+        &vendor,
+        &repo,
+        version,
+        &private,
+        &target,
+        version,
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        Some(ok.digest),
+        vendor.manifest_digest(&repo, version).await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_connection_dropped_in_the_middle_of_a_blob_is_retried_and_the_copy_completes() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, path, version) = seeded().await;
+    let vendor = registry(env, &env.vendor.address(), &env.vendor);
+    let repo = format!("{path}/conductor-wallsvc");
+    let layer = top_layer(&vendor, &repo, version).await;
+    let l = layer.clone();
+    let proxy = tokio::task::spawn_blocking(move || {
+        FaultProxy::start(
+            env,
+            &env.vendor,
+            vec![Fault::Cut {
+                digest: l,
+                bytes: 10_000,
+                times: 2,
+            }],
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let through = registry(env, &proxy.address(), &env.vendor);
+    let private = registry(env, &env.private.address(), &env.private);
+    let target = format!("{}/conductor-wallsvc", unique("cut"));
+    let report = copy(
+        &through,
+        &repo,
+        version,
+        &private,
+        &target,
+        version,
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let source = vendor.manifest(&repo, version).await.unwrap().unwrap();
+    let mirrored = private.manifest(&target, version).await.unwrap().unwrap();
+    assert_eq!(mirrored.bytes, source.bytes, "byte-identical manifest");
+    assert_eq!(report.digest, source.digest);
+    assert!(private.has_blob(&target, &layer).await.unwrap());
+    // Two cut attempts of 10,000 bytes, then the whole blob.
+    assert!(
+        proxy.bytes_served(&layer) > 20_000,
+        "{}",
+        proxy.bytes_served(&layer)
+    );
+}
+
+/// `skopeo inspect --raw` of `repo:tag` on a registry of the test environment.
+fn skopeo_raw(env: &Env, r: &wallaroo_testenv::env::Registry, repo: &str, tag: &str) -> Vec<u8> {
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(&env.ca_file, certs.path().join("ca.crt")).unwrap();
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--cert-dir"])
+        .arg(certs.path())
+        .arg("--creds")
+        .arg(format!("{}:{}", r.username, r.password))
+        .arg(format!("docker://{}/{repo}:{tag}", r.address()))
+        .output()
+        .expect("skopeo runs (Debian package skopeo)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test]
+async fn a_mirror_stopped_halfway_resumes_and_finishes_with_identical_manifests() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, path, version) = seeded().await;
+    let vendor = registry(env, &env.vendor.address(), &env.vendor);
+    let repo = format!("{path}/fitzroy-mini");
+    // The multi-arch image: stall on the top layer of its second platform.
+    let index = vendor.manifest(&repo, version).await.unwrap().unwrap();
+    let second = index.json()["manifests"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stalled = top_layer(&vendor, &repo, &second).await;
+    let s = stalled.clone();
+    let proxy = tokio::task::spawn_blocking(move || {
+        FaultProxy::start(
+            env,
+            &env.vendor,
+            vec![Fault::Stall {
+                digest: s,
+                bytes: 4096,
+            }],
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    let through = std::sync::Arc::new(registry(env, &proxy.address(), &env.vendor));
+    let private = std::sync::Arc::new(registry(env, &env.private.address(), &env.private));
+    let target = format!("{}/fitzroy-mini", unique("resume"));
+    let task = {
+        let (through, private, repo, target) = (
+            through.clone(),
+            private.clone(),
+            repo.clone(),
+            target.clone(),
+        );
+        tokio::spawn(async move {
+            copy(
+                &through,
+                &repo,
+                version,
+                &private,
+                &target,
+                version,
+                CopyOptions::default(),
+            )
+            .await
+        })
+    };
+    while proxy.bytes_served(&stalled) == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(
+        private.manifest(&target, version).await.unwrap().is_none(),
+        "stopped before the index"
+    );
+
+    let resumed = copy(
+        &vendor,
+        &repo,
+        version,
+        &private,
+        &target,
+        version,
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        resumed.blobs_present >= 3,
+        "what the first run finished is not sent again: {resumed:?}"
+    );
+    let (e, r, t) = (env, repo.clone(), target.clone());
+    let (src, dst) = tokio::task::spawn_blocking(move || {
+        (
+            skopeo_raw(e, &e.vendor, &r, version),
+            skopeo_raw(e, &e.private, &t, version),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(src, dst, "byte-identical index");
+}
