@@ -176,9 +176,37 @@ pub struct ImagesArgs {
 
 #[derive(Debug, Args)]
 pub struct BundleArgs {
-    /// Where to write the bundle.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: BundleCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Write the release's images and chart (the spec's, pinned as a plan pins them) to an
+    /// OCI image layout archive, for `source { bundle = "..." }` inside the air gap.
+    Create {
+        /// The archive to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Leave out every blob the images pinned in this lockfile already have (a delta
+        /// bundle: an upgrade carries what changed).
+        #[arg(long, value_name = "LOCKFILE")]
+        since: Option<PathBuf>,
+        /// Resolve every tag again instead of using the lockfile's pins.
+        #[arg(long)]
+        refresh_pins: bool,
+    },
+    /// Check every blob of a bundle against its digest, and that nothing the images need is
+    /// missing.
+    Verify {
+        /// The archive.
+        file: PathBuf,
+    },
+    /// List a bundle's images.
+    List {
+        /// The archive.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -36,9 +36,7 @@ fn main() -> ExitCode {
         Command::Output(a) => runtime.block_on(commands::output::run(g, a)),
         Command::ForceUnlock(a) => commands::state::force_unlock(g, a),
         Command::Images(a) => runtime.block_on(commands::images::run(g, a)),
-        Command::Bundle(_) => Err(report::Failure::message(
-            "`wallaroo bundle` is not implemented yet (it comes with image mirroring)",
-        )),
+        Command::Bundle(a) => runtime.block_on(commands::bundle::run(g, a)),
     };
     match result {
         Ok(code) => code,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use crate::registry::{Manifest, OciError, Registry};
+use crate::registry::{ImageSource, Manifest, OciError, Registry};
 
 /// What a copy did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -94,7 +94,7 @@ pub fn select_platforms(top: &Manifest, platforms: &[String]) -> Manifest {
 /// byte for byte (so digests are the same), each only after all it refers to is present;
 /// a blob whose content does not match its digest stops the copy before its manifest.
 pub async fn copy(
-    src: &Registry,
+    src: &dyn ImageSource,
     src_repo: &str,
     reference: &str,
     dst: &Registry,
@@ -106,7 +106,7 @@ pub async fn copy(
         .manifest(src_repo, reference)
         .await?
         .ok_or_else(|| OciError::Registry {
-            registry: src.host().to_string(),
+            registry: src.name(),
             message: format!("{src_repo}:{reference} does not exist"),
         })?;
     let top = select_platforms(&source, opts.platforms);
@@ -136,7 +136,7 @@ pub async fn copy(
                 src.manifest(src_repo, &digest)
                     .await?
                     .ok_or_else(|| OciError::Registry {
-                        registry: src.host().to_string(),
+                        registry: src.name(),
                         message: format!(
                             "{src_repo}@{digest}, listed in the index, does not exist"
                         ),
@@ -173,7 +173,7 @@ pub fn blob_digests(manifest: &Manifest) -> Vec<String> {
 const BLOB_ATTEMPTS: u32 = 3;
 
 struct Blobs<'a> {
-    src: &'a Registry,
+    src: &'a dyn ImageSource,
     src_repo: &'a str,
     dst: &'a Registry,
     dst_repo: &'a str,

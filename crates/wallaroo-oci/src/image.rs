@@ -16,18 +16,21 @@ use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
 use crate::copy::{BlobLedger, CopyOptions, copy};
 use wallaroo_engine::desired::split_reference;
 
-use crate::registry::Registry;
+use crate::registry::{ImageSource, Registry};
 
 /// The image kind: the registries it reads from by host, and the one it writes to.
 pub struct ImageKind {
-    pub sources: BTreeMap<String, Arc<Registry>>,
+    pub sources: BTreeMap<String, Arc<dyn ImageSource>>,
     pub target: Arc<Registry>,
     /// Blobs sent during this run, shared by every image copy.
     pub ledger: BlobLedger,
 }
 
 impl ImageKind {
-    pub fn new(sources: BTreeMap<String, Arc<Registry>>, target: Arc<Registry>) -> ImageKind {
+    pub fn new(
+        sources: BTreeMap<String, Arc<dyn ImageSource>>,
+        target: Arc<Registry>,
+    ) -> ImageKind {
         ImageKind {
             sources,
             target,
@@ -44,7 +47,7 @@ fn attr<'a>(attrs: &'a Attrs, key: &str) -> Result<&'a str, ResourceError> {
 }
 
 impl ImageKind {
-    fn source(&self, host: &str) -> Result<&Arc<Registry>, ResourceError> {
+    fn source(&self, host: &str) -> Result<&Arc<dyn ImageSource>, ResourceError> {
         self.sources.get(host).ok_or_else(|| {
             ResourceError::new(format!("no source registry `{host}` is configured (the spec's `source` registry is the only one)"))
         })
@@ -106,7 +109,7 @@ impl ResourceKind for ImageKind {
             .and_then(|p| serde_json::from_value(p.clone()).ok())
             .unwrap_or_default();
         let report = copy(
-            self.source(&host)?,
+            self.source(&host)?.as_ref(),
             &src_repo,
             &reference,
             &self.target,

@@ -8,6 +8,7 @@
 //! resolves and keeps the digests it copies, [`release`] reads the release's image list from
 //! its chart, and [`docker_config`] finds credentials where docker keeps them.
 
+pub mod bundle;
 mod copy;
 pub mod docker_config;
 mod image;
@@ -17,4 +18,4 @@ pub mod release;
 
 pub use copy::{BlobLedger, CopyOptions, CopyReport, blob_digests, copy, select_platforms};
 pub use image::ImageKind;
-pub use registry::{Credentials, Manifest, OciError, Registry};
+pub use registry::{BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, read_blob};

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use wallaroo_engine::desired::split_reference;
 
 use crate::copy::select_platforms;
-use crate::registry::{OciError, Registry};
+use crate::registry::{ImageSource, OciError};
 
 /// A resolved source image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct PinRequest {
 
 /// Resolves `source` (a tag, or a digest) on `registry`.
 pub async fn resolve(
-    registry: &Registry,
+    registry: &dyn ImageSource,
     source: &str,
     platforms: &[String],
 ) -> Result<Pin, OciError> {
@@ -41,7 +41,7 @@ pub async fn resolve(
         .manifest(&repo, &reference)
         .await?
         .ok_or_else(|| OciError::Registry {
-            registry: registry.host().to_string(),
+            registry: registry.name(),
             message: format!("{repo}:{reference} does not exist"),
         })?;
     Ok(Pin {
@@ -55,7 +55,7 @@ pub async fn resolve(
 /// `refresh`), the others resolved, 16 at a time. `registries` are the source registries by
 /// host.
 pub async fn resolve_all(
-    registries: &BTreeMap<String, Arc<Registry>>,
+    registries: &BTreeMap<String, Arc<dyn ImageSource>>,
     requests: &[PinRequest],
     prior: &BTreeMap<String, Pin>,
     refresh: bool,
@@ -80,7 +80,7 @@ pub async fn resolve_all(
                     r.source
                 ),
             })?;
-            let pin = resolve(registry, &r.source, &r.platforms).await?;
+            let pin = resolve(registry.as_ref(), &r.source, &r.platforms).await?;
             Ok((r.source, pin))
         })
         .buffer_unordered(16)

@@ -26,6 +26,9 @@ pub enum OciError {
         what: String,
         status: StatusCode,
     },
+    /// A chart's contents could not be read or rendered.
+    #[error("chart {chart}: {message}")]
+    Chart { chart: String, message: String },
     /// The registry could not be reached, or answered 429 or 5xx, after every retry.
     #[error("registry {registry} is unavailable: {message}")]
     Unavailable { registry: String, message: String },
@@ -105,6 +108,78 @@ impl Manifest {
     pub fn is_index(&self) -> bool {
         self.media_type.contains("index") || self.media_type.contains("manifest.list")
     }
+}
+
+/// A blob's bytes as they arrive.
+pub type BlobStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
+
+/// Where images are read from: a registry, or an offline bundle.
+#[async_trait::async_trait]
+pub trait ImageSource: Send + Sync {
+    /// For messages: the registry's host, or the bundle's path.
+    fn name(&self) -> String;
+    /// The manifest at `reference` (a tag or a digest) of `repo`, or `None`.
+    async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, OciError>;
+    /// Blob `digest` of `repo`, streamed (the caller checks the digest).
+    async fn blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError>;
+}
+
+#[async_trait::async_trait]
+impl ImageSource for Registry {
+    fn name(&self) -> String {
+        self.host.clone()
+    }
+
+    async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, OciError> {
+        Registry::manifest(self, repo, reference).await
+    }
+
+    async fn blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError> {
+        use futures_util::StreamExt;
+        let get = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self.send(&Self::pull(repo), |c| c.get(&get)).await?;
+        if !resp.status().is_success() {
+            return Err(self.err(format!("GET blob {repo}@{digest}: {}", resp.status())));
+        }
+        Ok(Box::pin(
+            resp.bytes_stream()
+                .map(|r| r.map_err(std::io::Error::other)),
+        ))
+    }
+}
+
+/// A small blob (a config, a chart) read whole from any source, at most `max` bytes, digest
+/// checked.
+pub async fn read_blob(
+    src: &dyn ImageSource,
+    repo: &str,
+    digest: &str,
+    max: u64,
+) -> Result<Vec<u8>, OciError> {
+    use futures_util::StreamExt;
+    let err = |message: String| OciError::Registry {
+        registry: src.name(),
+        message,
+    };
+    let mut stream = src.blob(repo, digest).await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.map_err(|e| err(format!("blob {repo}@{digest}: {e}")))?);
+        if bytes.len() as u64 > max {
+            return Err(err(format!(
+                "blob {repo}@{digest} is larger than {max} bytes"
+            )));
+        }
+    }
+    if sha256(&bytes) != digest {
+        return Err(OciError::Digest {
+            registry: src.name(),
+            repo: repo.into(),
+            digest: digest.into(),
+        });
+    }
+    Ok(bytes)
 }
 
 /// A registry reached over HTTPS.
@@ -396,35 +471,6 @@ impl Registry {
         }
     }
 
-    /// A small blob (a config, a chart) read whole, at most `max` bytes, digest checked.
-    pub async fn blob_bytes(
-        &self,
-        repo: &str,
-        digest: &str,
-        max: u64,
-    ) -> Result<Vec<u8>, OciError> {
-        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let resp = self.send(&Self::pull(repo), |c| c.get(&url)).await?;
-        if !resp.status().is_success() {
-            return Err(self.err(format!("GET blob {repo}@{digest}: {}", resp.status())));
-        }
-        if resp.content_length().is_some_and(|n| n > max) {
-            return Err(self.err(format!("blob {repo}@{digest} is larger than {max} bytes")));
-        }
-        let bytes = resp.bytes().await.map_err(|e| self.unavailable(&e))?;
-        if bytes.len() as u64 > max {
-            return Err(self.err(format!("blob {repo}@{digest} is larger than {max} bytes")));
-        }
-        if sha256(&bytes) != digest {
-            return Err(OciError::Digest {
-                registry: self.host.clone(),
-                repo: repo.into(),
-                digest: digest.into(),
-            });
-        }
-        Ok(bytes.to_vec())
-    }
-
     pub async fn has_blob(&self, repo: &str, digest: &str) -> Result<bool, OciError> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         let resp = self.send(&Self::push(repo), |c| c.head(&url)).await?;
@@ -449,14 +495,10 @@ impl Registry {
         &self,
         repo: &str,
         digest: &str,
-        src: &Registry,
+        src: &dyn ImageSource,
         src_repo: &str,
     ) -> Result<u64, OciError> {
-        let get = src.url(&format!("/v2/{src_repo}/blobs/{digest}"));
-        let resp = src.send(&Self::pull(src_repo), |c| c.get(&get)).await?;
-        if !resp.status().is_success() {
-            return Err(src.err(format!("GET blob {src_repo}@{digest}: {}", resp.status())));
-        }
+        let stream = src.blob(src_repo, digest).await?;
         let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
         let started = self.send(&Self::push(repo), |c| c.post(&start)).await?;
         if started.status() != StatusCode::ACCEPTED {
@@ -473,12 +515,7 @@ impl Registry {
 
         let moved = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mismatch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let body = verified(
-            resp.bytes_stream(),
-            digest.to_string(),
-            moved.clone(),
-            mismatch.clone(),
-        );
+        let body = verified(stream, digest.to_string(), moved.clone(), mismatch.clone());
         let put = self
             .authorize(
                 self.http
@@ -491,7 +528,7 @@ impl Registry {
             .await;
         if mismatch.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(OciError::Digest {
-                registry: src.host.clone(),
+                registry: src.name(),
                 repo: src_repo.into(),
                 digest: digest.into(),
             });
@@ -535,7 +572,7 @@ impl Registry {
 /// Passes chunks through while hashing them; at the end, an error instead of the last
 /// `None` when the bytes do not match `digest`.
 fn verified(
-    source: impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+    source: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
     digest: String,
     moved: std::sync::Arc<std::sync::atomic::AtomicU64>,
     mismatch: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -552,7 +589,7 @@ fn verified(
                     moved.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     Some((Ok(chunk), (source, Some(hasher))))
                 }
-                Some(Err(e)) => Some((Err(std::io::Error::other(e)), (source, None))),
+                Some(Err(e)) => Some((Err(e), (source, None))),
                 None => {
                     let got = format!(
                         "sha256:{}",

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::registry::{Manifest, OciError, Registry};
+use crate::registry::{ImageSource, Manifest, OciError, read_blob};
 
 /// The media type of a Helm chart's content layer.
 pub const CHART_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
@@ -54,10 +54,14 @@ impl std::fmt::Display for Origin {
 pub type ReleaseImages = BTreeMap<String, BTreeSet<Origin>>;
 
 /// Pulls `repo:version` (helm writes `+` in a version as `_` in the tag).
-pub async fn pull_chart(registry: &Registry, repo: &str, version: &str) -> Result<Chart, OciError> {
+pub async fn pull_chart(
+    registry: &dyn ImageSource,
+    repo: &str,
+    version: &str,
+) -> Result<Chart, OciError> {
     let tag = version.replace('+', "_");
     let err = |message: String| OciError::Registry {
-        registry: registry.host().to_string(),
+        registry: registry.name(),
         message,
     };
     let manifest = registry
@@ -77,10 +81,10 @@ pub async fn pull_chart(registry: &Registry, repo: &str, version: &str) -> Resul
             ))
         })?
         .to_string();
-    let archive = registry.blob_bytes(repo, &layer, MAX_CHART).await?;
+    let archive = read_blob(registry, repo, &layer, MAX_CHART).await?;
     let metadata = match json["config"]["digest"].as_str() {
         Some(d) => {
-            let bytes = registry.blob_bytes(repo, d, 1 << 20).await?;
+            let bytes = read_blob(registry, repo, d, 1 << 20).await?;
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         }
         None => Value::Null,
@@ -97,9 +101,9 @@ pub async fn pull_chart(registry: &Registry, repo: &str, version: &str) -> Resul
 /// The images the chart lists itself: its annotation and its `images.txt`.
 pub fn listed_images(chart: &Chart) -> Result<ReleaseImages, OciError> {
     let mut images = ReleaseImages::new();
-    let err = |m: String| OciError::Registry {
-        registry: "(chart)".into(),
-        message: format!("{}:{}: {m}", chart.repo, chart.version),
+    let err = |message: String| OciError::Chart {
+        chart: format!("{}:{}", chart.repo, chart.version),
+        message,
     };
     if let Some(text) = chart.metadata["annotations"]["artifacthub.io/images"].as_str() {
         #[derive(serde::Deserialize)]
@@ -183,9 +187,9 @@ pub async fn rendered_images(
     chart: &Chart,
 ) -> Result<BTreeSet<String>, OciError> {
     let helm = render.helm;
-    let err = |m: String| OciError::Registry {
-        registry: "(chart)".into(),
-        message: format!("helm template {}:{}: {m}", chart.repo, chart.version),
+    let err = |m: String| OciError::Chart {
+        chart: format!("{}:{}", chart.repo, chart.version),
+        message: format!("helm template: {m}"),
     };
     let dir = tempfile::tempdir().map_err(|e| err(e.to_string()))?;
     let archive = dir.path().join("chart.tgz");

@@ -207,7 +207,7 @@ async fn a_mirror_stopped_halfway_resumes_and_finishes_with_identical_manifests(
         );
         tokio::spawn(async move {
             copy(
-                &through,
+                through.as_ref(),
                 &repo,
                 version,
                 &private,

@@ -184,7 +184,7 @@ async fn wrong_credentials_name_the_registry() {
 async fn the_image_kind_mirrors_on_apply_and_then_plans_nothing() {
     wallaroo_testenv::install_crypto_provider();
     let (env, version) = seeded().await;
-    let vendor = Arc::new(registry(env, &env.vendor, None));
+    let vendor: Arc<dyn wallaroo_oci::ImageSource> = Arc::new(registry(env, &env.vendor, None));
     let kind = ImageKind::new(
         BTreeMap::from([(env.vendor.address(), vendor)]),
         Arc::new(registry(env, &env.private, None)),

@@ -87,10 +87,10 @@ async fn images(
     state: Option<&wallaroo_state::Lockfile>,
     refresh: bool,
 ) -> (Vec<MirrorImage>, DesiredSet) {
-    let vendor = Arc::new(registry(env, &env.vendor));
+    let vendor: Arc<dyn wallaroo_oci::ImageSource> = Arc::new(registry(env, &env.vendor));
     let chart = wallaroo_engine::desired::chart_source(spec).unwrap();
     let (_, repo, _) = wallaroo_engine::desired::split_reference(&chart);
-    let pulled = wallaroo_oci::release::pull_chart(&vendor, &repo, &spec.wallaroo.version)
+    let pulled = wallaroo_oci::release::pull_chart(vendor.as_ref(), &repo, &spec.wallaroo.version)
         .await
         .unwrap();
     let found = wallaroo_oci::release::discover(
@@ -147,7 +147,10 @@ async fn images(
 fn engine(env: &Env) -> Engine {
     let mut kinds = KindRegistry::new();
     kinds.register(Arc::new(ImageKind::new(
-        BTreeMap::from([(env.vendor.address(), Arc::new(registry(env, &env.vendor)))]),
+        BTreeMap::from([(
+            env.vendor.address(),
+            Arc::new(registry(env, &env.vendor)) as Arc<dyn wallaroo_oci::ImageSource>,
+        )]),
         Arc::new(registry(env, &env.private)),
     )));
     Engine::new(kinds)

@@ -209,9 +209,10 @@ fn seed(name: &str, private: bool) -> Result<(), wallaroo_testenv::Error> {
     let chart =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");
     let started = std::time::Instant::now();
-    let bytes = wallaroo_testenv::seed::seed(&env, &preset, registry, "wallaroo", &chart)?;
+    let path = wallaroo_testenv::seed::default_path(&preset);
+    let bytes = wallaroo_testenv::seed::seed(&env, &preset, registry, path, &chart)?;
     eprintln!(
-        "wallaroo-testenv: pushed {} images of {} ({} MB of new blobs) to {} in {:.1}s",
+        "wallaroo-testenv: pushed {} images of {} ({} MB of new blobs) to {}/{path} in {:.1}s",
         preset.images.len(),
         preset.name,
         bytes >> 20,

@@ -79,6 +79,17 @@ const RELEASE_IMAGES: &[&str] = &[
     "wallaroo-cli",
 ];
 
+/// Where a preset is seeded by default: `tiny` under `wallaroo` (what the sandbox and the
+/// quickstart read), the release presets under `release`, so that they never overwrite the
+/// tiny images and chart that share their names and version.
+pub fn default_path(preset: &Preset) -> &'static str {
+    if preset.name == "tiny" {
+        "wallaroo"
+    } else {
+        "release"
+    }
+}
+
 /// `tiny`, `release` or `release-next`.
 pub fn preset(name: &str) -> Option<Preset> {
     match name {
@@ -171,6 +182,24 @@ pub fn seed(
         Default::default();
     for image in &preset.images {
         let repo = format!("{path}/{}", image.name);
+        // Content comes from seeds, and the tag is pushed last: a tag already there means the
+        // image is there whole, as this seed would push it.
+        let head = client
+            .head(format!(
+                "https://{}/v2/{repo}/manifests/{}",
+                registry.address(),
+                preset.version
+            ))
+            .basic_auth(&registry.username, Some(&registry.password))
+            .header(
+                "Accept",
+                "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+            )
+            .send()
+            .map_err(|e| api_err("head manifest", e))?;
+        if head.status().is_success() {
+            continue;
+        }
         let arches: &[&str] = if image.multi_arch {
             &["amd64", "arm64"]
         } else {

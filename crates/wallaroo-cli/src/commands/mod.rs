@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod apply;
+pub mod bundle;
 pub mod completions;
 pub mod fmt;
 pub mod graph;
@@ -45,9 +46,11 @@ pub struct Workspace {
     pub spec: Spec,
     pub store: StateStore,
     /// The registries images are read from, by host (the spec's source registry first).
-    pub sources: BTreeMap<String, Arc<wallaroo_oci::Registry>>,
+    pub sources: BTreeMap<String, Arc<dyn wallaroo_oci::ImageSource>>,
     /// The private registry, when the spec has one.
     pub target: Option<Arc<wallaroo_oci::Registry>>,
+    /// The offline bundle the spec reads from (`source { bundle }`), indexed.
+    pub bundle: Option<Arc<wallaroo_oci::bundle::Bundle>>,
     delete_data: bool,
 }
 
@@ -77,7 +80,7 @@ impl Workspace {
         let spec = load_spec(global)?;
         let store = StateStore::new(spec.lockfile_path());
         let docker = wallaroo_oci::docker_config::DockerConfig::load_default().map_err(oci)?;
-        let mut sources = BTreeMap::new();
+        let mut sources: BTreeMap<String, Arc<dyn wallaroo_oci::ImageSource>> = BTreeMap::new();
         if let Some(source) = &spec.source
             && let Some(host) = &source.registry
         {
@@ -90,6 +93,20 @@ impl Workspace {
             )?;
             sources.insert(host.clone(), Arc::new(registry));
         }
+        let bundle = match spec.source.as_ref().and_then(|s| s.bundle.as_ref()) {
+            Some(path) => {
+                let bundle = Arc::new(
+                    wallaroo_oci::bundle::Bundle::open(&spec.resolve_path(path)).map_err(oci)?,
+                );
+                // The bundle answers for every registry its images came from.
+                for image in &bundle.manifest.images {
+                    let (host, _, _) = wallaroo_engine::desired::split_reference(&image.source);
+                    sources.insert(host, bundle.clone());
+                }
+                Some(bundle)
+            }
+            None => None,
+        };
         let target = match &spec.registry {
             Some(private) => Some(Arc::new(registry(
                 &spec,
@@ -105,6 +122,7 @@ impl Workspace {
             store,
             sources,
             target,
+            bundle,
             delete_data,
         })
     }
@@ -148,7 +166,7 @@ impl Workspace {
     ) -> Result<
         (
             Vec<MirrorImage>,
-            BTreeMap<String, Arc<wallaroo_oci::Registry>>,
+            BTreeMap<String, Arc<dyn wallaroo_oci::ImageSource>>,
         ),
         Failure,
     > {
@@ -164,18 +182,27 @@ impl Workspace {
                 .sources
                 .get(&host)
                 .expect("the source registry is set up");
-            let pulled = wallaroo_oci::release::pull_chart(vendor, &repo, &spec.wallaroo.version)
-                .await
-                .map_err(|e| {
-                    Failure::message(format!(
-                        "cannot read the release's image list from its chart: {e}"
-                    ))
-                })?;
-            // Rendered for the cluster's Kubernetes version, when it can be reached.
-            let kube_version = match wallaroo_kube::connect().await {
-                Ok(client) => client.apiserver_version().await.ok().map(|v| v.git_version),
+            let pulled =
+                wallaroo_oci::release::pull_chart(vendor.as_ref(), &repo, &spec.wallaroo.version)
+                    .await
+                    .map_err(|e| {
+                        Failure::message(format!(
+                            "cannot read the release's image list from its chart: {e}"
+                        ))
+                    })?;
+            // Rendered for the cluster's Kubernetes version when it can be reached (bundles
+            // are often made where it cannot), else for a recent one.
+            let asked = match wallaroo_kube::connect().await {
+                Ok(client) => {
+                    tokio::time::timeout(Duration::from_secs(5), client.apiserver_version())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(|v| v.git_version)
+                }
                 Err(_) => None,
             };
+            let kube_version = asked.or_else(|| Some(RENDER_KUBE_VERSION.to_string()));
             let helm = helm_path();
             let render = wallaroo_oci::release::Render {
                 helm: &helm,
@@ -193,8 +220,23 @@ impl Workspace {
                 release.insert(image, origin);
             }
         }
-        let mut images = wallaroo_engine::desired::image_sources(spec, &release);
+        let mut images = match &self.bundle {
+            // The bundle's images, as it was made from the spec on the connected side.
+            Some(bundle) => bundle
+                .manifest
+                .images
+                .iter()
+                .map(|i| MirrorImage {
+                    source: i.source.clone(),
+                    origin: i.origin.clone(),
+                    pin: None,
+                })
+                .collect(),
+            None => wallaroo_engine::desired::image_sources(spec, &release),
+        };
         let sources = self.sources_for(&images)?;
+        // A bundle is the source of truth for its digests: a new bundle is a new release.
+        let refresh_pins = refresh_pins || self.bundle.is_some();
         let prior = wallaroo_oci::pins::recorded(
             state
                 .into_iter()
@@ -226,7 +268,7 @@ impl Workspace {
     fn sources_for(
         &self,
         images: &[MirrorImage],
-    ) -> Result<BTreeMap<String, Arc<wallaroo_oci::Registry>>, Failure> {
+    ) -> Result<BTreeMap<String, Arc<dyn wallaroo_oci::ImageSource>>, Failure> {
         let mut sources = self.sources.clone();
         let docker = wallaroo_oci::docker_config::DockerConfig::load_default().map_err(oci)?;
         for image in images {
@@ -277,6 +319,9 @@ fn registry(
     .map_err(oci)
 }
 
+/// The Kubernetes version charts are rendered for when the cluster cannot be asked.
+const RENDER_KUBE_VERSION: &str = "v1.33.0";
+
 fn helm_path() -> std::path::PathBuf {
     std::env::var_os("HELM")
         .map(std::path::PathBuf::from)
@@ -298,7 +343,8 @@ pub async fn cluster_kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistr
     kinds.register(Arc::new(wallaroo_engine::value::StaticValueKind));
     // helm pulls the chart from the private registry when it is mirrored there.
     let mirrored_chart = spec.wallaroo.method == Method::Helm
-        && wallaroo_engine::desired::chart_source(spec).is_some();
+        && (wallaroo_engine::desired::chart_source(spec).is_some()
+            || spec.source.as_ref().is_some_and(|s| s.bundle.is_some()));
     let (chart_login, ca_file) = match (&spec.registry, &spec.source) {
         (Some(private), _) if mirrored_chart => (
             private

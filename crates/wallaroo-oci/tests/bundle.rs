@@ -1,0 +1,188 @@
+//! Offline bundles against the real registries: create, verify, load (mirror from the
+//! archive into the private registry, byte for byte), a damaged archive, and a delta bundle
+//! between the `release` and `release-next` presets holding only what changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use wallaroo_oci::bundle::{Bundle, BundleInput, blobs_of, create, verify};
+use wallaroo_oci::{CopyOptions, Credentials, ImageSource, Registry, copy};
+use wallaroo_testenv::{Env, shared, unique};
+
+fn registry(env: &Env, r: &wallaroo_testenv::env::Registry) -> Registry {
+    let credentials = Credentials {
+        username: r.username.clone(),
+        password: r.password.clone(),
+    };
+    Registry::new(&r.address(), Some(credentials), Some(&env.ca_file)).unwrap()
+}
+
+async fn seed(preset: &'static str, path: String) -> &'static Env {
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");
+    tokio::task::spawn_blocking(move || {
+        let preset = wallaroo_testenv::seed::preset(preset).unwrap();
+        wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &path, &chart).unwrap()
+    })
+    .await
+    .unwrap();
+    env
+}
+
+/// The preset's images (and chart) as bundle inputs, pinned to what the vendor has now.
+async fn inputs(
+    env: &Env,
+    vendor: &Arc<dyn ImageSource>,
+    preset: &str,
+    path: &str,
+) -> Vec<BundleInput> {
+    let preset = wallaroo_testenv::seed::preset(preset).unwrap();
+    let mut refs: Vec<(String, String)> = preset
+        .images
+        .iter()
+        .map(|i| (format!("{path}/{}", i.name), preset.version.to_string()))
+        .collect();
+    refs.push((
+        format!("{path}/2025-1/wallaroo"),
+        preset.version.to_string(),
+    ));
+    let mut out = Vec::new();
+    for (repo, tag) in refs {
+        let digest = vendor.manifest(&repo, &tag).await.unwrap().unwrap().digest;
+        out.push(BundleInput {
+            source: format!("{}/{repo}:{tag}", env.vendor.address()),
+            origin: "test".into(),
+            digest,
+            from: vendor.clone(),
+        });
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_bundle_round_trips_into_the_private_registry_and_damage_is_found() {
+    wallaroo_testenv::install_crypto_provider();
+    let path = unique("bundle");
+    let env = seed("tiny", path.clone()).await;
+    let vendor: Arc<dyn ImageSource> = Arc::new(registry(env, &env.vendor));
+    let inputs = inputs(env, &vendor, "tiny", &path).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.tar");
+    let report = create(&file, "2025.1.0-6290", &inputs, &BTreeSet::new())
+        .await
+        .unwrap();
+    assert_eq!(report.images, 4);
+    assert!(!dir.path().join("release.tar.partial").exists());
+    let checked = verify(&file).unwrap();
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    assert_eq!(checked.blobs, report.blobs);
+
+    // Load: every image from the archive into the private registry, digests unchanged.
+    let bundle = Bundle::open(&file).unwrap();
+    let private = registry(env, &env.private);
+    let ns = unique("frombundle");
+    for input in &inputs {
+        let (_, repo, tag) = wallaroo_engine::desired::split_reference(&input.source);
+        let name = repo.rsplit('/').next().unwrap();
+        let target = format!("{ns}/{name}");
+        let copied = copy(
+            &bundle,
+            &repo,
+            &tag,
+            &private,
+            &target,
+            &tag,
+            CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(copied.digest, input.digest, "{}", input.source);
+        let mirrored = private.manifest(&target, &tag).await.unwrap().unwrap();
+        let original = vendor.manifest(&repo, &tag).await.unwrap().unwrap();
+        assert_eq!(mirrored.bytes, original.bytes, "{}", input.source);
+    }
+
+    // One flipped byte in the middle of the archive's largest blob is found.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let largest = bundle
+        .manifest
+        .blobs
+        .iter()
+        .max_by_key(|(_, size)| **size)
+        .map(|(d, _)| d.clone())
+        .unwrap();
+    let name = format!("blobs/sha256/{}", largest.trim_start_matches("sha256:"));
+    let name_at = bytes
+        .windows(name.len())
+        .position(|w| w == name.as_bytes())
+        .unwrap();
+    let content = (name_at / 512 + 1) * 512;
+    bytes[content + 100] ^= 0xff;
+    let damaged = dir.path().join("damaged.tar");
+    std::fs::write(&damaged, bytes).unwrap();
+    let found = verify(&damaged).unwrap();
+    assert_eq!(
+        found.problems,
+        [format!("blob {largest} does not match its digest")]
+    );
+}
+
+#[tokio::test]
+async fn a_delta_bundle_between_release_and_release_next_holds_only_the_changed_blobs() {
+    wallaroo_testenv::install_crypto_provider();
+    // Both presets under the release path (their tags differ), as `seed release` does.
+    let env = seed("release", "release".into()).await;
+    seed("release-next", "release".into()).await;
+    let vendor: Arc<dyn ImageSource> = Arc::new(registry(env, &env.vendor));
+    let previous = inputs(env, &vendor, "release", "release").await;
+    let next = inputs(env, &vendor, "release-next", "release").await;
+    let pins: BTreeMap<String, String> = previous
+        .iter()
+        .map(|i| (i.source.clone(), i.digest.clone()))
+        .collect();
+    let sources = BTreeMap::from([(env.vendor.address(), vendor.clone())]);
+    let have = blobs_of(&sources, &pins).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("delta.tar");
+    let report = create(&file, "2025.1.1-6301", &next, &have).await.unwrap();
+    let bundle = Bundle::open(&file).unwrap();
+    let checked = verify(&file).unwrap();
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+
+    // What release-next needs that release did not have, computed independently.
+    let next_pins: BTreeMap<String, String> = next
+        .iter()
+        .map(|i| (i.source.clone(), i.digest.clone()))
+        .collect();
+    let need = blobs_of(&sources, &next_pins).await.unwrap();
+    let new: BTreeSet<&String> = need.difference(&have).collect();
+    let carried: BTreeSet<&String> = bundle.manifest.blobs.keys().collect();
+    for d in &carried {
+        assert!(
+            new.contains(d) || need.contains(*d),
+            "{d} is not part of release-next"
+        );
+    }
+    let carried_layers: BTreeSet<&String> = carried
+        .iter()
+        .filter(|d| !have.contains(**d))
+        .copied()
+        .collect();
+    assert_eq!(carried_layers, new, "exactly the new blobs are carried");
+    // In release-next one image in five changed its top layer: eight large layers.
+    let large = bundle
+        .manifest
+        .blobs
+        .values()
+        .filter(|size| **size > (1 << 20))
+        .count();
+    assert_eq!(large, 8, "{report:?}");
+    assert!(report.omitted > 0);
+    assert!(
+        report.bytes < 300 << 20,
+        "the delta is small: {} MB",
+        report.bytes >> 20
+    );
+}
