@@ -25,9 +25,23 @@ pub struct CopyReport {
 /// Blobs already sent to the target during this run, by digest, with the repository that
 /// holds them; images copied concurrently wait for a blob another copy is sending and then
 /// mount it instead of sending it again.
-#[derive(Default)]
 pub struct BlobLedger {
     blobs: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    /// Blob transfers in flight across every copy of the run: enough to keep the link
+    /// busy, few enough that buffers stay small.
+    transfers: tokio::sync::Semaphore,
+}
+
+/// Blob transfers a run keeps in flight at most.
+pub const TRANSFERS_AT_ONCE: usize = 8;
+
+impl Default for BlobLedger {
+    fn default() -> Self {
+        BlobLedger {
+            blobs: Mutex::default(),
+            transfers: tokio::sync::Semaphore::new(TRANSFERS_AT_ONCE),
+        }
+    }
 }
 
 impl BlobLedger {
@@ -172,6 +186,16 @@ pub fn blob_digests(manifest: &Manifest) -> Vec<String> {
 /// How often one blob is sent in all when the registry is unavailable part way.
 const BLOB_ATTEMPTS: u32 = 3;
 
+/// How many blobs of one image are copied at once.
+const BLOBS_AT_ONCE: usize = 4;
+
+/// What happened to one blob.
+enum Moved {
+    Present,
+    Mounted,
+    Copied(u64),
+}
+
 struct Blobs<'a> {
     src: &'a dyn ImageSource,
     src_repo: &'a str,
@@ -183,59 +207,81 @@ struct Blobs<'a> {
 }
 
 impl Blobs<'_> {
+    /// Copies the manifest's blobs not yet seen in this copy, a few at a time; the first
+    /// failure stops the rest.
     async fn copy_all(&mut self, manifest: &Manifest) -> Result<(), OciError> {
-        for digest in blob_digests(manifest) {
-            if self.seen.insert(digest.clone()) {
-                self.copy_one(&digest).await?;
+        use futures_util::StreamExt;
+        let todo: Vec<String> = blob_digests(manifest)
+            .into_iter()
+            .filter(|d| self.seen.insert(d.clone()))
+            .collect();
+        let this = &*self;
+        let mut results = futures_util::stream::iter(todo)
+            .map(|digest| async move { this.copy_one(&digest).await })
+            .buffer_unordered(BLOBS_AT_ONCE);
+        let mut moved = Vec::new();
+        while let Some(r) = results.next().await {
+            moved.push(r?);
+        }
+        drop(results);
+        for m in moved {
+            match m {
+                Moved::Present => self.report.blobs_present += 1,
+                Moved::Mounted => self.report.blobs_mounted += 1,
+                Moved::Copied(bytes) => {
+                    self.report.blobs_copied += 1;
+                    self.report.bytes_copied += bytes;
+                }
             }
         }
         Ok(())
     }
 
-    async fn copy_one(&mut self, digest: &str) -> Result<(), OciError> {
+    async fn copy_one(&self, digest: &str) -> Result<Moved, OciError> {
         let (dst, dst_repo) = (self.dst, self.dst_repo);
         if dst.has_blob(dst_repo, digest).await? {
-            self.report.blobs_present += 1;
-            return Ok(());
+            return Ok(Moved::Present);
         }
         for from in self.opts.mount_from.iter().filter(|f| *f != dst_repo) {
             if dst.mount(dst_repo, digest, from).await? {
-                self.report.blobs_mounted += 1;
-                return Ok(());
+                return Ok(Moved::Mounted);
             }
         }
         let Some(ledger) = self.opts.ledger else {
-            self.report.bytes_copied += self.send(digest).await?;
-            self.report.blobs_copied += 1;
-            return Ok(());
+            return Ok(Moved::Copied(self.send(digest).await?));
         };
         // The first copy of this run to need the blob sends it; the others wait, then mount.
         let cell = ledger.cell(digest);
-        let mut sent = 0;
+        let sent = std::sync::atomic::AtomicU64::new(0);
         let holder = cell
             .get_or_try_init(|| async {
-                sent = self.send(digest).await?;
+                sent.store(
+                    self.send(digest).await?,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 Ok::<_, OciError>(dst_repo.to_string())
             })
             .await?;
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
         if holder == dst_repo {
-            if sent > 0 {
-                self.report.bytes_copied += sent;
-                self.report.blobs_copied += 1;
+            Ok(if sent > 0 {
+                Moved::Copied(sent)
             } else {
-                self.report.blobs_present += 1;
-            }
+                Moved::Present
+            })
         } else if dst.mount(dst_repo, digest, holder).await? {
-            self.report.blobs_mounted += 1;
+            Ok(Moved::Mounted)
         } else {
-            self.report.bytes_copied += self.send(digest).await?;
-            self.report.blobs_copied += 1;
+            Ok(Moved::Copied(self.send(digest).await?))
         }
-        Ok(())
     }
 
     /// Streams the blob across, again from the start when the connection drops.
     async fn send(&self, digest: &str) -> Result<u64, OciError> {
+        let _permit = match self.opts.ledger {
+            Some(l) => Some(l.transfers.acquire().await.expect("never closed")),
+            None => None,
+        };
         let mut attempt = 1;
         loop {
             match self

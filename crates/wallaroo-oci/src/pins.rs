@@ -52,7 +52,8 @@ pub async fn resolve(
 }
 
 /// The pins for `requests`: `prior` ones where the source and platforms are unchanged (unless
-/// `refresh`), the others resolved, 16 at a time. `registries` are the source registries by
+/// `refresh`), the others resolved, 32 at a time (one round trip each, so on a slow link
+/// the number in flight is what counts). `registries` are the source registries by
 /// host.
 pub async fn resolve_all(
     registries: &BTreeMap<String, Arc<dyn ImageSource>>,
@@ -83,7 +84,7 @@ pub async fn resolve_all(
             let pin = resolve(registry.as_ref(), &r.source, &r.platforms).await?;
             Ok((r.source, pin))
         })
-        .buffer_unordered(16)
+        .buffer_unordered(32)
         .collect()
         .await;
     for r in resolved {

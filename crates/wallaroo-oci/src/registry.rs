@@ -189,6 +189,9 @@ pub struct Registry {
     http: reqwest::Client,
     /// Bearer tokens by scope.
     tokens: Mutex<HashMap<String, String>>,
+    /// Manifests read by digest (or found to have one), by `repo@digest`: content-addressed,
+    /// so they never change; a plan's pin resolution and the copy after it share them.
+    manifests: Mutex<HashMap<String, Manifest>>,
     /// The registry asked for Basic auth once: send it up front from then on (a streamed
     /// body cannot be sent twice).
     basic: std::sync::atomic::AtomicBool,
@@ -228,6 +231,7 @@ impl Registry {
             credentials,
             http,
             tokens: Mutex::new(HashMap::new()),
+            manifests: Mutex::new(HashMap::new()),
             basic: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -411,6 +415,14 @@ impl Registry {
         repo: &str,
         reference: &str,
     ) -> Result<Option<Manifest>, OciError> {
+        if let Some(m) = self
+            .manifests
+            .lock()
+            .expect("manifest cache")
+            .get(&format!("{repo}@{reference}"))
+        {
+            return Ok(Some(m.clone()));
+        }
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let resp = self
             .send(&Self::pull(repo), |c| {
@@ -441,11 +453,16 @@ impl Registry {
                 digest: reference.into(),
             });
         }
-        Ok(Some(Manifest {
+        let manifest = Manifest {
             media_type,
             digest,
             bytes,
-        }))
+        };
+        self.manifests
+            .lock()
+            .expect("manifest cache")
+            .insert(format!("{repo}@{}", manifest.digest), manifest.clone());
+        Ok(Some(manifest))
     }
 
     /// The digest of the manifest at `reference` (a HEAD), or `None`.

@@ -45,6 +45,40 @@ impl Registry {
     }
 }
 
+/// A registry started for one run; see [`Env::scratch_registry`].
+pub struct ScratchRegistry {
+    pub registry: Registry,
+    /// Where it keeps blobs and manifests.
+    pub storage: std::path::PathBuf,
+    dir: std::path::PathBuf,
+}
+
+impl ScratchRegistry {
+    /// Bytes the registry stores (blobs and manifests).
+    pub fn stored_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(p) else {
+                return 0;
+            };
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path()),
+                    Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.storage.join("docker/registry/v2/blobs"))
+    }
+
+    /// Stops it and removes its storage.
+    pub fn stop(self) {
+        stop(self.registry.proc.pid, Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Everything a running environment consists of, kept in `run/state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Env {
@@ -197,6 +231,24 @@ impl Env {
             stop(pid, Duration::from_secs(5));
         }
         let _ = std::fs::remove_file(state_file(&self.run_dir));
+    }
+
+    /// A new, empty registry under the private registry's host name (so its certificate and
+    /// /etc/hosts line serve), with htpasswd auth, for runs that must start from nothing (the
+    /// mirror benchmark). Stop it with [`ScratchRegistry::stop`]; its storage is removed then.
+    pub fn scratch_registry(&self, name: &str) -> Result<ScratchRegistry, Error> {
+        let bins = crate::provision::provision(&mut |_| {})?;
+        let pki = Pki {
+            dir: self.run_dir.join("pki"),
+        };
+        let dir = self.run_dir.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let registry = start_registry(name, PRIVATE_HOST, &bins, &pki, &self.run_dir, None)?;
+        Ok(ScratchRegistry {
+            registry,
+            storage: dir.join("storage"),
+            dir,
+        })
     }
 
     /// Creates `n` kwok nodes named `{prefix}-{i}` with labels, taints and capacity (eight
