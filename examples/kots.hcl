@@ -1,6 +1,13 @@
 # KOTS: install from an offline bundle (wallaroo.airgap) through the KOTS admin console's
 # registry. wallaroo drives the `kubectl kots` steps and keeps the config values in sync.
 
+variable "kots_password" {
+  type        = string
+  sensitive   = true
+  default     = "example-only-change-me"
+  description = "The KOTS admin console's password."
+}
+
 variable "registry_password" {
   type      = string
   sensitive = true
@@ -19,6 +26,10 @@ wallaroo {
 source "wallaroo" {
   bundle  = "bundles"
   license = file("license.yaml")
+}
+
+kots {
+  admin_console_password = var.kots_password
 }
 
 registry "private" {

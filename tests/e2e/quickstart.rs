@@ -324,8 +324,24 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
     assert_eq!(token.status(), 200, "{}", token.text().unwrap_or_default());
 
     // Destroy leaves labels, taints, namespaces and secrets as they were.
-    let destroyed = case.ok(&["destroy", "--auto-approve"]);
+    let destroyed = case.ok(&["destroy", "--auto-approve", "--include-images"]);
     assert!(destroyed.contains("Destroy complete!"), "{destroyed}");
+    let gone = wallaroo_testenv::https_client(&env.ca_file)
+        .unwrap()
+        .head(format!(
+            "https://{}/v2/{}/keycloak/manifests/2025.1.0-6290",
+            env.private.address(),
+            case.ns
+        ))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .basic_auth(&env.private.username, Some(&env.private.password))
+        .send()
+        .unwrap();
+    assert_eq!(
+        gone.status(),
+        404,
+        "destroy --include-images deleted the mirrored image"
+    );
     assert_eq!(case.cluster_listing(), before);
     assert!(case.ok(&["state", "list"]).trim().is_empty());
 }

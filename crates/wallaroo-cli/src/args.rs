@@ -130,6 +130,10 @@ pub struct ApplyArgs {
     /// Resolve every image tag again instead of using the digests pinned in the lockfile.
     #[arg(long)]
     pub refresh_pins: bool,
+    /// destroy: also delete the images wallaroo mirrored into the private registry (kept
+    /// otherwise).
+    #[arg(long)]
+    pub include_images: bool,
 }
 
 #[derive(Debug, Args)]

@@ -213,6 +213,9 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
     }
 
     let registry = spec.registry.as_ref();
+    // The pull secret of the private registry, in the release's namespace and, for the
+    // NVIDIA device plugin, in kube-system.
+    let mut plugin_pull_secret = None;
     if let Some(reg) = registry.filter(|r| r.username.is_some()) {
         let (user, password) = (
             reg.username.clone().unwrap_or_default(),
@@ -223,22 +226,28 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
         let auth = json!({
             "auths": { reg.host.clone(): { "username": user, "password": password, "auth": basic } }
         });
-        let addr = Address::named("secret", &format!("{ns}/{PULL_SECRET}"));
-        set.insert(
-            DesiredResource::new(
-                addr.clone(),
-                "secret",
-                attrs([
-                    ("namespace", json!(ns)),
-                    ("name", json!(PULL_SECRET)),
-                    ("type", json!("kubernetes.io/dockerconfigjson")),
-                    ("data", json!({".dockerconfigjson": auth.to_string()})),
-                ]),
-            )
-            .sensitive(["data"])
-            .depends_on([namespace.clone()]),
-        );
-        release_deps.push(addr);
+        let mut pull_secret = |namespace: &str, deps: Vec<Address>| {
+            let addr = Address::named("secret", &format!("{namespace}/{PULL_SECRET}"));
+            set.insert(
+                DesiredResource::new(
+                    addr.clone(),
+                    "secret",
+                    attrs([
+                        ("namespace", json!(namespace)),
+                        ("name", json!(PULL_SECRET)),
+                        ("type", json!("kubernetes.io/dockerconfigjson")),
+                        ("data", json!({".dockerconfigjson": auth.to_string()})),
+                    ]),
+                )
+                .sensitive(["data"])
+                .depends_on(deps),
+            );
+            addr
+        };
+        release_deps.push(pull_secret(&ns, vec![namespace.clone()]));
+        if spec.gpu.nvidia_device_plugin {
+            plugin_pull_secret = Some(pull_secret("kube-system", Vec::new()));
+        }
     }
 
     for (pool, np) in &spec.nodepool {
@@ -305,17 +314,23 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
             .get(&plugin)
             .cloned()
             .unwrap_or((Address::keyed("image", "nvidia"), plugin.clone()));
+        let mut a = attrs([
+            ("namespace", json!("kube-system")),
+            ("name", json!("nvidia-device-plugin-daemonset")),
+            ("image", json!(image_ref)),
+        ]);
+        let mut deps = vec![image_addr];
+        if let Some(secret) = plugin_pull_secret {
+            a.insert("pull_secret".into(), json!(PULL_SECRET));
+            deps.push(secret);
+        }
         set.insert(
             DesiredResource::new(
                 Address::named("daemonset", "kube-system/nvidia-device-plugin"),
                 "daemonset",
-                attrs([
-                    ("namespace", json!("kube-system")),
-                    ("name", json!("nvidia-device-plugin-daemonset")),
-                    ("image", json!(image_ref)),
-                ]),
+                a,
             )
-            .depends_on([image_addr]),
+            .depends_on(deps),
         );
     }
 
@@ -329,27 +344,74 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
         Some((_, target)) => Some(format!("oci://{}", split_tag(target).0)),
         None => chart_source(spec).map(|c| format!("oci://{}", split_tag(&c).0)),
     };
-    set.insert(
-        DesiredResource::new(
-            release.clone(),
-            if spec.wallaroo.method == Method::Helm {
-                "helm_release"
-            } else {
-                "kots_app"
-            },
-            attrs([
-                ("namespace", json!(ns)),
-                ("chart", json!(chart)),
-                ("version", json!(spec.wallaroo.version)),
-                ("values", values),
-                ("secret_values", secret_values),
-                ("timeout", json!(spec.helm.timeout)),
-                ("status", json!("deployed")),
-            ]),
-        )
-        .sensitive(["secret_values"])
-        .depends_on(release_deps),
-    );
+    if spec.wallaroo.method == Method::Helm {
+        set.insert(
+            DesiredResource::new(
+                release.clone(),
+                "helm_release",
+                attrs([
+                    ("namespace", json!(ns)),
+                    ("chart", json!(chart)),
+                    ("version", json!(spec.wallaroo.version)),
+                    ("values", values),
+                    ("secret_values", secret_values),
+                    ("timeout", json!(spec.helm.timeout)),
+                    ("status", json!("deployed")),
+                ]),
+            )
+            .sensitive(["secret_values"])
+            .depends_on(release_deps),
+        );
+    } else {
+        let (config, secret_config) = kots_config_values(spec);
+        let kots = spec.kots.as_ref();
+        let source = spec.source.as_ref();
+        let mut secrets = json!({
+            "admin_console_password": kots.map(|k| k.admin_console_password.expose()),
+            "license": source.and_then(|s| s.license.as_ref()).map(|l| l.expose()),
+            "config": secret_config,
+        });
+        if let Some(reg) = registry
+            && let Some(p) = &reg.password
+        {
+            secrets["registry_password"] = json!(p.expose());
+        }
+        set.insert(
+            DesiredResource::new(
+                release.clone(),
+                "kots_app",
+                attrs([
+                    ("namespace", json!(ns)),
+                    (
+                        "app_slug",
+                        json!(kots.map_or("wallaroo", |k| k.app_slug.as_str())),
+                    ),
+                    ("channel", json!(spec.wallaroo.license_channel)),
+                    ("version", json!(spec.wallaroo.version)),
+                    ("config_values", config),
+                    (
+                        "airgap_bundle",
+                        json!(
+                            source
+                                .and_then(|s| s.bundle.as_ref())
+                                .map(|b| spec.resolve_path(b))
+                        ),
+                    ),
+                    (
+                        "registry",
+                        json!(registry.map(|r| format!("{}/{}", r.host, r.namespace))),
+                    ),
+                    (
+                        "registry_username",
+                        json!(registry.and_then(|r| r.username.clone())),
+                    ),
+                    ("secrets", secrets),
+                ]),
+            )
+            .sensitive(["secrets"])
+            .depends_on(release_deps),
+        );
+    }
 
     for (email, user) in &spec.user {
         set.insert(
@@ -469,6 +531,52 @@ pub fn chart_values(spec: &Spec) -> (Value, Value) {
     (v, secrets)
 }
 
+/// The KOTS config values of a spec (items of the app's config screen, by name), and the
+/// secret ones apart. Item names the public documentation confirms (Wallaroo's own
+/// ConfigValues template): `ingress_mode`, `domainPrefix`, `domainSuffix`, `keycloak_fqdn`,
+/// `jupyter_fqdn`, `jupyter_mode`, `dashboard_redirect_uri`; the others are our assumption,
+/// named after the console's labels.
+pub fn kots_config_values(spec: &Spec) -> (Value, Value) {
+    let w = &spec.wallaroo;
+    let dashboard = if w.domain_prefix.is_empty() {
+        w.domain.clone()
+    } else {
+        format!("{}.{}", w.domain_prefix, w.domain)
+    };
+    let mut v = json!({
+        "ingress_mode": spec.networking.ingress_mode,
+        "domainPrefix": w.domain_prefix,
+        "domainSuffix": w.domain,
+        "keycloak_fqdn": w.service_host("keycloak"),
+        "jupyter_fqdn": w.service_host("jupyter"),
+        "jupyter_mode": "hub",
+        "dashboard_redirect_uri": format!("https://{dashboard}"),
+        "assays": spec.assays.version,
+        "external_inference_endpoints": spec.networking.external_inference_endpoints,
+        "node_affinity_key": spec.scheduling.affinity_key,
+        "engine_affinity": spec.scheduling.engine_affinity,
+    });
+    let mut secrets = json!({});
+    if let Some(tls) = &spec.tls {
+        v["tls_secret"] = json!(tls.secret_name.clone().unwrap_or_else(|| TLS_SECRET.into()));
+    }
+    if let Some(edge) = &spec.edge_registry {
+        v["edge_registry_url"] = json!(edge.url);
+        v["edge_registry_username"] = json!(edge.username);
+        if let Some(p) = &edge.password {
+            secrets["edge_registry_password"] = json!(p.expose());
+        }
+    }
+    if let Some(pypi) = &spec.private_pypi {
+        v["private_pypi_url"] = json!(pypi.url);
+        v["private_pypi_username"] = json!(pypi.username);
+        if let Some(p) = &pypi.password {
+            secrets["private_pypi_password"] = json!(p.expose());
+        }
+    }
+    (v, secrets)
+}
+
 /// `image-values.yaml`: the chart values that point every image at the private registry
 /// (`imageRegistry`, where the chart looks for all its images, which the mirror puts under
 /// `{namespace}/{name}`), and the pull secret when the registry needs credentials. Empty
@@ -539,6 +647,7 @@ mod tests {
             "namespace.wallaroo",
             "secret.wallaroo/cust-cert-secret",
             "secret.wallaroo/wallaroo-registry",
+            "secret.kube-system/wallaroo-registry",
             "nodepool.pipelines-x86.node[\"gpu-1\"]",
             "image[\"wallaroo/k8s-device-plugin\"]",
             "daemonset.kube-system/nvidia-device-plugin",
@@ -576,12 +685,44 @@ mod tests {
             "no secret in values"
         );
         assert!(release.sensitive.contains("secret_values"));
+        let plugin =
+            &set.resources[&Address::named("daemonset", "kube-system/nvidia-device-plugin")];
+        assert_eq!(plugin.attrs["pull_secret"], "wallaroo-registry");
+        assert!(
+            plugin
+                .depends_on
+                .contains(&Address::named("secret", "kube-system/wallaroo-registry")),
+            "the plugin's pull secret is in kube-system before it"
+        );
         let node = &set.resources[&"nodepool.pipelines-x86.node[\"gpu-1\"]"
             .parse::<Address>()
             .unwrap()];
         assert_eq!(
             node.attrs["labels"]["wallaroo.ai/node-purpose"],
             "pipelines"
+        );
+    }
+
+    #[test]
+    fn the_kots_method_renders_config_values_and_keeps_secrets_apart() {
+        let spec = wallaroo_spec::load(&examples().join("kots.hcl"), &Default::default()).unwrap();
+        let set = from_spec(&spec).unwrap();
+        let app = &set.resources[&Address::named("kots_app", "wallaroo")];
+        assert!(!set.resources.keys().any(|a| a.kind() == "helm_release"));
+        let values = &app.attrs["config_values"];
+        assert_eq!(values["ingress_mode"], "none");
+        assert_eq!(values["domainPrefix"], "ml");
+        assert_eq!(values["domainSuffix"], "wallaroo.example.com");
+        assert_eq!(values["keycloak_fqdn"], "ml.keycloak.wallaroo.example.com");
+        assert_eq!(app.attrs["channel"], "2025-1");
+        assert!(app.sensitive.contains("secrets"));
+        assert!(
+            !values.to_string().contains("example-only-change-me"),
+            "no secret among the plain values"
+        );
+        assert_eq!(
+            app.attrs["secrets"]["admin_console_password"],
+            "example-only-change-me"
         );
     }
 

@@ -32,6 +32,9 @@ pub struct PlanOptions {
     pub targets: Vec<Address>,
     /// Concurrent live reads.
     pub refresh_parallelism: usize,
+    /// Delete resources of kinds that are kept on removal (mirrored images) as well, when
+    /// they leave the spec or on destroy (`destroy --include-images`).
+    pub delete_kept: bool,
 }
 
 impl Default for PlanOptions {
@@ -40,6 +43,7 @@ impl Default for PlanOptions {
             mode: PlanMode::Apply,
             targets: Vec::new(),
             refresh_parallelism: 32,
+            delete_kept: false,
         }
     }
 }
@@ -289,7 +293,7 @@ impl Engine {
                         diff_resource(kind.as_ref(), d, now.as_ref(), prior, &salt);
                     (action, attrs, d.depends_on.clone())
                 }
-                (None, Some(_)) if kind.kept_on_removal() => {
+                (None, Some(_)) if kind.kept_on_removal() && !opts.delete_kept => {
                     warnings.push(format!(
                         "{address} is kept, not deleted: wallaroo forgets it"
                     ));

@@ -18,9 +18,10 @@ pub struct DaemonSetKind {
     pub timeout: Duration,
 }
 
-/// The upstream manifest (NVIDIA/k8s-device-plugin deployments/static), image replaced.
-pub fn manifest(ns: &str, name: &str, image: &str) -> Value {
-    json!({
+/// The upstream manifest (NVIDIA/k8s-device-plugin deployments/static), image replaced, and
+/// the private registry's pull secret named when it needs one.
+pub fn manifest(ns: &str, name: &str, image: &str, pull_secret: Option<&str>) -> Value {
+    let mut m = json!({
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "wallaroo"}},
         "spec": {
@@ -42,7 +43,11 @@ pub fn manifest(ns: &str, name: &str, image: &str) -> Value {
                 },
             },
         },
-    })
+    });
+    if let Some(secret) = pull_secret {
+        m["spec"]["template"]["spec"]["imagePullSecrets"] = json!([{ "name": secret }]);
+    }
+    m
 }
 
 impl DaemonSetKind {
@@ -115,17 +120,25 @@ impl ResourceKind for DaemonSetKind {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(kube_err(format!("reading daemonset {ns}/{name}"))(e)),
         };
-        let image = ds
-            .spec
-            .and_then(|s| s.template.spec)
+        let pod = ds.spec.and_then(|s| s.template.spec);
+        let pull_secret = pod
+            .as_ref()
+            .and_then(|p| p.image_pull_secrets.as_ref())
+            .and_then(|s| s.first())
+            .map(|s| s.name.clone());
+        let image = pod
             .and_then(|s| s.containers.into_iter().next())
             .and_then(|c| c.image)
             .unwrap_or_default();
-        Ok(Some(Attrs::from([
+        let mut live = Attrs::from([
             ("namespace".to_string(), json!(ns)),
             ("name".to_string(), json!(name)),
             ("image".to_string(), json!(image)),
-        ])))
+        ]);
+        if let Some(secret) = pull_secret {
+            live.insert("pull_secret".into(), json!(secret));
+        }
+        Ok(Some(live))
     }
 
     async fn create(&self, _: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
@@ -138,7 +151,12 @@ impl ResourceKind for DaemonSetKind {
         apply(
             &api,
             name,
-            &manifest(ns, name, image),
+            &manifest(
+                ns,
+                name,
+                image,
+                desired.get("pull_secret").and_then(Value::as_str),
+            ),
             format!("daemonset {ns}/{name}"),
         )
         .await?;
@@ -150,5 +168,19 @@ impl ResourceKind for DaemonSetKind {
         let (ns, name) = (str_attr(prior, "namespace")?, str_attr(prior, "name")?);
         let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
         delete_if_present(&api, name, format!("daemonset {ns}/{name}")).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_manifest_names_the_pull_secret_only_when_there_is_one() {
+        let with = super::manifest("kube-system", "p", "r/p:1", Some("wallaroo-registry"));
+        assert_eq!(
+            with["spec"]["template"]["spec"]["imagePullSecrets"][0]["name"],
+            "wallaroo-registry"
+        );
+        let without = super::manifest("kube-system", "p", "r/p:1", None);
+        assert!(without["spec"]["template"]["spec"]["imagePullSecrets"].is_null());
     }
 }

@@ -8,6 +8,7 @@
 mod daemonset;
 mod helm;
 mod keycloak;
+pub mod kots;
 mod namespace;
 mod node;
 mod output;
@@ -44,6 +45,8 @@ pub struct ClusterConfig {
     pub output_timeout: std::time::Duration,
     /// Destroy may delete a namespace that holds PersistentVolumeClaims (and so the data).
     pub delete_data: bool,
+    /// The KOTS kubectl plugin, for `method = "kots"`.
+    pub kots_binary: PathBuf,
 }
 
 /// A registry login, password kept out of Debug output.
@@ -107,6 +110,10 @@ pub fn register_with(kinds: &mut KindRegistry, client: kube::Client, config: Clu
         }))
         .register(Arc::new(output::SecretValueKind {
             client: client.clone(),
+        }))
+        .register(Arc::new(kots::KotsAppKind {
+            binary: config.kots_binary.clone(),
+            kubeconfig: config.kubeconfig.clone(),
         }))
         .register(Arc::new(output::ServiceAddressKind { client, config }));
 }

@@ -21,6 +21,7 @@ fn config(env: &Env) -> wallaroo_kube::ClusterConfig {
         namespace: "unused".into(),
         output_timeout: Duration::from_secs(5),
         delete_data: false,
+        kots_binary: "kubectl-kots".into(),
     }
 }
 

@@ -65,10 +65,6 @@ impl ResourceKind for ImageKind {
         "image"
     }
 
-    fn force_new(&self) -> &'static [&'static str] {
-        &["target"]
-    }
-
     fn kept_on_removal(&self) -> bool {
         true
     }
@@ -137,9 +133,18 @@ impl ResourceKind for ImageKind {
         Ok(applied)
     }
 
-    /// Never called: mirrored images are kept (deleting from a registry frees nothing until
-    /// its garbage collection runs, and other installs may pull them).
-    async fn delete(&self, _: &Address, _: &Attrs) -> Result<(), ResourceError> {
-        Ok(())
+    /// Called only for `destroy --include-images` (mirrored images are otherwise kept):
+    /// deletes the manifest the target tag held. The registry frees the blobs at its next
+    /// garbage collection.
+    async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
+        let (repo, _) = self.target_parts(prior)?;
+        let Some(digest) = prior.get("digest").and_then(Value::as_str) else {
+            return Ok(());
+        };
+        self.target
+            .delete_manifest(&repo, digest)
+            .await
+            .map(|_| ())
+            .map_err(|e| ResourceError::new(e.to_string()))
     }
 }

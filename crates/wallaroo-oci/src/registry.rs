@@ -488,6 +488,25 @@ impl Registry {
         }
     }
 
+    /// Deletes the manifest `digest` of `repo` (and so every tag on it); `false` when it was
+    /// already gone. Registries must allow deletes (distribution: `storage.delete.enabled`).
+    pub async fn delete_manifest(&self, repo: &str, digest: &str) -> Result<bool, OciError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{digest}"));
+        let resp = self
+            .send(&format!("repository:{repo}:delete,pull,push"), |c| {
+                c.delete(&url)
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            s if s.is_success() => Ok(true),
+            StatusCode::METHOD_NOT_ALLOWED => Err(self.err(format!(
+                "DELETE manifest {repo}@{digest}: the registry does not allow deletes"
+            ))),
+            s => Err(self.err(format!("DELETE manifest {repo}@{digest}: {s}"))),
+        }
+    }
+
     pub async fn has_blob(&self, repo: &str, digest: &str) -> Result<bool, OciError> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         let resp = self.send(&Self::push(repo), |c| c.head(&url)).await?;

@@ -30,6 +30,7 @@ const BLOCKS: &[(&str, Label, bool)] = &[
     ("scheduling", Label::None, false),
     ("private_pypi", Label::None, false),
     ("gpu", Label::None, false),
+    ("kots", Label::None, false),
     ("user", Label::Name("the user's email"), true),
     ("state", Label::None, false),
     ("helm", Label::None, false),
@@ -202,6 +203,17 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
     let gpu = one("gpu")
         .and_then(|b| d.block(&ev, b, "/gpu"))
         .unwrap_or_default();
+    let kots: Option<Kots> = one("kots").and_then(|b| d.block(&ev, b, "/kots"));
+    if let (Some(w), Some(b)) = (&wallaroo, one("wallaroo"))
+        && w.method == Method::Kots
+        && one("kots").is_none()
+    {
+        d.at_block(
+            b,
+            "`method = \"kots\"` needs a `kots` block",
+            "add kots { admin_console_password = var.kots_password }",
+        );
+    }
     let mut user = BTreeMap::new();
     for b in blocks.get("user").into_iter().flatten() {
         let email = label(b);
@@ -255,6 +267,7 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
         scheduling,
         private_pypi,
         gpu,
+        kots,
         user,
         state,
         helm,

@@ -30,6 +30,8 @@ pub struct Spec {
     pub scheduling: Scheduling,
     pub private_pypi: Option<PrivatePypi>,
     pub gpu: Gpu,
+    /// Settings of the kots method.
+    pub kots: Option<Kots>,
     /// Users by email.
     pub user: BTreeMap<String, User>,
     pub state: StateSettings,
@@ -419,6 +421,28 @@ pub struct PrivatePypi {
     /// Fetch packages only from this mirror.
     #[serde(default)]
     pub only_private: bool,
+}
+
+/// `kots { ... }`: the KOTS admin console, for `method = "kots"`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kots {
+    /// The admin console's password (`kubectl kots install --shared-password`).
+    pub admin_console_password: Secret,
+    /// The application's slug at the vendor.
+    #[serde(default = "default_app_slug")]
+    pub app_slug: String,
+    /// The `kubectl-kots` binary (a kubectl plugin); found on PATH by default.
+    #[serde(default = "default_kots_binary")]
+    pub binary: String,
+}
+
+fn default_app_slug() -> String {
+    "wallaroo".into()
+}
+
+fn default_kots_binary() -> String {
+    "kubectl-kots".into()
 }
 
 /// `gpu { ... }`: the NVIDIA device plugin.

@@ -28,6 +28,7 @@ pub fn spec_schema() -> Value {
     let user = sub(g.subschema_for::<User>());
     let state = sub(g.subschema_for::<StateSettings>());
     let helm = sub(g.subschema_for::<HelmSettings>());
+    let kots = sub(g.subschema_for::<Kots>());
     let variable = sub(g.subschema_for::<VariableBlock>());
     let defs = g.take_definitions(true);
     let labelled = |label: &str, inner: Value| json!({"type": "object", "properties": {label: inner}, "additionalProperties": false});
@@ -51,6 +52,7 @@ pub fn spec_schema() -> Value {
             "scheduling": scheduling,
             "private_pypi": private_pypi,
             "gpu": gpu,
+            "kots": kots,
             "user": by_name(user),
             "state": state,
             "helm": helm,

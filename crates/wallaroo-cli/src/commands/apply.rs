@@ -44,6 +44,7 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
             let opts = PlanOptions {
                 mode,
                 targets: targets(&args.target)?,
+                delete_kept: mode == PlanMode::Destroy && args.include_images,
                 ..PlanOptions::default()
             };
             let images = if mode == PlanMode::Destroy {

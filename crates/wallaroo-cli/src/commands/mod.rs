@@ -93,7 +93,14 @@ impl Workspace {
             )?;
             sources.insert(host.clone(), Arc::new(registry));
         }
-        let bundle = match spec.source.as_ref().and_then(|s| s.bundle.as_ref()) {
+        // With the kots method, `bundle` is KOTS's own air-gap bundle, which kots reads.
+        let ours = spec.wallaroo.method == Method::Helm;
+        let bundle = match spec
+            .source
+            .as_ref()
+            .and_then(|s| s.bundle.as_ref())
+            .filter(|_| ours)
+        {
             Some(path) => {
                 let bundle = Arc::new(
                     wallaroo_oci::bundle::Bundle::open(&spec.resolve_path(path)).map_err(oci)?,
@@ -388,6 +395,11 @@ pub async fn cluster_kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistr
         namespace: spec.wallaroo.namespace.clone(),
         output_timeout: Duration::from_secs(300),
         delete_data,
+        kots_binary: spec
+            .kots
+            .as_ref()
+            .map_or("kubectl-kots", |k| k.binary.as_str())
+            .into(),
     };
     wallaroo_kube::register(&mut kinds, config)
         .await

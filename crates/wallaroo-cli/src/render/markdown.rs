@@ -54,8 +54,12 @@ pub fn plan(plan: &Plan) -> String {
     }
     out.push('\n');
     for c in changes {
+        let notes: String = super::notes(c)
+            .iter()
+            .map(|n| format!("> {n}\n\n"))
+            .collect();
         out.push_str(&format!(
-            "<details><summary><code>{} {}</code> {}</summary>\n\n```diff\n{}```\n\n</details>\n\n",
+            "<details><summary><code>{} {}</code> {}</summary>\n\n{notes}```diff\n{}```\n\n</details>\n\n",
             c.action.symbol(),
             escape(&c.address.to_string()),
             will(c.action),

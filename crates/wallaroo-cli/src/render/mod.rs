@@ -5,7 +5,7 @@ pub mod markdown;
 pub mod text;
 
 use serde_json::Value;
-use wallaroo_engine::Action;
+use wallaroo_engine::{Action, ResourceChange};
 
 /// ANSI colour, only where it helps a human (a TTY, no NO_COLOR, no --no-color).
 #[derive(Debug, Clone, Copy)]
@@ -61,4 +61,41 @@ pub fn will(action: Action) -> &'static str {
         Action::Read => "will be read during apply",
         Action::NoOp => "is up to date",
     }
+}
+
+/// What a change will do, in words, where the attributes alone do not say it: how apply
+/// treats a helm release left `failed` or `pending-*`, and that the helm upgrade is the step
+/// that restarts pods.
+pub fn notes(change: &ResourceChange) -> Vec<String> {
+    let mut notes = Vec::new();
+    if change.kind != "helm_release" || !change.action.is_change() {
+        return notes;
+    }
+    let status = change
+        .attributes
+        .iter()
+        .find(|a| a.path == "status")
+        .and_then(|a| a.before.as_ref())
+        .and_then(Value::as_str);
+    match status {
+        Some("failed") => notes.push(
+            "the release is `failed` (helm's last operation failed): apply runs `helm upgrade --install --atomic` again".into(),
+        ),
+        Some("pending-install") => notes.push(
+            "a helm install was interrupted (`pending-install`): apply uninstalls the half-installed release, then installs it".into(),
+        ),
+        Some(s @ ("pending-upgrade" | "pending-rollback")) => notes.push(format!(
+            "a helm operation was interrupted (`{s}`): apply rolls back to the last deployed revision, then upgrades"
+        )),
+        Some(s) if s != "deployed" => notes.push(format!(
+            "the release is `{s}`: apply runs `helm upgrade --install` to make it `deployed`"
+        )),
+        _ => {}
+    }
+    if change.action == Action::Update {
+        notes.push(
+            "`helm upgrade` is the only step that restarts pods: those whose rendered templates change roll, the others are left alone".into(),
+        );
+    }
+    notes
 }

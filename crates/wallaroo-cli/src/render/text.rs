@@ -50,6 +50,12 @@ pub fn plan(plan: &Plan, style: Style) -> String {
             style.action(c.action, c.action.symbol()),
             style.bold(&c.address.to_string())
         ));
+        for note in super::notes(c) {
+            out.push_str(&format!(
+                "      # {note}
+"
+            ));
+        }
         attributes(&mut out, c.action, &c.attributes, style);
         out.push('\n');
     }
@@ -165,6 +171,36 @@ mod tests {
             depends_on: vec![],
             attributes,
         }
+    }
+
+    #[test]
+    fn a_helm_release_left_failed_or_pending_says_what_apply_will_do() {
+        let mut plan = sample();
+        let mut release = change(
+            "helm_release.wallaroo",
+            Action::Update,
+            vec![attr(
+                "status",
+                Some(json!("pending-upgrade")),
+                Some(json!("deployed")),
+            )],
+        );
+        release.kind = "helm_release".into();
+        plan.changes = vec![release.clone()];
+        let text = super::plan(&plan, Style::plain());
+        assert!(
+            text.contains("# a helm operation was interrupted (`pending-upgrade`): apply rolls back to the last deployed revision, then upgrades"),
+            "{text}"
+        );
+        assert!(text.contains("`helm upgrade` is the only step that restarts pods"));
+        release.attributes = vec![attr(
+            "status",
+            Some(json!("failed")),
+            Some(json!("deployed")),
+        )];
+        plan.changes = vec![release];
+        let md = crate::render::markdown::plan(&plan);
+        assert!(md.contains("> the release is `failed`"), "{md}");
     }
 
     fn attr(path: &str, before: Option<Value>, after: Option<Value>) -> AttrChange {
