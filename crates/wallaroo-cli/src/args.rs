@@ -162,6 +162,13 @@ pub enum StateCommand {
     Show { address: String },
     /// Forget a resource without touching the cluster.
     Rm { address: Vec<String> },
+    /// Copy the lockfile between the local file and the kubernetes backend (both locked
+    /// while it moves); then set `state { backend }` to the new one.
+    Migrate {
+        /// `kubernetes` (from the local file) or `local` (from the cluster).
+        #[arg(long, value_name = "BACKEND")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -165,3 +165,56 @@ fn plan_without_a_cluster_says_how_to_point_at_one_and_graph_needs_none() {
     let out = wallaroo(&["graph"], dir.path());
     assert!(stdout(&out).contains("\"namespace.wallaroo\" -> \"helm_release.wallaroo\";"));
 }
+
+/// `state migrate` moves the lockfile into the cluster and back, and with
+/// `state { backend = "kubernetes" }` every command reads it from there.
+#[test]
+fn migrate_moves_the_lockfile_into_the_cluster_and_back() {
+    let env = wallaroo_testenv::shared();
+    let (dir, store) = setup();
+    let suffix = wallaroo_testenv::unique("mig");
+    let spec = format!(
+        "{SPEC}state {{\n  backend       = \"kubernetes\"\n  secret_suffix = \"{suffix}\"\n}}\n"
+    );
+    std::fs::write(dir.path().join("wallaroo.hcl"), spec).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env("KUBECONFIG", &env.kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["state", "migrate", "--to", "kubernetes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains(&format!("secret default/wallaroo-state-{suffix}")));
+    // The spec says kubernetes: list reads the cluster's copy.
+    std::fs::remove_file(dir.path().join("wallaroo.lock")).unwrap();
+    let listed = run(&["state", "list"]);
+    assert_eq!(
+        stdout(&listed),
+        "namespace.wallaroo\nuser[\"a@example.com\"]\n",
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let out = run(&["state", "migrate", "--to", "local"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = store.load().unwrap().unwrap();
+    assert_eq!(back.resources.len(), 2);
+    // Another installation's lockfile is never overwritten.
+    let mut other = Lockfile::new();
+    other.serial = 3;
+    store.save(&other).unwrap();
+    let out = run(&["state", "migrate", "--to", "kubernetes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another installation"));
+}

@@ -14,6 +14,7 @@ mod node;
 mod output;
 pub mod preflight;
 mod secret;
+pub mod state_backend;
 
 use std::path::PathBuf;
 use std::sync::Arc;

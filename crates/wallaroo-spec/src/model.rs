@@ -492,8 +492,28 @@ pub enum Role {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateSettings {
-    /// Lockfile path, relative to the spec; default `wallaroo.lock` beside it.
+    /// `local` (a file, the default) or `kubernetes` (a Secret and a Lease in the cluster).
+    #[serde(default)]
+    pub backend: StateBackend,
+    /// Lockfile path, relative to the spec; default `wallaroo.lock` beside it (`local`).
     pub path: Option<PathBuf>,
+    /// Namespace of the Secret and the Lease (`kubernetes`); default `default`.
+    pub namespace: Option<String>,
+    /// Names them `wallaroo-state-SUFFIX` and `wallaroo-state-SUFFIX-lock` (`kubernetes`);
+    /// default `wallaroo`.
+    pub secret_suffix: Option<String>,
+    /// Seconds a run lock stays valid without renewal: how long a killed holder blocks the
+    /// next run (`kubernetes`); default 30.
+    pub lock_seconds: Option<u64>,
+}
+
+/// Where the lockfile is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    #[default]
+    Local,
+    Kubernetes,
 }
 
 /// `helm { ... }`: how the release is installed, and raw values merged last.

@@ -10,7 +10,7 @@ mod lock;
 mod lockfile;
 mod writer;
 
-pub use lock::{LockInfo, RunLock};
+pub use lock::{LockInfo, RunLock, format_utc, holder};
 pub use lockfile::{
     FORMAT_VERSION, Lockfile, OutputState, ResourceState, hash_sensitive, new_salt,
 };
@@ -40,25 +40,75 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("state backend {location}: {message}")]
+    Backend { location: String, message: String },
     #[error(
         "the run lock {path} is held by a running process ({holder}); stop it instead of unlocking"
     )]
     StillHeld { path: PathBuf, holder: LockInfo },
 }
 
-/// Reads and writes one lockfile.
+/// Somewhere other than a local file that keeps a lockfile and its run lock (the
+/// `kubernetes` backend keeps them in a Secret and a Lease).
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Where, for messages: e.g. `secret default/wallaroo-state-prod`.
+    fn location(&self) -> String;
+    /// The lockfile's bytes, or `None` before the first apply.
+    fn read(&self) -> Result<Option<Vec<u8>>, StateError>;
+    /// Replaces the lockfile's bytes.
+    fn write(&self, bytes: &[u8]) -> Result<(), StateError>;
+    /// Takes the run lock for `holder`, waiting up to `timeout`; released when the guard drops.
+    fn lock(&self, holder: &LockInfo, timeout: Duration) -> Result<Box<dyn Send>, StateError>;
+    /// Removes a lock left behind; the holder it named.
+    fn force_unlock(&self) -> Result<Option<LockInfo>, StateError>;
+}
+
+/// A held run lock, of whichever backend; released when dropped.
+pub enum StateLock {
+    File(RunLock),
+    Remote(#[allow(dead_code)] Box<dyn Send>),
+}
+
+impl std::fmt::Debug for StateLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateLock::File(l) => write!(f, "StateLock::File({})", l.path().display()),
+            StateLock::Remote(_) => f.write_str("StateLock::Remote"),
+        }
+    }
+}
+
+/// Reads and writes one lockfile: a local file, or through a [`Backend`].
 #[derive(Debug, Clone)]
 pub struct StateStore {
     path: PathBuf,
+    backend: Option<std::sync::Arc<dyn Backend>>,
 }
 
 impl StateStore {
     pub fn new(path: impl Into<PathBuf>) -> StateStore {
-        StateStore { path: path.into() }
+        StateStore {
+            path: path.into(),
+            backend: None,
+        }
     }
 
+    /// A store kept by `backend`.
+    pub fn remote(backend: std::sync::Arc<dyn Backend>) -> StateStore {
+        StateStore {
+            path: PathBuf::from(backend.location()),
+            backend: Some(backend),
+        }
+    }
+
+    /// The lockfile's path, or for a backend its location.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether a backend keeps it (not a local file).
+    pub fn is_remote(&self) -> bool {
+        self.backend.is_some()
     }
 
     /// Where the previous version is kept.
@@ -74,26 +124,41 @@ impl StateStore {
     }
 
     /// Takes the run lock for `command`, waiting up to `timeout` for another run to finish.
-    pub fn lock(&self, command: &str, timeout: Duration) -> Result<RunLock, StateError> {
-        RunLock::acquire(&self.lock_path(), command, timeout)
+    pub fn lock(&self, command: &str, timeout: Duration) -> Result<StateLock, StateError> {
+        match &self.backend {
+            Some(b) => b.lock(&holder(command), timeout).map(StateLock::Remote),
+            None => RunLock::acquire(&self.lock_path(), command, timeout).map(StateLock::File),
+        }
     }
 
     /// Removes a lock left behind, unless a live process still holds it.
     pub fn force_unlock(&self) -> Result<Option<LockInfo>, StateError> {
-        RunLock::force_unlock(&self.lock_path())
+        match &self.backend {
+            Some(b) => b.force_unlock(),
+            None => RunLock::force_unlock(&self.lock_path()),
+        }
     }
 
     /// The lockfile, or `None` before the first apply.
     pub fn load(&self) -> Result<Option<Lockfile>, StateError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StateError::Read {
+        let text = match &self.backend {
+            Some(b) => match b.read()? {
+                Some(bytes) => String::from_utf8(bytes).map_err(|e| StateError::Invalid {
                     path: self.path.clone(),
-                    source,
-                });
-            }
+                    message: e.to_string(),
+                })?,
+                None => return Ok(None),
+            },
+            None => match std::fs::read_to_string(&self.path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(source) => {
+                    return Err(StateError::Read {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            },
         };
         let probe: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| StateError::Invalid {
@@ -126,6 +191,9 @@ impl StateStore {
         };
         let text =
             serde_json::to_string_pretty(lockfile).expect("the lockfile always serializes") + "\n";
+        if let Some(b) = &self.backend {
+            return b.write(text.as_bytes());
+        }
         if self.path.exists() {
             std::fs::copy(&self.path, self.backup_path()).map_err(err)?;
         }

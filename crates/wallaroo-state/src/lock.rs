@@ -151,6 +151,19 @@ fn read_info(file: &mut File) -> Option<LockInfo> {
     serde_json::from_str(&text).ok()
 }
 
+/// This process as a lock holder running `command`, now.
+pub fn holder(command: &str) -> LockInfo {
+    LockInfo {
+        host: hostname(),
+        pid: std::process::id(),
+        command: command.to_string(),
+        since: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())

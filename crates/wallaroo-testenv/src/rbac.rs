@@ -23,6 +23,8 @@ pub fn cluster_role() -> Value {
             {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": rw},
             {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": rw},
+            // `state { backend = "kubernetes" }`: the run lock is a Lease.
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": rw},
             // Preflight: is there a storage class for Wallaroo's persistent services?
             {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list"]},
         ]

@@ -78,7 +78,7 @@ impl Workspace {
     /// `delete_data` lets destroy delete a namespace that holds PersistentVolumeClaims.
     pub fn open(global: &Global, delete_data: bool) -> Result<Workspace, Failure> {
         let spec = load_spec(global)?;
-        let store = StateStore::new(spec.lockfile_path());
+        let store = state_store(&spec)?;
         let docker = wallaroo_oci::docker_config::DockerConfig::load_default().map_err(oci)?;
         let mut sources: BTreeMap<String, Arc<dyn wallaroo_oci::ImageSource>> = BTreeMap::new();
         if let Some(source) = &spec.source
@@ -407,10 +407,34 @@ pub async fn cluster_kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistr
     Ok(kinds)
 }
 
+/// Where the spec keeps its lockfile: a local file, or the kubernetes backend.
+pub fn state_store(spec: &Spec) -> Result<StateStore, Failure> {
+    match spec.state.backend {
+        wallaroo_spec::model::StateBackend::Local => Ok(StateStore::new(spec.lockfile_path())),
+        wallaroo_spec::model::StateBackend::Kubernetes => kubernetes_store(spec),
+    }
+}
+
+/// The kubernetes backend the spec's `state` block names (whatever its `backend` says).
+pub fn kubernetes_store(spec: &Spec) -> Result<StateStore, Failure> {
+    let st = &spec.state;
+    let backend = wallaroo_kube::state_backend::KubernetesBackend::connect(
+        wallaroo_kube::state_backend::KubernetesBackendConfig {
+            namespace: st.namespace.clone().unwrap_or_else(|| "default".into()),
+            secret_suffix: st
+                .secret_suffix
+                .clone()
+                .unwrap_or_else(|| "wallaroo".into()),
+            lease_duration: Duration::from_secs(st.lock_seconds.unwrap_or(30)),
+        },
+    )?;
+    Ok(StateStore::remote(Arc::new(backend)))
+}
+
 /// The lockfile of the spec given with -c, without evaluating anything else.
 pub fn store_for(global: &Global) -> Result<StateStore, Failure> {
     let spec = load_spec(global)?;
-    Ok(StateStore::new(spec.lockfile_path()))
+    state_store(&spec)
 }
 
 /// Parses `--target` addresses.

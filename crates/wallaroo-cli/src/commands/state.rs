@@ -12,6 +12,9 @@ use crate::report::Failure;
 use super::store_for;
 
 pub fn run(global: &Global, cmd: &StateCommand) -> Result<ExitCode, Failure> {
+    if let StateCommand::Migrate { to } = cmd {
+        return migrate(global, to);
+    }
     let store = store_for(global)?;
     let _lock = store.lock("wallaroo state", Duration::ZERO)?;
     let Some(mut lockfile) = store.load()? else {
@@ -66,6 +69,7 @@ pub fn run(global: &Global, cmd: &StateCommand) -> Result<ExitCode, Failure> {
             lockfile.serial += 1;
             store.save(&lockfile)?;
         }
+        StateCommand::Migrate { .. } => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -76,5 +80,49 @@ pub fn force_unlock(global: &Global, _args: &ForceUnlockArgs) -> Result<ExitCode
         Some(info) => println!("Removed the lock left by {info}."),
         None => println!("The lockfile {} is not locked.", store.path().display()),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wallaroo state migrate --to kubernetes|local`: copies the lockfile (lineage, serial and
+/// all) from one backend to the other with both run locks held, and refuses to overwrite a
+/// lockfile of another installation.
+fn migrate(global: &Global, to: &str) -> Result<ExitCode, Failure> {
+    let spec = super::load_spec(global)?;
+    let local = wallaroo_state::StateStore::new(spec.lockfile_path());
+    let remote = super::kubernetes_store(&spec)?;
+    let (from, into) = match to {
+        "kubernetes" => (&local, &remote),
+        "local" => (&remote, &local),
+        other => {
+            return Err(Failure::message(format!(
+                "`{other}` is not a state backend: use --to kubernetes or --to local"
+            )));
+        }
+    };
+    let _a = from.lock("wallaroo state migrate", Duration::ZERO)?;
+    let _b = into.lock("wallaroo state migrate", Duration::ZERO)?;
+    let Some(lockfile) = from.load()? else {
+        return Err(Failure::message(format!(
+            "no lockfile at {}: nothing to migrate",
+            from.path().display()
+        )));
+    };
+    if let Some(existing) = into.load()?
+        && existing.lineage != lockfile.lineage
+    {
+        return Err(Failure::message(format!(
+            "{} already holds the lockfile of another installation (lineage {}); remove it first",
+            into.path().display(),
+            existing.lineage
+        )));
+    }
+    into.save(&lockfile)?;
+    println!(
+        "Copied the lockfile (serial {}, {} resources) from {} to {}. Set state {{ backend = \"{to}\" }} in the spec.",
+        lockfile.serial,
+        lockfile.resources.len(),
+        from.path().display(),
+        into.path().display()
+    );
     Ok(ExitCode::SUCCESS)
 }
