@@ -62,7 +62,7 @@ fn main() {
     let images: Vec<String> = preset
         .images
         .iter()
-        .map(|i| format!("{path}/{}:{}", i.name, preset.version))
+        .map(|i| format!("{path}/{}:{}", i.name, i.tag))
         .collect();
     let toxi = env.toxiproxy_url.clone();
     let http = reqwest::blocking::Client::new();

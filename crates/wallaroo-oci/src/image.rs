@@ -24,6 +24,17 @@ pub struct ImageKind {
     pub target: Arc<Registry>,
     /// Blobs sent during this run, shared by every image copy.
     pub ledger: BlobLedger,
+    stats: std::sync::Mutex<MirrorStats>,
+}
+
+/// What the copies of one run did, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MirrorStats {
+    pub images: usize,
+    pub blobs_copied: usize,
+    pub bytes_copied: u64,
+    pub blobs_mounted: usize,
+    pub blobs_present: usize,
 }
 
 impl ImageKind {
@@ -35,7 +46,13 @@ impl ImageKind {
             sources,
             target,
             ledger: BlobLedger::default(),
+            stats: Default::default(),
         }
+    }
+
+    /// What the copies of this run did so far.
+    pub fn stats(&self) -> MirrorStats {
+        *self.stats.lock().expect("stats")
     }
 }
 
@@ -79,6 +96,24 @@ impl ResourceKind for ImageKind {
             .manifest_digest(&repo, &tag)
             .await
             .map_err(|e| ResourceError::new(e.to_string()))?;
+        // A new tag (an upgrade): the image is what the previous tag still holds, so the
+        // plan shows an update from the old tag to the new one, not a new image.
+        if live.is_none()
+            && let (Some(prior), Some(_)) = (req.prior, req.desired)
+            && prior.get("target") != attrs.get("target")
+        {
+            let (old_repo, old_tag) = self.target_parts(prior)?;
+            let old = self
+                .target
+                .manifest_digest(&old_repo, &old_tag)
+                .await
+                .map_err(|e| ResourceError::new(e.to_string()))?;
+            return Ok(old.map(|digest| {
+                let mut a = prior.clone();
+                a.insert("digest".into(), json!(digest));
+                a
+            }));
+        }
         // The source side is what was copied when the target holds the expected digest;
         // otherwise what the lockfile says was copied, beside what the tag holds now.
         Ok(live.map(|digest| {
@@ -119,6 +154,14 @@ impl ResourceKind for ImageKind {
         )
         .await
         .map_err(|e| ResourceError::new(e.to_string()))?;
+        {
+            let mut stats = self.stats.lock().expect("stats");
+            stats.images += 1;
+            stats.blobs_copied += report.blobs_copied;
+            stats.bytes_copied += report.bytes_copied;
+            stats.blobs_mounted += report.blobs_mounted;
+            stats.blobs_present += report.blobs_present;
+        }
         if let Some(want) = desired.get("digest").and_then(Value::as_str)
             && want != report.digest
         {

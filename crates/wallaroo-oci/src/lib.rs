@@ -17,5 +17,5 @@ mod registry;
 pub mod release;
 
 pub use copy::{BlobLedger, CopyOptions, CopyReport, blob_digests, copy, select_platforms};
-pub use image::ImageKind;
+pub use image::{ImageKind, MirrorStats};
 pub use registry::{BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, read_blob};

@@ -41,7 +41,7 @@ async fn inputs(
     let mut refs: Vec<(String, String)> = preset
         .images
         .iter()
-        .map(|i| (format!("{path}/{}", i.name), preset.version.to_string()))
+        .map(|i| (format!("{path}/{}", i.name), i.tag.to_string()))
         .collect();
     refs.push((
         format!("{path}/2025-1/wallaroo"),

@@ -25,10 +25,13 @@ pub struct Preset {
     pub images: Vec<ImageSpec>,
 }
 
-/// One image of a preset: its layers as (seed, size) and whether it is multi-arch.
+/// One image of a preset: its tag, its layers as (seed, size) and whether it is multi-arch.
 #[derive(Debug, Clone)]
 pub struct ImageSpec {
     pub name: String,
+    /// The release's version, or for an image a later release did not change, the tag it
+    /// had before (its content, config included, is then byte for byte the same).
+    pub tag: &'static str,
     pub layers: Vec<(u64, usize)>,
     pub multi_arch: bool,
 }
@@ -90,6 +93,9 @@ pub fn default_path(preset: &Preset) -> &'static str {
     }
 }
 
+const RELEASE: &str = "2025.1.0-6290";
+const NEXT: &str = "2025.1.1-6301";
+
 /// `tiny`, `release` or `release-next`.
 pub fn preset(name: &str) -> Option<Preset> {
     match name {
@@ -99,16 +105,19 @@ pub fn preset(name: &str) -> Option<Preset> {
             images: vec![
                 ImageSpec {
                     name: "conductor-wallsvc".into(),
+                    tag: "2025.1.0-6290",
                     layers: vec![(1, 64 << 10), (11, 32 << 10)],
                     multi_arch: false,
                 },
                 ImageSpec {
                     name: "fitzroy-mini".into(),
+                    tag: "2025.1.0-6290",
                     layers: vec![(1, 64 << 10), (12, 48 << 10)],
                     multi_arch: true,
                 },
                 ImageSpec {
                     name: "keycloak".into(),
+                    tag: "2025.1.0-6290",
                     layers: vec![(2, 16 << 10)],
                     multi_arch: false,
                 },
@@ -126,8 +135,10 @@ pub fn preset(name: &str) -> Option<Preset> {
                         1 => vec![(1002, 48 * MIB)],
                         _ => vec![(1000, 96 * MIB)],
                     };
-                    // In the next release one image in five changes its top layer.
-                    let top_seed = if next && i % 5 == 0 {
+                    // In the next release one image in five changes its top layer (and
+                    // gets the new tag); the others keep theirs.
+                    let changed = next && i % 5 == 0;
+                    let top_seed = if changed {
                         3000 + i as u64
                     } else {
                         2000 + i as u64
@@ -136,6 +147,7 @@ pub fn preset(name: &str) -> Option<Preset> {
                     layers.push((top_seed, 25 * MIB + (i % 7) * MIB));
                     ImageSpec {
                         name: n.to_string(),
+                        tag: if changed { NEXT } else { RELEASE },
                         layers,
                         multi_arch: i % 13 == 1,
                     }
@@ -143,11 +155,7 @@ pub fn preset(name: &str) -> Option<Preset> {
                 .collect();
             Some(Preset {
                 name: if next { "release-next" } else { "release" },
-                version: if next {
-                    "2025.1.1-6301"
-                } else {
-                    "2025.1.0-6290"
-                },
+                version: if next { NEXT } else { RELEASE },
                 images,
             })
         }
@@ -188,7 +196,7 @@ pub fn seed(
             .head(format!(
                 "https://{}/v2/{repo}/manifests/{}",
                 registry.address(),
-                preset.version
+                image.tag
             ))
             .basic_auth(&registry.username, Some(&registry.password))
             .header(
@@ -237,7 +245,7 @@ pub fn seed(
             }
             let config = serde_json::to_vec(&json!({
                 "architecture": arch, "os": "linux",
-                "config": {"Labels": {"ai.wallaroo.image": image.name, "ai.wallaroo.version": preset.version}},
+                "config": {"Labels": {"ai.wallaroo.image": image.name, "ai.wallaroo.version": image.tag}},
                 "rootfs": {"type": "layers", "diff_ids": diff_ids},
             }))
             .expect("JSON");
@@ -252,7 +260,7 @@ pub fn seed(
             let reference = if image.multi_arch {
                 digest(&manifest)
             } else {
-                preset.version.to_string()
+                image.tag.to_string()
             };
             put_manifest(
                 &client,
@@ -276,7 +284,7 @@ pub fn seed(
                 &client,
                 registry,
                 &repo,
-                preset.version,
+                image.tag,
                 "application/vnd.oci.image.index.v1+json",
                 &index,
             )?;
@@ -449,7 +457,7 @@ fn push_chart(
     values.truncate(cut);
     values.push_str("images:\n");
     for image in &preset.images {
-        values.push_str(&format!("  {}: {}\n", image.name, preset.version));
+        values.push_str(&format!("  {}: {}\n", image.name, image.tag));
     }
     values = values.replace(
         "  password: change-me",
@@ -479,7 +487,7 @@ fn push_chart(
             "    - name: {0}\n      image: {1}/{path}/{0}:{2}\n",
             image.name,
             reg.address(),
-            preset.version
+            image.tag
         ));
     }
     let text: String = text

@@ -149,6 +149,18 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
         done(|a| matches!(a, A::Delete | A::Replace)),
     );
     println!("\n{}", style.bold(&line));
+    if let Some(m) = prepared.mirror.as_ref().map(|m| m.stats())
+        && m.images > 0
+    {
+        println!(
+            "Mirrored {} images: {} blobs copied ({} MB), {} mounted from another repository, {} already there.",
+            m.images,
+            m.blobs_copied,
+            m.bytes_copied >> 20,
+            m.blobs_mounted,
+            m.blobs_present
+        );
+    }
     if skipped > 0 {
         println!(
             "{skipped} step(s) did not run. The lockfile records what was done; run `wallaroo plan` to see what is left."

@@ -71,6 +71,8 @@ pub struct Prepared {
     pub images: Vec<MirrorImage>,
     pub desired: DesiredSet,
     pub engine: Engine,
+    /// The image kind, for what its copies did.
+    pub mirror: Option<Arc<wallaroo_oci::ImageKind>>,
 }
 
 impl Workspace {
@@ -152,16 +154,18 @@ impl Workspace {
         let desired = wallaroo_engine::desired::from_spec_with(&self.spec, &images)
             .map_err(|e| Failure::message(e.to_string()))?;
         let mut kinds = cluster_kinds(&self.spec, self.delete_data).await?;
-        if let Some(target) = &self.target {
-            kinds.register(Arc::new(wallaroo_oci::ImageKind::new(
-                sources,
-                target.clone(),
-            )));
+        let mirror = self
+            .target
+            .as_ref()
+            .map(|target| Arc::new(wallaroo_oci::ImageKind::new(sources, target.clone())));
+        if let Some(m) = &mirror {
+            kinds.register(m.clone());
         }
         Ok(Prepared {
             images,
             desired,
             engine: Engine::new(kinds),
+            mirror,
         })
     }
 

@@ -1,0 +1,221 @@
+//! An upgrade end to end against the real components: install the `release` preset (40
+//! images, about 1.5 GB, and the sample chart), then change `wallaroo { version }` to
+//! `release-next`, in which one image in five changed. The plan holds only the changed
+//! images, the chart and the release's version; apply copies only the changed blobs (counted)
+//! and leaves the Deployments of unchanged images untouched (same generation).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use wallaroo_testenv::{Env, shared, unique};
+
+const RELEASE: &str = "2025.1.0-6290";
+const NEXT: &str = "2025.1.1-6301";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn spec(env: &Env, ns: &str, nodes: &[String], version: &str) -> String {
+    format!(
+        r#"wallaroo {{
+  version                 = "{version}"
+  license_channel         = "2025-1"
+  namespace               = "{ns}"
+  domain                  = "wallaroo.example.com"
+  kubernetes_distribution = "kurl"
+  keycloak_url            = "{kc}"
+}}
+
+source "wallaroo" {{
+  registry = "{vendor}"
+  path     = "release"
+  username = "{vu}"
+  password = "{vp}"
+  ca_file  = "{ca}"
+}}
+
+registry "private" {{
+  host      = "{private}"
+  namespace = "{ns}"
+  username  = "{pu}"
+  password  = "{pp}"
+  ca_file   = "{ca}"
+}}
+
+nodepool "general" {{
+  nodes = ["{n1}"]
+}}
+
+nodepool "persistent" {{
+  nodes = ["{n2}"]
+}}
+
+nodepool "pipelines-x86" {{
+  nodes = ["{n3}"]
+}}
+
+helm {{
+  timeout = "2m"
+}}
+"#,
+        kc = env.keycloak_url,
+        vendor = env.vendor.address(),
+        vu = env.vendor.username,
+        vp = env.vendor.password,
+        private = env.private.address(),
+        pu = env.private.username,
+        pp = env.private.password,
+        ca = env.ca_file.display(),
+        n1 = nodes[0],
+        n2 = nodes[1],
+        n3 = nodes[2],
+    )
+}
+
+fn run(env: &Env, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+        .args(args)
+        .current_dir(dir)
+        .envs(env.exports())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn ok(env: &Env, dir: &Path, args: &[&str]) -> String {
+    let out = run(env, dir, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "wallaroo {args:?}:\n{text}");
+    text
+}
+
+fn generation(env: &Env, ns: &str, name: &str) -> i64 {
+    env.api()
+        .unwrap()
+        .get(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"))
+        .unwrap()["metadata"]["generation"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone() {
+    let env = shared();
+    let chart = repo().join("tests/charts/wallaroo-sample");
+    for preset in ["release", "release-next"] {
+        let preset = wallaroo_testenv::seed::preset(preset).unwrap();
+        wallaroo_testenv::seed::seed(env, &preset, &env.vendor, "release", &chart).unwrap();
+    }
+    let ns = unique("upg");
+    let nodes = env
+        .add_nodes(&ns, 3, &json!({}), &json!([]), &json!({}))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |version: &str| {
+        std::fs::write(
+            dir.path().join("wallaroo.hcl"),
+            spec(env, &ns, &nodes, version),
+        )
+        .unwrap()
+    };
+
+    write(RELEASE);
+    let installed = ok(env, dir.path(), &["apply", "--auto-approve"]);
+    assert!(installed.contains("Mirrored 41 images"), "{installed}");
+    let before: Vec<i64> = ["conductor-wallsvc", "keycloak", "engine"]
+        .iter()
+        .map(|d| generation(env, &ns, d))
+        .collect();
+
+    write(NEXT);
+    let out = run(env, dir.path(), &["plan", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changed: Vec<(String, String)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "no-op" && c["action"] != "read")
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap().to_string(),
+                c["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // In release-next, images 0, 5, 10, ... 35 of the list changed: eight, plus the chart.
+    let preset = wallaroo_testenv::seed::preset("release-next").unwrap();
+    let mut want: Vec<(String, String)> = preset
+        .images
+        .iter()
+        .filter(|i| i.tag == NEXT)
+        .map(|i| (format!("image[\"{ns}/{}\"]", i.name), "update".to_string()))
+        .collect();
+    want.push((format!("image[\"{ns}/charts/wallaroo\"]"), "update".into()));
+    want.push(("helm_release.wallaroo".into(), "update".into()));
+    want.sort();
+    let mut got = changed.clone();
+    got.sort();
+    assert_eq!(got, want);
+    let release = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "helm_release.wallaroo")
+        .unwrap();
+    let paths: Vec<&str> = release["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["version"]);
+    let text = ok(env, dir.path(), &["plan"]);
+    assert!(
+        text.contains("`helm upgrade` is the only step that restarts pods"),
+        "{text}"
+    );
+
+    let upgraded = ok(env, dir.path(), &["apply", "--auto-approve"]);
+    // Eight new top layers and eight new configs, and the chart's content and config.
+    assert!(
+        upgraded.contains("Mirrored 9 images: 18 blobs copied"),
+        "{upgraded}"
+    );
+    let after: Vec<i64> = ["conductor-wallsvc", "keycloak", "engine"]
+        .iter()
+        .map(|d| generation(env, &ns, d))
+        .collect();
+    assert_eq!(
+        after[0],
+        before[0] + 1,
+        "conductor-wallsvc's image changed: it rolls"
+    );
+    assert_eq!(
+        after[1..],
+        before[1..],
+        "keycloak and the engine (fitzroy-mini) did not change"
+    );
+    let out = run(env, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    ok(
+        env,
+        dir.path(),
+        &["destroy", "--auto-approve", "--include-images"],
+    );
+}
