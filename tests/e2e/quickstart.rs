@@ -304,6 +304,119 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
     assert_eq!(out.status.code(), Some(2));
     case.ok(&["apply", "--auto-approve"]);
 
+    // The other drift a cron job must see, each with exit 2 and named in the JSON: an image
+    // deleted from the private registry, helm values changed by someone running helm
+    // directly, a user deleted in Keycloak.
+    let http = wallaroo_testenv::https_client(&env.ca_file).unwrap();
+    let manifest_url = format!(
+        "https://{}/v2/{}/keycloak/manifests/2025.1.0-6290",
+        env.private.address(),
+        case.ns
+    );
+    let digest = http
+        .head(&manifest_url)
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .basic_auth(&env.private.username, Some(&env.private.password))
+        .send()
+        .unwrap()
+        .headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let deleted = http
+        .delete(manifest_url.replace("2025.1.0-6290", &digest))
+        .basic_auth(&env.private.username, Some(&env.private.password))
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    let helm = Command::new(&env.helm)
+        .args(["upgrade", "wallaroo"])
+        .arg(repo().join("tests/charts/wallaroo-sample"))
+        .args(["--namespace", &case.ns, "--reuse-values", "--set", "ingress_mode=none"])
+        .arg("--kubeconfig")
+        .arg(&env.admin_kubeconfig)
+        .output()
+        .unwrap();
+    assert!(helm.status.success(), "{}", String::from_utf8_lossy(&helm.stderr));
+    let kc = reqwest::blocking::Client::new();
+    let token: Value = kc
+        .post(format!(
+            "{}/realms/master/protocol/openid-connect/token",
+            env.keycloak_url
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", wallaroo_testenv::env::KEYCLOAK_ADMIN),
+            ("password", env.keycloak_password.as_str()),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let bearer = token["access_token"].as_str().unwrap().to_string();
+    let users: Value = kc
+        .get(format!("{}/admin/realms/master/users", env.keycloak_url))
+        .query(&[("email", admin.as_str()), ("exact", "true")])
+        .bearer_auth(&bearer)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let user_id = users[0]["id"].as_str().unwrap();
+    let gone = kc
+        .delete(format!(
+            "{}/admin/realms/master/users/{user_id}",
+            env.keycloak_url
+        ))
+        .bearer_auth(&bearer)
+        .send()
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+
+    let out = case.run(&["plan", "--detailed-exitcode", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let drift: Vec<(String, bool, Vec<String>)> = plan["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["address"].as_str().unwrap().to_string(),
+                d["deleted"].as_bool().unwrap_or(false),
+                d["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| a["path"].as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    let find = |addr: &str| {
+        drift
+            .iter()
+            .find(|d| d.0 == addr)
+            .unwrap_or_else(|| panic!("{addr} not in the drift: {drift:#?}"))
+            .clone()
+    };
+    assert!(find(&format!("image[\"{}/keycloak\"]", case.ns)).1, "image deleted");
+    assert_eq!(
+        find("helm_release.wallaroo").2,
+        ["values.ingress_mode"],
+        "helm run by hand"
+    );
+    assert!(find(&format!("user[\"{admin}\"]")).1, "user deleted");
+    case.ok(&["apply", "--auto-approve"]);
+    let out = case.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "apply put everything back:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     // A new user logs in through Keycloak's token endpoint.
     let analyst = format!("{id}-analyst@example.com");
     case.users.push((analyst.clone(), false));
