@@ -332,12 +332,22 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
     let helm = Command::new(&env.helm)
         .args(["upgrade", "wallaroo"])
         .arg(repo().join("tests/charts/wallaroo-sample"))
-        .args(["--namespace", &case.ns, "--reuse-values", "--set", "ingress_mode=none"])
+        .args([
+            "--namespace",
+            &case.ns,
+            "--reuse-values",
+            "--set",
+            "ingress_mode=none",
+        ])
         .arg("--kubeconfig")
         .arg(&env.admin_kubeconfig)
         .output()
         .unwrap();
-    assert!(helm.status.success(), "{}", String::from_utf8_lossy(&helm.stderr));
+    assert!(
+        helm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&helm.stderr)
+    );
     let kc = reqwest::blocking::Client::new();
     let token: Value = kc
         .post(format!(
@@ -401,7 +411,10 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
             .unwrap_or_else(|| panic!("{addr} not in the drift: {drift:#?}"))
             .clone()
     };
-    assert!(find(&format!("image[\"{}/keycloak\"]", case.ns)).1, "image deleted");
+    assert!(
+        find(&format!("image[\"{}/keycloak\"]", case.ns)).1,
+        "image deleted"
+    );
     assert_eq!(
         find("helm_release.wallaroo").2,
         ["values.ingress_mode"],

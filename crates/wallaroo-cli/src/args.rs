@@ -102,6 +102,9 @@ pub struct PlanArgs {
     /// Limit the plan to these resources and what they depend on.
     #[arg(long, value_name = "ADDR")]
     pub target: Vec<String>,
+    /// Leave these resources out, and what depends on them (the inverse of --target).
+    #[arg(long, value_name = "ADDR")]
+    pub exclude: Vec<String>,
     /// Wait this long for the state lock, e.g. 30s.
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     pub lock_timeout: String,
@@ -122,6 +125,13 @@ pub struct ApplyArgs {
     pub parallelism: usize,
     #[arg(long, value_name = "ADDR")]
     pub target: Vec<String>,
+    /// Leave these resources out, and what depends on them (the inverse of --target).
+    #[arg(long, value_name = "ADDR")]
+    pub exclude: Vec<String>,
+    /// After a step fails, still run every step that does not depend on it; the summary
+    /// lists what was done, what failed and what was skipped, with the reason.
+    #[arg(long)]
+    pub keep_going: bool,
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     pub lock_timeout: String,
     /// destroy: also delete the namespace when it holds PersistentVolumeClaims (their data).

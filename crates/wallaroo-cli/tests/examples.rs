@@ -33,8 +33,11 @@ fn the_drift_cronjob_is_valid_kubernetes_and_its_command_line_is_valid() {
     let env = wallaroo_testenv::shared();
     let api = env.api().unwrap();
     let ns = wallaroo_testenv::unique("drift");
-    api.create("/api/v1/namespaces", &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
-        .unwrap();
+    api.create(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    )
+    .unwrap();
     let text = std::fs::read_to_string(examples().join("drift-cronjob.yaml")).unwrap();
     let mut kinds = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {

@@ -128,6 +128,7 @@ fn main() {
             let opts = ApplyOptions {
                 parallelism,
                 interrupt: None,
+                keep_going: false,
             };
             let report = engine
                 .apply(&plan, &desired, &store, &opts, &Silent)
@@ -193,6 +194,7 @@ fn main() {
                     &ApplyOptions {
                         parallelism: 16,
                         interrupt: None,
+                        keep_going: false,
                     },
                     &Silent,
                 )

@@ -32,6 +32,8 @@ pub struct PlanOptions {
     pub targets: Vec<Address>,
     /// Concurrent live reads.
     pub refresh_parallelism: usize,
+    /// `--exclude`: resources left out, with what depends on them.
+    pub excludes: Vec<Address>,
     /// Delete resources of kinds that are kept on removal (mirrored images) as well, when
     /// they leave the spec or on destroy (`destroy --include-images`).
     pub delete_kept: bool,
@@ -42,6 +44,7 @@ impl Default for PlanOptions {
         PlanOptions {
             mode: PlanMode::Apply,
             targets: Vec::new(),
+            excludes: Vec::new(),
             refresh_parallelism: 32,
             delete_kept: false,
         }
@@ -54,6 +57,8 @@ pub struct ApplyOptions {
     pub parallelism: usize,
     /// Turns true on Ctrl-C: running steps finish, no new one starts.
     pub interrupt: Option<watch::Receiver<bool>>,
+    /// After a failure, still run every step whose dependencies succeeded.
+    pub keep_going: bool,
 }
 
 impl Default for ApplyOptions {
@@ -61,6 +66,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             parallelism: 10,
             interrupt: None,
+            keep_going: false,
         }
     }
 }
@@ -79,9 +85,20 @@ impl ApplyReporter for Silent {}
 /// How one step of an apply ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepResult {
-    Applied { action: Action, elapsed: Duration },
-    Failed { action: Action, error: String },
-    Skipped { action: Action },
+    Applied {
+        action: Action,
+        elapsed: Duration,
+    },
+    Failed {
+        action: Action,
+        error: String,
+    },
+    /// Not run, and why: a dependency failed (named), a failure elsewhere stopped the
+    /// apply, or an interrupt.
+    Skipped {
+        action: Action,
+        reason: String,
+    },
 }
 
 /// The result of an apply.
@@ -155,15 +172,49 @@ impl Engine {
             deps.entry(addr)
                 .or_insert_with(|| r.depends_on.iter().filter_map(|d| d.parse().ok()).collect());
         }
-        if opts.targets.is_empty() {
-            return Ok(deps.into_keys().collect());
-        }
-        for t in &opts.targets {
+        for t in opts.targets.iter().chain(&opts.excludes) {
             if !deps.keys().any(|a| t.contains(a)) {
                 return Err(EngineError::NoSuchTarget(t.clone()));
             }
         }
-        Ok(graph::target_scope(&opts.targets, &deps))
+        let mut scope: BTreeSet<Address> = if opts.targets.is_empty() {
+            deps.keys().cloned().collect()
+        } else {
+            graph::target_scope(&opts.targets, &deps)
+        };
+        if !opts.excludes.is_empty() {
+            // Left out: the excluded resources, and what cannot be done without them: in an
+            // apply what depends on them, in a destroy what they depend on.
+            let mut out: BTreeSet<Address> = deps
+                .keys()
+                .filter(|a| opts.excludes.iter().any(|x| x.contains(a)))
+                .cloned()
+                .collect();
+            loop {
+                let more: Vec<Address> = deps
+                    .iter()
+                    .filter(|(a, _)| !out.contains(*a))
+                    .filter_map(|(a, ds)| match opts.mode {
+                        PlanMode::Apply => ds.iter().any(|d| out.contains(d)).then(|| a.clone()),
+                        PlanMode::Destroy => None,
+                    })
+                    .chain(match opts.mode {
+                        PlanMode::Destroy => deps
+                            .iter()
+                            .filter(|(a, _)| out.contains(*a))
+                            .flat_map(|(_, ds)| ds.iter().filter(|d| !out.contains(*d)).cloned())
+                            .collect::<Vec<_>>(),
+                        PlanMode::Apply => Vec::new(),
+                    })
+                    .collect();
+                if more.is_empty() {
+                    break;
+                }
+                out.extend(more);
+            }
+            scope.retain(|a| !out.contains(a));
+        }
+        Ok(scope)
     }
 
     /// Reads the live state of every address in scope, concurrently (bounded): one round of
@@ -349,6 +400,7 @@ impl Engine {
             desired_fingerprint: desired_fingerprint(desired, &salt, &self.kinds, opts.mode),
             salt,
             targets: opts.targets.clone(),
+            excludes: opts.excludes.clone(),
             warnings,
             drift,
             images: Vec::new(),
@@ -393,6 +445,7 @@ impl Engine {
         let opts = PlanOptions {
             mode: plan.mode,
             targets: plan.targets.clone(),
+            excludes: plan.excludes.clone(),
             ..PlanOptions::default()
         };
         let scope = self.scope(desired, state, &opts)?;
@@ -592,12 +645,49 @@ impl Engine {
                 }
             }
         };
-        let report = walk(&g, opts.parallelism, opts.interrupt.clone(), run, finished).await;
+        let report = walk(
+            &g,
+            opts.parallelism,
+            opts.keep_going,
+            opts.interrupt.clone(),
+            run,
+            finished,
+        )
+        .await;
         writer.finish()?;
         for (n, outcome) in &report.outcomes {
             if *outcome == StepOutcome::Skipped {
                 let c = changes[&g[*n]];
-                steps.insert(c.address.clone(), StepResult::Skipped { action: c.action });
+                // The failed steps this one needed, directly or not.
+                let mut failed = Vec::new();
+                let mut seen = BTreeSet::new();
+                let mut todo: Vec<_> = g
+                    .neighbors_directed(*n, petgraph::Direction::Incoming)
+                    .collect();
+                while let Some(m) = todo.pop() {
+                    if !seen.insert(m) {
+                        continue;
+                    }
+                    match report.outcomes.get(&m) {
+                        Some(StepOutcome::Failed(_)) => failed.push(g[m].to_string()),
+                        _ => todo.extend(g.neighbors_directed(m, petgraph::Direction::Incoming)),
+                    }
+                }
+                failed.sort();
+                let reason = if !failed.is_empty() {
+                    format!("it depends on {}, which failed", failed.join(", "))
+                } else if report.interrupted {
+                    "the apply was interrupted".to_string()
+                } else {
+                    "a step failed and --keep-going was not given".to_string()
+                };
+                steps.insert(
+                    c.address.clone(),
+                    StepResult::Skipped {
+                        action: c.action,
+                        reason,
+                    },
+                );
             }
         }
         Ok(ApplyReport {

@@ -37,10 +37,12 @@ impl WalkReport {
 
 /// Walks `graph`. `run` starts a step; `finished` is called on the calling task as each step
 /// ends, in completion order, before any step that depends on it starts (the apply loop
-/// writes the lockfile there). `stop` turning true is an interrupt (Ctrl-C).
+/// writes the lockfile there). `stop` turning true is an interrupt (Ctrl-C). With
+/// `keep_going`, a failure stops only the steps that depend on it; every other step runs.
 pub async fn walk<N, F, Fut>(
     graph: &DiGraph<N, ()>,
     parallelism: usize,
+    keep_going: bool,
     mut stop: Option<watch::Receiver<bool>>,
     mut run: F,
     mut finished: impl FnMut(NodeIndex, &Result<(), String>),
@@ -102,7 +104,7 @@ where
                     }
                     Err(e) => {
                         outcomes.insert(n, StepOutcome::Failed(e));
-                        stopping = true;
+                        stopping |= !keep_going;
                     }
                 }
             }
@@ -147,6 +149,7 @@ mod tests {
         let report = walk(
             &g,
             4,
+            false,
             None,
             |n| {
                 let log = log.clone();
@@ -192,6 +195,7 @@ mod tests {
         let report = walk(
             &g,
             1,
+            false,
             None,
             |n| {
                 let started = started.clone();
@@ -221,12 +225,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn keep_going_runs_every_independent_step_and_skips_only_dependants() {
+        let g = chain_and_fan();
+        let report = walk(
+            &g,
+            1,
+            true,
+            None,
+            |n| {
+                let name = g[n];
+                async move {
+                    if name == "b" {
+                        Err("boom".into())
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+            |_, _| {},
+        )
+        .await;
+        let by_name: BTreeMap<&str, StepOutcome> = report
+            .outcomes
+            .iter()
+            .map(|(n, o)| (g[*n], o.clone()))
+            .collect();
+        assert_eq!(by_name["b"], StepOutcome::Failed("boom".into()));
+        assert_eq!(by_name["c"], StepOutcome::Succeeded, "independent of b");
+        assert_eq!(by_name["e"], StepOutcome::Succeeded);
+        assert_eq!(by_name["d"], StepOutcome::Skipped, "depends on b");
+    }
+
+    #[tokio::test]
     async fn running_steps_finish_after_an_interrupt() {
         let g = chain_and_fan();
         let (tx, rx) = watch::channel(false);
         let report = walk(
             &g,
             2,
+            false,
             Some(rx),
             |n| {
                 let name = g[n];

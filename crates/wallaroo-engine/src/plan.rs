@@ -30,6 +30,9 @@ pub struct Plan {
     /// `--target` addresses, empty for a full plan.
     #[serde(default)]
     pub targets: Vec<Address>,
+    /// `--exclude` addresses: left out with what depends on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<Address>,
     /// Things worth saying that do not stop the plan (a certificate near expiry).
     #[serde(default)]
     pub warnings: Vec<String>,

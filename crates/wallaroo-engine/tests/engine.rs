@@ -69,6 +69,7 @@ async fn plan_and_apply(
             &ApplyOptions {
                 parallelism,
                 interrupt: None,
+                keep_going: false,
             },
             &Silent,
         )
@@ -554,4 +555,101 @@ async fn plan_and_lockfile_satisfy_their_schemas() {
         wallaroo_state::lockfile_schema(),
         &lock,
     );
+}
+
+/// A generated DAG: `branches` chains of `depth` files hanging off one root, `f{b}-{d}`
+/// depending on `f{b}-{d-1}`, the first of each on the root.
+fn branches(branches: usize, depth: usize) -> DesiredSet {
+    let mut set = DesiredSet::default();
+    set.insert(FileKind::desired("root", "root"));
+    for b in 0..branches {
+        for d in 0..depth {
+            let prev = if d == 0 {
+                addr("root")
+            } else {
+                addr(&format!("b{b}-{}", d - 1))
+            };
+            set.insert(
+                FileKind::desired(&format!("b{b}-{d}"), &format!("{b}/{d}")).depends_on([prev]),
+            );
+        }
+    }
+    set
+}
+
+#[tokio::test]
+async fn keep_going_finishes_every_independent_branch_and_skips_the_failed_ones_dependants() {
+    let env = env();
+    let kind = Arc::new(FileKind::new(&env.root).with_delay(Duration::from_millis(5)));
+    kind.fail_on("b2-1");
+    let e = engine(&kind);
+    let desired = branches(6, 4);
+    let plan = e
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap();
+    let opts = ApplyOptions {
+        parallelism: 3,
+        keep_going: true,
+        ..ApplyOptions::default()
+    };
+    let report = e
+        .apply(&plan, &desired, &env.store, &opts, &Silent)
+        .await
+        .unwrap();
+    assert!(!report.success());
+    for (address, step) in &report.steps {
+        let name = address.to_string();
+        let in_failed_branch = name.contains("\"b2-");
+        match step {
+            StepResult::Failed { .. } => assert_eq!(name, addr("b2-1").to_string()),
+            StepResult::Skipped { reason, .. } => {
+                assert!(
+                    in_failed_branch && (name.contains("b2-2") || name.contains("b2-3")),
+                    "{name} skipped"
+                );
+                assert_eq!(
+                    reason,
+                    &format!("it depends on {}, which failed", addr("b2-1"))
+                );
+            }
+            StepResult::Applied { .. } => {
+                assert!(!in_failed_branch || name.contains("b2-0"), "{name} applied")
+            }
+        }
+    }
+    let applied = report
+        .steps
+        .values()
+        .filter(|s| matches!(s, StepResult::Applied { .. }))
+        .count();
+    assert_eq!(
+        applied,
+        1 + 5 * 4 + 1,
+        "the root, five whole branches, b2-0"
+    );
+    // The lockfile records exactly what was applied.
+    let state = env.store.load().unwrap().unwrap();
+    assert_eq!(state.resources.len(), applied);
+}
+
+#[tokio::test]
+async fn exclude_leaves_out_a_resource_and_what_depends_on_it() {
+    let env = env();
+    let kind = Arc::new(FileKind::new(&env.root));
+    let e = engine(&kind);
+    let desired = branches(2, 3);
+    let opts = PlanOptions {
+        excludes: vec![addr("b0-1")],
+        ..PlanOptions::default()
+    };
+    let plan = e.plan(&desired, None, &opts).await.unwrap();
+    let planned: Vec<String> = plan.changes.iter().map(|c| c.address.to_string()).collect();
+    for gone in ["b0-1", "b0-2"] {
+        assert!(!planned.contains(&addr(gone).to_string()), "{gone}");
+    }
+    for kept in ["root", "b0-0", "b1-0", "b1-1", "b1-2"] {
+        assert!(planned.contains(&addr(kept).to_string()), "{kept}");
+    }
+    assert_eq!(plan.excludes, [addr("b0-1")]);
 }

@@ -44,6 +44,7 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
             let opts = PlanOptions {
                 mode,
                 targets: targets(&args.target)?,
+                excludes: targets(&args.exclude)?,
                 delete_kept: mode == PlanMode::Destroy && args.include_images,
                 ..PlanOptions::default()
             };
@@ -100,6 +101,7 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
     let opts = ApplyOptions {
         parallelism: args.parallelism,
         interrupt: Some(rx),
+        keep_going: args.keep_going,
     };
     let report = prepared
         .engine
@@ -162,9 +164,13 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
         );
     }
     if skipped > 0 {
-        println!(
-            "{skipped} step(s) did not run. The lockfile records what was done; run `wallaroo plan` to see what is left."
-        );
+        println!("\n{skipped} step(s) did not run:");
+        for (address, step) in &report.steps {
+            if let StepResult::Skipped { reason, .. } = step {
+                println!("  {address}: {reason}");
+            }
+        }
+        println!("The lockfile records what was done; run `wallaroo plan` to see what is left.");
     }
     Ok(if report.success() {
         ExitCode::SUCCESS

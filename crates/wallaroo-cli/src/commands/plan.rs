@@ -35,6 +35,7 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> 
     let opts = PlanOptions {
         mode: PlanMode::Apply,
         targets: targets(&args.target)?,
+        excludes: targets(&args.exclude)?,
         ..PlanOptions::default()
     };
     let prepared = ws

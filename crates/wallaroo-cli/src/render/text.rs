@@ -276,6 +276,7 @@ mod tests {
             desired_fingerprint: "d".into(),
             targets: vec![],
             images: vec![],
+            excludes: vec![],
             warnings: vec!["the TLS certificate expires on Dec 1 (in 5 days)".into()],
             drift: vec![Drift {
                 address: "file[\"b\"]".parse::<Address>().unwrap(),
