@@ -412,7 +412,7 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
             .clone()
     };
     assert!(
-        find(&format!("image[\"{}/keycloak\"]", case.ns)).1,
+        find(&format!("image[\"{}/keycloak:2025.1.0-6290\"]", case.ns)).1,
         "image deleted"
     );
     assert_eq!(

@@ -1,8 +1,10 @@
 //! An upgrade end to end against the real components: install the `release` preset (40
 //! images, about 1.5 GB, and the sample chart), then change `wallaroo { version }` to
 //! `release-next`, in which one image in five changed. The plan holds only the changed
-//! images, the chart and the release's version; apply copies only the changed blobs (counted)
-//! and leaves the Deployments of unchanged images untouched (same generation).
+//! images (new tags), the chart and the release's version, and with `prune` the deletion of
+//! exactly the old tags; apply copies only the changed blobs (counted), leaves the
+//! Deployments of unchanged images untouched (same generation), and never touches an image
+//! pushed into the same registry by hand.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -42,6 +44,7 @@ registry "private" {{
   username  = "{pu}"
   password  = "{pp}"
   ca_file   = "{ca}"
+  prune     = true
 }}
 
 nodepool "general" {{
@@ -128,6 +131,33 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
     write(RELEASE);
     let installed = ok(env, dir.path(), &["apply", "--auto-approve"]);
     assert!(installed.contains("Mirrored 41 images"), "{installed}");
+    // An image pushed into the same registry by hand: not wallaroo's, never pruned.
+    let private = wallaroo_testenv::https_client(&env.ca_file).unwrap();
+    let manifest = |repo: &str, tag: &str| {
+        private
+            .get(format!(
+                "https://{}/v2/{repo}/manifests/{tag}",
+                env.private.address()
+            ))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .basic_auth(&env.private.username, Some(&env.private.password))
+            .send()
+            .unwrap()
+    };
+    let conductor = manifest(&format!("{ns}/conductor-wallsvc"), RELEASE)
+        .bytes()
+        .unwrap();
+    let pushed = private
+        .put(format!(
+            "https://{}/v2/{ns}/conductor-wallsvc/manifests/handmade",
+            env.private.address()
+        ))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .basic_auth(&env.private.username, Some(&env.private.password))
+        .body(conductor.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
     let before: Vec<i64> = ["conductor-wallsvc", "keycloak", "engine"]
         .iter()
         .map(|d| generation(env, &ns, d))
@@ -155,13 +185,18 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
         .collect();
     // In release-next, images 0, 5, 10, ... 35 of the list changed: eight, plus the chart.
     let preset = wallaroo_testenv::seed::preset("release-next").unwrap();
-    let mut want: Vec<(String, String)> = preset
+    let changed_images: Vec<&str> = preset
         .images
         .iter()
         .filter(|i| i.tag == NEXT)
-        .map(|i| (format!("image[\"{ns}/{}\"]", i.name), "update".to_string()))
+        .map(|i| i.name.as_str())
         .collect();
-    want.push((format!("image[\"{ns}/charts/wallaroo\"]"), "update".into()));
+    assert_eq!(changed_images.len(), 8);
+    let mut want: Vec<(String, String)> = Vec::new();
+    for name in changed_images.iter().copied().chain(["charts/wallaroo"]) {
+        want.push((format!("image[\"{ns}/{name}:{NEXT}\"]"), "create".into()));
+        want.push((format!("image[\"{ns}/{name}:{RELEASE}\"]"), "delete".into()));
+    }
     want.push(("helm_release.wallaroo".into(), "update".into()));
     want.sort();
     let mut got = changed.clone();
@@ -187,6 +222,33 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
     );
 
     let upgraded = ok(env, dir.path(), &["apply", "--auto-approve"]);
+    assert!(
+        upgraded.contains("9 added, 1 changed, 9 destroyed"),
+        "{upgraded}"
+    );
+    for name in ["mlflow-deploy", "assays-v2"] {
+        assert_eq!(
+            manifest(&format!("{ns}/{name}"), RELEASE).status(),
+            404,
+            "{name}'s old tag was pruned"
+        );
+    }
+    assert_eq!(
+        manifest(&format!("{ns}/keycloak"), RELEASE).status(),
+        200,
+        "unchanged images keep their tag"
+    );
+    // The hand-pushed tag points at the old conductor-wallsvc manifest: deleting that
+    // manifest would take the tag with it, so prune keeps it.
+    assert_eq!(
+        manifest(&format!("{ns}/conductor-wallsvc"), "handmade").status(),
+        200,
+        "an image wallaroo did not mirror survives"
+    );
+    assert_eq!(
+        manifest(&format!("{ns}/conductor-wallsvc"), RELEASE).status(),
+        200
+    );
     // Eight new top layers and eight new configs, and the chart's content and config.
     assert!(
         upgraded.contains("Mirrored 9 images: 18 blobs copied"),

@@ -287,8 +287,13 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
     let mut chart_image = None;
     if let Some(reg) = registry {
         for image in images {
-            let (path, target_ref) = image_target(spec, reg, image);
-            let addr = Address::keyed("image", &path);
+            let (_, target_ref) = image_target(spec, reg, image);
+            // One resource per target tag: an upgrade's new tag is a new image, and the old
+            // one leaves the spec (kept, or deleted with `prune`).
+            let key = target_ref
+                .split_once('/')
+                .map_or(target_ref.as_str(), |(_, rest)| rest);
+            let addr = Address::keyed("image", key);
             let mut a = attrs([
                 ("source", json!(image.source)),
                 ("origin", json!(image.origin)),
@@ -649,7 +654,7 @@ mod tests {
             "secret.wallaroo/wallaroo-registry",
             "secret.kube-system/wallaroo-registry",
             "nodepool.pipelines-x86.node[\"gpu-1\"]",
-            "image[\"wallaroo/k8s-device-plugin\"]",
+            "image[\"wallaroo/k8s-device-plugin:v0.17.0\"]",
             "daemonset.kube-system/nvidia-device-plugin",
             "helm_release.wallaroo",
             "user[\"admin@example.com\"]",

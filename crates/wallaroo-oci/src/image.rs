@@ -96,24 +96,6 @@ impl ResourceKind for ImageKind {
             .manifest_digest(&repo, &tag)
             .await
             .map_err(|e| ResourceError::new(e.to_string()))?;
-        // A new tag (an upgrade): the image is what the previous tag still holds, so the
-        // plan shows an update from the old tag to the new one, not a new image.
-        if live.is_none()
-            && let (Some(prior), Some(_)) = (req.prior, req.desired)
-            && prior.get("target") != attrs.get("target")
-        {
-            let (old_repo, old_tag) = self.target_parts(prior)?;
-            let old = self
-                .target
-                .manifest_digest(&old_repo, &old_tag)
-                .await
-                .map_err(|e| ResourceError::new(e.to_string()))?;
-            return Ok(old.map(|digest| {
-                let mut a = prior.clone();
-                a.insert("digest".into(), json!(digest));
-                a
-            }));
-        }
         // The source side is what was copied when the target holds the expected digest;
         // otherwise what the lockfile says was copied, beside what the tag holds now.
         Ok(live.map(|digest| {
@@ -176,14 +158,31 @@ impl ResourceKind for ImageKind {
         Ok(applied)
     }
 
-    /// Called only for `destroy --include-images` (mirrored images are otherwise kept):
-    /// deletes the manifest the target tag held. The registry frees the blobs at its next
+    /// Called only with `prune` (an image that left the spec or the release) or for
+    /// `destroy --include-images`; mirrored images are otherwise kept. Deletes the manifest
+    /// the target tag held, unless another tag of the repository still points at it. The registry frees the blobs at its next
     /// garbage collection.
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
-        let (repo, _) = self.target_parts(prior)?;
+        let (repo, tag) = self.target_parts(prior)?;
         let Some(digest) = prior.get("digest").and_then(Value::as_str) else {
             return Ok(());
         };
+        let err = |e: crate::OciError| ResourceError::new(e.to_string());
+        // Deleting a manifest removes every tag on it: keep it while another tag (a newer
+        // release's, when an image did not change) still points at it.
+        for other in self.target.tags(&repo).await.map_err(err)? {
+            if other != tag
+                && self
+                    .target
+                    .manifest_digest(&repo, &other)
+                    .await
+                    .map_err(err)?
+                    .as_deref()
+                    == Some(digest)
+            {
+                return Ok(());
+            }
+        }
         self.target
             .delete_manifest(&repo, digest)
             .await

@@ -488,6 +488,25 @@ impl Registry {
         }
     }
 
+    /// The tags of `repo` (empty when the repository does not exist).
+    pub async fn tags(&self, repo: &str) -> Result<Vec<String>, OciError> {
+        let url = self.url(&format!("/v2/{repo}/tags/list"));
+        let resp = self.send(&Self::pull(repo), |c| c.get(&url)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !resp.status().is_success() {
+            return Err(self.err(format!("GET tags of {repo}: {}", resp.status())));
+        }
+        let body: serde_json::Value = resp.json().await.map_err(|e| self.err(e))?;
+        Ok(body["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect())
+    }
+
     /// Deletes the manifest `digest` of `repo` (and so every tag on it); `false` when it was
     /// already gone. Registries must allow deletes (distribution: `storage.delete.enabled`).
     pub async fn delete_manifest(&self, repo: &str, digest: &str) -> Result<bool, OciError> {

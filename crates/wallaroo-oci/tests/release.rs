@@ -250,7 +250,7 @@ async fn release_images_come_from_the_chart_are_pinned_and_follow_a_retag_only_w
         .filter(|c| c.action.is_change())
         .map(|c| c.address.to_string())
         .collect();
-    assert_eq!(changed, [format!("image[\"{ns}/keycloak\"]")]);
+    assert_eq!(changed, [format!("image[\"{ns}/keycloak:{version}\"]")]);
     let paths: Vec<&str> = plan
         .changes
         .iter()

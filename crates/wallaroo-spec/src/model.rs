@@ -159,6 +159,10 @@ pub struct PrivateRegistry {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Delete images wallaroo mirrored that left the spec or the release (an upgrade's old
+    /// tags); images it did not mirror are never touched.
+    #[serde(default)]
+    pub prune: bool,
 }
 
 /// `images { ... }`: which images to mirror and where they land.

@@ -45,7 +45,10 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
                 mode,
                 targets: targets(&args.target)?,
                 excludes: targets(&args.exclude)?,
-                delete_kept: mode == PlanMode::Destroy && args.include_images,
+                delete_kept: match mode {
+                    PlanMode::Destroy => args.include_images,
+                    PlanMode::Apply => ws.spec.registry.as_ref().is_some_and(|r| r.prune),
+                },
                 ..PlanOptions::default()
             };
             let images = if mode == PlanMode::Destroy {

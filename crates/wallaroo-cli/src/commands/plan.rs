@@ -36,6 +36,7 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> 
         mode: PlanMode::Apply,
         targets: targets(&args.target)?,
         excludes: targets(&args.exclude)?,
+        delete_kept: ws.spec.registry.as_ref().is_some_and(|r| r.prune),
         ..PlanOptions::default()
     };
     let prepared = ws
