@@ -412,7 +412,14 @@ fn child(mode: &str) {
             ));
         }
         let mut kinds = KindRegistry::new();
-        kinds.register(Arc::new(ImageKind::new(sources, target)));
+        // As `wallaroo apply` sets it up: large uploads resumable, recorded beside the lockfile.
+        let journal = std::path::Path::new(&config.lockfile)
+            .parent()
+            .unwrap()
+            .join(".wallaroo-uploads");
+        kinds.register(Arc::new(
+            ImageKind::new(sources, target).with_journal(journal),
+        ));
         let engine = Engine::new(kinds);
         let plan = engine
             .plan(&desired, state.as_ref(), &PlanOptions::default())

@@ -459,6 +459,24 @@ impl ImageSource for Bundle {
         }))
     }
 
+    async fn blob_from(
+        &self,
+        repo: &str,
+        digest: &str,
+        offset: u64,
+    ) -> Result<BlobStream, OciError> {
+        let Some(&(start, size)) = self.entries.get(digest) else {
+            return self.blob(repo, digest).await;
+        };
+        let mut file = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(|e| err(&self.path, e))?;
+        file.seek(SeekFrom::Start(start + offset.min(size)))
+            .await
+            .map_err(|e| err(&self.path, e))?;
+        Ok(read_stream(file.take(size - offset.min(size))))
+    }
+
     async fn blob(&self, _repo: &str, digest: &str) -> Result<BlobStream, OciError> {
         let Some(&(offset, size)) = self.entries.get(digest) else {
             let why = if self.manifest.omitted.contains(digest) {
@@ -474,20 +492,23 @@ impl ImageSource for Bundle {
         file.seek(SeekFrom::Start(offset))
             .await
             .map_err(|e| err(&self.path, e))?;
-        let reader = file.take(size);
-        let stream = futures_util::stream::unfold(reader, |mut r| async move {
-            let mut buf = vec![0u8; 256 << 10];
-            match r.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buf)), r))
-                }
-                Err(e) => Some((Err(e), r)),
-            }
-        });
-        Ok(Box::pin(stream))
+        Ok(read_stream(file.take(size)))
     }
+}
+
+/// A file region as a stream of 256 KiB chunks.
+fn read_stream(reader: tokio::io::Take<tokio::fs::File>) -> BlobStream {
+    Box::pin(futures_util::stream::unfold(reader, |mut r| async move {
+        let mut buf = vec![0u8; 256 << 10];
+        match r.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), r))
+            }
+            Err(e) => Some((Err(e), r)),
+        }
+    }))
 }
 
 /// What `verify` found.

@@ -64,6 +64,9 @@ pub struct CopyOptions<'a> {
     pub mount_from: &'a [String],
     /// Blobs shared with the other copies of this run.
     pub ledger: Option<&'a BlobLedger>,
+    /// Where large uploads are recorded so that a later run resumes them (see
+    /// [`crate::resume`]); without it they restart from the beginning.
+    pub journal: Option<&'a crate::resume::UploadJournal>,
 }
 
 /// The manifest a copy puts under the tag for `top`: `top` itself, or, when `platforms`
@@ -165,6 +168,18 @@ pub async fn copy(
     Ok(report)
 }
 
+/// The sizes a manifest gives its blobs, by digest.
+fn blob_sizes(manifest: &Manifest) -> HashMap<String, u64> {
+    let json = manifest.json();
+    json["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(Some(&json["config"]))
+        .filter_map(|d| Some((d["digest"].as_str()?.to_string(), d["size"].as_u64()?)))
+        .collect()
+}
+
 /// The blobs a manifest refers to: its config, then its layers.
 pub fn blob_digests(manifest: &Manifest) -> Vec<String> {
     let json = manifest.json();
@@ -211,13 +226,18 @@ impl Blobs<'_> {
     /// failure stops the rest.
     async fn copy_all(&mut self, manifest: &Manifest) -> Result<(), OciError> {
         use futures_util::StreamExt;
-        let todo: Vec<String> = blob_digests(manifest)
+        let sizes = blob_sizes(manifest);
+        let todo: Vec<(String, u64)> = blob_digests(manifest)
             .into_iter()
             .filter(|d| self.seen.insert(d.clone()))
+            .map(|d| {
+                let size = sizes.get(&d).copied().unwrap_or(0);
+                (d, size)
+            })
             .collect();
         let this = &*self;
         let mut results = futures_util::stream::iter(todo)
-            .map(|digest| async move { this.copy_one(&digest).await })
+            .map(|(digest, size)| async move { this.copy_one(&digest, size).await })
             .buffer_unordered(BLOBS_AT_ONCE);
         let mut moved = Vec::new();
         while let Some(r) = results.next().await {
@@ -237,7 +257,7 @@ impl Blobs<'_> {
         Ok(())
     }
 
-    async fn copy_one(&self, digest: &str) -> Result<Moved, OciError> {
+    async fn copy_one(&self, digest: &str, size: u64) -> Result<Moved, OciError> {
         let (dst, dst_repo) = (self.dst, self.dst_repo);
         if dst.has_blob(dst_repo, digest).await? {
             return Ok(Moved::Present);
@@ -248,7 +268,7 @@ impl Blobs<'_> {
             }
         }
         let Some(ledger) = self.opts.ledger else {
-            return Ok(Moved::Copied(self.send(digest).await?));
+            return Ok(Moved::Copied(self.send(digest, size).await?));
         };
         // The first copy of this run to need the blob sends it; the others wait, then mount.
         let cell = ledger.cell(digest);
@@ -256,7 +276,7 @@ impl Blobs<'_> {
         let holder = cell
             .get_or_try_init(|| async {
                 sent.store(
-                    self.send(digest).await?,
+                    self.send(digest, size).await?,
                     std::sync::atomic::Ordering::Relaxed,
                 );
                 Ok::<_, OciError>(dst_repo.to_string())
@@ -272,23 +292,38 @@ impl Blobs<'_> {
         } else if dst.mount(dst_repo, digest, holder).await? {
             Ok(Moved::Mounted)
         } else {
-            Ok(Moved::Copied(self.send(digest).await?))
+            Ok(Moved::Copied(self.send(digest, size).await?))
         }
     }
 
     /// Streams the blob across, again from the start when the connection drops.
-    async fn send(&self, digest: &str) -> Result<u64, OciError> {
+    async fn send(&self, digest: &str, size: u64) -> Result<u64, OciError> {
         let _permit = match self.opts.ledger {
             Some(l) => Some(l.transfers.acquire().await.expect("never closed")),
             None => None,
         };
         let mut attempt = 1;
         loop {
-            match self
-                .dst
-                .put_blob_from(self.dst_repo, digest, self.src, self.src_repo)
-                .await
-            {
+            let sent = match self.opts.journal {
+                Some(journal) if size >= crate::resume::RESUMABLE_FROM => {
+                    self.dst
+                        .put_blob_resumable(
+                            self.dst_repo,
+                            digest,
+                            size,
+                            self.src,
+                            self.src_repo,
+                            journal,
+                        )
+                        .await
+                }
+                _ => {
+                    self.dst
+                        .put_blob_from(self.dst_repo, digest, self.src, self.src_repo)
+                        .await
+                }
+            };
+            match sent {
                 Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
                     tokio::time::sleep(crate::registry::backoff(attempt, None)).await;
                     attempt += 1;

@@ -25,6 +25,8 @@ pub struct ImageKind {
     /// Blobs sent during this run, shared by every image copy.
     pub ledger: BlobLedger,
     stats: std::sync::Mutex<MirrorStats>,
+    /// Where large uploads are recorded, so that a killed run's next run resumes them.
+    pub journal: Option<crate::resume::UploadJournal>,
 }
 
 /// What the copies of one run did, summed.
@@ -47,7 +49,14 @@ impl ImageKind {
             target,
             ledger: BlobLedger::default(),
             stats: Default::default(),
+            journal: None,
         }
+    }
+
+    /// Records large uploads under `dir` (beside the lockfile) so that they resume.
+    pub fn with_journal(mut self, dir: impl Into<std::path::PathBuf>) -> ImageKind {
+        self.journal = Some(crate::resume::UploadJournal::new(dir));
+        self
     }
 
     /// What the copies of this run did so far.
@@ -132,6 +141,7 @@ impl ResourceKind for ImageKind {
                 platforms: &platforms,
                 mount_from: &[],
                 ledger: Some(&self.ledger),
+                journal: self.journal.as_ref(),
             },
         )
         .await

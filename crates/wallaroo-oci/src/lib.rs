@@ -15,6 +15,7 @@ mod image;
 pub mod pins;
 mod registry;
 pub mod release;
+pub mod resume;
 
 pub use copy::{BlobLedger, CopyOptions, CopyReport, blob_digests, copy, select_platforms};
 pub use image::{ImageKind, MirrorStats};

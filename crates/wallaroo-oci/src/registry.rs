@@ -123,6 +123,41 @@ pub trait ImageSource: Send + Sync {
     async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, OciError>;
     /// Blob `digest` of `repo`, streamed (the caller checks the digest).
     async fn blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError>;
+    /// The blob from byte `offset` on (resuming an upload). By default the first `offset`
+    /// bytes are read and dropped.
+    async fn blob_from(
+        &self,
+        repo: &str,
+        digest: &str,
+        offset: u64,
+    ) -> Result<BlobStream, OciError> {
+        let stream = self.blob(repo, digest).await?;
+        Ok(skip(stream, offset))
+    }
+}
+
+/// `stream` without its first `n` bytes.
+pub(crate) fn skip(stream: BlobStream, n: u64) -> BlobStream {
+    use futures_util::StreamExt;
+    if n == 0 {
+        return stream;
+    }
+    let mut left = n;
+    Box::pin(stream.filter_map(move |chunk| {
+        let out = match chunk {
+            Ok(c) if left >= c.len() as u64 => {
+                left -= c.len() as u64;
+                None
+            }
+            Ok(c) => {
+                let rest = c.slice(left as usize..);
+                left = 0;
+                Some(Ok(rest))
+            }
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(out)
+    }))
 }
 
 #[async_trait::async_trait]
@@ -146,6 +181,35 @@ impl ImageSource for Registry {
             resp.bytes_stream()
                 .map(|r| r.map_err(std::io::Error::other)),
         ))
+    }
+
+    async fn blob_from(
+        &self,
+        repo: &str,
+        digest: &str,
+        offset: u64,
+    ) -> Result<BlobStream, OciError> {
+        use futures_util::StreamExt;
+        let get = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self
+            .send(&Self::pull(repo), |c| {
+                c.get(&get).header("Range", format!("bytes={offset}-"))
+            })
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(self.err(format!("GET blob {repo}@{digest}: {status}")));
+        }
+        let stream: BlobStream = Box::pin(
+            resp.bytes_stream()
+                .map(|r| r.map_err(std::io::Error::other)),
+        );
+        // A registry that ignores Range sends it all: drop what is not wanted.
+        Ok(if status == StatusCode::PARTIAL_CONTENT {
+            stream
+        } else {
+            skip(stream, offset)
+        })
     }
 }
 
@@ -546,6 +610,43 @@ impl Registry {
     /// holding it whole: chunks are hashed as they pass, and a blob whose bytes do not match
     /// its digest is cut off before the upload completes, so the registry keeps nothing of it.
     /// Returns the bytes moved.
+    /// Starts an upload session in `repo`; its location.
+    pub(crate) async fn start_upload(&self, repo: &str) -> Result<String, OciError> {
+        let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        let started = self.send(&Self::push(repo), |c| c.post(&start)).await?;
+        if started.status() != StatusCode::ACCEPTED {
+            return Err(self.err(format!("start upload to {repo}: {}", started.status())));
+        }
+        Ok(started
+            .headers()
+            .get("location")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string())
+    }
+
+    pub(crate) fn url_of(&self, location: &str) -> String {
+        self.url(location)
+    }
+
+    pub(crate) fn push_scope(repo: &str) -> String {
+        Self::push(repo)
+    }
+
+    pub(crate) async fn send_scoped(
+        &self,
+        scope: &str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, OciError> {
+        self.send(scope, build).await
+    }
+
+    /// A request with the auth already known to work for `scope` (for bodies that cannot
+    /// be sent twice).
+    pub(crate) fn authorized(&self, method: Method, url: &str, scope: &str) -> RequestBuilder {
+        self.authorize(self.http.request(method, url), scope)
+    }
+
     pub async fn put_blob_from(
         &self,
         repo: &str,
@@ -554,17 +655,7 @@ impl Registry {
         src_repo: &str,
     ) -> Result<u64, OciError> {
         let stream = src.blob(src_repo, digest).await?;
-        let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
-        let started = self.send(&Self::push(repo), |c| c.post(&start)).await?;
-        if started.status() != StatusCode::ACCEPTED {
-            return Err(self.err(format!("start upload to {repo}: {}", started.status())));
-        }
-        let location = started
-            .headers()
-            .get("location")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let location = self.start_upload(repo).await?;
         let url = self.url(&location);
         let sep = if url.contains('?') { '&' } else { '?' };
 

@@ -22,8 +22,8 @@ use crate::env::{Env, Registry};
 pub enum Fault {
     /// Serve it with one byte changed in the middle (same length).
     Corrupt { digest: String },
-    /// Send `bytes` bytes of its body, then nothing more, with the connection open (a
-    /// process stopped in the middle of a transfer).
+    /// The first time it is asked for, send `bytes` bytes of its body, then nothing more,
+    /// with the connection open (a process stopped in the middle of a transfer).
     Stall { digest: String, bytes: u64 },
     /// Close the connection after `bytes` bytes of its body, the first `times` times.
     Cut {
@@ -164,6 +164,14 @@ fn handle(
         }
     };
     let status = resp.status();
+    if std::env::var_os("WALLAROO_FAULTPROXY_LOG").is_some() {
+        let range = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("range"))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("-");
+        eprintln!("faultproxy: {method} {path} range={range} -> {status}");
+    }
     write!(
         stream,
         "HTTP/1.1 {} {}\r\n",
@@ -189,11 +197,16 @@ fn handle(
     let mut corrupt_at = None;
     let mut cut_at = None;
     let mut stall_at = None;
-    if let Some(digest) = &blob {
+    // Faults apply to blob bodies only (a 401 asking for credentials does not count).
+    if let Some(digest) = blob.as_ref().filter(|_| status.is_success()) {
         for (fault, used) in faults {
             match fault {
                 Fault::Corrupt { digest: d } if d == digest => corrupt_at = Some(length / 2),
-                Fault::Stall { digest: d, bytes } if d == digest => stall_at = Some(*bytes),
+                Fault::Stall { digest: d, bytes }
+                    if d == digest && used.fetch_add(1, Ordering::SeqCst) == 0 =>
+                {
+                    stall_at = Some(*bytes)
+                }
                 Fault::Cut {
                     digest: d,
                     bytes,

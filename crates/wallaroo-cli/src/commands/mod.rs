@@ -154,10 +154,17 @@ impl Workspace {
         let desired = wallaroo_engine::desired::from_spec_with(&self.spec, &images)
             .map_err(|e| Failure::message(e.to_string()))?;
         let mut kinds = cluster_kinds(&self.spec, self.delete_data).await?;
-        let mirror = self
-            .target
-            .as_ref()
-            .map(|target| Arc::new(wallaroo_oci::ImageKind::new(sources, target.clone())));
+        let mirror = self.target.as_ref().map(|target| {
+            // Large uploads in progress are recorded beside the lockfile, so that the
+            // next run after a kill resumes them.
+            let journal = self
+                .spec
+                .lockfile_path()
+                .parent()
+                .map(|d| d.join(".wallaroo-uploads"))
+                .unwrap_or_else(|| ".wallaroo-uploads".into());
+            Arc::new(wallaroo_oci::ImageKind::new(sources, target.clone()).with_journal(journal))
+        });
         if let Some(m) = &mirror {
             kinds.register(m.clone());
         }

@@ -1,0 +1,282 @@
+//! Resumable uploads of large blobs: sent in chunks (PATCH with `Content-Range`), with the
+//! upload's location and the bytes the registry confirmed written to a journal file after
+//! every chunk. A run killed part way leaves the journal; the next run asks the registry how
+//! much it holds (`GET` on the upload location answers with `Range: 0-N`), reads the source
+//! from there (`Range: bytes=N+1-`), and sends only the rest. At most one chunk is sent twice.
+//!
+//! A fresh upload is hashed as it streams, and a mismatch stops it before the final `PUT`, so
+//! the registry commits nothing. A resumed upload cannot hash the part sent before the kill;
+//! the registry checks the whole against the digest at the final `PUT` and refuses a mismatch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::registry::{BlobStream, ImageSource, OciError, Registry};
+
+/// Blobs at least this large are uploaded resumably.
+pub const RESUMABLE_FROM: u64 = 64 << 20;
+/// The chunk of a resumable upload: the most a killed run sends twice.
+pub const CHUNK: u64 = 16 << 20;
+
+/// Where in-progress uploads are recorded, one file per target blob.
+#[derive(Debug, Clone)]
+pub struct UploadJournal {
+    dir: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    location: String,
+}
+
+impl UploadJournal {
+    pub fn new(dir: impl Into<PathBuf>) -> UploadJournal {
+        UploadJournal { dir: dir.into() }
+    }
+
+    fn file(&self, host: &str, repo: &str, digest: &str) -> PathBuf {
+        let key = format!("{host}/{repo}@{digest}")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect::<String>();
+        self.dir.join(format!("{key}.json"))
+    }
+
+    fn load(&self, host: &str, repo: &str, digest: &str) -> Option<Entry> {
+        let text = std::fs::read(self.file(host, repo, digest)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn save(&self, host: &str, repo: &str, digest: &str, location: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let entry = Entry {
+            location: location.to_string(),
+        };
+        wallaroo_state_write(
+            &self.file(host, repo, digest),
+            &serde_json::to_vec(&entry).expect("JSON"),
+        )
+    }
+
+    fn remove(&self, host: &str, repo: &str, digest: &str) {
+        let _ = std::fs::remove_file(self.file(host, repo, digest));
+    }
+}
+
+/// Temp file and rename, so a kill never leaves half an entry.
+fn wallaroo_state_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+/// The source stream shared by the chunks of one upload.
+struct Source {
+    stream: BlobStream,
+    leftover: Option<bytes::Bytes>,
+    hasher: Option<Sha256>,
+    failed: Option<String>,
+}
+
+/// A stream of the next `limit` bytes of the shared source.
+fn take(
+    source: Arc<Mutex<Source>>,
+    limit: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    futures_util::stream::unfold((source, limit), |(source, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut s = source.lock().await;
+        let chunk = match s.leftover.take() {
+            Some(c) => c,
+            None => match s.stream.next().await {
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    s.failed = Some(e.to_string());
+                    return Some((Err(e), (source.clone(), 0)));
+                }
+                None => {
+                    s.failed = Some("the source ended early".into());
+                    return Some((
+                        Err(std::io::Error::other("the source ended early")),
+                        (source.clone(), 0),
+                    ));
+                }
+            },
+        };
+        let chunk = if chunk.len() as u64 > left {
+            let rest = chunk.slice(left as usize..);
+            s.leftover = Some(rest);
+            chunk.slice(..left as usize)
+        } else {
+            chunk
+        };
+        if let Some(h) = s.hasher.as_mut() {
+            h.update(&chunk);
+        }
+        let n = chunk.len() as u64;
+        drop(s);
+        Some((Ok(chunk), (source, left - n)))
+    })
+}
+
+impl Registry {
+    /// What the registry holds of the upload at `location`: the next offset, or `None` when
+    /// the upload is gone (finished, cancelled, or expired).
+    async fn upload_offset(&self, repo: &str, location: &str) -> Result<Option<u64>, OciError> {
+        let url = self.url_of(location);
+        let resp = self
+            .send_scoped(&Registry::push_scope(repo), |c| c.get(&url))
+            .await?;
+        if resp.status() != StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let end = resp
+            .headers()
+            .get("range")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|r| r.rsplit('-').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        Ok(Some(end.map_or(0, |e| e + 1)))
+    }
+
+    /// Uploads blob `digest` (`size` bytes) of `src_repo` on `src` into `repo` in chunks,
+    /// continuing an upload `journal` recorded if the registry still has it. Returns the
+    /// bytes sent in this call.
+    pub async fn put_blob_resumable(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        src: &dyn ImageSource,
+        src_repo: &str,
+        journal: &UploadJournal,
+    ) -> Result<u64, OciError> {
+        let host = self.host().to_string();
+        let journal_err = |e: std::io::Error| OciError::Registry {
+            registry: host.clone(),
+            message: format!("upload journal: {e}"),
+        };
+        let mut resumed = None;
+        if let Some(entry) = journal.load(&host, repo, digest)
+            && let Some(offset) = self.upload_offset(repo, &entry.location).await?
+        {
+            resumed = Some((entry.location, offset));
+        }
+        let (mut location, mut offset) = match resumed {
+            Some(r) => r,
+            None => {
+                let location = self.start_upload(repo).await?;
+                journal
+                    .save(&host, repo, digest, &location)
+                    .map_err(journal_err)?;
+                (location, 0)
+            }
+        };
+        let fresh = offset == 0;
+        let stream = src.blob_from(src_repo, digest, offset).await?;
+        let source = Arc::new(Mutex::new(Source {
+            stream,
+            leftover: None,
+            hasher: fresh.then(Sha256::new),
+            failed: None,
+        }));
+        let mut sent = 0;
+        while offset < size {
+            let n = CHUNK.min(size - offset);
+            let url = self.url_of(&location);
+            let resp = self
+                .authorized(reqwest::Method::PATCH, &url, &Registry::push_scope(repo))
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Range", format!("{offset}-{}", offset + n - 1))
+                .header("Content-Length", n)
+                .body(reqwest::Body::wrap_stream(take(source.clone(), n)))
+                .send()
+                .await;
+            if let Some(e) = source.lock().await.failed.take() {
+                return Err(OciError::Unavailable {
+                    registry: src.name(),
+                    message: format!("reading {src_repo}@{digest}: {e}"),
+                });
+            }
+            let resp = resp.map_err(|e| OciError::Unavailable {
+                registry: host.clone(),
+                message: wallaroo_engine::error_chain(&e),
+            })?;
+            if resp.status() != StatusCode::ACCEPTED {
+                let status = resp.status();
+                return Err(if status.is_server_error() {
+                    OciError::Unavailable {
+                        registry: host.clone(),
+                        message: format!("PATCH {repo} upload: {status}"),
+                    }
+                } else {
+                    OciError::Registry {
+                        registry: host.clone(),
+                        message: format!(
+                            "PATCH {repo} upload: {status} {}",
+                            resp.text().await.unwrap_or_default()
+                        ),
+                    }
+                });
+            }
+            if let Some(next) = resp.headers().get("location").and_then(|h| h.to_str().ok()) {
+                location = next.to_string();
+            }
+            offset += n;
+            sent += n;
+            journal
+                .save(&host, repo, digest, &location)
+                .map_err(journal_err)?;
+        }
+        if let Some(h) = source.lock().await.hasher.take() {
+            let got = format!(
+                "sha256:{}",
+                h.finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            );
+            if got != digest {
+                journal.remove(&host, repo, digest);
+                return Err(OciError::Digest {
+                    registry: src.name(),
+                    repo: src_repo.into(),
+                    digest: digest.into(),
+                });
+            }
+        }
+        let url = self.url_of(&location);
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let put_url = format!("{url}{sep}digest={digest}");
+        let resp = self
+            .send_scoped(&Registry::push_scope(repo), |c| {
+                c.put(&put_url).header("Content-Length", 0)
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            let status = resp.status();
+            if status.is_client_error() {
+                // The upload cannot be finished (a digest mismatch, an expired session):
+                // start over next time.
+                journal.remove(&host, repo, digest);
+            }
+            return Err(OciError::Registry {
+                registry: host.clone(),
+                message: format!(
+                    "finish upload of {digest} to {repo}: {status} {}",
+                    resp.text().await.unwrap_or_default()
+                ),
+            });
+        }
+        journal.remove(&host, repo, digest);
+        Ok(sent)
+    }
+}
