@@ -19,10 +19,12 @@ use tokio::sync::Mutex;
 
 use crate::registry::{BlobStream, ImageSource, OciError, Registry};
 
-/// Blobs at least this large are uploaded resumably.
-pub const RESUMABLE_FROM: u64 = 64 << 20;
-/// The chunk of a resumable upload: the most a killed run sends twice.
-pub const CHUNK: u64 = 16 << 20;
+/// Blobs at least this large are uploaded resumably. Chunking costs a request and, in
+/// distribution, a saved hash state per chunk: with every blob of the mirror benchmark's
+/// release chunked from 64 MiB, the run was 1.19x the floor at 50 ms instead of 1.08x.
+pub const RESUMABLE_FROM: u64 = 128 << 20;
+/// The chunk of a resumable upload: the most a killed run sends twice (3% of 1 GiB).
+pub const CHUNK: u64 = 32 << 20;
 
 /// Where in-progress uploads are recorded, one file per target blob.
 #[derive(Debug, Clone)]
