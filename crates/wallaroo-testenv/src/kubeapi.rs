@@ -49,6 +49,29 @@ impl KubeApi {
         )
     }
 
+    /// A path that answers text (e.g. `/metrics`).
+    pub fn get_text(&self, path: &str) -> Result<String, Error> {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|e| Error::Api {
+                what: format!("GET {path}"),
+                message: e.to_string(),
+            })?;
+        if !resp.status().is_success() {
+            return Err(Error::Api {
+                what: format!("GET {path}"),
+                message: resp.status().to_string(),
+            });
+        }
+        resp.text().map_err(|e| Error::Api {
+            what: format!("GET {path}"),
+            message: e.to_string(),
+        })
+    }
+
     /// Creates an object; an existing one is left as it is.
     pub fn create(&self, path: &str, body: &Value) -> Result<Value, Error> {
         let r = self
