@@ -44,6 +44,10 @@ pub struct Global {
     /// Never use colour (also when NO_COLOR is set).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Leave out the signatures, SBOMs and attestations attached to images (mirrored with
+    /// their images otherwise).
+    #[arg(long, global = true)]
+    pub exclude_referrers: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -298,7 +298,15 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
                 ("source", json!(image.source)),
                 ("origin", json!(image.origin)),
                 ("target", json!(target_ref)),
-                ("platforms", json!(spec.images.platforms)),
+                // A referrer (a signature's index) is copied whole.
+                (
+                    "platforms",
+                    if image.origin.starts_with("referrer of ") {
+                        json!(["all"])
+                    } else {
+                        json!(spec.images.platforms)
+                    },
+                ),
             ]);
             if let Some(pin) = &image.pin {
                 a.insert("source_digest".into(), json!(pin.source_digest));

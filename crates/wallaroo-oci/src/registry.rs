@@ -123,6 +123,15 @@ pub trait ImageSource: Send + Sync {
     async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, OciError>;
     /// Blob `digest` of `repo`, streamed (the caller checks the digest).
     async fn blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError>;
+    /// The digests the OCI referrers API lists for `digest`; `None` where the source has no
+    /// such API.
+    async fn referrers_api(
+        &self,
+        _repo: &str,
+        _digest: &str,
+    ) -> Result<Option<Vec<String>>, OciError> {
+        Ok(None)
+    }
     /// The blob from byte `offset` on (resuming an upload). By default the first `offset`
     /// bytes are read and dropped.
     async fn blob_from(
@@ -180,6 +189,37 @@ impl ImageSource for Registry {
         Ok(Box::pin(
             resp.bytes_stream()
                 .map(|r| r.map_err(std::io::Error::other)),
+        ))
+    }
+
+    async fn referrers_api(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<String>>, OciError> {
+        let url = self.url(&format!("/v2/{repo}/referrers/{digest}"));
+        let resp = self
+            .send(&Self::pull(repo), |c| {
+                c.get(&url)
+                    .header("Accept", "application/vnd.oci.image.index.v1+json")
+            })
+            .await?;
+        let is_index = resp
+            .headers()
+            .get("content-type")
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|t| t.contains("image.index"));
+        if !resp.status().is_success() || !is_index {
+            return Ok(None);
+        }
+        let body: serde_json::Value = resp.json().await.map_err(|e| self.err(e))?;
+        Ok(Some(
+            body["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["digest"].as_str().map(String::from))
+                .collect(),
         ))
     }
 

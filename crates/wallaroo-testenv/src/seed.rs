@@ -613,3 +613,102 @@ pub fn fetch_manifest(
     }
     r.json().map_err(|e| api_err("manifest JSON", e))
 }
+
+/// Attaches a signature to `repo:tag` both ways tools do it: cosign's tag scheme (a
+/// signature manifest under `sha256-<hex>.sig`) and an OCI 1.1 artifact whose `subject` is the
+/// image (an SBOM), listed in the referrers tag schema's index under `sha256-<hex>` (for
+/// registries without the referrers API, such as this distribution). Returns the two tags.
+pub fn sign(env: &Env, reg: &Registry, repo: &str, tag: &str) -> Result<Vec<String>, Error> {
+    let client = https_client(&env.ca_file)?;
+    let head = client
+        .head(format!(
+            "https://{}/v2/{repo}/manifests/{tag}",
+            reg.address()
+        ))
+        .basic_auth(&reg.username, Some(&reg.password))
+        .header(
+            "Accept",
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+        )
+        .send()
+        .map_err(|e| api_err("head manifest", e))?;
+    let subject_digest = head.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    let subject_type = head.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    let subject_size: u64 = head
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let hex = subject_digest.trim_start_matches("sha256:").to_string();
+    let empty = b"{}".to_vec();
+    push_blob(&client, reg, repo, &empty)?;
+
+    // cosign: a simple-signing payload, tagged after the image's digest.
+    let payload = serde_json::to_vec(&json!({
+        "critical": {"identity": {"docker-reference": format!("{}/{repo}", reg.address())},
+                     "image": {"docker-manifest-digest": subject_digest}, "type": "cosign container image signature"},
+        "optional": null,
+    }))
+    .expect("JSON");
+    push_blob(&client, reg, repo, &payload)?;
+    let sig = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&empty), "size": empty.len()},
+        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": digest(&payload), "size": payload.len(),
+                    "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQDtestsignature"}}],
+    }))
+    .expect("JSON");
+    let sig_tag = format!("sha256-{hex}.sig");
+    put_manifest(
+        &client,
+        reg,
+        repo,
+        &sig_tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &sig,
+    )?;
+
+    // OCI 1.1: an SBOM artifact with the image as its subject, and the fallback index.
+    let sbom = serde_json::to_vec(&json!({"spdxVersion": "SPDX-2.3", "name": repo})).expect("JSON");
+    push_blob(&client, reg, repo, &sbom)?;
+    let artifact = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest(&empty), "size": empty.len()},
+        "layers": [{"mediaType": "application/spdx+json", "digest": digest(&sbom), "size": sbom.len()}],
+        "subject": {"mediaType": subject_type, "digest": subject_digest, "size": subject_size},
+    }))
+    .expect("JSON");
+    let artifact_digest = digest(&artifact);
+    put_manifest(
+        &client,
+        reg,
+        repo,
+        &artifact_digest,
+        "application/vnd.oci.image.manifest.v1+json",
+        &artifact,
+    )?;
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": artifact_digest,
+                       "size": artifact.len(), "artifactType": "application/spdx+json"}],
+    }))
+    .expect("JSON");
+    let index_tag = format!("sha256-{hex}");
+    put_manifest(
+        &client,
+        reg,
+        repo,
+        &index_tag,
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    )?;
+    Ok(vec![sig_tag, index_tag])
+}

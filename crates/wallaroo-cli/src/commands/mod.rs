@@ -51,6 +51,8 @@ pub struct Workspace {
     pub target: Option<Arc<wallaroo_oci::Registry>>,
     /// The offline bundle the spec reads from (`source { bundle }`), indexed.
     pub bundle: Option<Arc<wallaroo_oci::bundle::Bundle>>,
+    /// Leave referrers (signatures, SBOMs) out of the image list.
+    exclude_referrers: bool,
     delete_data: bool,
 }
 
@@ -133,6 +135,7 @@ impl Workspace {
             target,
             bundle,
             delete_data,
+            exclude_referrers: global.exclude_referrers,
         })
     }
 
@@ -278,7 +281,106 @@ impl Workspace {
                 digest: p.digest.clone(),
             });
         }
+        if !self.exclude_referrers && self.bundle.is_none() {
+            let found = self
+                .referrers(state, &images, &prior, &pins, &sources, refresh_pins)
+                .await?;
+            let requests: Vec<_> = found
+                .iter()
+                .map(|i| wallaroo_oci::pins::PinRequest {
+                    source: i.source.clone(),
+                    platforms: vec!["all".into()],
+                })
+                .collect();
+            let more = wallaroo_oci::pins::resolve_all(&sources, &requests, &prior, refresh_pins)
+                .await
+                .map_err(oci)?;
+            for mut r in found {
+                r.pin = more.get(&r.source).map(|p| ImagePin {
+                    source_digest: p.source_digest.clone(),
+                    digest: p.digest.clone(),
+                });
+                images.push(r);
+            }
+        }
         Ok((images, sources))
+    }
+
+    /// The referrers of `images` (signatures, SBOMs, attestations), as images of their own
+    /// whose origin names the image they belong to: for a pin kept from the lockfile, those
+    /// the lockfile recorded; for a pin resolved now, those the source has.
+    async fn referrers(
+        &self,
+        state: Option<&Lockfile>,
+        images: &[MirrorImage],
+        prior: &BTreeMap<String, wallaroo_oci::pins::Pin>,
+        pins: &BTreeMap<String, wallaroo_oci::pins::Pin>,
+        sources: &BTreeMap<String, Arc<dyn wallaroo_oci::ImageSource>>,
+        refresh: bool,
+    ) -> Result<Vec<MirrorImage>, Failure> {
+        let recorded: Vec<(String, String)> = state
+            .into_iter()
+            .flat_map(|s| s.resources.values())
+            .filter(|r| r.kind == "image")
+            .filter_map(|r| {
+                let origin = r.attributes.get("origin")?.as_str()?;
+                let of = origin.strip_prefix(REFERRER_OF)?;
+                Some((
+                    of.to_string(),
+                    r.attributes.get("source")?.as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        use futures_util::StreamExt;
+        let found: Vec<Result<Vec<MirrorImage>, Failure>> = futures_util::stream::iter(images)
+            .map(|image| {
+                let recorded = &recorded;
+                async move {
+                    let Some(pin) = pins.get(&image.source) else {
+                        return Ok(Vec::new());
+                    };
+                    let origin = format!("{REFERRER_OF}{}", image.source);
+                    let kept = !refresh && prior.get(&image.source) == Some(pin);
+                    let refs: Vec<String> = if kept {
+                        recorded
+                            .iter()
+                            .filter(|(of, _)| *of == image.source)
+                            .map(|(_, source)| source.clone())
+                            .collect()
+                    } else {
+                        let (host, repo, _) =
+                            wallaroo_engine::desired::split_reference(&image.source);
+                        let Some(src) = sources.get(&host) else {
+                            return Ok(Vec::new());
+                        };
+                        wallaroo_oci::referrers::discover(src.as_ref(), &repo, &pin.source_digest)
+                            .await
+                            .map_err(oci)?
+                            .into_iter()
+                            .map(|r| {
+                                let sep = if r.starts_with("sha256:") { '@' } else { ':' };
+                                format!("{host}/{repo}{sep}{r}")
+                            })
+                            .collect()
+                    };
+                    Ok(refs
+                        .into_iter()
+                        .map(|source| MirrorImage {
+                            source,
+                            origin: origin.clone(),
+                            pin: None,
+                        })
+                        .collect())
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        for f in found {
+            out.extend(f?);
+        }
+        Ok(out)
     }
 
     /// The spec's source registries plus one for every other host `images` come from (with
@@ -336,6 +438,9 @@ fn registry(
     )
     .map_err(oci)
 }
+
+/// How a referrer's origin names its image.
+const REFERRER_OF: &str = "referrer of ";
 
 /// The Kubernetes version charts are rendered for when the cluster cannot be asked.
 const RENDER_KUBE_VERSION: &str = "v1.33.0";
