@@ -373,6 +373,15 @@ impl Engine {
                 // Gone from both the spec and the cluster: nothing to do but forget it.
                 (None, _) => (Action::NoOp, Vec::new(), Vec::new()),
             };
+            // Already there as the spec wants it, but not in the lockfile (installed by hand,
+            // or by another tool): adopted, recorded by apply with nothing written. What
+            // differs is an update as usual.
+            let adopted = wanted.is_some()
+                && prior.is_none()
+                && now.is_some()
+                && !kind.read_only()
+                && opts.mode == PlanMode::Apply
+                && matches!(action, Action::NoOp | Action::Update);
             items.push((address.clone(), action, depends_on.clone()));
             by_addr.insert(
                 address.clone(),
@@ -382,6 +391,7 @@ impl Engine {
                     action,
                     depends_on,
                     attributes,
+                    adopted,
                 },
             );
         }

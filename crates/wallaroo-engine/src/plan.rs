@@ -106,6 +106,10 @@ pub struct ResourceChange {
     /// Changed attributes (all attributes for create and delete), key-level for maps.
     #[serde(default)]
     pub attributes: Vec<AttrChange>,
+    /// It exists already but is not in the lockfile: apply records it (and applies only
+    /// what differs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 /// One attribute (or one key of a map attribute) that changes.
@@ -142,12 +146,17 @@ pub struct Summary {
     pub change: usize,
     pub destroy: usize,
     pub read: usize,
+    /// Resources found already in place and taken into the lockfile.
+    #[serde(default)]
+    pub adopt: usize,
 }
 
 impl Plan {
-    /// Whether applying the plan would change anything.
+    /// Whether applying the plan would change anything (adoptions change the lockfile).
     pub fn has_changes(&self) -> bool {
-        self.changes.iter().any(|c| c.action.is_change())
+        self.changes
+            .iter()
+            .any(|c| c.action.is_change() || c.adopted)
     }
 
     pub fn change(&self, address: &Address) -> Option<&ResourceChange> {
@@ -159,6 +168,9 @@ impl Summary {
     pub fn of(changes: &[ResourceChange]) -> Summary {
         let mut s = Summary::default();
         for c in changes {
+            if c.adopted {
+                s.adopt += 1;
+            }
             match c.action {
                 Action::Create => s.add += 1,
                 Action::Update => s.change += 1,

@@ -1,6 +1,7 @@
 //! The engine against the file kind: order, concurrency, failure, crash and resume, stale
 //! plans, locking, secrets, drift, destroy, targets, and the JSON schemas.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,7 +91,8 @@ async fn creation_order_follows_dependencies() {
             add: 6,
             change: 0,
             destroy: 0,
-            read: 0
+            read: 0,
+            adopt: 0,
         }
     );
     let spans = kind.spans();
@@ -652,4 +654,66 @@ async fn exclude_leaves_out_a_resource_and_what_depends_on_it() {
         assert!(planned.contains(&addr(kept).to_string()), "{kept}");
     }
     assert_eq!(plan.excludes, [addr("b0-1")]);
+}
+
+#[tokio::test]
+async fn what_is_already_there_is_adopted_and_apply_writes_nothing_to_it() {
+    let env = env();
+    let kind = Arc::new(FileKind::new(&env.root));
+    let e = engine(&kind);
+    let desired = files(3, false);
+    // Made by hand before wallaroo ever ran: two as the spec says, one different.
+    std::fs::write(env.root.join("f00"), "content 0").unwrap();
+    std::fs::write(env.root.join("f01"), "edited by hand").unwrap();
+    let untouched = std::fs::metadata(env.root.join("f00"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+
+    let plan = e
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap();
+    let by: BTreeMap<String, (Action, bool)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.address.to_string(), (c.action, c.adopted)))
+        .collect();
+    assert_eq!(by[&addr("f00").to_string()], (Action::NoOp, true));
+    assert_eq!(by[&addr("f01").to_string()], (Action::Update, true));
+    assert_eq!(by[&addr("f02").to_string()], (Action::Create, false));
+    assert_eq!(
+        (plan.summary.adopt, plan.summary.add, plan.summary.change),
+        (2, 1, 1)
+    );
+    assert!(plan.has_changes(), "adoptions change the lockfile");
+
+    let report = e
+        .apply(
+            &plan,
+            &desired,
+            &env.store,
+            &ApplyOptions::default(),
+            &Silent,
+        )
+        .await
+        .unwrap();
+    assert!(report.success());
+    assert_eq!(
+        std::fs::metadata(env.root.join("f00"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        untouched,
+        "the adopted file was not written"
+    );
+    let state = env.store.load().unwrap().unwrap();
+    assert_eq!(state.resources.len(), 3, "all three are recorded");
+    let again = e
+        .plan(&desired, Some(&state), &PlanOptions::default())
+        .await
+        .unwrap();
+    assert!(!again.has_changes());
+    assert_eq!(again.summary.adopt, 0);
 }

@@ -9,8 +9,13 @@ use super::{inline, will};
 pub fn plan(plan: &Plan) -> String {
     let s = plan.summary;
     let mut out = String::from("### wallaroo plan\n\n");
+    let adopt = if s.adopt > 0 {
+        format!(" {} to adopt,", s.adopt)
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "**Plan: {} to add, {} to change, {} to destroy.**\n\n",
+        "**Plan:{adopt} {} to add, {} to change, {} to destroy.**\n\n",
         s.add, s.change, s.destroy
     ));
     for w in &plan.warnings {
@@ -37,7 +42,7 @@ pub fn plan(plan: &Plan) -> String {
     let changes: Vec<_> = plan
         .changes
         .iter()
-        .filter(|c| c.action != Action::NoOp)
+        .filter(|c| c.action != Action::NoOp || c.adopted)
         .collect();
     if changes.is_empty() {
         out.push_str("No changes. The cluster and the registry match the spec.\n");
@@ -45,11 +50,15 @@ pub fn plan(plan: &Plan) -> String {
     }
     out.push_str("| | Resource | Action |\n|---|---|---|\n");
     for c in &changes {
+        let what = match (c.adopted, c.action) {
+            (true, Action::NoOp) => "will be adopted (already there; nothing written)".to_string(),
+            (true, a) => format!("{} (adopted)", will(a)),
+            (false, a) => will(a).to_string(),
+        };
         out.push_str(&format!(
-            "| `{}` | `{}` | {} |\n",
+            "| `{}` | `{}` | {what} |\n",
             c.action.symbol(),
             c.address,
-            will(c.action)
         ));
     }
     out.push('\n');

@@ -34,7 +34,7 @@ pub fn plan(plan: &Plan, style: Style) -> String {
     let changes: Vec<_> = plan
         .changes
         .iter()
-        .filter(|c| c.action != Action::NoOp)
+        .filter(|c| c.action != Action::NoOp || c.adopted)
         .collect();
     if !plan.has_changes() {
         out.push_str(&style.bold("No changes."));
@@ -44,7 +44,19 @@ pub fn plan(plan: &Plan, style: Style) -> String {
     }
     out.push_str("wallaroo will perform the following actions:\n\n");
     for c in changes {
-        out.push_str(&format!("  # {} {}\n", c.address, will(c.action)));
+        if c.adopted && c.action == Action::NoOp {
+            out.push_str(&format!(
+                "  # {} will be adopted: it is already there as the spec says; apply records it and writes nothing\n\n",
+                c.address
+            ));
+            continue;
+        }
+        let adopted = if c.adopted {
+            " (adopted: already there, not in the lockfile)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("  # {} {}{adopted}\n", c.address, will(c.action)));
         out.push_str(&format!(
             "{:>3} {}\n",
             style.action(c.action, c.action.symbol()),
@@ -75,8 +87,13 @@ fn warnings(out: &mut String, plan: &Plan, style: Style) {
 
 pub fn summary_line(plan: &Plan, style: Style) -> String {
     let s = plan.summary;
+    let adopt = if s.adopt > 0 {
+        format!(" {} to adopt,", s.adopt)
+    } else {
+        String::new()
+    };
     let line = format!(
-        "Plan: {} to add, {} to change, {} to destroy.",
+        "Plan:{adopt} {} to add, {} to change, {} to destroy.",
         s.add, s.change, s.destroy
     );
     format!("{}\n", style.bold(&line))
@@ -170,6 +187,7 @@ mod tests {
             action,
             depends_on: vec![],
             attributes,
+            adopted: false,
         }
     }
 
