@@ -277,6 +277,82 @@ helm {{
         .unwrap()
         .len();
     assert_eq!(revisions, 1, "no helm upgrade ran");
+    // Ten plans in a row: no drift in the release's live objects either.
+    for i in 0..10 {
+        let out = run(env, dir.path(), &["plan", "--detailed-exitcode"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "plan {i}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    // Drift in the live objects: a Deployment scaled, a container image edited, an object
+    // deleted; each named, exit 2.
+    api.merge_patch(
+        &format!("/apis/apps/v1/namespaces/{ns}/deployments/keycloak"),
+        &json!({"spec": {"replicas": 3}}),
+    )
+    .unwrap();
+    let mut engine = api
+        .get(&format!("/apis/apps/v1/namespaces/{ns}/deployments/engine"))
+        .unwrap();
+    engine["spec"]["template"]["spec"]["containers"][0]["image"] = json!("elsewhere/engine:evil");
+    api.merge_patch(
+        &format!("/apis/apps/v1/namespaces/{ns}/deployments/engine"),
+        &json!({"spec": {"template": {"spec": {"containers": engine["spec"]["template"]["spec"]["containers"]}}}}),
+    )
+    .unwrap();
+    api.delete(&format!("/api/v1/namespaces/{ns}/services/api-lb"))
+        .unwrap();
+    let drifted = |dir: &Path| -> (Option<i32>, Vec<String>) {
+        let out = run(env, dir, &["plan", "--detailed-exitcode", "--json"]);
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let paths = plan["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["address"] == "helm_release.wallaroo")
+            .flat_map(|d| d["attributes"].as_array().cloned().unwrap_or_default())
+            .map(|a| format!("{} = {}", a["path"].as_str().unwrap(), a["after"]))
+            .collect();
+        (out.status.code(), paths)
+    };
+    let (code, paths) = drifted(dir.path());
+    assert_eq!(code, Some(2));
+    let joined = paths.join("\n");
+    for want in [
+        "Deployment/keycloak\"] = [\"spec.replicas\"]",
+        "Deployment/engine\"] = [\"spec.template.spec.containers[0].image\"]",
+        "Service/api-lb\"] = \"deleted\"",
+    ] {
+        assert!(joined.contains(want), "{want} not in:\n{joined}");
+    }
+
+    // An ignore rule silences one named field and nothing else.
+    let spec = std::fs::read_to_string(dir.path().join("wallaroo.hcl")).unwrap();
+    std::fs::write(
+        dir.path().join("wallaroo.hcl"),
+        spec.replace(
+            "  timeout = \"2m\"",
+            "  timeout      = \"2m\"\n  ignore_drift = [\"Deployment/keycloak:spec.replicas\"]",
+        ),
+    )
+    .unwrap();
+    let (code, paths) = drifted(dir.path());
+    assert_eq!(code, Some(2));
+    let joined = paths.join("\n");
+    assert!(!joined.contains("Deployment/keycloak"), "{joined}");
+    assert!(joined.contains("Deployment/engine") && joined.contains("Service/api-lb"));
+
+    // Apply (a helm upgrade) puts the rendered objects back; replicas stay ignored.
+    let applied = run(env, dir.path(), &["apply", "--auto-approve"]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
     let out = run(env, dir.path(), &["plan", "--detailed-exitcode"]);
     assert_eq!(
         out.status.code(),

@@ -370,6 +370,8 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
                     ("secret_values", secret_values),
                     ("timeout", json!(spec.helm.timeout)),
                     ("status", json!("deployed")),
+                    // The rendered objects as helm left them: any difference is drift.
+                    ("drifted_objects", json!({})),
                 ]),
             )
             .sensitive(["secret_values"])

@@ -33,6 +33,9 @@ pub struct HelmRelease {
     /// The user-supplied values.
     #[serde(default)]
     pub config: Value,
+    /// The manifests helm rendered and applied (YAML documents).
+    #[serde(default)]
+    pub manifest: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +173,84 @@ impl HelmReleaseKind {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The objects of `manifest` that differ from what is live, as `Kind/name` -> the paths
+    /// that differ (or `deleted`). Only the fields the chart rendered are compared, so what
+    /// the API server defaults or adds (status, managed fields, resource versions,
+    /// annotations of its own) never counts; `ignore` holds `Kind/name:path` prefixes that
+    /// are not compared (fields a controller owns, such as replicas under an autoscaler).
+    async fn object_drift(
+        &self,
+        ns: &str,
+        manifest: &str,
+        ignore: &[String],
+    ) -> Result<Value, ResourceError> {
+        use kube::api::{Api, DynamicObject};
+        use kube::discovery::ApiResource;
+        let mut out = serde_json::Map::new();
+        // Parsed before the first await: the YAML parser is not Send.
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(manifest)
+            .filter_map(|doc| <Value as serde::Deserialize>::deserialize(doc).ok())
+            .collect();
+        for rendered in docs {
+            let (Some(api_version), Some(kind), Some(name)) = (
+                rendered["apiVersion"].as_str(),
+                rendered["kind"].as_str(),
+                rendered["metadata"]["name"].as_str(),
+            ) else {
+                continue;
+            };
+            let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+            let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
+            let ar = ApiResource::from_gvk(&gvk);
+            let object_ns = rendered["metadata"]["namespace"].as_str().unwrap_or(ns);
+            let api: Api<DynamicObject> = if CLUSTER_SCOPED.contains(&kind) {
+                Api::all_with(self.client.clone(), &ar)
+            } else {
+                Api::namespaced_with(self.client.clone(), object_ns, &ar)
+            };
+            let key = format!("{kind}/{name}");
+            let kind = kind.to_string();
+            let live = api
+                .get_opt(name)
+                .await
+                .map_err(crate::kube_err(format!("reading {key} of the release")))?;
+            let Some(live) = live else {
+                out.insert(key, json!("deleted"));
+                continue;
+            };
+            let live = serde_json::to_value(&live).unwrap_or(Value::Null);
+            let mut rendered = rendered.clone();
+            // The API server stores a Secret's `stringData` base64-encoded under `data`.
+            if kind == "Secret"
+                && let Some(Value::Object(plain)) = rendered
+                    .as_object_mut()
+                    .and_then(|o| o.remove("stringData"))
+            {
+                for (k, v) in plain {
+                    let text = v
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string());
+                    rendered["data"][k] =
+                        json!(base64::engine::general_purpose::STANDARD.encode(text));
+                }
+            }
+            let mut paths = Vec::new();
+            differences(&rendered, &live, String::new(), &mut paths);
+            paths.retain(|p| {
+                !p.starts_with("metadata.namespace")
+                    && !ignore.iter().any(|rule| match rule.split_once(':') {
+                        Some((obj, prefix)) => obj == key && p.starts_with(prefix),
+                        None => *rule == key,
+                    })
+            });
+            if !paths.is_empty() {
+                out.insert(key, json!(paths));
+            }
+        }
+        Ok(Value::Object(out))
+    }
+
     /// A helm killed mid-operation leaves the release `pending-*`, and helm then refuses
     /// every upgrade ("another operation is in progress"). Roll a pending upgrade or rollback
     /// back to the last good revision; remove a pending first install, which has none.
@@ -282,6 +363,64 @@ impl HelmReleaseKind {
     }
 }
 
+/// Kinds a chart may render that live outside any namespace.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "StorageClass",
+    "PriorityClass",
+    "PersistentVolume",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "IngressClass",
+];
+
+/// The paths where `rendered` has a value `live` does not match. Objects are compared key by
+/// key and lists item by item; what only `live` has does not count, nor an empty rendered
+/// value that `live` leaves out. Numbers and strings that print the same are equal (YAML
+/// `80` and an API's `"80"` in an int-or-string field).
+fn differences(rendered: &Value, live: &Value, path: String, out: &mut Vec<String>) {
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
+    match (rendered, live) {
+        (Value::Object(r), Value::Object(l)) => {
+            for (k, v) in r {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match l.get(k) {
+                    Some(lv) => differences(v, lv, p, out),
+                    None if empty(v) => {}
+                    None => out.push(p),
+                }
+            }
+        }
+        (Value::Array(r), Value::Array(l)) => {
+            if r.len() != l.len() {
+                out.push(path);
+                return;
+            }
+            for (i, (rv, lv)) in r.iter().zip(l).enumerate() {
+                differences(rv, lv, format!("{path}[{i}]"), out);
+            }
+        }
+        (r, l) if empty(r) && empty(l) => {}
+        (r, l) if r == l => {}
+        (Value::Number(n), Value::String(s)) | (Value::String(s), Value::Number(n))
+            if n.to_string() == *s => {}
+        _ => out.push(path),
+    }
+}
+
 fn release_name(address: &Address) -> Result<&str, ResourceError> {
     address
         .segments()
@@ -335,8 +474,17 @@ impl ResourceKind for HelmReleaseKind {
                 .cloned()
                 .unwrap_or(Value::Null)
         };
+        // Drift in the objects the release rendered (only for a deployed release: a failed
+        // or pending one is a change of its own).
+        let ignore = &self.config.ignore_drift;
+        let drifted = if release.info.status == "deployed" {
+            self.object_drift(ns, &release.manifest, ignore).await?
+        } else {
+            json!({})
+        };
         Ok(Some(Attrs::from([
             ("namespace".to_string(), json!(ns)),
+            ("drifted_objects".to_string(), drifted),
             ("chart".to_string(), same("chart")),
             ("version".to_string(), json!(release.chart.metadata.version)),
             ("values".to_string(), values),

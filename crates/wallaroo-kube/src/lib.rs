@@ -48,6 +48,9 @@ pub struct ClusterConfig {
     pub delete_data: bool,
     /// The KOTS kubectl plugin, for `method = "kots"`.
     pub kots_binary: PathBuf,
+    /// `Kind/name:path` rules of fields of the release's objects not compared for drift
+    /// (`helm { ignore_drift }`).
+    pub ignore_drift: Vec<String>,
 }
 
 /// A registry login, password kept out of Debug output.

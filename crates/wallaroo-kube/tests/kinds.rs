@@ -22,6 +22,7 @@ fn config(env: &Env) -> wallaroo_kube::ClusterConfig {
         output_timeout: Duration::from_secs(5),
         delete_data: false,
         kots_binary: "kubectl-kots".into(),
+        ignore_drift: Vec::new(),
     }
 }
 

@@ -530,11 +530,17 @@ pub struct HelmSettings {
     /// How long to wait for the release to become ready, e.g. `15m`.
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    /// Fields of the release's objects not compared for drift, as `Kind/name:path`
+    /// (e.g. `Deployment/engine:spec.replicas` under an autoscaler), or `Kind/name` for a
+    /// whole object.
+    #[serde(default)]
+    pub ignore_drift: Vec<String>,
 }
 
 impl Default for HelmSettings {
     fn default() -> Self {
         HelmSettings {
+            ignore_drift: Vec::new(),
             values: empty_object(),
             timeout: default_timeout(),
         }

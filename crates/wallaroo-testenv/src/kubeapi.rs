@@ -49,6 +49,27 @@ impl KubeApi {
         )
     }
 
+    /// Deletes an object (a missing one is fine).
+    pub fn delete(&self, path: &str) -> Result<(), Error> {
+        let resp = self
+            .client
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|e| Error::Api {
+                what: format!("DELETE {path}"),
+                message: e.to_string(),
+            })?;
+        if resp.status().is_success() || resp.status() == reqwest::StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(Error::Api {
+                what: format!("DELETE {path}"),
+                message: resp.status().to_string(),
+            })
+        }
+    }
+
     /// A path that answers text (e.g. `/metrics`).
     pub fn get_text(&self, path: &str) -> Result<String, Error> {
         let resp = self

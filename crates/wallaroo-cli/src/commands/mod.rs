@@ -511,6 +511,7 @@ pub async fn cluster_kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistr
         namespace: spec.wallaroo.namespace.clone(),
         output_timeout: Duration::from_secs(300),
         delete_data,
+        ignore_drift: spec.helm.ignore_drift.clone(),
         kots_binary: spec
             .kots
             .as_ref()
