@@ -148,3 +148,13 @@ helm {
     jupyter = { enabled = true }
   }
 }
+
+# An autoscaler owns the engine's replicas: never drift.
+lifecycle "helm_release.wallaroo" {
+  ignore_changes = ["values.engine.replicas"]
+}
+
+# A user who left the spec stays in Keycloak; wallaroo only forgets it.
+removed "user[\"former@example.com\"]" {
+  destroy = false
+}

@@ -24,6 +24,12 @@ pub enum DesiredError {
         key: PathBuf,
         problems: Vec<String>,
     },
+    #[error("{block} \"{label}\": not a resource address: {message}")]
+    Address {
+        block: &'static str,
+        label: String,
+        message: String,
+    },
     #[error("cannot read {what} `{path}`: {source}")]
     ReadFile {
         what: &'static str,
@@ -496,6 +502,33 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
         )
         .depends_on([release]),
     );
+    for (text, lifecycle) in &spec.lifecycle {
+        let prefix = parse_address("lifecycle", text)?;
+        let mut matched = false;
+        for r in set.resources.values_mut() {
+            if prefix.contains(&r.address) {
+                r.ignore_changes
+                    .extend(lifecycle.ignore_changes.iter().cloned());
+                matched = true;
+            }
+        }
+        if !matched {
+            set.warnings.push(format!(
+                "lifecycle \"{text}\" matches no resource of the spec"
+            ));
+        }
+    }
+    for (text, removed) in &spec.removed {
+        let address = parse_address("removed", text)?;
+        if set.resources.keys().any(|a| address.contains(a)) {
+            set.warnings.push(format!(
+                "removed \"{text}\" names a resource the spec still has; the block does nothing until it leaves the spec"
+            ));
+        }
+        if !removed.destroy {
+            set.forget.push(address);
+        }
+    }
     Ok(set)
 }
 
@@ -590,6 +623,15 @@ pub fn kots_config_values(spec: &Spec) -> (Value, Value) {
         }
     }
     (v, secrets)
+}
+
+fn parse_address(block: &'static str, text: &str) -> Result<Address, DesiredError> {
+    text.parse()
+        .map_err(|e: crate::address::AddressError| DesiredError::Address {
+            block,
+            label: text.to_string(),
+            message: e.to_string(),
+        })
 }
 
 /// `image-values.yaml`: the chart values that point every image at the private registry

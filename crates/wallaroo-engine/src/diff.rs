@@ -79,6 +79,7 @@ pub fn diff_resource(
             changes.push(c);
         }
     }
+    changes.retain(|c| !crate::resource::ignored(&c.path, &desired.ignore_changes));
     let action = if changes.is_empty() {
         Action::NoOp
     } else if changes.iter().any(|c| c.forces_replacement) {

@@ -326,7 +326,11 @@ impl Engine {
                         attributes: vec![],
                     }),
                     Some(l) => {
-                        let changed = diff_drift(p, l, address, &salt);
+                        let mut changed = diff_drift(p, l, address, &salt);
+                        if let Some(d) = wanted {
+                            changed
+                                .retain(|c| !crate::resource::ignored(&c.path, &d.ignore_changes));
+                        }
                         if !changed.is_empty() {
                             drift.push(Drift {
                                 address: address.clone(),
@@ -343,6 +347,12 @@ impl Engine {
                     let (action, attrs) =
                         diff_resource(kind.as_ref(), d, now.as_ref(), prior, &salt);
                     (action, attrs, d.depends_on.clone())
+                }
+                (None, Some(_)) if desired.forget.iter().any(|f| f.contains(address)) => {
+                    warnings.push(format!(
+                        "{address} is removed from the lockfile, not destroyed (a removed block with destroy = false)"
+                    ));
+                    (Action::NoOp, Vec::new(), Vec::new())
                 }
                 (None, Some(_)) if kind.kept_on_removal() && !opts.delete_kept => {
                     warnings.push(format!(

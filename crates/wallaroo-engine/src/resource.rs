@@ -123,6 +123,20 @@ pub struct DesiredResource {
     /// Attributes to hide, besides the kind's own sensitive ones.
     pub sensitive: BTreeSet<String>,
     pub depends_on: Vec<Address>,
+    /// Attribute paths whose differences are neither changes nor drift
+    /// (`lifecycle { ignore_changes }`).
+    pub ignore_changes: Vec<String>,
+}
+
+/// Whether attribute path `path` falls under an `ignore_changes` entry (the entry itself, or
+/// a key or item under it).
+pub fn ignored(path: &str, ignore: &[String]) -> bool {
+    ignore.iter().any(|i| {
+        path == i
+            || path
+                .strip_prefix(i.as_str())
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    })
 }
 
 impl DesiredResource {
@@ -133,6 +147,7 @@ impl DesiredResource {
             attrs,
             sensitive: BTreeSet::new(),
             depends_on: Vec::new(),
+            ignore_changes: Vec::new(),
         }
     }
 
@@ -153,6 +168,9 @@ pub struct DesiredSet {
     pub resources: BTreeMap<Address, DesiredResource>,
     /// Things worth saying in the plan that do not stop it (a certificate near expiry).
     pub warnings: Vec<String>,
+    /// `removed` blocks with `destroy = false`: resources under these addresses that leave
+    /// the spec are forgotten, not deleted.
+    pub forget: Vec<Address>,
 }
 
 impl DesiredSet {

@@ -717,3 +717,75 @@ async fn what_is_already_there_is_adopted_and_apply_writes_nothing_to_it() {
     assert!(!again.has_changes());
     assert_eq!(again.summary.adopt, 0);
 }
+
+#[tokio::test]
+async fn ignore_changes_silences_one_attribute_and_removed_blocks_forget_instead_of_deleting() {
+    let env = env();
+    let kind = Arc::new(FileKind::new(&env.root));
+    let e = engine(&kind);
+    let desired = files(2, false);
+    let (_, report) = plan_and_apply(&e, &desired, &env.store, 2).await;
+    assert!(report.success());
+
+    // Someone edits both files; the spec ignores f00's content only.
+    std::fs::write(env.root.join("f00"), "edited").unwrap();
+    std::fs::write(env.root.join("f01"), "edited").unwrap();
+    let mut ignoring = desired.clone();
+    ignoring
+        .resources
+        .get_mut(&addr("f00"))
+        .unwrap()
+        .ignore_changes = vec!["content".into()];
+    let state = env.store.load().unwrap().unwrap();
+    let plan = e
+        .plan(&ignoring, Some(&state), &PlanOptions::default())
+        .await
+        .unwrap();
+    let changed: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.is_change())
+        .map(|c| c.address.to_string())
+        .collect();
+    assert_eq!(changed, [addr("f01").to_string()]);
+    let drifted: Vec<String> = plan.drift.iter().map(|d| d.address.to_string()).collect();
+    assert_eq!(
+        drifted,
+        [addr("f01").to_string()],
+        "ignored drift is not drift"
+    );
+
+    // f01 leaves the spec under a removed block: forgotten, the file stays.
+    let mut without = ignoring.clone();
+    without.resources.remove(&addr("f01"));
+    without.forget = vec![addr("f01")];
+    let plan = e
+        .plan(&without, Some(&state), &PlanOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(plan.summary.destroy, 0);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("removed from the lockfile, not destroyed")),
+        "{:?}",
+        plan.warnings
+    );
+    let report = e
+        .apply(
+            &plan,
+            &without,
+            &env.store,
+            &ApplyOptions::default(),
+            &Silent,
+        )
+        .await
+        .unwrap();
+    assert!(report.success());
+    assert!(env.root.join("f01").exists(), "not deleted");
+    let state = env.store.load().unwrap().unwrap();
+    assert!(
+        !state.resources.contains_key(&addr("f01").to_string()),
+        "forgotten"
+    );
+}

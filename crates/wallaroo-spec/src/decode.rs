@@ -32,6 +32,8 @@ const BLOCKS: &[(&str, Label, bool)] = &[
     ("gpu", Label::None, false),
     ("kots", Label::None, false),
     ("user", Label::Name("the user's email"), true),
+    ("lifecycle", Label::Name("the resource's address"), true),
+    ("removed", Label::Name("the resource's address"), true),
     ("state", Label::None, false),
     ("helm", Label::None, false),
     ("variable", Label::Name("the variable's name"), true),
@@ -229,6 +231,22 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
             user.insert(email, u);
         }
     }
+    let mut lifecycle = BTreeMap::new();
+    for b in blocks.get("lifecycle").into_iter().flatten() {
+        let address = label(b);
+        let pointer = format!("/lifecycle/{}", pointer_escape(&address));
+        if let Some(l) = d.block::<Lifecycle>(&ev, b, &pointer) {
+            lifecycle.insert(address, l);
+        }
+    }
+    let mut removed = BTreeMap::new();
+    for b in blocks.get("removed").into_iter().flatten() {
+        let address = label(b);
+        let pointer = format!("/removed/{}", pointer_escape(&address));
+        if let Some(r) = d.block::<Removed>(&ev, b, &pointer) {
+            removed.insert(address, r);
+        }
+    }
     let state = one("state")
         .and_then(|b| d.block(&ev, b, "/state"))
         .unwrap_or_default();
@@ -269,6 +287,8 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
         gpu,
         kots,
         user,
+        lifecycle,
+        removed,
         state,
         helm,
         variable,

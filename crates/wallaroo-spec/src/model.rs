@@ -34,6 +34,10 @@ pub struct Spec {
     pub kots: Option<Kots>,
     /// Users by email.
     pub user: BTreeMap<String, User>,
+    /// `lifecycle "ADDRESS" { ignore_changes = [...] }` by resource address.
+    pub lifecycle: BTreeMap<String, Lifecycle>,
+    /// `removed "ADDRESS" { destroy = false }` by resource address.
+    pub removed: BTreeMap<String, Removed>,
     pub state: StateSettings,
     pub helm: HelmSettings,
     /// Declared variables (values are not kept here; see `sensitive_paths`).
@@ -447,6 +451,26 @@ fn default_app_slug() -> String {
 
 fn default_kots_binary() -> String {
     "kubectl-kots".into()
+}
+
+/// `lifecycle "ADDRESS" { ... }`: how wallaroo treats one resource (or every resource under
+/// an address prefix such as `nodepool.general`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    /// Attribute paths whose differences are neither changes nor drift, e.g. `labels` or
+    /// `values.replicas`.
+    #[serde(default)]
+    pub ignore_changes: Vec<String>,
+}
+
+/// `removed "ADDRESS" { destroy = false }`: a resource that left the spec is forgotten
+/// (dropped from the lockfile) instead of deleted.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Removed {
+    /// `false`: forget it, leave it in the cluster. `true`: delete it as usual.
+    pub destroy: bool,
 }
 
 /// `gpu { ... }`: the NVIDIA device plugin.

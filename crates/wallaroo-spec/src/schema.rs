@@ -29,6 +29,8 @@ pub fn spec_schema() -> Value {
     let state = sub(g.subschema_for::<StateSettings>());
     let helm = sub(g.subschema_for::<HelmSettings>());
     let kots = sub(g.subschema_for::<Kots>());
+    let lifecycle = sub(g.subschema_for::<Lifecycle>());
+    let removed = sub(g.subschema_for::<Removed>());
     let variable = sub(g.subschema_for::<VariableBlock>());
     let defs = g.take_definitions(true);
     let labelled = |label: &str, inner: Value| json!({"type": "object", "properties": {label: inner}, "additionalProperties": false});
@@ -54,6 +56,8 @@ pub fn spec_schema() -> Value {
             "gpu": gpu,
             "kots": kots,
             "user": by_name(user),
+            "lifecycle": by_name(lifecycle),
+            "removed": by_name(removed),
             "state": state,
             "helm": helm,
             "variable": by_name(variable),
