@@ -191,22 +191,18 @@ impl Engine {
                 .cloned()
                 .collect();
             loop {
-                let more: Vec<Address> = deps
-                    .iter()
-                    .filter(|(a, _)| !out.contains(*a))
-                    .filter_map(|(a, ds)| match opts.mode {
-                        PlanMode::Apply => ds.iter().any(|d| out.contains(d)).then(|| a.clone()),
-                        PlanMode::Destroy => None,
-                    })
-                    .chain(match opts.mode {
-                        PlanMode::Destroy => deps
-                            .iter()
-                            .filter(|(a, _)| out.contains(*a))
-                            .flat_map(|(_, ds)| ds.iter().filter(|d| !out.contains(*d)).cloned())
-                            .collect::<Vec<_>>(),
-                        PlanMode::Apply => Vec::new(),
-                    })
-                    .collect();
+                let more: Vec<Address> = match opts.mode {
+                    PlanMode::Apply => deps
+                        .iter()
+                        .filter(|(a, ds)| !out.contains(*a) && ds.iter().any(|d| out.contains(d)))
+                        .map(|(a, _)| a.clone())
+                        .collect(),
+                    PlanMode::Destroy => deps
+                        .iter()
+                        .filter(|(a, _)| out.contains(*a))
+                        .flat_map(|(_, ds)| ds.iter().filter(|d| !out.contains(*d)).cloned())
+                        .collect(),
+                };
                 if more.is_empty() {
                     break;
                 }

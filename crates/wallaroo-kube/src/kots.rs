@@ -108,6 +108,28 @@ impl KotsAppKind {
     }
 }
 
+impl KotsAppKind {
+    /// The desired ConfigValues, secrets included, as a 0600 file in `dir`.
+    fn write_config_values(
+        dir: &Path,
+        slug: &str,
+        desired: &Attrs,
+    ) -> Result<PathBuf, ResourceError> {
+        Self::write_secret_file(
+            dir,
+            "config-values.yaml",
+            &config_values_yaml(
+                slug,
+                desired.get("config_values").unwrap_or(&json!({})),
+                desired
+                    .get("secrets")
+                    .and_then(|s| s.get("config"))
+                    .unwrap_or(&json!({})),
+            ),
+        )
+    }
+}
+
 fn secret<'a>(desired: &'a Attrs, key: &str) -> Option<&'a str> {
     desired
         .get("secrets")
@@ -169,18 +191,7 @@ impl ResourceKind for KotsAppKind {
             str_attr(desired, "channel")?,
         );
         let work = tempfile::tempdir().map_err(|e| ResourceError::new(format!("temp dir: {e}")))?;
-        let values = Self::write_secret_file(
-            work.path(),
-            "config-values.yaml",
-            &config_values_yaml(
-                slug,
-                desired.get("config_values").unwrap_or(&json!({})),
-                desired
-                    .get("secrets")
-                    .and_then(|s| s.get("config"))
-                    .unwrap_or(&json!({})),
-            ),
-        )?;
+        let values = Self::write_config_values(work.path(), slug, desired)?;
         let license = secret(desired, "license")
             .ok_or_else(|| ResourceError::new("kots needs `source { license = ... }`"))?;
         let license = Self::write_secret_file(work.path(), "license.yaml", license)?;
@@ -233,18 +244,7 @@ impl ResourceKind for KotsAppKind {
             str_attr(desired, "app_slug")?,
         );
         let work = tempfile::tempdir().map_err(|e| ResourceError::new(format!("temp dir: {e}")))?;
-        let values = Self::write_secret_file(
-            work.path(),
-            "config-values.yaml",
-            &config_values_yaml(
-                slug,
-                desired.get("config_values").unwrap_or(&json!({})),
-                desired
-                    .get("secrets")
-                    .and_then(|s| s.get("config"))
-                    .unwrap_or(&json!({})),
-            ),
-        )?;
+        let values = Self::write_config_values(work.path(), slug, desired)?;
         let args: Vec<String> = vec![
             "set".into(),
             "config".into(),

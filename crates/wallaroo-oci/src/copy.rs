@@ -33,7 +33,7 @@ pub struct BlobLedger {
 }
 
 /// Blob transfers a run keeps in flight at most.
-pub const TRANSFERS_AT_ONCE: usize = 8;
+pub const TRANSFERS_AT_ONCE: usize = 7;
 
 impl Default for BlobLedger {
     fn default() -> Self {

@@ -60,7 +60,7 @@ impl UploadJournal {
         let entry = Entry {
             location: location.to_string(),
         };
-        wallaroo_state_write(
+        write_replacing(
             &self.file(host, repo, digest),
             &serde_json::to_vec(&entry).expect("JSON"),
         )
@@ -72,7 +72,7 @@ impl UploadJournal {
 }
 
 /// Temp file and rename, so a kill never leaves half an entry.
-fn wallaroo_state_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_replacing(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, path)
