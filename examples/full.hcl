@@ -158,3 +158,8 @@ lifecycle "helm_release.wallaroo" {
 removed "user[\"former@example.com\"]" {
   destroy = false
 }
+
+# The analyst was made in the Keycloak console as `analyst` (no email): take it over.
+import "user[\"analyst@example.com\"]" {
+  id = "analyst"
+}

@@ -19,6 +19,8 @@ struct Case {
     ns: String,
     nodes: Vec<String>,
     users: Vec<(String, bool)>,
+    /// `import` blocks: (email, Keycloak username).
+    imports: Vec<(String, String)>,
     ingress: &'static str,
 }
 
@@ -49,6 +51,11 @@ impl Case {
             "images {{\n  extra = [\"{}/wallaroo/keycloak:2025.1.0-6290\"]\n}}\n\n",
             self.env.vendor.address(),
         ));
+        for (email, username) in &self.imports {
+            spec.push_str(&format!(
+                "import \"user[\\\"{email}\\\"]\" {{\n  id = \"{username}\"\n}}\n\n"
+            ));
+        }
         for (email, temporary) in &self.users {
             spec.push_str(&format!(
                 "user \"{email}\" {{\n  role      = \"admin\"\n  password  = var.admin_password\n  temporary = {temporary}\n}}\n\n"
@@ -175,6 +182,7 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
         ns: id.clone(),
         nodes,
         users: vec![(admin.clone(), true)],
+        imports: Vec::new(),
         ingress: "internal",
     };
     let before = case.cluster_listing();
@@ -448,6 +456,89 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
         .send()
         .unwrap();
     assert_eq!(token.status(), 200, "{}", token.text().unwrap_or_default());
+
+    // A user made in the console under a username (no email): an import block takes it over
+    // as user["...-ops@example.com"]; apply gives it the email, role and password.
+    let kc = reqwest::blocking::Client::new();
+    let admin_token = || -> String {
+        let t: Value = kc
+            .post(format!(
+                "{}/realms/master/protocol/openid-connect/token",
+                env.keycloak_url
+            ))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", wallaroo_testenv::env::KEYCLOAK_ADMIN),
+                ("password", env.keycloak_password.as_str()),
+            ])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        t["access_token"].as_str().unwrap().to_string()
+    };
+    let username = format!("{id}-console-ops");
+    let made = kc
+        .post(format!("{}/admin/realms/master/users", env.keycloak_url))
+        .bearer_auth(admin_token())
+        .json(&json!({"username": username, "enabled": true}))
+        .send()
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let ops = format!("{id}-ops@example.com");
+    case.users.push((ops.clone(), false));
+    case.imports.push((ops.clone(), username.clone()));
+    let plan = case.plan_json();
+    let user_change = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == format!("user[\"{ops}\"]"))
+        .unwrap()
+        .clone();
+    assert_eq!(user_change["action"], "update", "{user_change:#}");
+    assert_eq!(user_change["adopted"], true);
+    case.ok(&["apply", "--auto-approve"]);
+    let found: Value = kc
+        .get(format!("{}/admin/realms/master/users", env.keycloak_url))
+        .query(&[("username", username.as_str()), ("exact", "true")])
+        .bearer_auth(admin_token())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        found.as_array().unwrap().len(),
+        1,
+        "the same user, not a new one"
+    );
+    assert_eq!(found[0]["email"], ops.as_str());
+    let login = kc
+        .post(format!(
+            "{}/realms/master/protocol/openid-connect/token",
+            env.keycloak_url
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", username.as_str()),
+            ("password", "Adm1n-e2e-pass"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(
+        login.status(),
+        200,
+        "the imported user has the spec's password"
+    );
+    let out = case.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // Destroy leaves labels, taints, namespaces and secrets as they were.
     let destroyed = case.ok(&["destroy", "--auto-approve", "--include-images"]);

@@ -30,6 +30,8 @@ pub enum DesiredError {
         label: String,
         message: String,
     },
+    #[error("import \"{label}\": {message}")]
+    Import { label: String, message: String },
     #[error("cannot read {what} `{path}`: {source}")]
     ReadFile {
         what: &'static str,
@@ -516,6 +518,26 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
             set.warnings.push(format!(
                 "lifecycle \"{text}\" matches no resource of the spec"
             ));
+        }
+    }
+    for (text, import) in &spec.import {
+        let address = parse_address("import", text)?;
+        match set.resources.get_mut(&address) {
+            Some(r) if r.kind == "keycloak_user" => {
+                r.attrs.insert("import_id".into(), json!(import.id));
+            }
+            Some(_) => {
+                return Err(DesiredError::Import {
+                    label: text.clone(),
+                    message: "only users (user[\"EMAIL\"]) are imported by another id; every other resource is found by its own name, and adopted when it is already there".into(),
+                });
+            }
+            None => {
+                return Err(DesiredError::Import {
+                    label: text.clone(),
+                    message: "the spec has no such resource".into(),
+                });
+            }
         }
     }
     for (text, removed) in &spec.removed {

@@ -131,6 +131,49 @@ impl KeycloakUserKind {
         Ok(users.into_iter().next())
     }
 
+    /// The user by the resource's email, else (an `import` block) by the username it names.
+    async fn find_user(&self, token: &str, attrs: &Attrs) -> Result<Option<Value>, ResourceError> {
+        let email = str_attr(attrs, "email")?;
+        if let Some(user) = self.find(token, email).await? {
+            return Ok(Some(user));
+        }
+        let Some(username) = attrs.get("import_id").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let r = self
+            .call(
+                token,
+                reqwest::Method::GET,
+                &format!(
+                    "/admin/realms/master/users?exact=true&username={}",
+                    urlencode(username)
+                ),
+                None,
+            )
+            .await?;
+        let users: Vec<Value> = r
+            .json()
+            .await
+            .map_err(|e| ResourceError::new(e.to_string()))?;
+        Ok(users.into_iter().next())
+    }
+
+    /// Gives an imported user the spec's email.
+    async fn set_email(&self, token: &str, user: &Value, email: &str) -> Result<(), ResourceError> {
+        if user["email"].as_str() == Some(email) {
+            return Ok(());
+        }
+        let id = user["id"].as_str().unwrap_or_default();
+        self.call(
+            token,
+            reqwest::Method::PUT,
+            &format!("/admin/realms/master/users/{id}"),
+            Some(json!({"email": email, "emailVerified": true})),
+        )
+        .await
+        .map(|_| ())
+    }
+
     async fn is_admin(&self, token: &str, id: &str) -> Result<bool, ResourceError> {
         let r = self
             .call(
@@ -240,7 +283,7 @@ impl ResourceKind for KeycloakUserKind {
             return Ok(None);
         }
         let token = self.token().await?;
-        let Some(user) = self.find(&token, email).await? else {
+        let Some(user) = self.find_user(&token, attrs).await? else {
             return Ok(None);
         };
         let id = user["id"].as_str().unwrap_or_default();
@@ -252,17 +295,21 @@ impl ResourceKind for KeycloakUserKind {
         // `temporary` applies when a password is set; the password itself cannot be read,
         // so its change is found through the salted hash in the lockfile.
         let temporary = attrs.get("temporary").cloned().unwrap_or(json!(true));
-        Ok(Some(Attrs::from([
+        let mut live = Attrs::from([
             ("email".to_string(), json!(email)),
             ("role".to_string(), json!(role)),
             ("temporary".to_string(), temporary),
-        ])))
+        ]);
+        if let Some(id) = attrs.get("import_id") {
+            live.insert("import_id".into(), id.clone());
+        }
+        Ok(Some(live))
     }
 
     async fn create(&self, _: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
         let email = str_attr(desired, "email")?;
         let token = self.token().await?;
-        if self.find(&token, email).await?.is_none() {
+        if self.find_user(&token, desired).await?.is_none() {
             self.call(
                 &token,
                 reqwest::Method::POST,
@@ -272,9 +319,10 @@ impl ResourceKind for KeycloakUserKind {
             .await?;
         }
         let user = self
-            .find(&token, email)
+            .find_user(&token, desired)
             .await?
             .ok_or_else(|| ResourceError::new(format!("Keycloak did not keep user {email}")))?;
+        self.set_email(&token, &user, email).await?;
         let id = user["id"].as_str().unwrap_or_default().to_string();
         self.set_password(&token, &id, desired).await?;
         self.set_role(&token, &id, desired.get("role") == Some(&json!("admin")))
@@ -291,9 +339,10 @@ impl ResourceKind for KeycloakUserKind {
         let email = str_attr(desired, "email")?;
         let token = self.token().await?;
         let user = self
-            .find(&token, email)
+            .find_user(&token, desired)
             .await?
             .ok_or_else(|| ResourceError::new(format!("user {email} is gone from Keycloak")))?;
+        self.set_email(&token, &user, email).await?;
         let id = user["id"].as_str().unwrap_or_default().to_string();
         self.set_password(&token, &id, desired).await?;
         self.set_role(&token, &id, desired.get("role") == Some(&json!("admin")))

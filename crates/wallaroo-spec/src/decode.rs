@@ -34,6 +34,7 @@ const BLOCKS: &[(&str, Label, bool)] = &[
     ("user", Label::Name("the user's email"), true),
     ("lifecycle", Label::Name("the resource's address"), true),
     ("removed", Label::Name("the resource's address"), true),
+    ("import", Label::Name("the resource's address"), true),
     ("state", Label::None, false),
     ("helm", Label::None, false),
     ("variable", Label::Name("the variable's name"), true),
@@ -247,6 +248,14 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
             removed.insert(address, r);
         }
     }
+    let mut import = BTreeMap::new();
+    for b in blocks.get("import").into_iter().flatten() {
+        let address = label(b);
+        let pointer = format!("/import/{}", pointer_escape(&address));
+        if let Some(i) = d.block::<Import>(&ev, b, &pointer) {
+            import.insert(address, i);
+        }
+    }
     let state = one("state")
         .and_then(|b| d.block(&ev, b, "/state"))
         .unwrap_or_default();
@@ -289,6 +298,7 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
         user,
         lifecycle,
         removed,
+        import,
         state,
         helm,
         variable,

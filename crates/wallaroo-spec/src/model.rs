@@ -38,6 +38,8 @@ pub struct Spec {
     pub lifecycle: BTreeMap<String, Lifecycle>,
     /// `removed "ADDRESS" { destroy = false }` by resource address.
     pub removed: BTreeMap<String, Removed>,
+    /// `import "ADDRESS" { id = "..." }` by resource address.
+    pub import: BTreeMap<String, Import>,
     pub state: StateSettings,
     pub helm: HelmSettings,
     /// Declared variables (values are not kept here; see `sensitive_paths`).
@@ -462,6 +464,15 @@ pub struct Lifecycle {
     /// `values.replicas`.
     #[serde(default)]
     pub ignore_changes: Vec<String>,
+}
+
+/// `import "ADDRESS" { id = "..." }`: take over an object the spec's name does not find,
+/// e.g. a Keycloak user made in the console under a username, for `user["EMAIL"]`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Import {
+    /// How the object is found instead (for users: the Keycloak username).
+    pub id: String,
 }
 
 /// `removed "ADDRESS" { destroy = false }`: a resource that left the spec is forgotten

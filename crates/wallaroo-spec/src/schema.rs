@@ -31,6 +31,7 @@ pub fn spec_schema() -> Value {
     let kots = sub(g.subschema_for::<Kots>());
     let lifecycle = sub(g.subschema_for::<Lifecycle>());
     let removed = sub(g.subschema_for::<Removed>());
+    let import = sub(g.subschema_for::<Import>());
     let variable = sub(g.subschema_for::<VariableBlock>());
     let defs = g.take_definitions(true);
     let labelled = |label: &str, inner: Value| json!({"type": "object", "properties": {label: inner}, "additionalProperties": false});
@@ -58,6 +59,7 @@ pub fn spec_schema() -> Value {
             "user": by_name(user),
             "lifecycle": by_name(lifecycle),
             "removed": by_name(removed),
+            "import": by_name(import),
             "state": state,
             "helm": helm,
             "variable": by_name(variable),
