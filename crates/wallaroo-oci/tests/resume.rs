@@ -183,8 +183,56 @@ async fn a_killed_upload_resumes_and_sends_at_most_55_percent_again() {
     while proxy.bytes_served(&digest) < SIZE / 2 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    // The last chunk's bytes reach the registry and are acknowledged; then the kill.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The last chunk's bytes reach the registry and are acknowledged (the journal names the
+    // upload, and the registry says it holds half the blob); then the kill.
+    let dir = journal.path().to_path_buf();
+    let (host, user, password, ca) = (
+        env.private.address(),
+        env.private.username.clone(),
+        env.private.password.clone(),
+        env.ca_file.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let client = wallaroo_testenv::https_client(&ca).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first half never landed"
+            );
+            let entry = std::fs::read_dir(&dir)
+                .ok()
+                .and_then(|mut d| d.next())
+                .and_then(|e| e.ok())
+                .and_then(|e| std::fs::read(e.path()).ok())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            if let Some(location) = entry.as_ref().and_then(|e| e["location"].as_str()) {
+                let url = if location.starts_with("http") {
+                    location.to_string()
+                } else {
+                    format!("https://{host}{location}")
+                };
+                let held = client
+                    .get(url)
+                    .basic_auth(&user, Some(&password))
+                    .send()
+                    .ok()
+                    .and_then(|r| {
+                        r.headers()
+                            .get("range")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.rsplit('-').next())
+                            .and_then(|n| n.parse::<u64>().ok())
+                    });
+                if held.map(|end| end + 1) == Some(SIZE / 2) {
+                    break;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     let before = proxy.bytes_served(&digest);
