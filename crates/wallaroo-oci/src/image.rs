@@ -75,7 +75,7 @@ fn attr<'a>(attrs: &'a Attrs, key: &str) -> Result<&'a str, ResourceError> {
 impl ImageKind {
     fn source(&self, host: &str) -> Result<&Arc<dyn ImageSource>, ResourceError> {
         self.sources.get(host).ok_or_else(|| {
-            ResourceError::new(format!("no source registry `{host}` is configured (the spec's `source` registry is the only one)"))
+            ResourceError::new(format!("no source registry `{host}` was set up for this plan (a saved plan made with other images?)"))
         })
     }
 

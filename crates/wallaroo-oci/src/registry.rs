@@ -351,7 +351,7 @@ impl Registry {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         if path.starts_with("http") {
             path.to_string()
         } else {
@@ -361,7 +361,7 @@ impl Registry {
 
     /// Sends a request (see [`Registry::send_once`]), again with backoff and jitter when the
     /// connection fails or the registry answers 429 or 5xx.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         scope: &str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
@@ -509,7 +509,7 @@ impl Registry {
         format!("repository:{repo}:pull")
     }
 
-    fn push(repo: &str) -> String {
+    pub(crate) fn push(repo: &str) -> String {
         format!("repository:{repo}:pull,push")
     }
 
@@ -663,22 +663,6 @@ impl Registry {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("")
             .to_string())
-    }
-
-    pub(crate) fn url_of(&self, location: &str) -> String {
-        self.url(location)
-    }
-
-    pub(crate) fn push_scope(repo: &str) -> String {
-        Self::push(repo)
-    }
-
-    pub(crate) async fn send_scoped(
-        &self,
-        scope: &str,
-        build: impl Fn(&reqwest::Client) -> RequestBuilder,
-    ) -> Result<Response, OciError> {
-        self.send(scope, build).await
     }
 
     /// A request with the auth already known to work for `scope` (for bodies that cannot

@@ -133,10 +133,8 @@ impl Registry {
     /// What the registry holds of the upload at `location`: the next offset, or `None` when
     /// the upload is gone (finished, cancelled, or expired).
     async fn upload_offset(&self, repo: &str, location: &str) -> Result<Option<u64>, OciError> {
-        let url = self.url_of(location);
-        let resp = self
-            .send_scoped(&Registry::push_scope(repo), |c| c.get(&url))
-            .await?;
+        let url = self.url(location);
+        let resp = self.send(&Registry::push(repo), |c| c.get(&url)).await?;
         if resp.status() != StatusCode::NO_CONTENT {
             return Ok(None);
         }
@@ -193,9 +191,9 @@ impl Registry {
         let mut sent = 0;
         while offset < size {
             let n = CHUNK.min(size - offset);
-            let url = self.url_of(&location);
+            let url = self.url(&location);
             let resp = self
-                .authorized(reqwest::Method::PATCH, &url, &Registry::push_scope(repo))
+                .authorized(reqwest::Method::PATCH, &url, &Registry::push(repo))
                 .header("Content-Type", "application/octet-stream")
                 .header("Content-Range", format!("{offset}-{}", offset + n - 1))
                 .header("Content-Length", n)
@@ -255,11 +253,11 @@ impl Registry {
                 });
             }
         }
-        let url = self.url_of(&location);
+        let url = self.url(&location);
         let sep = if url.contains('?') { '&' } else { '?' };
         let put_url = format!("{url}{sep}digest={digest}");
         let resp = self
-            .send_scoped(&Registry::push_scope(repo), |c| {
+            .send(&Registry::push(repo), |c| {
                 c.put(&put_url).header("Content-Length", 0)
             })
             .await?;
