@@ -419,7 +419,7 @@ impl Engine {
             excludes: opts.excludes.clone(),
             warnings,
             drift,
-            images: Vec::new(),
+            inputs: Default::default(),
             summary: Summary::of(&changes),
             changes,
         })

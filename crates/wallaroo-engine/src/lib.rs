@@ -2,19 +2,20 @@
 //! concurrent apply executor that records every finished step in the lockfile.
 //!
 //! It is general over [`ResourceKind`]s: registry and cluster kinds plug in without the
-//! engine knowing them. It never prints; progress goes through [`ApplyReporter`].
+//! engine knowing them, and it knows nothing of Wallaroo or of the spec language (the
+//! `wallaroo-model` crate turns a spec into a [`DesiredSet`]). It never prints; progress
+//! goes through [`ApplyReporter`].
 
 pub mod address;
-pub mod desired;
 mod diff;
 mod engine;
 mod error;
 pub mod exec;
 pub mod graph;
+pub mod json;
 pub mod plan;
 pub mod resource;
 pub mod testkit;
-pub mod tls;
 pub mod value;
 
 pub use address::{Address, AddressError};

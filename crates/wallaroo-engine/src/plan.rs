@@ -39,10 +39,12 @@ pub struct Plan {
     /// Managed resources that changed outside wallaroo since the last apply.
     #[serde(default)]
     pub drift: Vec<Drift>,
-    /// The images the plan mirrors with their origins and digest pins; applying a saved plan
-    /// copies exactly these, whatever the vendor's tags say by then.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub images: Vec<crate::desired::MirrorImage>,
+    /// What the plan's maker resolved before planning and needs back to apply exactly this
+    /// plan, as top-level keys of its own (wallaroo's model keeps the images it mirrors, with
+    /// their digest pins, under `images`). The engine only carries it.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub inputs: serde_json::Map<String, Value>,
     /// Every resource in scope, in the order apply may run them (dependencies first).
     pub changes: Vec<ResourceChange>,
     pub summary: Summary,

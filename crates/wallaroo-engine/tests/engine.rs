@@ -545,11 +545,15 @@ async fn plan_and_lockfile_satisfy_their_schemas() {
     r.attrs.insert("secret".into(), "hunter2".into());
     desired.insert(r);
     let (plan, _) = plan_and_apply(&e, &desired, &env.store, 2).await;
-    check_schema(
-        "plan.schema.json",
-        plan::plan_schema(),
-        &serde_json::to_value(&plan).unwrap(),
-    );
+    // schemas/plan.schema.json is the model's (the engine's plan and the images wallaroo
+    // keeps in it): wallaroo-model's tests keep that file. Here: the engine's part holds.
+    let generic = plan::plan_schema();
+    let errors: Vec<String> = jsonschema::validator_for(&generic)
+        .unwrap()
+        .iter_errors(&serde_json::to_value(&plan).unwrap())
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
     let lock: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(env.store.path()).unwrap()).unwrap();
     check_schema(

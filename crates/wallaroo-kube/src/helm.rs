@@ -286,7 +286,7 @@ impl HelmReleaseKind {
         self.unstick(name, ns).await?;
         let mut values = desired.get("values").cloned().unwrap_or(json!({}));
         if let Some(secret) = desired.get("secret_values") {
-            wallaroo_engine::desired::merge(&mut values, secret);
+            wallaroo_engine::json::merge(&mut values, secret);
         }
         let work = tempfile::tempdir().map_err(|e| ResourceError::new(format!("temp dir: {e}")))?;
         // JSON is YAML; the file is created 0600 and removed with the temp dir.

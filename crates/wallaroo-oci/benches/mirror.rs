@@ -392,7 +392,7 @@ fn child(mode: &str) {
             .unwrap();
         let mut desired = DesiredSet::default();
         for r in &requests {
-            let (_, repo, tag) = wallaroo_engine::desired::split_reference(&r.source);
+            let (_, repo, tag) = wallaroo_model::split_reference(&r.source);
             let name = repo.rsplit('/').next().unwrap();
             let path = format!("{}/{name}", config.namespace);
             let pin = &pins[&r.source];

@@ -215,7 +215,7 @@ async fn write_all(
     let mut index = Vec::new();
     let mut report = CreateReport::default();
     for image in images {
-        let (_, repo, _) = wallaroo_engine::desired::split_reference(&image.source);
+        let (_, repo, _) = wallaroo_model::split_reference(&image.source);
         let src = image.from.as_ref();
         let top = src.manifest(&repo, &image.digest).await?.ok_or_else(|| {
             err(
@@ -615,7 +615,7 @@ pub async fn blobs_of(
 ) -> Result<BTreeSet<String>, OciError> {
     let mut out = BTreeSet::new();
     for (source, digest) in pins {
-        let (host, repo, _) = wallaroo_engine::desired::split_reference(source);
+        let (host, repo, _) = wallaroo_model::split_reference(source);
         let Some(src) = sources.get(&host) else {
             continue;
         };

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
 
 use crate::copy::{BlobLedger, CopyOptions, copy};
-use wallaroo_engine::desired::split_reference;
+use wallaroo_model::split_reference;
 
 use crate::registry::{ImageSource, Registry};
 

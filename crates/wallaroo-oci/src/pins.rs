@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use wallaroo_engine::desired::split_reference;
+use wallaroo_model::split_reference;
 
 use crate::copy::select_platforms;
 use crate::registry::{ImageSource, OciError};

@@ -83,7 +83,7 @@ async fn a_bundle_round_trips_into_the_private_registry_and_damage_is_found() {
     let private = registry(env, &env.private);
     let ns = unique("frombundle");
     for input in &inputs {
-        let (_, repo, tag) = wallaroo_engine::desired::split_reference(&input.source);
+        let (_, repo, tag) = wallaroo_model::split_reference(&input.source);
         let name = repo.rsplit('/').next().unwrap();
         let target = format!("{ns}/{name}");
         let copied = copy(

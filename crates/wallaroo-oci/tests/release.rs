@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wallaroo_engine::desired::{ImagePin, MirrorImage};
+use wallaroo_model::{ImagePin, MirrorImage};
 use wallaroo_engine::*;
 use wallaroo_oci::pins::{PinRequest, recorded, resolve_all};
 use wallaroo_oci::{CopyOptions, Credentials, ImageKind, Registry, copy};
@@ -88,8 +88,8 @@ async fn images(
     refresh: bool,
 ) -> (Vec<MirrorImage>, DesiredSet) {
     let vendor: Arc<dyn wallaroo_oci::ImageSource> = Arc::new(registry(env, &env.vendor));
-    let chart = wallaroo_engine::desired::chart_source(spec).unwrap();
-    let (_, repo, _) = wallaroo_engine::desired::split_reference(&chart);
+    let chart = wallaroo_model::chart_source(spec).unwrap();
+    let (_, repo, _) = wallaroo_model::split_reference(&chart);
     let pulled = wallaroo_oci::release::pull_chart(vendor.as_ref(), &repo, &spec.wallaroo.version)
         .await
         .unwrap();
@@ -109,7 +109,7 @@ async fn images(
             (k, o.join(", "))
         })
         .collect();
-    let mut list = wallaroo_engine::desired::image_sources(spec, &release);
+    let mut list = wallaroo_model::image_sources(spec, &release);
     let sources = BTreeMap::from([(env.vendor.address(), vendor)]);
     let prior = recorded(
         state
@@ -135,7 +135,7 @@ async fn images(
             digest: p.digest.clone(),
         });
     }
-    let mut desired = wallaroo_engine::desired::from_spec_with(spec, &list).unwrap();
+    let mut desired = wallaroo_model::from_spec_with(spec, &list).unwrap();
     // Only the images: this test has no cluster kinds.
     desired.resources.retain(|a, _| a.kind() == "image");
     for r in desired.resources.values_mut() {

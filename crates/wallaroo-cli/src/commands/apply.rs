@@ -63,7 +63,7 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
                 .engine
                 .plan(&prepared.desired, state.as_ref(), &opts)
                 .await?;
-            plan.images = prepared.images.clone();
+            wallaroo_model::set_plan_images(&mut plan, &prepared.images);
             print!("{}", super::plan::show(&plan, Format::Text, style));
             if mode == PlanMode::Destroy && !args.delete_data {
                 println!(

@@ -83,7 +83,7 @@ async fn create(
     let (images, sources) = ws.images(state.as_ref(), refresh_pins).await?;
     let mut inputs = Vec::new();
     for image in &images {
-        let (host, _, _) = wallaroo_engine::desired::split_reference(&image.source);
+        let (host, _, _) = wallaroo_model::split_reference(&image.source);
         let pin = image.pin.as_ref().expect("images() pins every image");
         inputs.push(wallaroo_oci::bundle::BundleInput {
             source: image.source.clone(),

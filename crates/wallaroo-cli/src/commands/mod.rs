@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wallaroo_engine::desired::{ImagePin, MirrorImage};
+use wallaroo_model::{ImagePin, MirrorImage};
 use wallaroo_engine::{Address, DesiredSet, Engine, KindRegistry, Plan};
 
 use wallaroo_spec::model::Method;
@@ -111,7 +111,7 @@ impl Workspace {
                 );
                 // The bundle answers for every registry its images came from.
                 for image in &bundle.manifest.images {
-                    let (host, _, _) = wallaroo_engine::desired::split_reference(&image.source);
+                    let (host, _, _) = wallaroo_model::split_reference(&image.source);
                     sources.insert(host, bundle.clone());
                 }
                 Some(bundle)
@@ -146,15 +146,21 @@ impl Workspace {
         images: Images<'_>,
     ) -> Result<Prepared, Failure> {
         let (images, sources) = match images {
-            Images::Saved(plan) => (plan.images.clone(), self.sources_for(&plan.images)?),
+            Images::Saved(plan) => {
+                let images = wallaroo_model::plan_images(plan).map_err(|e| {
+                    Failure::message(format!("the saved plan's images cannot be read: {e}"))
+                })?;
+                let sources = self.sources_for(&images)?;
+                (images, sources)
+            }
             Images::Resolve { refresh_pins } => self.images(state, refresh_pins).await?,
             Images::Unread => {
-                let images = wallaroo_engine::desired::image_sources(&self.spec, &BTreeMap::new());
+                let images = wallaroo_model::image_sources(&self.spec, &BTreeMap::new());
                 let sources = self.sources_for(&images)?;
                 (images, sources)
             }
         };
-        let desired = wallaroo_engine::desired::from_spec_with(&self.spec, &images)
+        let desired = wallaroo_model::from_spec_with(&self.spec, &images)
             .map_err(|e| Failure::message(e.to_string()))?;
         let mut kinds = cluster_kinds(&self.spec, self.delete_data).await?;
         let mirror = self.target.as_ref().map(|target| {
@@ -196,9 +202,9 @@ impl Workspace {
         if spec.registry.is_some()
             && spec.images.release
             && spec.wallaroo.method == Method::Helm
-            && let Some(chart) = wallaroo_engine::desired::chart_source(spec)
+            && let Some(chart) = wallaroo_model::chart_source(spec)
         {
-            let (host, repo, _) = wallaroo_engine::desired::split_reference(&chart);
+            let (host, repo, _) = wallaroo_model::split_reference(&chart);
             let vendor = self
                 .sources
                 .get(&host)
@@ -253,7 +259,7 @@ impl Workspace {
                     pin: None,
                 })
                 .collect(),
-            None => wallaroo_engine::desired::image_sources(spec, &release),
+            None => wallaroo_model::image_sources(spec, &release),
         };
         let sources = self.sources_for(&images)?;
         // A bundle is the source of truth for its digests: a new bundle is a new release.
@@ -349,7 +355,7 @@ impl Workspace {
                             .collect()
                     } else {
                         let (host, repo, _) =
-                            wallaroo_engine::desired::split_reference(&image.source);
+                            wallaroo_model::split_reference(&image.source);
                         let Some(src) = sources.get(&host) else {
                             return Ok(Vec::new());
                         };
@@ -392,7 +398,7 @@ impl Workspace {
         let mut sources = self.sources.clone();
         let docker = wallaroo_oci::docker_config::DockerConfig::load_default().map_err(oci)?;
         for image in images {
-            let (host, _, _) = wallaroo_engine::desired::split_reference(&image.source);
+            let (host, _, _) = wallaroo_model::split_reference(&image.source);
             if let std::collections::btree_map::Entry::Vacant(e) = sources.entry(host) {
                 let r = registry(&self.spec, &docker, e.key(), None, None)?;
                 e.insert(Arc::new(r));
@@ -456,7 +462,7 @@ fn helm_path() -> std::path::PathBuf {
 pub fn offline(global: &Global) -> Result<(Spec, DesiredSet), Failure> {
     let spec = load_spec(global)?;
     let desired =
-        wallaroo_engine::desired::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
+        wallaroo_model::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
     Ok((spec, desired))
 }
 
@@ -466,7 +472,7 @@ pub async fn cluster_kinds(spec: &Spec, delete_data: bool) -> Result<KindRegistr
     kinds.register(Arc::new(wallaroo_engine::value::StaticValueKind));
     // helm pulls the chart from the private registry when it is mirrored there.
     let mirrored_chart = spec.wallaroo.method == Method::Helm
-        && (wallaroo_engine::desired::chart_source(spec).is_some()
+        && (wallaroo_model::chart_source(spec).is_some()
             || spec.source.as_ref().is_some_and(|s| s.bundle.is_some()));
     let (chart_login, ca_file) = match (&spec.registry, &spec.source) {
         (Some(private), _) if mirrored_chart => (

@@ -51,7 +51,7 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> 
         .engine
         .plan(&prepared.desired, state.as_ref(), &opts)
         .await?;
-    plan.images = prepared.images;
+    wallaroo_model::set_plan_images(&mut plan, &prepared.images);
     let format = if args.json { Format::Json } else { args.format };
     print!("{}", show(&plan, format, stdout_style(global)));
     if let Some(out) = &args.out {

@@ -9,7 +9,7 @@ pub fn run(global: &Global, args: &ValidateArgs) -> Result<ExitCode, Failure> {
     let spec = super::load_spec(global)?;
     // The desired model reads and checks the files the spec names (the TLS pair).
     let desired =
-        wallaroo_engine::desired::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
+        wallaroo_model::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
     for w in &desired.warnings {
         eprintln!("Warning: {w}");
     }

@@ -293,7 +293,7 @@ mod tests {
             live_fingerprint: "l".into(),
             desired_fingerprint: "d".into(),
             targets: vec![],
-            images: vec![],
+            inputs: Default::default(),
             excludes: vec![],
             warnings: vec!["the TLS certificate expires on Dec 1 (in 5 days)".into()],
             drift: vec![Drift {

@@ -1,7 +1,7 @@
 //! The desired model: the spec turned into resources with addresses and dependencies.
 //!
-//! Which chart values each spec setting becomes is kept in one function, [`chart_values`],
-//! so it can follow the real chart. Secrets never enter `values`: they go to
+//! Which chart values each spec setting becomes is kept in one function,
+//! [`chart_values`](crate::values::chart_values), so it can follow the real chart. Secrets never enter `values`: they go to
 //! `secret_values`, a sensitive attribute of the release.
 
 use std::collections::BTreeMap;
@@ -9,11 +9,15 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use wallaroo_engine::{Address, Attrs, DesiredResource, DesiredSet};
 use wallaroo_spec::Spec;
-use wallaroo_spec::model::{AssaysVersion, Method, Role};
+use wallaroo_spec::model::{Method, Role};
 
-use crate::address::Address;
-use crate::resource::{Attrs, DesiredResource, DesiredSet};
+use crate::images::{
+    CHART_ORIGIN, MirrorImage, chart_source, gpu_plugin_image, image_sources, image_target,
+    split_tag,
+};
+use crate::values::{chart_values, kots_config_values};
 
 /// Why the desired model could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -44,121 +48,6 @@ pub enum DesiredError {
 pub const TLS_SECRET: &str = "cust-cert-secret";
 /// Name of the Secret the cluster pulls images from the private registry with.
 pub const PULL_SECRET: &str = "wallaroo-registry";
-
-/// The `origin` of the chart's own entry in the image list.
-pub const CHART_ORIGIN: &str = "the release's chart";
-
-/// A digest pin: the source manifest's digest, and what the target tag holds after the copy
-/// (the same, unless a platform filter leaves part of an index out).
-#[derive(
-    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-pub struct ImagePin {
-    pub source_digest: String,
-    pub digest: String,
-}
-
-/// One image to mirror: its source reference, where it came from, and its pin once known.
-#[derive(
-    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-pub struct MirrorImage {
-    pub source: String,
-    pub origin: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pin: Option<ImagePin>,
-}
-
-/// The release's chart as an OCI reference in the source registry:
-/// `{registry}/{path}/{channel}/{chart}:{version}` (`+` in the version becomes `_`, as helm
-/// writes it).
-pub fn chart_source(spec: &Spec) -> Option<String> {
-    let source = spec.source.as_ref()?;
-    Some(format!(
-        "{}/{}/{}/{}:{}",
-        source.registry.as_ref()?,
-        source.path,
-        spec.wallaroo.license_channel,
-        spec.wallaroo.chart,
-        spec.wallaroo.version.replace('+', "_")
-    ))
-}
-
-/// `host/repo:tag` -> (`host/repo`, `tag`).
-fn split_tag(reference: &str) -> (&str, &str) {
-    let slash = reference.rfind('/').unwrap_or(0);
-    match reference[slash..].rfind(':') {
-        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
-        None => (reference, "latest"),
-    }
-}
-
-/// The NVIDIA device plugin's image, when the spec asks for the plugin.
-fn gpu_plugin_image(spec: &Spec) -> String {
-    format!("nvcr.io/nvidia/k8s-device-plugin:{}", spec.gpu.version)
-}
-
-/// The images a spec mirrors, unpinned: the chart, the release's images (`release`, found in
-/// the chart by the caller, with their origins) unless `images { release = false }`, then
-/// `images { extra }` and the GPU plugin; `images { exclude }` leaves out release images by
-/// repository name or path.
-pub fn image_sources(spec: &Spec, release: &BTreeMap<String, String>) -> Vec<MirrorImage> {
-    let mut out: Vec<MirrorImage> = Vec::new();
-    let mut push = |source: &str, origin: &str| {
-        if !out.iter().any(|m| m.source == source) {
-            out.push(MirrorImage {
-                source: source.to_string(),
-                origin: origin.to_string(),
-                pin: None,
-            });
-        }
-    };
-    if spec.registry.is_some()
-        && spec.wallaroo.method == Method::Helm
-        && let Some(chart) = chart_source(spec)
-    {
-        push(&chart, CHART_ORIGIN);
-    }
-    if spec.images.release {
-        for (source, origin) in release {
-            let (_, repo, _) = split_reference(source);
-            let name = repo.rsplit('/').next().unwrap_or(&repo);
-            let excluded = spec.images.exclude.iter().any(|x| x == name || *x == repo);
-            if !excluded {
-                push(source, origin);
-            }
-        }
-    }
-    for extra in &spec.images.extra {
-        push(extra, "images.extra");
-    }
-    if spec.gpu.nvidia_device_plugin {
-        push(&gpu_plugin_image(spec), "gpu.nvidia_device_plugin");
-    }
-    out
-}
-
-/// Where an image goes in the private registry: (`path`, `host/path:tag`). The chart goes
-/// under `{namespace}/charts/`; images follow `images { path }`.
-pub fn image_target(
-    spec: &Spec,
-    reg: &wallaroo_spec::model::PrivateRegistry,
-    image: &MirrorImage,
-) -> (String, String) {
-    let (_, repo, tag) = split_reference(&image.source);
-    let name = repo.rsplit('/').next().unwrap_or(&repo);
-    let path = if image.origin == CHART_ORIGIN {
-        format!("{}/charts/{name}", reg.namespace)
-    } else {
-        spec.images
-            .path
-            .replace("{namespace}", &reg.namespace)
-            .replace("{name}", name)
-            .replace("{path}", &repo)
-    };
-    let sep = if tag.starts_with("sha256:") { '@' } else { ':' };
-    (path.clone(), format!("{}/{path}{sep}{tag}", reg.host))
-}
 
 /// Builds the desired resources of a spec, mirroring its extra images only (no release list,
 /// no pins): what can be known without reading the chart or the lockfile.
@@ -554,155 +443,13 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
     Ok(set)
 }
 
-/// The one mapping from spec settings to chart values keys, and the secret values apart.
-/// Keys the public documentation confirms: `ingress_mode`, `imageRegistry`,
-/// `deploymentStage`, `custTlsSecret`. The others are our assumption until the real chart
-/// is at hand; `helm { values }` can set any key we do not model.
-pub fn chart_values(spec: &Spec) -> (Value, Value) {
-    let mut v = json!({
-        "kubernetes_distribution": spec.wallaroo.kubernetes_distribution,
-        "ingress_mode": spec.networking.ingress_mode,
-        "domainPrefix": spec.wallaroo.domain_prefix,
-        "domainSuffix": spec.wallaroo.domain,
-        "apilb": { "external_inference_endpoints_enabled": spec.networking.external_inference_endpoints },
-        "assays": {
-            "enabled": spec.assays.version != AssaysVersion::Disabled,
-            "version": spec.assays.version,
-        },
-        "nodeAffinityKey": spec.scheduling.affinity_key,
-        "engineAffinity": spec.scheduling.engine_affinity,
-        "tolerations": spec.scheduling.tolerations,
-        "nodeSelectors": spec.scheduling.node_selectors,
-    });
-    let mut secrets = json!({});
-    merge(&mut v, &image_values(spec));
-    if let Some(tls) = &spec.tls {
-        v["deploymentStage"] = json!("cust");
-        v["custTlsSecret"] = json!(tls.secret_name.clone().unwrap_or_else(|| TLS_SECRET.into()));
-    }
-    if let Some(edge) = &spec.edge_registry {
-        v["ociRegistry"] = json!({
-            "enabled": true, "registry": edge.url, "email": edge.email,
-            "username": edge.username, "observability": edge.observability,
-        });
-        if let Some(p) = &edge.password {
-            secrets["ociRegistry"] = json!({ "password": p.expose() });
-        }
-    }
-    if let Some(pypi) = &spec.private_pypi {
-        v["privatePypi"] = json!({
-            "enabled": true, "url": pypi.url, "username": pypi.username, "onlyPrivate": pypi.only_private,
-        });
-        if let Some(p) = &pypi.password {
-            secrets["privatePypi"] = json!({ "password": p.expose() });
-        }
-    }
-    merge(&mut v, &spec.helm.values);
-    (v, secrets)
-}
-
-/// The KOTS config values of a spec (items of the app's config screen, by name), and the
-/// secret ones apart. Item names the public documentation confirms (Wallaroo's own
-/// ConfigValues template): `ingress_mode`, `domainPrefix`, `domainSuffix`, `keycloak_fqdn`,
-/// `jupyter_fqdn`, `jupyter_mode`, `dashboard_redirect_uri`; the others are our assumption,
-/// named after the console's labels.
-pub fn kots_config_values(spec: &Spec) -> (Value, Value) {
-    let w = &spec.wallaroo;
-    let dashboard = if w.domain_prefix.is_empty() {
-        w.domain.clone()
-    } else {
-        format!("{}.{}", w.domain_prefix, w.domain)
-    };
-    let mut v = json!({
-        "ingress_mode": spec.networking.ingress_mode,
-        "domainPrefix": w.domain_prefix,
-        "domainSuffix": w.domain,
-        "keycloak_fqdn": w.service_host("keycloak"),
-        "jupyter_fqdn": w.service_host("jupyter"),
-        "jupyter_mode": "hub",
-        "dashboard_redirect_uri": format!("https://{dashboard}"),
-        "assays": spec.assays.version,
-        "external_inference_endpoints": spec.networking.external_inference_endpoints,
-        "node_affinity_key": spec.scheduling.affinity_key,
-        "engine_affinity": spec.scheduling.engine_affinity,
-    });
-    let mut secrets = json!({});
-    if let Some(tls) = &spec.tls {
-        v["tls_secret"] = json!(tls.secret_name.clone().unwrap_or_else(|| TLS_SECRET.into()));
-    }
-    if let Some(edge) = &spec.edge_registry {
-        v["edge_registry_url"] = json!(edge.url);
-        v["edge_registry_username"] = json!(edge.username);
-        if let Some(p) = &edge.password {
-            secrets["edge_registry_password"] = json!(p.expose());
-        }
-    }
-    if let Some(pypi) = &spec.private_pypi {
-        v["private_pypi_url"] = json!(pypi.url);
-        v["private_pypi_username"] = json!(pypi.username);
-        if let Some(p) = &pypi.password {
-            secrets["private_pypi_password"] = json!(p.expose());
-        }
-    }
-    (v, secrets)
-}
-
 fn parse_address(block: &'static str, text: &str) -> Result<Address, DesiredError> {
     text.parse()
-        .map_err(|e: crate::address::AddressError| DesiredError::Address {
+        .map_err(|e: wallaroo_engine::AddressError| DesiredError::Address {
             block,
             label: text.to_string(),
             message: e.to_string(),
         })
-}
-
-/// `image-values.yaml`: the chart values that point every image at the private registry
-/// (`imageRegistry`, where the chart looks for all its images, which the mirror puts under
-/// `{namespace}/{name}`), and the pull secret when the registry needs credentials. Empty
-/// without a private registry. Part of the release's values; `wallaroo images --values`
-/// prints it for those who run helm themselves.
-pub fn image_values(spec: &Spec) -> Value {
-    let mut v = json!({});
-    if let Some(reg) = &spec.registry {
-        v["imageRegistry"] = json!(format!("{}/{}", reg.host, reg.namespace));
-        if reg.username.is_some() {
-            v["imagePullSecrets"] = json!([{ "name": PULL_SECRET }]);
-        }
-    }
-    v
-}
-
-/// Deep merge: objects merge key by key, anything else replaces.
-pub fn merge(base: &mut Value, over: &Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                merge(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (b, o) => *b = o.clone(),
-    }
-}
-
-/// An image reference split into (`host`, `path/repo`, `tag` or `sha256:...` digest):
-/// `nvcr.io/nvidia/x:v1` -> (`nvcr.io`, `nvidia/x`, `v1`). No tag means `latest`, no host
-/// means Docker Hub. The one parser of image references; the OCI client uses it too.
-pub fn split_reference(reference: &str) -> (String, String, String) {
-    let (name, tag) = match reference.find('@') {
-        Some(at) => (&reference[..at], reference[at + 1..].to_string()),
-        None => {
-            let slash = reference.rfind('/').unwrap_or(0);
-            match reference[slash..].rfind(':') {
-                Some(i) => (
-                    &reference[..slash + i],
-                    reference[slash + i + 1..].to_string(),
-                ),
-                None => (reference, "latest".to_string()),
-            }
-        }
-    };
-    let (host, repo) = name.split_once('/').unwrap_or(("docker.io", name));
-    (host.to_string(), repo.to_string(), tag)
 }
 
 fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Attrs {
@@ -821,23 +568,6 @@ mod tests {
         assert_eq!(
             String::from_utf8(decoded).unwrap(),
             "wallaroo-push:example-only-change-me"
-        );
-    }
-
-    #[test]
-    fn references_split_into_host_repository_and_tag() {
-        let s = |r| split_reference(r);
-        assert_eq!(
-            s("nvcr.io/nvidia/x:v1"),
-            ("nvcr.io".into(), "nvidia/x".into(), "v1".into())
-        );
-        assert_eq!(
-            s("localhost:5000/a/b"),
-            ("localhost:5000".into(), "a/b".into(), "latest".into())
-        );
-        assert_eq!(
-            s("r.io/a@sha256:ab"),
-            ("r.io".into(), "a".into(), "sha256:ab".into())
         );
     }
 }

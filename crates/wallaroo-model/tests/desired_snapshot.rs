@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use sha2::Digest;
-use wallaroo_engine::desired::{ImagePin, MirrorImage};
+use wallaroo_model::{ImagePin, MirrorImage};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -31,7 +31,7 @@ fn release_images(spec: &wallaroo_spec::Spec) -> Vec<MirrorImage> {
             )
         })
         .collect();
-    let mut images = wallaroo_engine::desired::image_sources(spec, &release);
+    let mut images = wallaroo_model::image_sources(spec, &release);
     for (i, image) in images.iter_mut().enumerate() {
         if i % 2 == 0 {
             image.pin = Some(ImagePin {
@@ -46,7 +46,7 @@ fn release_images(spec: &wallaroo_spec::Spec) -> Vec<MirrorImage> {
 fn snapshot(spec_path: &Path) -> Value {
     let spec = wallaroo_spec::load(spec_path, &Default::default()).unwrap();
     let images = release_images(&spec);
-    let set = wallaroo_engine::desired::from_spec_with(&spec, &images).unwrap();
+    let set = wallaroo_model::from_spec_with(&spec, &images).unwrap();
     let resources: serde_json::Map<String, Value> = set
         .resources
         .values()

@@ -1,0 +1,19 @@
+//! The Wallaroo model: what each spec setting becomes. A [`Spec`](wallaroo_spec::Spec) goes
+//! in; the desired resources (with addresses, dependencies and sensitive attributes), the
+//! chart's values, KOTS's config values and the list of images to mirror come out.
+//!
+//! This is the one place to read "what does this spec setting become". It performs no
+//! network I/O and builds no resource kind: the kinds (`wallaroo-kube`, `wallaroo-oci`) act
+//! on what it describes, and `wallaroo-operations` wires the two together.
+
+pub mod desired;
+pub mod images;
+pub mod tls;
+pub mod values;
+
+pub use desired::{DesiredError, PULL_SECRET, TLS_SECRET, from_spec, from_spec_with};
+pub use images::{
+    CHART_ORIGIN, ImagePin, MirrorImage, chart_source, image_sources, image_target, plan_images,
+    plan_schema, set_plan_images, split_reference,
+};
+pub use values::{chart_values, image_values, kots_config_values};

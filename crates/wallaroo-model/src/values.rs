@@ -1,0 +1,121 @@
+//! The one mapping from spec settings to what the release is installed with: the chart's
+//! values, KOTS's config values and `image-values.yaml`. Secrets never enter the plain
+//! values: each function returns them apart, as a sensitive attribute of the release.
+
+use serde_json::{Value, json};
+use wallaroo_engine::json::merge;
+use wallaroo_spec::Spec;
+use wallaroo_spec::model::AssaysVersion;
+
+use crate::desired::{PULL_SECRET, TLS_SECRET};
+
+/// The one mapping from spec settings to chart values keys, and the secret values apart.
+/// Keys the public documentation confirms: `ingress_mode`, `imageRegistry`,
+/// `deploymentStage`, `custTlsSecret`. The others are our assumption until the real chart
+/// is at hand; `helm { values }` can set any key we do not model.
+pub fn chart_values(spec: &Spec) -> (Value, Value) {
+    let mut v = json!({
+        "kubernetes_distribution": spec.wallaroo.kubernetes_distribution,
+        "ingress_mode": spec.networking.ingress_mode,
+        "domainPrefix": spec.wallaroo.domain_prefix,
+        "domainSuffix": spec.wallaroo.domain,
+        "apilb": { "external_inference_endpoints_enabled": spec.networking.external_inference_endpoints },
+        "assays": {
+            "enabled": spec.assays.version != AssaysVersion::Disabled,
+            "version": spec.assays.version,
+        },
+        "nodeAffinityKey": spec.scheduling.affinity_key,
+        "engineAffinity": spec.scheduling.engine_affinity,
+        "tolerations": spec.scheduling.tolerations,
+        "nodeSelectors": spec.scheduling.node_selectors,
+    });
+    let mut secrets = json!({});
+    merge(&mut v, &image_values(spec));
+    if let Some(tls) = &spec.tls {
+        v["deploymentStage"] = json!("cust");
+        v["custTlsSecret"] = json!(tls.secret_name.clone().unwrap_or_else(|| TLS_SECRET.into()));
+    }
+    if let Some(edge) = &spec.edge_registry {
+        v["ociRegistry"] = json!({
+            "enabled": true, "registry": edge.url, "email": edge.email,
+            "username": edge.username, "observability": edge.observability,
+        });
+        if let Some(p) = &edge.password {
+            secrets["ociRegistry"] = json!({ "password": p.expose() });
+        }
+    }
+    if let Some(pypi) = &spec.private_pypi {
+        v["privatePypi"] = json!({
+            "enabled": true, "url": pypi.url, "username": pypi.username, "onlyPrivate": pypi.only_private,
+        });
+        if let Some(p) = &pypi.password {
+            secrets["privatePypi"] = json!({ "password": p.expose() });
+        }
+    }
+    merge(&mut v, &spec.helm.values);
+    (v, secrets)
+}
+
+
+/// The KOTS config values of a spec (items of the app's config screen, by name), and the
+/// secret ones apart. Item names the public documentation confirms (Wallaroo's own
+/// ConfigValues template): `ingress_mode`, `domainPrefix`, `domainSuffix`, `keycloak_fqdn`,
+/// `jupyter_fqdn`, `jupyter_mode`, `dashboard_redirect_uri`; the others are our assumption,
+/// named after the console's labels.
+pub fn kots_config_values(spec: &Spec) -> (Value, Value) {
+    let w = &spec.wallaroo;
+    let dashboard = if w.domain_prefix.is_empty() {
+        w.domain.clone()
+    } else {
+        format!("{}.{}", w.domain_prefix, w.domain)
+    };
+    let mut v = json!({
+        "ingress_mode": spec.networking.ingress_mode,
+        "domainPrefix": w.domain_prefix,
+        "domainSuffix": w.domain,
+        "keycloak_fqdn": w.service_host("keycloak"),
+        "jupyter_fqdn": w.service_host("jupyter"),
+        "jupyter_mode": "hub",
+        "dashboard_redirect_uri": format!("https://{dashboard}"),
+        "assays": spec.assays.version,
+        "external_inference_endpoints": spec.networking.external_inference_endpoints,
+        "node_affinity_key": spec.scheduling.affinity_key,
+        "engine_affinity": spec.scheduling.engine_affinity,
+    });
+    let mut secrets = json!({});
+    if let Some(tls) = &spec.tls {
+        v["tls_secret"] = json!(tls.secret_name.clone().unwrap_or_else(|| TLS_SECRET.into()));
+    }
+    if let Some(edge) = &spec.edge_registry {
+        v["edge_registry_url"] = json!(edge.url);
+        v["edge_registry_username"] = json!(edge.username);
+        if let Some(p) = &edge.password {
+            secrets["edge_registry_password"] = json!(p.expose());
+        }
+    }
+    if let Some(pypi) = &spec.private_pypi {
+        v["private_pypi_url"] = json!(pypi.url);
+        v["private_pypi_username"] = json!(pypi.username);
+        if let Some(p) = &pypi.password {
+            secrets["private_pypi_password"] = json!(p.expose());
+        }
+    }
+    (v, secrets)
+}
+
+/// `image-values.yaml`: the chart values that point every image at the private registry
+/// (`imageRegistry`, where the chart looks for all its images, which the mirror puts under
+/// `{namespace}/{name}`), and the pull secret when the registry needs credentials. Empty
+/// without a private registry. Part of the release's values; `wallaroo images --values`
+/// prints it for those who run helm themselves.
+pub fn image_values(spec: &Spec) -> Value {
+    let mut v = json!({});
+    if let Some(reg) = &spec.registry {
+        v["imageRegistry"] = json!(format!("{}/{}", reg.host, reg.namespace));
+        if reg.username.is_some() {
+            v["imagePullSecrets"] = json!([{ "name": PULL_SECRET }]);
+        }
+    }
+    v
+}
+
