@@ -164,22 +164,23 @@ helm {{
         ("wallaroo/fitzroy-mini".into(), format!("{ns}/fitzroy-mini")),
         ("wallaroo/keycloak".into(), format!("{ns}/keycloak")),
     ] {
-        let out = Command::new("skopeo")
-            .args(["copy", "--all", "--preserve-digests", "--src-cert-dir"])
-            .arg(certs.path())
-            .arg("--dest-cert-dir")
-            .arg(certs.path())
-            .arg("--src-creds")
-            .arg(format!("{}:{}", env.vendor.username, env.vendor.password))
-            .arg("--dest-creds")
-            .arg(format!("{u}:{p}"))
-            .arg(format!(
-                "docker://{}/{from}:{VERSION}",
-                env.vendor.address()
-            ))
-            .arg(format!("docker://{}/{to}:{VERSION}", env.private.address()))
-            .output()
-            .unwrap();
+        let out =
+            Command::new(wallaroo_testenv::program("skopeo").unwrap_or_else(|e| panic!("{e}")))
+                .args(["copy", "--all", "--preserve-digests", "--src-cert-dir"])
+                .arg(certs.path())
+                .arg("--dest-cert-dir")
+                .arg(certs.path())
+                .arg("--src-creds")
+                .arg(format!("{}:{}", env.vendor.username, env.vendor.password))
+                .arg("--dest-creds")
+                .arg(format!("{u}:{p}"))
+                .arg(format!(
+                    "docker://{}/{from}:{VERSION}",
+                    env.vendor.address()
+                ))
+                .arg(format!("docker://{}/{to}:{VERSION}", env.private.address()))
+                .output()
+                .unwrap();
         assert!(
             out.status.success(),
             "{}",

@@ -8,18 +8,22 @@ use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
 #[derive(Debug)]
 pub enum Failure {
     Spec(wallaroo_spec::SpecErrors),
+    /// Preflight checks, shown before the message.
+    Preflight(Vec<wallaroo_operations::preflight::Check>, String),
     Message(String),
 }
 
-impl From<wallaroo_engine::EngineError> for Failure {
-    fn from(e: wallaroo_engine::EngineError) -> Self {
-        Failure::Message(e.to_string())
-    }
-}
-
-impl From<wallaroo_state::StateError> for Failure {
-    fn from(e: wallaroo_state::StateError) -> Self {
-        Failure::Message(e.to_string())
+impl From<wallaroo_operations::OperationError> for Failure {
+    fn from(e: wallaroo_operations::OperationError) -> Self {
+        use wallaroo_operations::OperationError as E;
+        match e {
+            E::Spec(errors) => Failure::Spec(errors),
+            E::Preflight(checks) => {
+                let message = E::Preflight(Vec::new()).to_string();
+                Failure::Preflight(checks, message)
+            }
+            other => Failure::Message(other.to_string()),
+        }
     }
 }
 
@@ -73,6 +77,10 @@ pub fn print_failure(failure: &Failure) {
                 eprintln!("{}", render(d));
             }
             eprintln!("Error: {errors}");
+        }
+        Failure::Preflight(checks, m) => {
+            eprint!("Preflight:\n{}", crate::commands::preflight::render(checks));
+            eprintln!("Error: {m}");
         }
         Failure::Message(m) => eprintln!("Error: {m}"),
     }

@@ -40,11 +40,8 @@ fn the_drift_cronjob_is_valid_kubernetes_and_its_command_line_is_valid() {
     .unwrap();
     let text = std::fs::read_to_string(examples().join("drift-cronjob.yaml")).unwrap();
     let mut kinds = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let mut v: Value = serde::Deserialize::deserialize(doc).unwrap();
-        if v.is_null() {
-            continue;
-        }
+    let docs: Vec<Option<Value>> = serde_saphyr::from_multiple(&text).unwrap();
+    for mut v in docs.into_iter().flatten() {
         let kind = v["kind"].as_str().unwrap().to_string();
         if v["metadata"]["namespace"].is_string() {
             v["metadata"]["namespace"] = json!(ns);
@@ -102,7 +99,7 @@ fn the_drift_cronjob_is_valid_kubernetes_and_its_command_line_is_valid() {
 #[test]
 fn the_ci_workflow_is_valid_yaml_and_its_wallaroo_commands_are_accepted() {
     let text = std::fs::read_to_string(examples().join("ci/github-actions.yml")).unwrap();
-    let workflow: Value = serde_yaml::from_str(&text).unwrap();
+    let workflow: Value = serde_saphyr::from_str(&text).unwrap();
     assert!(workflow["jobs"]["plan"].is_object() && workflow["jobs"]["apply"].is_object());
     let mut commands = 0;
     for job in workflow["jobs"].as_object().unwrap().values() {

@@ -14,7 +14,6 @@ pub fn merge(base: &mut Value, over: &Value) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -22,7 +21,13 @@ mod tests {
     #[test]
     fn objects_merge_key_by_key_and_anything_else_replaces() {
         let mut base = json!({"a": {"b": 1, "c": [1]}, "d": "x"});
-        super::merge(&mut base, &json!({"a": {"c": [2], "e": null}, "d": {"f": 1}}));
-        assert_eq!(base, json!({"a": {"b": 1, "c": [2], "e": null}, "d": {"f": 1}}));
+        super::merge(
+            &mut base,
+            &json!({"a": {"c": [2], "e": null}, "d": {"f": 1}}),
+        );
+        assert_eq!(
+            base,
+            json!({"a": {"b": 1, "c": [2], "e": null}, "d": {"f": 1}})
+        );
     }
 }

@@ -188,8 +188,8 @@ impl HelmReleaseKind {
         use kube::discovery::ApiResource;
         let mut out = serde_json::Map::new();
         // Parsed before the first await: the YAML parser is not Send.
-        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(manifest)
-            .filter_map(|doc| <Value as serde::Deserialize>::deserialize(doc).ok())
+        let docs: Vec<Value> = manifest_documents(manifest)
+            .filter_map(|doc| serde_saphyr::from_str::<Option<Value>>(doc).ok().flatten())
             .collect();
         for rendered in docs {
             let (Some(api_version), Some(kind), Some(name)) = (
@@ -525,9 +525,40 @@ impl ResourceKind for HelmReleaseKind {
     }
 }
 
+/// The documents of a manifest helm rendered, split where helm splits them (a line that is
+/// `---`, with what may follow it on that line), so that one document it cannot read does
+/// not hide the others.
+fn manifest_documents(manifest: &str) -> impl Iterator<Item = &str> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    for line in manifest.split_inclusive('\n') {
+        if line.starts_with("---") && line[3..].trim().is_empty() {
+            docs.push(&manifest[start..at]);
+            start = at + line.len();
+        }
+        at += line.len();
+    }
+    docs.push(&manifest[start..]);
+    docs.into_iter().filter(|d| !d.trim().is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_splits_where_helm_splits_it_and_a_bad_document_hides_no_other() {
+        let manifest = "---\n# Source: a.yaml\nkind: A\n---\n\n--- \nkind: [broken\n---\nkind: B\nnote: \"---\"\n";
+        let docs: Vec<&str> = manifest_documents(manifest).collect();
+        assert_eq!(docs.len(), 3, "{docs:?}");
+        let kinds: Vec<Value> = docs
+            .iter()
+            .filter_map(|d| serde_saphyr::from_str::<Option<Value>>(d).ok().flatten())
+            .map(|v| v["kind"].clone())
+            .collect();
+        assert_eq!(kinds, [json!("A"), json!("B")]);
+    }
 
     #[test]
     fn secret_values_split_along_their_shape() {

@@ -35,7 +35,7 @@ pub fn config_values_yaml(app_slug: &str, values: &Value, secrets: &Value) -> St
         "metadata": { "name": app_slug },
         "spec": { "values": items },
     });
-    serde_yaml::to_string(&doc).expect("YAML serializes")
+    serde_saphyr::to_string(&doc).expect("YAML serializes")
 }
 
 /// KOTS config items are strings: booleans as "1"/"0", as its bool items store them.
@@ -50,7 +50,7 @@ fn item_text(v: &Value) -> String {
 
 /// The non-secret items of a `ConfigValues` document, as `item_text` wrote them.
 pub fn parse_config_values(yaml: &str) -> Result<Map<String, Value>, String> {
-    let doc: Value = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+    let doc: Value = serde_saphyr::from_str(yaml).map_err(|e| e.to_string())?;
     if doc["kind"] != "ConfigValues" {
         return Err(format!(
             "not a ConfigValues document (kind {})",
@@ -280,7 +280,7 @@ mod tests {
                             "external_inference_endpoints": true, "assays": "v2"});
         let secrets = json!({"private_pypi_password": "s3cret"});
         let yaml = config_values_yaml("wallaroo", &values, &secrets);
-        let doc: Value = serde_yaml::from_str(&yaml).unwrap();
+        let doc: Value = serde_saphyr::from_str(&yaml).unwrap();
         assert_eq!(doc["apiVersion"], "kots.io/v1beta1");
         assert_eq!(doc["kind"], "ConfigValues");
         assert_eq!(doc["metadata"]["name"], "wallaroo");

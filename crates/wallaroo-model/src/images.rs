@@ -124,7 +124,6 @@ pub fn image_target(
     (path.clone(), format!("{}/{path}{sep}{tag}", reg.host))
 }
 
-
 /// An image reference split into (`host`, `path/repo`, `tag` or `sha256:...` digest):
 /// `nvcr.io/nvidia/x:v1` -> (`nvcr.io`, `nvidia/x`, `v1`). No tag means `latest`, no host
 /// means Docker Hub. The one parser of image references; the OCI client uses it too.
@@ -145,7 +144,6 @@ pub fn split_reference(reference: &str) -> (String, String, String) {
     let (host, repo) = name.split_once('/').unwrap_or(("docker.io", name));
     (host.to_string(), repo.to_string(), tag)
 }
-
 
 /// The key under which a plan carries its images (see [`plan_images`]).
 const PLAN_IMAGES: &str = "images";

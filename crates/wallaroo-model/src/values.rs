@@ -56,7 +56,6 @@ pub fn chart_values(spec: &Spec) -> (Value, Value) {
     (v, secrets)
 }
 
-
 /// The KOTS config values of a spec (items of the app's config screen, by name), and the
 /// secret ones apart. Item names the public documentation confirms (Wallaroo's own
 /// ConfigValues template): `ingress_mode`, `domainPrefix`, `domainSuffix`, `keycloak_fqdn`,
@@ -118,4 +117,3 @@ pub fn image_values(spec: &Spec) -> Value {
     }
     v
 }
-

@@ -64,9 +64,17 @@ async fn a_plan_with_images_satisfies_the_plan_schema_and_keeps_its_images() {
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
     // The images sit where they always did: after drift, before the changes.
-    let keys: Vec<&str> = value.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     let at = |k| keys.iter().position(|x| *x == k).unwrap();
-    assert!(at("drift") < at("images") && at("images") < at("changes"), "{keys:?}");
+    assert!(
+        at("drift") < at("images") && at("images") < at("changes"),
+        "{keys:?}"
+    );
     // A saved plan gives its images back exactly; one without images has no key at all.
     let back: wallaroo_engine::Plan = serde_json::from_str(&saved).unwrap();
     assert_eq!(wallaroo_model::plan_images(&back).unwrap(), images);

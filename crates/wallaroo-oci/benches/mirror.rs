@@ -260,19 +260,20 @@ fn skopeo_sync(
     let file = dir.path().join("sync.yaml");
     std::fs::write(&file, yaml).unwrap();
     let _ = path;
+    let skopeo = wallaroo_testenv::program("skopeo").unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = Command::new("/usr/bin/time");
-    cmd.args([
-        "-f", "%e %M", "skopeo", "sync", "--all", "--src", "yaml", "--dest", "docker",
-    ])
-    .arg("--dest-cert-dir")
-    .arg(dir.path())
-    .arg("--dest-creds")
-    .arg(format!(
-        "{}:{}",
-        scratch.registry.username, scratch.registry.password
-    ))
-    .arg(&file)
-    .arg(format!("{}/mirror", scratch.registry.address()));
+    cmd.args(["-f", "%e %M"])
+        .arg(skopeo)
+        .args(["sync", "--all", "--src", "yaml", "--dest", "docker"])
+        .arg("--dest-cert-dir")
+        .arg(dir.path())
+        .arg("--dest-creds")
+        .arg(format!(
+            "{}:{}",
+            scratch.registry.username, scratch.registry.password
+        ))
+        .arg(&file)
+        .arg(format!("{}/mirror", scratch.registry.address()));
     timed(&mut cmd)
 }
 

@@ -110,7 +110,7 @@ pub fn listed_images(chart: &Chart) -> Result<ReleaseImages, OciError> {
         struct Entry {
             image: String,
         }
-        let entries: Vec<Entry> = serde_yaml::from_str(text)
+        let entries: Vec<Entry> = serde_saphyr::from_str(text)
             .map_err(|e| err(format!("the artifacthub.io/images annotation: {e}")))?;
         for e in entries {
             images
@@ -145,11 +145,11 @@ pub fn listed_images(chart: &Chart) -> Result<ReleaseImages, OciError> {
 
 /// Every `image:` string of the containers in rendered manifests (several YAML documents).
 pub fn images_in_manifests(yaml: &str) -> Result<BTreeSet<String>, String> {
-    fn walk(v: &serde_yaml::Value, out: &mut BTreeSet<String>) {
+    fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>) {
         match v {
-            serde_yaml::Value::Mapping(m) => {
+            serde_json::Value::Object(m) => {
                 for (k, v) in m {
-                    if k.as_str() == Some("image")
+                    if k == "image"
                         && let Some(s) = v.as_str()
                     {
                         out.insert(s.trim().to_string());
@@ -158,16 +158,15 @@ pub fn images_in_manifests(yaml: &str) -> Result<BTreeSet<String>, String> {
                     }
                 }
             }
-            serde_yaml::Value::Sequence(s) => s.iter().for_each(|v| walk(v, out)),
-            serde_yaml::Value::Tagged(t) => walk(&t.value, out),
+            serde_json::Value::Array(s) => s.iter().for_each(|v| walk(v, out)),
             _ => {}
         }
     }
     let mut out = BTreeSet::new();
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let v = <serde_yaml::Value as serde::Deserialize>::deserialize(doc)
-            .map_err(|e| e.to_string())?;
-        walk(&v, &mut out);
+    let docs: Vec<Option<serde_json::Value>> =
+        serde_saphyr::from_multiple(yaml).map_err(|e| e.to_string())?;
+    for v in docs.iter().flatten() {
+        walk(v, &mut out);
     }
     out.retain(|s| !s.is_empty());
     Ok(out)
@@ -229,6 +228,34 @@ pub async fn discover(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `helm template` prints for real charts: comment-only and empty documents,
+    /// numeric keys (a tcp-services ConfigMap), block scalars, tags, YAML 1.1 words.
+    #[test]
+    fn images_are_found_in_manifests_as_helm_prints_them() {
+        let yaml = r#"---
+# Source: chart/templates/empty.yaml
+---
+# Source: chart/templates/tcp.yaml
+apiVersion: v1
+kind: ConfigMap
+data:
+  8080: "default/svc:80"
+  on: yes
+  script: |
+    image: not-a-container-field
+---
+{kind: Pod, spec: {containers: [{name: a, image: !!str "r.io/init:1 "}, {name: b, image: "r.io/main@sha256:0123", ports: [{containerPort: 8080}]}]}}
+---
+"#;
+        let found = images_in_manifests(yaml).unwrap();
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            ["r.io/init:1", "r.io/main@sha256:0123"]
+        );
+        let err = images_in_manifests("a: [unclosed").unwrap_err();
+        assert!(!err.is_empty());
+    }
 
     #[test]
     fn images_are_found_in_rendered_manifests_of_every_shape() {

@@ -152,14 +152,16 @@ async fn a_connection_dropped_in_the_middle_of_a_blob_is_retried_and_the_copy_co
 fn skopeo_raw(env: &Env, r: &wallaroo_testenv::env::Registry, repo: &str, tag: &str) -> Vec<u8> {
     let certs = tempfile::tempdir().unwrap();
     std::fs::copy(&env.ca_file, certs.path().join("ca.crt")).unwrap();
-    let out = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--cert-dir"])
-        .arg(certs.path())
-        .arg("--creds")
-        .arg(format!("{}:{}", r.username, r.password))
-        .arg(format!("docker://{}/{repo}:{tag}", r.address()))
-        .output()
-        .expect("skopeo runs (Debian package skopeo)");
+    let out = std::process::Command::new(
+        wallaroo_testenv::program("skopeo").unwrap_or_else(|e| panic!("{e}")),
+    )
+    .args(["inspect", "--raw", "--cert-dir"])
+    .arg(certs.path())
+    .arg("--creds")
+    .arg(format!("{}:{}", r.username, r.password))
+    .arg(format!("docker://{}/{repo}:{tag}", r.address()))
+    .output()
+    .expect("skopeo runs (Debian package skopeo)");
     assert!(
         out.status.success(),
         "{}",

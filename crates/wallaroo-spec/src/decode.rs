@@ -47,20 +47,10 @@ enum Label {
     Name(&'static str),
 }
 
-pub(crate) fn syntax_error(file: &SourceFile, e: &hcl_edit::parser::Error) -> SpecDiagnostic {
-    let loc = e.location();
-    let offset = file.offset_of(loc.line(), loc.column());
-    SpecDiagnostic::at(
-        file,
-        offset..offset + 1,
-        format!("syntax error: {}", e.message()),
-    )
-    .with_help("fix the HCL syntax here; `wallaroo fmt` shows the file's structure once it parses")
-}
-
 /// Parses and validates one spec text.
 pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<Spec, SpecErrors> {
-    let body = hcl_edit::parser::parse_body(&file.text).map_err(|e| syntax_error(file, &e))?;
+    let body =
+        hcl_edit::parser::parse_body(&file.text).map_err(|e| SpecDiagnostic::syntax(file, &e))?;
     let mut d = Decoder {
         file,
         problems: Vec::new(),

@@ -56,6 +56,20 @@ pub struct SpecDiagnostic {
 }
 
 impl SpecDiagnostic {
+    /// An HCL syntax error at the place the parser stopped.
+    pub(crate) fn syntax(file: &SourceFile, e: &hcl_edit::parser::Error) -> SpecDiagnostic {
+        let loc = e.location();
+        let offset = file.offset_of(loc.line(), loc.column());
+        SpecDiagnostic::at(
+            file,
+            offset..offset + 1,
+            format!("syntax error: {}", e.message()),
+        )
+        .with_help(
+            "fix the HCL syntax here; `wallaroo fmt` shows the file's structure once it parses",
+        )
+    }
+
     /// A problem at `span` of `file`.
     pub fn at(file: &SourceFile, span: Range<usize>, message: impl Into<String>) -> Self {
         let (line, col) = file.line_col(span.start);

@@ -205,7 +205,7 @@ pub fn resolve(
         let body = match hcl_edit::parser::parse_body(&file.text) {
             Ok(b) => b,
             Err(e) => {
-                problems.push(crate::decode::syntax_error(&file, &e));
+                problems.push(SpecDiagnostic::syntax(&file, &e));
                 continue;
             }
         };

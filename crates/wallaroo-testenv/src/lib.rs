@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 
 pub use env::{Env, up};
 pub use kubeapi::{KubeApi, https_client};
+pub use provision::program;
 
 /// What can go wrong bringing the environment up. Each names the component and the fix.
 #[derive(Debug, thiserror::Error)]

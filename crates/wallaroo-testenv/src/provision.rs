@@ -82,29 +82,14 @@ pub fn provision(report: &mut dyn FnMut(&str)) -> Result<Binaries, Error> {
         fetch_keycloak(&cache)?;
     }
     // Debian's packages, when this machine lets us install them (root with apt).
-    let debs = [
-        ("docker-registry", "docker-registry"),
-        ("htpasswd", "apache2-utils"),
-        ("unzip", "unzip"),
-    ];
-    let missing: Vec<&str> = debs
+    let missing: Vec<&str> = DEBIAN
         .iter()
         .filter(|(tool, _)| which(tool).is_none())
         .map(|(_, deb)| *deb)
         .collect();
     if !missing.is_empty() && which("apt-get").is_some() && is_root() {
         report(&format!("installing {} with apt-get", missing.join(", ")));
-        run(
-            "apt-get update",
-            Command::new("apt-get").args(["update", "-qq"]),
-        )?;
-        run(
-            "apt-get install",
-            Command::new("apt-get")
-                .args(["install", "-y", "-qq"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        apt_install(&missing)?;
     }
     let registry = which("docker-registry").ok_or_else(|| Error::Missing {
         what: "docker-registry".into(),
@@ -129,6 +114,58 @@ pub fn provision(report: &mut dyn FnMut(&str)) -> Result<Binaries, Error> {
         toxiproxy: bin("toxiproxy-server", v::TOXIPROXY),
         keycloak_home,
         registry,
+    })
+}
+
+/// The programs the environment and the tests take from Debian, with their packages.
+const DEBIAN: [(&str, &str); 5] = [
+    ("docker-registry", "docker-registry"),
+    ("htpasswd", "apache2-utils"),
+    ("unzip", "unzip"),
+    ("skopeo", "skopeo"),
+    ("openssl", "openssl"),
+];
+
+fn apt_install(packages: &[&str]) -> Result<(), Error> {
+    run(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
+    run(
+        "apt-get install",
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .map(|_| ())
+}
+
+/// A program a test or benchmark runs (skopeo, openssl, ...): found on the PATH, else
+/// installed from its Debian package when this machine allows it (root with apt), under the
+/// provisioning lock. Otherwise the error names the program and how to get it.
+pub fn program(tool: &str) -> Result<PathBuf, Error> {
+    if let Some(path) = which(tool) {
+        return Ok(path);
+    }
+    let deb = DEBIAN
+        .iter()
+        .find(|(t, _)| *t == tool)
+        .map(|(_, d)| *d)
+        .unwrap_or(tool);
+    if which("apt-get").is_some() && is_root() {
+        let cache = cache_dir();
+        std::fs::create_dir_all(&cache).map_err(|e| Error::io(&cache, e))?;
+        let lock_path = cache.join("provision.lock");
+        let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        if which(tool).is_none() {
+            apt_install(&[deb])?;
+        }
+    }
+    which(tool).ok_or_else(|| Error::Missing {
+        what: tool.into(),
+        fix: format!("install the Debian package `{deb}` (apt-get install {deb}, as root)"),
     })
 }
 

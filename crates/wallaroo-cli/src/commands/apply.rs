@@ -4,89 +4,60 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use tokio::sync::watch;
-use wallaroo_engine::{ApplyOptions, Plan, PlanMode, PlanOptions, StepResult};
+use wallaroo_engine::{ApplyOptions, PlanMode, StepResult};
+use wallaroo_operations::apply::ApplyRequest;
+use wallaroo_operations::{Workspace, WorkspaceOptions};
 
 use crate::args::{ApplyArgs, Format, Global};
 use crate::progress::Progress;
 use crate::report::{Failure, stdout_style};
 
-use super::{Images, Workspace, parse_duration, targets};
+use super::{parse_duration, targets, workspace};
 
 pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<ExitCode, Failure> {
-    let ws = Workspace::open(global, args.delete_data)?;
+    let options = WorkspaceOptions {
+        delete_data: args.delete_data,
+        ..workspace(global)
+    };
+    let ws = Workspace::open(&options)?;
     let verb = if mode == PlanMode::Destroy {
         "destroy"
     } else {
         "apply"
     };
-    let _lock = ws.store.lock(
-        &format!("wallaroo {verb}"),
-        parse_duration(&args.lock_timeout)?,
-    )?;
-    let state = ws.store.load()?;
-    let style = stdout_style(global);
-    let (plan, prepared) = match &args.plan_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Failure::message(format!("cannot read the plan {}: {e}", path.display()))
-            })?;
-            let plan: Plan = serde_json::from_str(&text).map_err(|e| {
-                Failure::message(format!("{} is not a wallaroo plan: {e}", path.display()))
-            })?;
-            let prepared = ws.prepare(state.as_ref(), Images::Saved(&plan)).await?;
-            prepared
-                .engine
-                .check_fresh(&plan, &prepared.desired, state.as_ref())
-                .await?;
-            (plan, prepared)
-        }
-        None => {
-            let opts = PlanOptions {
-                mode,
-                targets: targets(&args.target)?,
-                excludes: targets(&args.exclude)?,
-                delete_kept: match mode {
-                    PlanMode::Destroy => args.include_images,
-                    PlanMode::Apply => ws.spec.registry.as_ref().is_some_and(|r| r.prune),
-                },
-                ..PlanOptions::default()
-            };
-            let images = if mode == PlanMode::Destroy {
-                Images::Unread
-            } else {
-                Images::Resolve {
-                    refresh_pins: args.refresh_pins,
-                }
-            };
-            let prepared = ws.prepare(state.as_ref(), images).await?;
-            let mut plan = prepared
-                .engine
-                .plan(&prepared.desired, state.as_ref(), &opts)
-                .await?;
-            wallaroo_model::set_plan_images(&mut plan, &prepared.images);
-            print!("{}", super::plan::show(&plan, Format::Text, style));
-            if mode == PlanMode::Destroy && !args.delete_data {
-                println!(
-                    "\nData is kept: a namespace that holds PersistentVolumeClaims is not deleted (pass --delete-data to delete it and its data)."
-                );
-            }
-            if !plan.has_changes() && plan.summary.read == 0 {
-                return Ok(ExitCode::SUCCESS);
-            }
-            if !args.auto_approve && !confirm(verb)? {
-                println!(
-                    "\n{} cancelled.",
-                    if mode == PlanMode::Destroy {
-                        "Destroy"
-                    } else {
-                        "Apply"
-                    }
-                );
-                return Ok(ExitCode::from(1));
-            }
-            (plan, prepared)
-        }
+    let request = ApplyRequest {
+        mode,
+        plan_file: args.plan_file.clone(),
+        targets: targets(&args.target)?,
+        excludes: targets(&args.exclude)?,
+        include_images: args.include_images,
+        refresh_pins: args.refresh_pins,
+        lock_timeout: parse_duration(&args.lock_timeout)?,
     };
+    let style = stdout_style(global);
+    let run = wallaroo_operations::apply::start(&ws, &request).await?;
+    if !run.saved {
+        print!("{}", super::plan::show(&run.plan, Format::Text, style));
+        if mode == PlanMode::Destroy && !args.delete_data {
+            println!(
+                "\nData is kept: a namespace that holds PersistentVolumeClaims is not deleted (pass --delete-data to delete it and its data)."
+            );
+        }
+        if !run.has_work() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.auto_approve && !confirm(verb)? {
+            println!(
+                "\n{} cancelled.",
+                if mode == PlanMode::Destroy {
+                    "Destroy"
+                } else {
+                    "Apply"
+                }
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
 
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -100,17 +71,15 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
             }
         }
     });
-    let progress = Progress::new(&plan);
+    let progress = Progress::new(&run.plan);
     let opts = ApplyOptions {
         parallelism: args.parallelism,
         interrupt: Some(rx),
         keep_going: args.keep_going,
     };
-    let report = prepared
-        .engine
-        .apply(&plan, &prepared.desired, &ws.store, &opts, &progress)
-        .await?;
+    let outcome = run.execute(&opts, &progress).await?;
     progress.finish();
+    let report = &outcome.report;
 
     let failed: Vec<_> = report
         .steps
@@ -154,7 +123,7 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
         done(|a| matches!(a, A::Delete | A::Replace)),
     );
     println!("\n{}", style.bold(&line));
-    if let Some(m) = prepared.mirror.as_ref().map(|m| m.stats())
+    if let Some(m) = &outcome.mirror
         && m.images > 0
     {
         println!(

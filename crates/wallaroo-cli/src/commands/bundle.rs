@@ -1,12 +1,13 @@
 //! `wallaroo bundle create|verify|list`.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
+
+use wallaroo_operations::Workspace;
 
 use crate::args::{BundleArgs, BundleCommand, Global};
 use crate::report::Failure;
 
-use super::{Workspace, oci};
+use super::workspace;
 
 pub async fn run(global: &Global, args: &BundleArgs) -> Result<ExitCode, Failure> {
     match &args.command {
@@ -16,11 +17,7 @@ pub async fn run(global: &Global, args: &BundleArgs) -> Result<ExitCode, Failure
             refresh_pins,
         } => create(global, out, since.as_deref(), *refresh_pins).await,
         BundleCommand::Verify { file } => {
-            let path = file.clone();
-            let report = tokio::task::spawn_blocking(move || wallaroo_oci::bundle::verify(&path))
-                .await
-                .expect("verify does not panic")
-                .map_err(oci)?;
+            let report = wallaroo_operations::bundle::verify(file).await?;
             for p in &report.problems {
                 eprintln!("error: {p}");
             }
@@ -51,7 +48,7 @@ pub async fn run(global: &Global, args: &BundleArgs) -> Result<ExitCode, Failure
             }
         }
         BundleCommand::List { file } => {
-            let bundle = wallaroo_oci::bundle::Bundle::open(file).map_err(oci)?;
+            let bundle = wallaroo_operations::bundle::open(file)?;
             println!(
                 "release {} (written by wallaroo {})",
                 bundle.manifest.release, bundle.manifest.wallaroo_version
@@ -73,50 +70,9 @@ async fn create(
     since: Option<&std::path::Path>,
     refresh_pins: bool,
 ) -> Result<ExitCode, Failure> {
-    let ws = Workspace::open(global, false)?;
-    if ws.bundle.is_some() {
-        return Err(Failure::message(
-            "this spec reads from a bundle (`source { bundle = ... }`); create bundles with a spec that names the vendor registry",
-        ));
-    }
-    let state = ws.store.load()?;
-    let (images, sources) = ws.images(state.as_ref(), refresh_pins).await?;
-    let mut inputs = Vec::new();
-    for image in &images {
-        let (host, _, _) = wallaroo_model::split_reference(&image.source);
-        let pin = image.pin.as_ref().expect("images() pins every image");
-        inputs.push(wallaroo_oci::bundle::BundleInput {
-            source: image.source.clone(),
-            origin: image.origin.clone(),
-            digest: pin.source_digest.clone(),
-            from: sources[&host].clone(),
-        });
-    }
-    let skip = match since {
-        Some(path) => {
-            let previous = wallaroo_state::StateStore::new(path)
-                .load()?
-                .ok_or_else(|| Failure::message(format!("{} does not exist", path.display())))?;
-            let pins: BTreeMap<String, String> = wallaroo_oci::pins::recorded(
-                previous
-                    .resources
-                    .values()
-                    .filter(|r| r.kind == "image")
-                    .map(|r| &r.attributes),
-            )
-            .into_iter()
-            .map(|(source, pin)| (source, pin.source_digest))
-            .collect();
-            wallaroo_oci::bundle::blobs_of(&sources, &pins)
-                .await
-                .map_err(oci)?
-        }
-        None => Default::default(),
-    };
+    let ws = Workspace::open(&workspace(global))?;
     let started = std::time::Instant::now();
-    let report = wallaroo_oci::bundle::create(out, &ws.spec.wallaroo.version, &inputs, &skip)
-        .await
-        .map_err(oci)?;
+    let report = wallaroo_operations::bundle::create(&ws, out, since, refresh_pins).await?;
     println!(
         "Wrote {}: {} images, {} blobs, {} MB of layers in {:.1}s{}",
         out.display(),

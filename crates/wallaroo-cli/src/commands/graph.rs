@@ -6,12 +6,9 @@ use crate::args::{Global, PlanArgs};
 use crate::report::Failure;
 
 pub fn run(global: &Global, _args: &PlanArgs) -> Result<ExitCode, Failure> {
-    let (_, desired) = super::offline(global)?;
-    let nodes: Vec<_> = desired
-        .resources
-        .values()
-        .map(|r| (r.address.clone(), None, r.depends_on.clone()))
-        .collect();
-    print!("{}", wallaroo_engine::graph::to_dot(&nodes)?);
+    let (_, desired) = wallaroo_operations::offline::desired(&super::workspace(global))?;
+    let dot = wallaroo_operations::offline::graph(&desired)
+        .map_err(|e| Failure::message(e.to_string()))?;
+    print!("{dot}");
     Ok(ExitCode::SUCCESS)
 }

@@ -6,10 +6,8 @@ use crate::args::{Global, ValidateArgs};
 use crate::report::Failure;
 
 pub fn run(global: &Global, args: &ValidateArgs) -> Result<ExitCode, Failure> {
-    let spec = super::load_spec(global)?;
     // The desired model reads and checks the files the spec names (the TLS pair).
-    let desired =
-        wallaroo_model::from_spec(&spec).map_err(|e| Failure::message(e.to_string()))?;
+    let (spec, desired) = wallaroo_operations::offline::desired(&super::workspace(global))?;
     for w in &desired.warnings {
         eprintln!("Warning: {w}");
     }

@@ -1,14 +1,13 @@
 //! The release's images end to end against the real registries and helm of the test
-//! environment: the list read from the chart, digests pinned at the first plan, a vendor
+//! environment, discovered by the operations layer as every plan discovers them: the list read from the chart, digests pinned at the first plan, a vendor
 //! re-tag ignored until the pins are refreshed, a platform filter, and a no-op plan after a
 //! full mirror.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wallaroo_model::{ImagePin, MirrorImage};
 use wallaroo_engine::*;
-use wallaroo_oci::pins::{PinRequest, recorded, resolve_all};
+use wallaroo_model::MirrorImage;
 use wallaroo_oci::{CopyOptions, Credentials, ImageKind, Registry, copy};
 use wallaroo_testenv::{Env, shared, unique};
 
@@ -80,63 +79,21 @@ images {{
     .unwrap()
 }
 
-/// What the CLI does before a plan, for the images alone: read the chart, pin, build.
+/// Discovery as every plan does it (the operations layer's workspace): read the chart, pin;
+/// then the desired model's images alone (this test registers no cluster kinds).
 async fn images(
     env: &Env,
     spec: &wallaroo_spec::Spec,
     state: Option<&wallaroo_state::Lockfile>,
     refresh: bool,
 ) -> (Vec<MirrorImage>, DesiredSet) {
-    let vendor: Arc<dyn wallaroo_oci::ImageSource> = Arc::new(registry(env, &env.vendor));
-    let chart = wallaroo_model::chart_source(spec).unwrap();
-    let (_, repo, _) = wallaroo_model::split_reference(&chart);
-    let pulled = wallaroo_oci::release::pull_chart(vendor.as_ref(), &repo, &spec.wallaroo.version)
-        .await
-        .unwrap();
-    let found = wallaroo_oci::release::discover(
-        &pulled,
-        Some(&wallaroo_oci::release::Render {
-            helm: &env.helm,
-            kube_version: Some("1.33.0".into()),
-        }),
-    )
-    .await
-    .unwrap();
-    let release: BTreeMap<String, String> = found
-        .into_iter()
-        .map(|(k, v)| {
-            let o: Vec<String> = v.iter().map(|o| o.to_string()).collect();
-            (k, o.join(", "))
-        })
-        .collect();
-    let mut list = wallaroo_model::image_sources(spec, &release);
-    let sources = BTreeMap::from([(env.vendor.address(), vendor)]);
-    let prior = recorded(
-        state
-            .into_iter()
-            .flat_map(|s| s.resources.values())
-            .filter(|r| r.kind == "image")
-            .map(|r| &r.attributes),
-    );
-    let requests: Vec<PinRequest> = list
-        .iter()
-        .map(|i| PinRequest {
-            source: i.source.clone(),
-            platforms: spec.images.platforms.clone(),
-        })
-        .collect();
-    let pins = resolve_all(&sources, &requests, &prior, refresh)
-        .await
-        .unwrap();
-    for i in &mut list {
-        let p = &pins[&i.source];
-        i.pin = Some(ImagePin {
-            source_digest: p.source_digest.clone(),
-            digest: p.digest.clone(),
-        });
-    }
+    let options = wallaroo_operations::WorkspaceOptions {
+        helm: Some(env.helm.clone()),
+        ..Default::default()
+    };
+    let ws = wallaroo_operations::Workspace::from_spec(spec.clone(), &options).unwrap();
+    let (list, _) = ws.images(state, refresh).await.unwrap();
     let mut desired = wallaroo_model::from_spec_with(spec, &list).unwrap();
-    // Only the images: this test has no cluster kinds.
     desired.resources.retain(|a, _| a.kind() == "image");
     for r in desired.resources.values_mut() {
         r.depends_on.clear();

@@ -1,0 +1,138 @@
+//! `apply` and `destroy`: a fresh plan (or a saved one, checked for freshness) under the run
+//! lock, then the engine's executor. Between [`start`] and [`Run::execute`] the caller shows
+//! the plan and asks for confirmation; the lock is held throughout.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wallaroo_engine::{
+    Address, ApplyOptions, ApplyReport, ApplyReporter, Plan, PlanMode, PlanOptions,
+};
+use wallaroo_oci::MirrorStats;
+use wallaroo_state::StateLock;
+
+use crate::error::OperationError;
+use crate::prepare::{Images, Prepared};
+use crate::workspace::Workspace;
+
+/// What an apply or destroy is asked for.
+#[derive(Debug, Clone)]
+pub struct ApplyRequest {
+    pub mode: PlanMode,
+    /// Apply exactly this saved plan instead of planning now.
+    pub plan_file: Option<PathBuf>,
+    pub targets: Vec<Address>,
+    pub excludes: Vec<Address>,
+    /// Destroy: delete the mirrored images as well (they are kept otherwise).
+    pub include_images: bool,
+    pub refresh_pins: bool,
+    pub lock_timeout: Duration,
+}
+
+/// A plan ready to run, with the run lock held until it is dropped or executed.
+pub struct Run<'w> {
+    pub plan: Plan,
+    /// Whether the plan came from a file (already reviewed) rather than being made now.
+    pub saved: bool,
+    prepared: Prepared,
+    ws: &'w Workspace,
+    _lock: StateLock,
+}
+
+/// What an apply did.
+pub struct ApplyOutcome {
+    pub report: ApplyReport,
+    /// What mirroring copied, when the spec mirrors images.
+    pub mirror: Option<MirrorStats>,
+}
+
+/// Takes the run lock and makes the plan (or reads the saved one and refuses it when the
+/// lockfile, the live state or the spec moved since it was made).
+pub async fn start<'w>(
+    ws: &'w Workspace,
+    request: &ApplyRequest,
+) -> Result<Run<'w>, OperationError> {
+    let verb = match request.mode {
+        PlanMode::Destroy => "destroy",
+        PlanMode::Apply => "apply",
+    };
+    let lock = ws
+        .store
+        .lock(&format!("wallaroo {verb}"), request.lock_timeout)?;
+    let state = ws.store.load()?;
+    let (plan, prepared, saved) = match &request.plan_file {
+        Some(path) => {
+            let plan = crate::plan::load(path)?;
+            let prepared = ws.prepare(state.as_ref(), Images::Saved(&plan)).await?;
+            prepared
+                .engine
+                .check_fresh(&plan, &prepared.desired, state.as_ref())
+                .await?;
+            (plan, prepared, true)
+        }
+        None => {
+            let opts = PlanOptions {
+                mode: request.mode,
+                targets: request.targets.clone(),
+                excludes: request.excludes.clone(),
+                delete_kept: match request.mode {
+                    PlanMode::Destroy => request.include_images,
+                    PlanMode::Apply => ws.spec.registry.as_ref().is_some_and(|r| r.prune),
+                },
+                ..PlanOptions::default()
+            };
+            let images = if request.mode == PlanMode::Destroy {
+                Images::Unread
+            } else {
+                Images::Resolve {
+                    refresh_pins: request.refresh_pins,
+                }
+            };
+            let prepared = ws.prepare(state.as_ref(), images).await?;
+            let mut plan = prepared
+                .engine
+                .plan(&prepared.desired, state.as_ref(), &opts)
+                .await?;
+            wallaroo_model::set_plan_images(&mut plan, &prepared.images);
+            (plan, prepared, false)
+        }
+    };
+    Ok(Run {
+        plan,
+        saved,
+        prepared,
+        ws,
+        _lock: lock,
+    })
+}
+
+impl Run<'_> {
+    /// Whether there is anything to do (changes, or outputs to read).
+    pub fn has_work(&self) -> bool {
+        self.plan.has_changes() || self.plan.summary.read > 0
+    }
+
+    /// Runs the plan, recording every finished step in the lockfile; the lock is released
+    /// when this returns.
+    pub async fn execute(
+        self,
+        options: &ApplyOptions,
+        reporter: &dyn ApplyReporter,
+    ) -> Result<ApplyOutcome, OperationError> {
+        let report = self
+            .prepared
+            .engine
+            .apply(
+                &self.plan,
+                &self.prepared.desired,
+                &self.ws.store,
+                options,
+                reporter,
+            )
+            .await?;
+        Ok(ApplyOutcome {
+            report,
+            mirror: self.prepared.mirror.as_ref().map(|m| m.stats()),
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! Discovery: the images a release runs, read from its chart (its `artifacthub.io/images`
+//! annotation, an `images.txt`, and every `image:` that `helm template` renders), with
+//! `images { extra }`, the GPU plugin and the referrers (signatures, SBOMs) of each, pinned
+//! to digests from the lockfile or resolved now.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wallaroo_model::{ImagePin, MirrorImage};
+use wallaroo_spec::model::Method;
+use wallaroo_state::Lockfile;
+
+use crate::error::OperationError;
+use crate::workspace::{Workspace, registry};
+
+/// The registries images are read from, by host.
+pub type Sources = BTreeMap<String, Arc<dyn wallaroo_oci::ImageSource>>;
+
+impl Workspace {
+    /// The images to mirror with their pins, and a registry for every source host.
+    pub async fn images(
+        &self,
+        state: Option<&Lockfile>,
+        refresh_pins: bool,
+    ) -> Result<(Vec<MirrorImage>, Sources), OperationError> {
+        let mut release = BTreeMap::new();
+        let spec = &self.spec;
+        if spec.registry.is_some()
+            && spec.images.release
+            && spec.wallaroo.method == Method::Helm
+            && let Some(chart) = wallaroo_model::chart_source(spec)
+        {
+            let (host, repo, _) = wallaroo_model::split_reference(&chart);
+            let vendor = self
+                .sources
+                .get(&host)
+                .expect("the source registry is set up");
+            let pulled =
+                wallaroo_oci::release::pull_chart(vendor.as_ref(), &repo, &spec.wallaroo.version)
+                    .await
+                    .map_err(|e| {
+                        OperationError::message(format!(
+                            "cannot read the release's image list from its chart: {e}"
+                        ))
+                    })?;
+            // Rendered for the cluster's Kubernetes version when it can be reached (bundles
+            // are often made where it cannot), else for a recent one.
+            let asked = match wallaroo_kube::connect().await {
+                Ok(client) => {
+                    tokio::time::timeout(Duration::from_secs(5), client.apiserver_version())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(|v| v.git_version)
+                }
+                Err(_) => None,
+            };
+            let kube_version = asked.or_else(|| Some(RENDER_KUBE_VERSION.to_string()));
+            let render = wallaroo_oci::release::Render {
+                helm: &self.helm,
+                kube_version,
+            };
+            let found = wallaroo_oci::release::discover(&pulled, Some(&render)).await?;
+            for (image, origins) in found {
+                let origin = origins
+                    .iter()
+                    .map(|o| o.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                release.insert(image, origin);
+            }
+        }
+        let mut images = match &self.bundle {
+            // The bundle's images, as it was made from the spec on the connected side.
+            Some(bundle) => bundle
+                .manifest
+                .images
+                .iter()
+                .map(|i| MirrorImage {
+                    source: i.source.clone(),
+                    origin: i.origin.clone(),
+                    pin: None,
+                })
+                .collect(),
+            None => wallaroo_model::image_sources(spec, &release),
+        };
+        let sources = self.sources_for(&images)?;
+        // A bundle is the source of truth for its digests: a new bundle is a new release.
+        let refresh_pins = refresh_pins || self.bundle.is_some();
+        let prior = wallaroo_oci::pins::recorded(
+            state
+                .into_iter()
+                .flat_map(|s| s.resources.values())
+                .filter(|r| r.kind == "image")
+                .map(|r| &r.attributes),
+        );
+        let requests: Vec<_> = images
+            .iter()
+            .map(|i| wallaroo_oci::pins::PinRequest {
+                source: i.source.clone(),
+                platforms: spec.images.platforms.clone(),
+            })
+            .collect();
+        let pins =
+            wallaroo_oci::pins::resolve_all(&sources, &requests, &prior, refresh_pins).await?;
+        for image in &mut images {
+            image.pin = pins.get(&image.source).map(|p| ImagePin {
+                source_digest: p.source_digest.clone(),
+                digest: p.digest.clone(),
+            });
+        }
+        if !self.exclude_referrers && self.bundle.is_none() {
+            let found = self
+                .referrers(state, &images, &prior, &pins, &sources, refresh_pins)
+                .await?;
+            let requests: Vec<_> = found
+                .iter()
+                .map(|i| wallaroo_oci::pins::PinRequest {
+                    source: i.source.clone(),
+                    platforms: vec!["all".into()],
+                })
+                .collect();
+            let more =
+                wallaroo_oci::pins::resolve_all(&sources, &requests, &prior, refresh_pins).await?;
+            for mut r in found {
+                r.pin = more.get(&r.source).map(|p| ImagePin {
+                    source_digest: p.source_digest.clone(),
+                    digest: p.digest.clone(),
+                });
+                images.push(r);
+            }
+        }
+        Ok((images, sources))
+    }
+
+    /// The referrers of `images` (signatures, SBOMs, attestations), as images of their own
+    /// whose origin names the image they belong to: for a pin kept from the lockfile, those
+    /// the lockfile recorded; for a pin resolved now, those the source has.
+    async fn referrers(
+        &self,
+        state: Option<&Lockfile>,
+        images: &[MirrorImage],
+        prior: &BTreeMap<String, wallaroo_oci::pins::Pin>,
+        pins: &BTreeMap<String, wallaroo_oci::pins::Pin>,
+        sources: &Sources,
+        refresh: bool,
+    ) -> Result<Vec<MirrorImage>, OperationError> {
+        let recorded: Vec<(String, String)> = state
+            .into_iter()
+            .flat_map(|s| s.resources.values())
+            .filter(|r| r.kind == "image")
+            .filter_map(|r| {
+                let origin = r.attributes.get("origin")?.as_str()?;
+                let of = origin.strip_prefix(REFERRER_OF)?;
+                Some((
+                    of.to_string(),
+                    r.attributes.get("source")?.as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        use futures_util::StreamExt;
+        let found: Vec<Result<Vec<MirrorImage>, OperationError>> =
+            futures_util::stream::iter(images)
+                .map(|image| {
+                    let recorded = &recorded;
+                    async move {
+                        let Some(pin) = pins.get(&image.source) else {
+                            return Ok(Vec::new());
+                        };
+                        let origin = format!("{REFERRER_OF}{}", image.source);
+                        let kept = !refresh && prior.get(&image.source) == Some(pin);
+                        let refs: Vec<String> = if kept {
+                            recorded
+                                .iter()
+                                .filter(|(of, _)| *of == image.source)
+                                .map(|(_, source)| source.clone())
+                                .collect()
+                        } else {
+                            let (host, repo, _) = wallaroo_model::split_reference(&image.source);
+                            let Some(src) = sources.get(&host) else {
+                                return Ok(Vec::new());
+                            };
+                            wallaroo_oci::referrers::discover(
+                                src.as_ref(),
+                                &repo,
+                                &pin.source_digest,
+                            )
+                            .await?
+                            .into_iter()
+                            .map(|r| {
+                                let sep = if r.starts_with("sha256:") { '@' } else { ':' };
+                                format!("{host}/{repo}{sep}{r}")
+                            })
+                            .collect()
+                        };
+                        Ok(refs
+                            .into_iter()
+                            .map(|source| MirrorImage {
+                                source,
+                                origin: origin.clone(),
+                                pin: None,
+                            })
+                            .collect())
+                    }
+                })
+                .buffered(16)
+                .collect()
+                .await;
+        let mut out = Vec::new();
+        for f in found {
+            out.extend(f?);
+        }
+        Ok(out)
+    }
+
+    /// The spec's source registries plus one for every other host `images` come from (with
+    /// the credentials docker has for it, if any).
+    pub(crate) fn sources_for(&self, images: &[MirrorImage]) -> Result<Sources, OperationError> {
+        let mut sources = self.sources.clone();
+        let docker = wallaroo_oci::docker_config::DockerConfig::load_default()?;
+        for image in images {
+            let (host, _, _) = wallaroo_model::split_reference(&image.source);
+            if let std::collections::btree_map::Entry::Vacant(e) = sources.entry(host) {
+                let r = registry(&self.spec, &docker, e.key(), None, None)?;
+                e.insert(Arc::new(r));
+            }
+        }
+        Ok(sources)
+    }
+}
+
+/// How a referrer's origin names its image.
+const REFERRER_OF: &str = "referrer of ";
+
+/// The Kubernetes version charts are rendered for when the cluster cannot be asked.
+const RENDER_KUBE_VERSION: &str = "v1.33.0";

@@ -1,0 +1,54 @@
+//! `preflight` (also the start of every plan): what must hold before an apply can work.
+
+use std::collections::BTreeMap;
+
+pub use wallaroo_kube::preflight::{Check, Outcome};
+use wallaroo_kube::preflight::{PreflightInput, RegistryProbe};
+use wallaroo_spec::Spec;
+
+use crate::error::OperationError;
+
+/// Runs the checks for a spec.
+pub async fn checks(spec: &Spec) -> Result<Vec<Check>, OperationError> {
+    let client = wallaroo_kube::connect().await?;
+    let mut nodes = BTreeMap::new();
+    let mut selectors = BTreeMap::new();
+    for (name, pool) in &spec.nodepool {
+        if pool.nodes.is_empty() {
+            selectors.insert(name.clone(), pool.selector.clone());
+        } else {
+            nodes.insert(name.clone(), pool.nodes.clone());
+        }
+    }
+    let mut registries = Vec::new();
+    if let Some(r) = &spec.registry {
+        registries.push(RegistryProbe {
+            role: "private",
+            host: r.host.clone(),
+            username: r.username.clone(),
+            password: r.password.as_ref().map(|p| p.expose().to_string()),
+            ca_file: r.ca_file.as_ref().map(|p| spec.resolve_path(p)),
+        });
+    }
+    if let Some(s) = &spec.source
+        && let Some(host) = &s.registry
+    {
+        registries.push(RegistryProbe {
+            role: "vendor",
+            host: host.clone(),
+            username: s.username.clone(),
+            password: s.password.as_ref().map(|p| p.expose().to_string()),
+            ca_file: s.ca_file.as_ref().map(|p| spec.resolve_path(p)),
+        });
+    }
+    let host = spec.wallaroo.service_host("api");
+    let helm = crate::workspace::helm_path();
+    let input = PreflightInput {
+        helm,
+        nodes,
+        selectors,
+        registries,
+        host,
+    };
+    Ok(wallaroo_kube::preflight::run(&client, &input).await)
+}

@@ -1,0 +1,150 @@
+//! Preparing a plan: the images (found and pinned, or a saved plan's), the desired model
+//! from the Wallaroo model, and an engine with every resource kind registered. The one place
+//! where kinds and the engine are built.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wallaroo_engine::{DesiredSet, Engine, KindRegistry, Plan};
+use wallaroo_model::MirrorImage;
+use wallaroo_spec::Spec;
+use wallaroo_spec::model::Method;
+use wallaroo_state::Lockfile;
+
+use crate::error::OperationError;
+use crate::workspace::Workspace;
+
+/// Where a plan's images come from.
+pub enum Images<'a> {
+    /// A saved plan's, exactly (its pins too).
+    Saved(&'a Plan),
+    /// The release's chart and the spec, pinned from the lockfile, else resolved now (all of
+    /// them with `refresh_pins`).
+    Resolve { refresh_pins: bool },
+    /// The spec's extras only, unpinned, reading nothing (destroy keeps images anyway).
+    Unread,
+}
+
+/// What a plan works from: the images to mirror (found, pinned), the desired model, and an
+/// engine with every kind.
+pub struct Prepared {
+    pub images: Vec<MirrorImage>,
+    pub desired: DesiredSet,
+    pub engine: Engine,
+    /// The image kind, for what its copies did.
+    pub mirror: Option<Arc<wallaroo_oci::ImageKind>>,
+}
+
+impl Workspace {
+    /// The images, desired model and engine for a plan.
+    pub async fn prepare(
+        &self,
+        state: Option<&Lockfile>,
+        images: Images<'_>,
+    ) -> Result<Prepared, OperationError> {
+        let (images, sources) = match images {
+            Images::Saved(plan) => {
+                let images = wallaroo_model::plan_images(plan).map_err(|e| {
+                    OperationError::message(format!("the saved plan's images cannot be read: {e}"))
+                })?;
+                let sources = self.sources_for(&images)?;
+                (images, sources)
+            }
+            Images::Resolve { refresh_pins } => self.images(state, refresh_pins).await?,
+            Images::Unread => {
+                let images = wallaroo_model::image_sources(&self.spec, &BTreeMap::new());
+                let sources = self.sources_for(&images)?;
+                (images, sources)
+            }
+        };
+        let desired = wallaroo_model::from_spec_with(&self.spec, &images)?;
+        let mut kinds = cluster_kinds(&self.spec, self.delete_data, &self.helm).await?;
+        let mirror = self.target.as_ref().map(|target| {
+            // Large uploads in progress are recorded beside the lockfile, so that the
+            // next run after a kill resumes them.
+            let journal = self
+                .spec
+                .lockfile_path()
+                .parent()
+                .map(|d| d.join(".wallaroo-uploads"))
+                .unwrap_or_else(|| ".wallaroo-uploads".into());
+            Arc::new(wallaroo_oci::ImageKind::new(sources, target.clone()).with_journal(journal))
+        });
+        if let Some(m) = &mirror {
+            kinds.register(m.clone());
+        }
+        Ok(Prepared {
+            images,
+            desired,
+            engine: Engine::new(kinds),
+            mirror,
+        })
+    }
+}
+
+/// The cluster's resource kinds (and static values), set up from the spec.
+pub async fn cluster_kinds(
+    spec: &Spec,
+    delete_data: bool,
+    helm: &std::path::Path,
+) -> Result<KindRegistry, OperationError> {
+    let mut kinds = KindRegistry::new();
+    kinds.register(Arc::new(wallaroo_engine::value::StaticValueKind));
+    // helm pulls the chart from the private registry when it is mirrored there.
+    let mirrored_chart = spec.wallaroo.method == Method::Helm
+        && (wallaroo_model::chart_source(spec).is_some()
+            || spec.source.as_ref().is_some_and(|s| s.bundle.is_some()));
+    let (chart_login, ca_file) = match (&spec.registry, &spec.source) {
+        (Some(private), _) if mirrored_chart => (
+            private
+                .username
+                .as_ref()
+                .map(|u| wallaroo_kube::RegistryLogin {
+                    host: private.host.clone(),
+                    username: u.clone(),
+                    password: private
+                        .password
+                        .as_ref()
+                        .map(|p| p.expose().to_string())
+                        .unwrap_or_default(),
+                }),
+            private.ca_file.as_ref(),
+        ),
+        (_, Some(s)) => (
+            s.registry.clone().and_then(|host| {
+                Some(wallaroo_kube::RegistryLogin {
+                    host,
+                    username: s.username.clone()?,
+                    password: s.password.as_ref()?.expose().to_string(),
+                })
+            }),
+            s.ca_file.as_ref(),
+        ),
+        _ => (None, None),
+    };
+    // helm talks to the cluster kube-rs found: the first file of KUBECONFIG, when set.
+    let kubeconfig = std::env::var("KUBECONFIG").ok().and_then(|k| {
+        k.split(':')
+            .find(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+    });
+    let config = wallaroo_kube::ClusterConfig {
+        helm: helm.to_path_buf(),
+        kubeconfig,
+        chart_registry: chart_login,
+        ca_file: ca_file.map(|p| spec.resolve_path(p)),
+        keycloak_url: spec.wallaroo.keycloak_url(),
+        namespace: spec.wallaroo.namespace.clone(),
+        output_timeout: Duration::from_secs(300),
+        delete_data,
+        ignore_drift: spec.helm.ignore_drift.clone(),
+        kots_binary: spec
+            .kots
+            .as_ref()
+            .map_or("kubectl-kots", |k| k.binary.as_str())
+            .into(),
+    };
+    wallaroo_kube::register(&mut kinds, config).await?;
+    Ok(kinds)
+}

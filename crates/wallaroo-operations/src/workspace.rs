@@ -1,0 +1,198 @@
+//! The workspace every operation starts from: the spec (with its variables), where its
+//! lockfile is kept, and the registries its images come from and go to.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wallaroo_spec::model::Method;
+use wallaroo_spec::{Spec, VarInputs};
+use wallaroo_state::StateStore;
+
+use crate::error::OperationError;
+
+/// `$HELM`, else `helm` on the PATH.
+pub fn helm_path() -> PathBuf {
+    std::env::var_os("HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "helm".into())
+}
+
+/// What names a workspace: the spec file and its variables, as a command line gives them.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceOptions {
+    /// The spec file.
+    pub config: PathBuf,
+    /// `NAME=VALUE` variables, in command-line order.
+    pub vars: Vec<String>,
+    /// Variable files, in command-line order.
+    pub var_files: Vec<PathBuf>,
+    /// Leave referrers (signatures, SBOMs, attestations) out of the image list.
+    pub exclude_referrers: bool,
+    /// Let destroy delete a namespace that holds PersistentVolumeClaims.
+    pub delete_data: bool,
+    /// The helm binary; by default `$HELM`, else `helm` on the PATH.
+    pub helm: Option<PathBuf>,
+}
+
+/// Loads the spec the options name, with variables from every source (the command line,
+/// variable files and `WALLAROO_VAR_*` in the environment).
+pub fn load_spec(options: &WorkspaceOptions) -> Result<Spec, OperationError> {
+    let mut inputs = VarInputs {
+        env: VarInputs::env_from_process(),
+        files: options.var_files.clone(),
+        ..Default::default()
+    };
+    for v in &options.vars {
+        inputs
+            .cli
+            .push(VarInputs::parse_cli(v).map_err(OperationError::Message)?);
+    }
+    Ok(wallaroo_spec::load(&options.config, &inputs)?)
+}
+
+/// What plan, apply and destroy work on.
+pub struct Workspace {
+    pub spec: Spec,
+    pub store: StateStore,
+    /// The registries images are read from, by host (the spec's source registry first).
+    pub sources: crate::discover::Sources,
+    /// The private registry, when the spec has one.
+    pub target: Option<Arc<wallaroo_oci::Registry>>,
+    /// The offline bundle the spec reads from (`source { bundle }`), indexed.
+    pub bundle: Option<Arc<wallaroo_oci::bundle::Bundle>>,
+    /// Leave referrers (signatures, SBOMs) out of the image list.
+    pub(crate) exclude_referrers: bool,
+    pub(crate) delete_data: bool,
+    /// The helm binary that renders the chart and installs the release.
+    pub helm: PathBuf,
+}
+
+impl Workspace {
+    /// The spec, its lockfile and its registries, without connecting anywhere yet.
+    pub fn open(options: &WorkspaceOptions) -> Result<Workspace, OperationError> {
+        Workspace::from_spec(load_spec(options)?, options)
+    }
+
+    /// A workspace for a spec already loaded (`options.config` and its variables are not
+    /// read again).
+    pub fn from_spec(spec: Spec, options: &WorkspaceOptions) -> Result<Workspace, OperationError> {
+        let store = state_store(&spec)?;
+        let docker = wallaroo_oci::docker_config::DockerConfig::load_default()?;
+        let mut sources = crate::discover::Sources::new();
+        if let Some(source) = &spec.source
+            && let Some(host) = &source.registry
+        {
+            let registry = registry(
+                &spec,
+                &docker,
+                host,
+                credentials(&source.username, &source.password),
+                source.ca_file.as_ref(),
+            )?;
+            sources.insert(host.clone(), Arc::new(registry));
+        }
+        // With the kots method, `bundle` is KOTS's own air-gap bundle, which kots reads.
+        let ours = spec.wallaroo.method == Method::Helm;
+        let bundle = match spec
+            .source
+            .as_ref()
+            .and_then(|s| s.bundle.as_ref())
+            .filter(|_| ours)
+        {
+            Some(path) => {
+                let bundle = Arc::new(wallaroo_oci::bundle::Bundle::open(
+                    &spec.resolve_path(path),
+                )?);
+                // The bundle answers for every registry its images came from.
+                for image in &bundle.manifest.images {
+                    let (host, _, _) = wallaroo_model::split_reference(&image.source);
+                    sources.insert(host, bundle.clone());
+                }
+                Some(bundle)
+            }
+            None => None,
+        };
+        let target = match &spec.registry {
+            Some(private) => Some(Arc::new(registry(
+                &spec,
+                &docker,
+                &private.host,
+                credentials(&private.username, &private.password),
+                private.ca_file.as_ref(),
+            )?)),
+            None => None,
+        };
+        Ok(Workspace {
+            spec,
+            store,
+            sources,
+            target,
+            bundle,
+            delete_data: options.delete_data,
+            helm: options.helm.clone().unwrap_or_else(helm_path),
+            exclude_referrers: options.exclude_referrers,
+        })
+    }
+}
+
+pub(crate) fn credentials(
+    user: &Option<String>,
+    password: &Option<wallaroo_spec::Secret>,
+) -> Option<wallaroo_oci::Credentials> {
+    user.as_ref().map(|u| wallaroo_oci::Credentials {
+        username: u.clone(),
+        password: password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default(),
+    })
+}
+
+/// A registry with the spec's credentials, else docker's (config.json or a credential helper).
+pub(crate) fn registry(
+    spec: &Spec,
+    docker: &wallaroo_oci::docker_config::DockerConfig,
+    host: &str,
+    from_spec: Option<wallaroo_oci::Credentials>,
+    ca_file: Option<&std::path::PathBuf>,
+) -> Result<wallaroo_oci::Registry, OperationError> {
+    let credentials = match from_spec {
+        Some(c) => Some(c),
+        None => docker.credentials(host)?,
+    };
+    Ok(wallaroo_oci::Registry::new(
+        host,
+        credentials,
+        ca_file.map(|p| spec.resolve_path(p)).as_deref(),
+    )?)
+}
+
+/// Where the spec keeps its lockfile: a local file, or the kubernetes backend.
+pub fn state_store(spec: &Spec) -> Result<StateStore, OperationError> {
+    match spec.state.backend {
+        wallaroo_spec::model::StateBackend::Local => Ok(StateStore::new(spec.lockfile_path())),
+        wallaroo_spec::model::StateBackend::Kubernetes => kubernetes_store(spec),
+    }
+}
+
+/// The kubernetes backend the spec's `state` block names (whatever its `backend` says).
+pub fn kubernetes_store(spec: &Spec) -> Result<StateStore, OperationError> {
+    let st = &spec.state;
+    let backend = wallaroo_kube::state_backend::KubernetesBackend::connect(
+        wallaroo_kube::state_backend::KubernetesBackendConfig {
+            namespace: st.namespace.clone().unwrap_or_else(|| "default".into()),
+            secret_suffix: st
+                .secret_suffix
+                .clone()
+                .unwrap_or_else(|| "wallaroo".into()),
+            lease_duration: Duration::from_secs(st.lock_seconds.unwrap_or(30)),
+        },
+    )?;
+    Ok(StateStore::remote(Arc::new(backend)))
+}
+
+/// The lockfile of the spec the options name, without building anything else.
+pub fn store_for(options: &WorkspaceOptions) -> Result<StateStore, OperationError> {
+    state_store(&load_spec(options)?)
+}
