@@ -553,6 +553,33 @@ mod tests {
     }
 
     #[test]
+    fn the_chart_is_rendered_with_the_install_values_but_the_vendor_registry() {
+        let spec = wallaroo_spec::load(&examples().join("full.hcl"), &Default::default()).unwrap();
+        let (installed, _) = crate::chart_values(&spec);
+        let render = crate::render_values(&spec);
+        assert!(installed["imageRegistry"].is_string());
+        assert!(
+            render.get("imageRegistry").is_none(),
+            "the chart's own registry"
+        );
+        assert!(render.get("imagePullSecrets").is_none());
+        assert_eq!(render["domainSuffix"], installed["domainSuffix"]);
+        assert_eq!(render["privatePypi"]["enabled"], true);
+        assert_eq!(render["jupyter"]["enabled"], true, "helm.values merged");
+        assert_eq!(
+            render["privatePypi"]["password"], "example-only-change-me",
+            "secret values as helm gets them"
+        );
+        let mut spec = spec;
+        spec.helm.values["imageRegistry"] = json!("mirror.example/vendor");
+        assert_eq!(
+            crate::render_values(&spec)["imageRegistry"],
+            "mirror.example/vendor",
+            "a registry set in helm.values is the operator's choice"
+        );
+    }
+
+    #[test]
     fn the_pull_secret_carries_what_kubelets_read() {
         let spec = wallaroo_spec::load(&examples().join("full.hcl"), &Default::default()).unwrap();
         let set = from_spec(&spec).unwrap();

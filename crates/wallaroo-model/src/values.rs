@@ -14,6 +14,49 @@ use crate::desired::{PULL_SECRET, TLS_SECRET};
 /// `deploymentStage`, `custTlsSecret`. The others are our assumption until the real chart
 /// is at hand; `helm { values }` can set any key we do not model.
 pub fn chart_values(spec: &Spec) -> (Value, Value) {
+    values_with(spec, true)
+}
+
+/// The values discovery renders the chart with (`helm template`): those the release is
+/// installed with, secret values included as helm gets them, so that required values are
+/// present and images behind a setting (edge registry, private PyPI, assays, GPU) are found;
+/// but without the image registry keys of [`image_values`] (unless `helm { values }` sets
+/// them), so that rendered references name the vendor's images, which are what is mirrored.
+/// Sensitive: never show it.
+pub fn render_values(spec: &Spec) -> Value {
+    let (mut v, secrets) = values_with(spec, false);
+    merge(&mut v, &secrets);
+    v
+}
+
+/// The spec setting each chart values key comes from, for messages about a chart that
+/// refuses its values (`domainSuffix` -> `wallaroo { domain }`).
+pub const VALUE_SOURCES: &[(&str, &str)] = &[
+    (
+        "kubernetes_distribution",
+        "wallaroo { kubernetes_distribution }",
+    ),
+    ("ingress_mode", "networking { ingress_mode }"),
+    ("domainPrefix", "wallaroo { domain_prefix }"),
+    ("domainSuffix", "wallaroo { domain }"),
+    (
+        "external_inference_endpoints_enabled",
+        "networking { external_inference_endpoints }",
+    ),
+    ("assays", "assays { version }"),
+    ("nodeAffinityKey", "scheduling { affinity_key }"),
+    ("engineAffinity", "scheduling { engine_affinity }"),
+    ("tolerations", "scheduling { tolerations }"),
+    ("nodeSelectors", "scheduling { node_selectors }"),
+    ("imageRegistry", "registry \"private\" { host, namespace }"),
+    ("imagePullSecrets", "registry \"private\" { username }"),
+    ("deploymentStage", "tls"),
+    ("custTlsSecret", "tls { secret_name }"),
+    ("ociRegistry", "edge_registry"),
+    ("privatePypi", "private_pypi"),
+];
+
+fn values_with(spec: &Spec, image_registry: bool) -> (Value, Value) {
     let mut v = json!({
         "kubernetes_distribution": spec.wallaroo.kubernetes_distribution,
         "ingress_mode": spec.networking.ingress_mode,
@@ -30,7 +73,9 @@ pub fn chart_values(spec: &Spec) -> (Value, Value) {
         "nodeSelectors": spec.scheduling.node_selectors,
     });
     let mut secrets = json!({});
-    merge(&mut v, &image_values(spec));
+    if image_registry {
+        merge(&mut v, &image_values(spec));
+    }
     if let Some(tls) = &spec.tls {
         v["deploymentStage"] = json!("cust");
         v["custTlsSecret"] = json!(tls.secret_name.clone().unwrap_or_else(|| TLS_SECRET.into()));

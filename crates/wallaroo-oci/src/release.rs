@@ -172,31 +172,67 @@ pub fn images_in_manifests(yaml: &str) -> Result<BTreeSet<String>, String> {
     Ok(out)
 }
 
-/// How `helm template` renders: the helm binary, and the Kubernetes version to render for
-/// (the cluster's; helm's default, 1.20, fails charts that require a newer one).
+/// How `helm template` renders: the helm binary, the Kubernetes version to render for (the
+/// cluster's; helm's default, 1.20, fails charts that require a newer one), and the values,
+/// release name and namespace the release is installed with, so that a chart whose templates
+/// `fail` without required values renders, and images behind a setting are found.
 #[derive(Debug, Clone)]
 pub struct Render<'a> {
     pub helm: &'a Path,
     pub kube_version: Option<String>,
+    /// Values to render with, written to a file only this user reads (never a command line).
+    pub values: Option<serde_json::Value>,
+    /// The release name (`wallaroo` when empty) and namespace.
+    pub release: String,
+    pub namespace: Option<String>,
+    /// Secret strings among the values: replaced by `(sensitive)` in any error helm prints.
+    pub redact: Vec<String>,
 }
 
-/// The images of the manifests `helm template` renders from the chart with its defaults.
+/// The images of the manifests `helm template` renders from the chart.
 pub async fn rendered_images(
     render: &Render<'_>,
     chart: &Chart,
 ) -> Result<BTreeSet<String>, OciError> {
     let helm = render.helm;
+    let scrub = |m: String| {
+        render
+            .redact
+            .iter()
+            .filter(|s| !s.is_empty())
+            .fold(m, |m, s| m.replace(s.as_str(), "(sensitive)"))
+    };
     let err = |m: String| OciError::Chart {
         chart: format!("{}:{}", chart.repo, chart.version),
-        message: format!("helm template: {m}"),
+        message: format!("helm template: {}", scrub(m)),
     };
     let dir = tempfile::tempdir().map_err(|e| err(e.to_string()))?;
     let archive = dir.path().join("chart.tgz");
     std::fs::write(&archive, &chart.archive).map_err(|e| err(e.to_string()))?;
+    let release = if render.release.is_empty() {
+        "wallaroo"
+    } else {
+        render.release.as_str()
+    };
     let mut cmd = tokio::process::Command::new(helm);
-    cmd.arg("template").arg("wallaroo").arg(&archive);
+    cmd.arg("template").arg(release).arg(&archive);
     if let Some(v) = &render.kube_version {
         cmd.arg("--kube-version").arg(v);
+    }
+    if let Some(ns) = &render.namespace {
+        cmd.arg("--namespace").arg(ns);
+    }
+    if let Some(values) = &render.values {
+        // The temporary directory is the user's alone (0700); the file is 0600 as well.
+        let path = dir.path().join("values.json");
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        let mut f = file.open(&path).map_err(|e| err(e.to_string()))?;
+        std::io::Write::write_all(&mut f, values.to_string().as_bytes())
+            .map_err(|e| err(e.to_string()))?;
+        cmd.arg("--values").arg(&path);
     }
     let out = cmd
         .env("HELM_CACHE_HOME", dir.path().join("cache"))

@@ -60,8 +60,19 @@ impl Workspace {
             let render = wallaroo_oci::release::Render {
                 helm: &self.helm,
                 kube_version,
+                values: Some(wallaroo_model::render_values(spec)),
+                release: spec.wallaroo.release_name.clone(),
+                namespace: Some(spec.wallaroo.namespace.clone()),
+                redact: secret_strings(&wallaroo_model::chart_values(spec).1),
             };
-            let found = wallaroo_oci::release::discover(&pulled, Some(&render)).await?;
+            let found = wallaroo_oci::release::discover(&pulled, Some(&render))
+                .await
+                .map_err(|e| match e {
+                    wallaroo_oci::OciError::Chart { .. } => {
+                        OperationError::message(render_failure(spec, &e.to_string()))
+                    }
+                    other => other.into(),
+                })?;
             for (image, origins) in found {
                 let origin = origins
                     .iter()
@@ -235,3 +246,31 @@ const REFERRER_OF: &str = "referrer of ";
 
 /// The Kubernetes version charts are rendered for when the cluster cannot be asked.
 const RENDER_KUBE_VERSION: &str = "v1.33.0";
+
+/// Every string inside a JSON value (the secret values), to keep them out of messages.
+fn secret_strings(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(a) => a.iter().flat_map(secret_strings).collect(),
+        serde_json::Value::Object(m) => m.values().flat_map(secret_strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A chart that would not render with the release's values: helm's own words (chart,
+/// template, line), which spec setting feeds each values key it names, and the ways out.
+fn render_failure(spec: &wallaroo_spec::Spec, helm_error: &str) -> String {
+    let mut out = format!("cannot read the release's image list from its chart: {helm_error}");
+    for (key, setting) in wallaroo_model::VALUE_SOURCES {
+        if helm_error.contains(key) {
+            out.push_str(&format!("\n  `{key}` comes from `{setting}`"));
+            if spec.helm.values.get(*key).is_some() {
+                out.push_str(", and `helm { values }` sets it too (that value wins)");
+            }
+        }
+    }
+    out.push_str(
+        "\n  The chart is rendered with the values the release is installed with (the spec's settings and `helm { values }`, which takes any key of the chart): set the value it asks for there, or list the release's images yourself with `images { release = false, extra = [...] }`.",
+    );
+    out
+}

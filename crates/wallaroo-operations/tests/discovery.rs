@@ -36,6 +36,17 @@ async fn seeded(path: &str) -> (&'static Env, &'static str) {
 }
 
 fn spec(env: &Env, path: &str, namespace: &str, platforms: &str) -> wallaroo_spec::Spec {
+    spec_with(env, path, namespace, platforms, "")
+}
+
+/// The test spec with more HCL after it.
+fn spec_with(
+    env: &Env,
+    path: &str,
+    namespace: &str,
+    platforms: &str,
+    extra: &str,
+) -> wallaroo_spec::Spec {
     let text = format!(
         r#"
 wallaroo {{
@@ -61,6 +72,7 @@ registry "private" {{
 images {{
   platforms = {platforms}
 }}
+{extra}
 "#,
         vendor = env.vendor.address(),
         vu = env.vendor.username,
@@ -277,4 +289,177 @@ async fn a_platform_filter_mirrors_only_that_platform_and_then_plans_nothing() {
         .await
         .unwrap();
     assert!(!noop.has_changes(), "{:#?}", noop.changes);
+}
+
+/// A chart as production charts are written: its templates `fail` unless the install's
+/// values name a distribution and a domain (its defaults do not), and one image runs only
+/// when private PyPI is on. The sample chart, with those templates added.
+fn strict_chart(dir: &std::path::Path) -> std::path::PathBuf {
+    let sample =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");
+    let chart = dir.join("wallaroo");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    for entry in walk(&sample) {
+        let rel = entry.strip_prefix(&sample).unwrap();
+        let to = chart.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &to).unwrap();
+    }
+    let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
+    let values = values
+        .replace(
+            "kubernetes_distribution: kurl",
+            "kubernetes_distribution: \"\"",
+        )
+        .replace("domainSuffix: wallaroo.example.com", "domainSuffix: \"\"");
+    std::fs::write(chart.join("values.yaml"), values).unwrap();
+    std::fs::write(
+        chart.join("templates/checks.yaml"),
+        r#"{{- if not (has .Values.kubernetes_distribution (list "aks" "eks" "gke" "oke" "kurl")) }}
+{{- fail "kubernetes_distribution must be one of aks, eks, gke, oke, kurl" }}
+{{- end }}
+{{- if not .Values.domainSuffix }}
+{{- fail (printf "domainSuffix is required (pypi password %s)" (.Values.privatePypi.password | default "none")) }}
+{{- end }}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/pypi.yaml"),
+        r#"{{- if .Values.privatePypi.enabled }}
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: pypi-proxy}
+spec:
+  selector: {matchLabels: {app: pypi-proxy}}
+  template:
+    metadata: {labels: {app: pypi-proxy}}
+    spec:
+      containers:
+        - {name: proxy, image: "{{ .Values.imageRegistry }}/pypi-proxy:{{ .Chart.AppVersion }}"}
+{{- end }}
+"#,
+    )
+    .unwrap();
+    chart
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_chart_that_fails_without_required_values_is_discovered_with_the_install_values() {
+    wallaroo_testenv::install_crypto_provider();
+    let path = unique("strict");
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    let version = preset.version;
+    let dir = tempfile::tempdir().unwrap();
+    let chart = strict_chart(dir.path());
+    let seed_path = path.clone();
+    tokio::task::spawn_blocking(move || {
+        wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &seed_path, &chart).unwrap()
+    })
+    .await
+    .unwrap();
+    // The image behind the setting, in the vendor registry but in no list of the chart.
+    let vendor = registry(env, &env.vendor);
+    copy(
+        &vendor,
+        &format!("{path}/keycloak"),
+        version,
+        &vendor,
+        &format!("{path}/pypi-proxy"),
+        version,
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    let ns = unique("strict");
+    let pypi = r#"
+private_pypi {
+  url      = "https://pypi.internal.example.com"
+  username = "wallaroo"
+  password = "pypi-SECRET-4711"
+}
+"#;
+
+    // With the install's values the chart renders, and the image only private PyPI runs
+    // is found in its templates, then mirrored like every other.
+    let with_pypi = spec_with(env, &path, &ns, r#"["all"]"#, pypi);
+    let (list, desired) = images(env, &with_pypi, None, false).await;
+    let proxy = format!("{}/{path}/pypi-proxy:{version}", env.vendor.address());
+    let found = list.iter().find(|i| i.source == proxy);
+    assert_eq!(
+        found.map(|i| i.origin.as_str()),
+        Some("helm template"),
+        "{list:#?}"
+    );
+    let engine = engine(env);
+    let store = wallaroo_state::StateStore::new(dir.path().join("wallaroo.lock"));
+    let plan = engine
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap();
+    let report = engine
+        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
+        .await
+        .unwrap();
+    assert!(report.success(), "{report:?}");
+    let private = registry(env, &env.private);
+    let mirrored = private
+        .manifest(&format!("{ns}/pypi-proxy"), version)
+        .await
+        .unwrap()
+        .expect("the setting's image is mirrored");
+    assert!(mirrored.digest.starts_with("sha256:"));
+
+    // Without the setting, the image is not part of the release.
+    let (list, _) = images(env, &spec(env, &path, &ns, r#"["all"]"#), None, false).await;
+    assert!(!list.iter().any(|i| i.source == proxy), "{list:#?}");
+
+    // A value the chart refuses: helm's words (template and line), the spec setting behind
+    // the key, the way out, and no secret.
+    let refused = spec_with(
+        env,
+        &path,
+        &ns,
+        r#"["all"]"#,
+        &format!("{pypi}\nhelm {{\n  values = {{ domainSuffix = \"\" }}\n}}\n"),
+    );
+    let ws = wallaroo_operations::Workspace::from_spec(
+        refused,
+        &wallaroo_operations::WorkspaceOptions {
+            helm: Some(env.helm.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let err = ws
+        .images(None, false)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    for want in [
+        "templates/checks.yaml:",
+        "domainSuffix is required",
+        "`domainSuffix` comes from `wallaroo { domain }`",
+        "`helm { values }` sets it too",
+        "images { release = false, extra = [...] }",
+    ] {
+        assert!(err.contains(want), "{want} missing from:\n{err}");
+    }
+    assert!(!err.contains("pypi-SECRET-4711"), "{err}");
+    assert!(err.contains("(sensitive)"), "{err}");
 }
