@@ -123,6 +123,35 @@ fn selector_of(attrs: &Attrs) -> String {
         .unwrap_or_default()
 }
 
+/// How a node's managed labels and taints differ from `applied` (`label k is "x", not "v"`,
+/// `taint t removed`), or `None` when they do not.
+fn deviation(
+    labels: &BTreeMap<String, String>,
+    taints: &[String],
+    applied: &Attrs,
+) -> Option<String> {
+    let mut how = Vec::new();
+    for (k, v) in labels_of(Some(applied)) {
+        match labels.get(&k) {
+            None => how.push(format!("label {k}={v} removed")),
+            Some(now) if *now != v => how.push(format!("label {k} is \"{now}\", not \"{v}\"")),
+            Some(_) => {}
+        }
+    }
+    let want = taints_of(Some(applied));
+    for t in &want {
+        if !taints.contains(t) {
+            how.push(format!("taint {t} removed"));
+        }
+    }
+    for t in taints {
+        if !want.contains(t) {
+            how.push(format!("taint {t} added"));
+        }
+    }
+    (!how.is_empty()).then(|| how.join("; "))
+}
+
 impl SelectorKind {
     async fn matched(&self, attrs: &Attrs) -> Result<Vec<Node>, ResourceError> {
         let selector = selector_of(attrs);
@@ -167,8 +196,14 @@ impl ResourceKind for SelectorKind {
         };
         let nodes = self.matched(attrs).await?;
         let mut common: Option<(BTreeMap<String, String>, BTreeSet<String>)> = None;
+        let mut node_drift = serde_json::Map::new();
         for node in &nodes {
             let (labels, taints) = managed_view(node, req.desired, req.prior);
+            if let Some(applied) = req.prior
+                && let Some(how) = deviation(&labels, &taints, applied)
+            {
+                node_drift.insert(node.metadata.name.clone().unwrap_or_default(), json!(how));
+            }
             let taints: BTreeSet<String> = taints.into_iter().collect();
             common = Some(match common {
                 None => (labels, taints),
@@ -196,6 +231,9 @@ impl ResourceKind for SelectorKind {
                 json!(taints.into_iter().collect::<Vec<_>>()),
             ),
             ("nodes".to_string(), json!(names)),
+            // Each node that differs from what wallaroo last applied, and how: drift names
+            // the node (the common labels and taints above cannot).
+            ("node_drift".to_string(), Value::Object(node_drift)),
         ])))
     }
 

@@ -507,3 +507,115 @@ async fn the_nvidia_device_plugin_rolls_out_and_is_ready_when_gpus_show() {
     );
     converge(&engine, &desired, &store, PlanMode::Destroy).await;
 }
+
+#[tokio::test]
+async fn drift_in_a_selector_pool_of_a_hundred_nodes_names_the_node_that_moved() {
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    let pool = unique("hundred");
+    let p = pool.clone();
+    let nodes = tokio::task::spawn_blocking(move || {
+        // A taint of their own keeps DaemonSets of other tests off these nodes.
+        env.add_nodes(
+            &p,
+            100,
+            &json!({"pool": p}),
+            &json!([{"key": "test/hundred", "value": "x", "effect": "NoSchedule"}]),
+            &json!({}),
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(nodes.len(), 100);
+    let engine = engine(env).await;
+    let mut desired = DesiredSet::default();
+    desired.insert(DesiredResource::new(
+        Address::named("nodepool", &pool),
+        "nodepool_selector",
+        Attrs::from([
+            ("selector".into(), json!({"pool": pool})),
+            (
+                "labels".into(),
+                json!({"wallaroo.ai/node-purpose": "persistent"}),
+            ),
+            (
+                "taints".into(),
+                json!(["wallaroo.ai/persistent=true:NoSchedule"]),
+            ),
+            ("node_drift".into(), json!({})),
+        ]),
+    ));
+    let dir = tempfile_dir(&pool);
+    let store = StateStore::new(dir.join("wallaroo.lock"));
+    let first = converge(&engine, &desired, &store, PlanMode::Apply).await;
+    assert!(
+        first.changes[0]
+            .attributes
+            .iter()
+            .all(|c| !c.path.starts_with("node_drift")),
+        "a first plan lists no node one by one: {:?}",
+        first.changes[0].attributes
+    );
+
+    // Someone takes the taint off one node and relabels another.
+    let (tainted, relabelled) = (nodes[41].clone(), nodes[77].clone());
+    let (t, r) = (tainted.clone(), relabelled.clone());
+    tokio::task::spawn_blocking(move || {
+        let api = env.api().unwrap();
+        let path = format!("/api/v1/nodes/{t}");
+        let node = api.get(&path).unwrap();
+        let kept: Vec<serde_json::Value> = node["spec"]["taints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["key"] != "wallaroo.ai/persistent")
+            .cloned()
+            .collect();
+        api.merge_patch(&path, &json!({"spec": {"taints": kept}}))
+            .unwrap();
+        api.merge_patch(
+            &format!("/api/v1/nodes/{r}"),
+            &json!({"metadata": {"labels": {"wallaroo.ai/node-purpose": "general"}}}),
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+
+    let state = store.load().unwrap();
+    let plan = engine
+        .plan(&desired, state.as_ref(), &PlanOptions::default())
+        .await
+        .unwrap();
+    let drift = &plan.drift[0];
+    let named: Vec<(String, serde_json::Value)> = drift
+        .attributes
+        .iter()
+        .filter(|c| c.path.starts_with("node_drift"))
+        .map(|c| (c.path.clone(), c.after.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            (
+                format!("node_drift.{tainted}"),
+                json!("taint wallaroo.ai/persistent=true:NoSchedule removed")
+            ),
+            (
+                format!("node_drift.{relabelled}"),
+                json!("label wallaroo.ai/node-purpose is \"general\", not \"persistent\"")
+            ),
+        ],
+        "{drift:?}"
+    );
+    // Apply puts both back, and the pool is clean again.
+    converge(&engine, &desired, &store, PlanMode::Apply).await;
+    let state = store.load().unwrap();
+    let clean = engine
+        .plan(&desired, state.as_ref(), &PlanOptions::default())
+        .await
+        .unwrap();
+    assert!(clean.drift.is_empty(), "{:?}", clean.drift);
+    assert!(!clean.has_changes());
+    converge(&engine, &desired, &store, PlanMode::Destroy).await;
+}

@@ -160,6 +160,8 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
                     ("selector", json!(np.selector)),
                     ("labels", json!(np.labels)),
                     ("taints", json!(taints)),
+                    // No node differs from what was applied (the kind reads which do).
+                    ("node_drift", json!({})),
                 ]),
             ));
             release_deps.push(base);
