@@ -65,6 +65,29 @@ async fn converge(
     plan
 }
 
+/// `nodepool.POOL` over the nodes labelled `pool=POOL`, as the model builds it: the purpose
+/// label and its taint on each, and no node differing from what was applied.
+fn selector_pool(pool: &str, purpose: &str) -> DesiredSet {
+    let mut desired = DesiredSet::default();
+    desired.insert(DesiredResource::new(
+        Address::named("nodepool", pool),
+        "nodepool_selector",
+        Attrs::from([
+            ("selector".into(), json!({"pool": pool})),
+            (
+                "labels".into(),
+                json!({"wallaroo.ai/node-purpose": purpose}),
+            ),
+            (
+                "taints".into(),
+                json!([format!("wallaroo.ai/{purpose}=true:NoSchedule")]),
+            ),
+            ("node_drift".into(), json!({})),
+        ]),
+    ));
+    desired
+}
+
 async fn labels_and_taints(
     env: &'static Env,
     node: &str,
@@ -94,22 +117,7 @@ async fn a_selector_pool_labels_every_matched_node_and_only_takes_back_its_own()
     .await
     .unwrap();
     let engine = engine(env).await;
-    let mut desired = DesiredSet::default();
-    desired.insert(DesiredResource::new(
-        Address::named("nodepool", &pool),
-        "nodepool_selector",
-        Attrs::from([
-            ("selector".into(), json!({"pool": pool})),
-            (
-                "labels".into(),
-                json!({"wallaroo.ai/node-purpose": "pipelines"}),
-            ),
-            (
-                "taints".into(),
-                json!(["wallaroo.ai/pipelines=true:NoSchedule"]),
-            ),
-        ]),
-    ));
+    let desired = selector_pool(&pool, "pipelines");
     let dir = tempfile_dir(&pool);
     let store = StateStore::new(dir.join("wallaroo.lock"));
     let plan = converge(&engine, &desired, &store, PlanMode::Apply).await;
@@ -528,23 +536,7 @@ async fn drift_in_a_selector_pool_of_a_hundred_nodes_names_the_node_that_moved()
     .unwrap();
     assert_eq!(nodes.len(), 100);
     let engine = engine(env).await;
-    let mut desired = DesiredSet::default();
-    desired.insert(DesiredResource::new(
-        Address::named("nodepool", &pool),
-        "nodepool_selector",
-        Attrs::from([
-            ("selector".into(), json!({"pool": pool})),
-            (
-                "labels".into(),
-                json!({"wallaroo.ai/node-purpose": "persistent"}),
-            ),
-            (
-                "taints".into(),
-                json!(["wallaroo.ai/persistent=true:NoSchedule"]),
-            ),
-            ("node_drift".into(), json!({})),
-        ]),
-    ));
+    let desired = selector_pool(&pool, "persistent");
     let dir = tempfile_dir(&pool);
     let store = StateStore::new(dir.join("wallaroo.lock"));
     let first = converge(&engine, &desired, &store, PlanMode::Apply).await;
@@ -618,4 +610,13 @@ async fn drift_in_a_selector_pool_of_a_hundred_nodes_names_the_node_that_moved()
     assert!(clean.drift.is_empty(), "{:?}", clean.drift);
     assert!(!clean.has_changes());
     converge(&engine, &desired, &store, PlanMode::Destroy).await;
+    // A hundred nodes would slow kwok for every later test of the shared control plane.
+    tokio::task::spawn_blocking(move || {
+        let api = env.api().unwrap();
+        for n in &nodes {
+            api.delete(&format!("/api/v1/nodes/{n}")).unwrap();
+        }
+    })
+    .await
+    .unwrap();
 }

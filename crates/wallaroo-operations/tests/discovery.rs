@@ -113,6 +113,19 @@ async fn images(
     (list, desired)
 }
 
+/// A first plan of `desired` (nothing recorded yet), applied; every step must succeed.
+async fn mirror_all(engine: &Engine, desired: &DesiredSet, store: &wallaroo_state::StateStore) {
+    let plan = engine
+        .plan(desired, None, &PlanOptions::default())
+        .await
+        .unwrap();
+    let report = engine
+        .apply(&plan, desired, store, &ApplyOptions::default(), &Silent)
+        .await
+        .unwrap();
+    assert!(report.success(), "{report:?}");
+}
+
 fn engine(env: &Env) -> Engine {
     let mut kinds = KindRegistry::new();
     kinds.register(Arc::new(ImageKind::new(
@@ -259,15 +272,7 @@ async fn a_platform_filter_mirrors_only_that_platform_and_then_plans_nothing() {
     let engine = engine(env);
     let dir = tempfile::tempdir().unwrap();
     let store = wallaroo_state::StateStore::new(dir.path().join("wallaroo.lock"));
-    let plan = engine
-        .plan(&desired, None, &PlanOptions::default())
-        .await
-        .unwrap();
-    let report = engine
-        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-        .await
-        .unwrap();
-    assert!(report.success(), "{report:?}");
+    mirror_all(&engine, &desired, &store).await;
 
     let private = registry(env, &env.private);
     let index = private
@@ -407,15 +412,7 @@ private_pypi {
     );
     let engine = engine(env);
     let store = wallaroo_state::StateStore::new(dir.path().join("wallaroo.lock"));
-    let plan = engine
-        .plan(&desired, None, &PlanOptions::default())
-        .await
-        .unwrap();
-    let report = engine
-        .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-        .await
-        .unwrap();
-    assert!(report.success(), "{report:?}");
+    mirror_all(&engine, &desired, &store).await;
     let private = registry(env, &env.private);
     let mirrored = private
         .manifest(&format!("{ns}/pypi-proxy"), version)
