@@ -16,13 +16,11 @@ pub enum Failure {
 impl From<wallaroo_operations::OperationError> for Failure {
     fn from(e: wallaroo_operations::OperationError) -> Self {
         use wallaroo_operations::OperationError as E;
+        let message = e.to_string();
         match e {
             E::Spec(errors) => Failure::Spec(errors),
-            E::Preflight(checks) => {
-                let message = E::Preflight(Vec::new()).to_string();
-                Failure::Preflight(checks, message)
-            }
-            other => Failure::Message(other.to_string()),
+            E::Preflight(checks) => Failure::Preflight(checks, message),
+            _ => Failure::Message(message),
         }
     }
 }

@@ -88,6 +88,11 @@ fn selector_pool(pool: &str, purpose: &str) -> DesiredSet {
     desired
 }
 
+/// Held by every test of this binary that adds nodes: a DaemonSet's status counts every
+/// schedulable node, so nodes joining while another test reads it make that test's counts
+/// disagree.
+static NODES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn labels_and_taints(
     env: &'static Env,
     node: &str,
@@ -101,6 +106,7 @@ async fn labels_and_taints(
 
 #[tokio::test]
 async fn a_selector_pool_labels_every_matched_node_and_only_takes_back_its_own() {
+    let _nodes = NODES.lock().await;
     let env = tokio::task::spawn_blocking(shared).await.unwrap();
     let pool = unique("pool");
     let p = pool.clone();
@@ -308,6 +314,7 @@ fn pull_chart(env: &Env, home: &std::path::Path, version: &str) -> std::path::Pa
 
 #[tokio::test]
 async fn a_release_left_pending_by_a_killed_helm_is_recovered_by_apply() {
+    let _nodes = NODES.lock().await;
     let env = tokio::task::spawn_blocking(shared).await.unwrap();
     let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
     let version = preset.version;
@@ -447,6 +454,7 @@ async fn a_release_left_pending_by_a_killed_helm_is_recovered_by_apply() {
 
 #[tokio::test]
 async fn the_nvidia_device_plugin_rolls_out_and_is_ready_when_gpus_show() {
+    let _nodes = NODES.lock().await;
     let env = tokio::task::spawn_blocking(shared).await.unwrap();
     let prefix = unique("gpu");
     tokio::task::spawn_blocking(move || {
@@ -518,6 +526,7 @@ async fn the_nvidia_device_plugin_rolls_out_and_is_ready_when_gpus_show() {
 
 #[tokio::test]
 async fn drift_in_a_selector_pool_of_a_hundred_nodes_names_the_node_that_moved() {
+    let _nodes = NODES.lock().await;
     let env = tokio::task::spawn_blocking(shared).await.unwrap();
     let pool = unique("hundred");
     let p = pool.clone();

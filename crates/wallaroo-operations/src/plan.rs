@@ -32,7 +32,7 @@ pub struct PlanOutcome {
 /// Runs preflight, then plans under the run lock. A failed preflight check stops here with
 /// [`OperationError::Preflight`], before the lock is taken or anything is read.
 pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, OperationError> {
-    let preflight = crate::preflight::checks(&ws.spec).await?;
+    let preflight = crate::preflight::checks(&ws.spec, &ws.helm).await?;
     if preflight.iter().any(|c| c.outcome == Outcome::Fail) {
         return Err(OperationError::Preflight(preflight));
     }

@@ -1,6 +1,7 @@
 //! `preflight` (also the start of every plan): what must hold before an apply can work.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 pub use wallaroo_kube::preflight::{Check, Outcome};
 use wallaroo_kube::preflight::{PreflightInput, RegistryProbe};
@@ -8,8 +9,8 @@ use wallaroo_spec::Spec;
 
 use crate::error::OperationError;
 
-/// Runs the checks for a spec.
-pub async fn checks(spec: &Spec) -> Result<Vec<Check>, OperationError> {
+/// Runs the checks for a spec, with the helm binary the release will be installed with.
+pub async fn checks(spec: &Spec, helm: &Path) -> Result<Vec<Check>, OperationError> {
     let client = wallaroo_kube::connect().await?;
     let mut nodes = BTreeMap::new();
     let mut selectors = BTreeMap::new();
@@ -42,9 +43,8 @@ pub async fn checks(spec: &Spec) -> Result<Vec<Check>, OperationError> {
         });
     }
     let host = spec.wallaroo.service_host("api");
-    let helm = crate::workspace::helm_path();
     let input = PreflightInput {
-        helm,
+        helm: helm.to_path_buf(),
         nodes,
         selectors,
         registries,

@@ -4,20 +4,18 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use wallaroo_engine::Address;
-use wallaroo_state::{LockInfo, Lockfile, StateStore};
+use wallaroo_state::{LockInfo, Lockfile, StateLock, StateStore};
 
 use crate::error::OperationError;
 use crate::workspace::{WorkspaceOptions, kubernetes_store, load_spec, store_for};
 
-/// The lockfile under the run lock, or an error saying nothing was applied yet.
-fn locked(options: &WorkspaceOptions) -> Result<(StateStore, Lockfile), OperationError> {
+/// The lockfile, read under the run lock (held as long as the returned lock lives), or an
+/// error saying nothing was applied yet.
+fn locked(options: &WorkspaceOptions) -> Result<(StateStore, StateLock, Lockfile), OperationError> {
     let store = store_for(options)?;
-    let lockfile = {
-        let _lock = store.lock("wallaroo state", Duration::ZERO)?;
-        store.load()?
-    };
-    match lockfile {
-        Some(l) => Ok((store, l)),
+    let lock = store.lock("wallaroo state", Duration::ZERO)?;
+    match store.load()? {
+        Some(l) => Ok((store, lock, l)),
         None => Err(OperationError::message(format!(
             "no lockfile at {}: nothing has been applied yet",
             store.path().display()
@@ -27,12 +25,12 @@ fn locked(options: &WorkspaceOptions) -> Result<(StateStore, Lockfile), Operatio
 
 /// The addresses the lockfile manages.
 pub fn list(options: &WorkspaceOptions) -> Result<Vec<String>, OperationError> {
-    Ok(locked(options)?.1.resources.keys().cloned().collect())
+    Ok(locked(options)?.2.resources.keys().cloned().collect())
 }
 
 /// One resource as the lockfile has it, sensitive attributes as `(sensitive)`.
 pub fn show(options: &WorkspaceOptions, address: &str) -> Result<Value, OperationError> {
-    let (_, lockfile) = locked(options)?;
+    let (_, _, lockfile) = locked(options)?;
     let r = lockfile.resources.get(address).ok_or_else(|| {
         OperationError::message(format!(
             "{address} is not in the lockfile; `wallaroo state list` shows what is"
@@ -47,14 +45,7 @@ pub fn show(options: &WorkspaceOptions, address: &str) -> Result<Value, Operatio
 
 /// Forgets every resource under `patterns` (the cluster is not touched); returns what went.
 pub fn rm(options: &WorkspaceOptions, patterns: &[Address]) -> Result<Vec<String>, OperationError> {
-    let store = store_for(options)?;
-    let _lock = store.lock("wallaroo state", Duration::ZERO)?;
-    let Some(mut lockfile) = store.load()? else {
-        return Err(OperationError::message(format!(
-            "no lockfile at {}: nothing has been applied yet",
-            store.path().display()
-        )));
-    };
+    let (store, _lock, mut lockfile) = locked(options)?;
     let doomed: Vec<String> = lockfile
         .resources
         .keys()

@@ -11,13 +11,6 @@ use wallaroo_state::StateStore;
 
 use crate::error::OperationError;
 
-/// `$HELM`, else `helm` on the PATH.
-pub fn helm_path() -> PathBuf {
-    std::env::var_os("HELM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "helm".into())
-}
-
 /// What names a workspace: the spec file and its variables, as a command line gives them.
 #[derive(Debug, Clone, Default)]
 pub struct WorkspaceOptions {
@@ -33,6 +26,16 @@ pub struct WorkspaceOptions {
     pub delete_data: bool,
     /// The helm binary; by default `$HELM`, else `helm` on the PATH.
     pub helm: Option<PathBuf>,
+}
+
+impl WorkspaceOptions {
+    /// The helm binary: the one named, else `$HELM`, else `helm` on the PATH.
+    pub fn helm_binary(&self) -> PathBuf {
+        self.helm
+            .clone()
+            .or_else(|| std::env::var_os("HELM").map(PathBuf::from))
+            .unwrap_or_else(|| "helm".into())
+    }
 }
 
 /// Loads the spec the options name, with variables from every source (the command line,
@@ -130,7 +133,7 @@ impl Workspace {
             target,
             bundle,
             delete_data: options.delete_data,
-            helm: options.helm.clone().unwrap_or_else(helm_path),
+            helm: options.helm_binary(),
             exclude_referrers: options.exclude_referrers,
         })
     }

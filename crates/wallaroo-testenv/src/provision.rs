@@ -28,10 +28,7 @@ pub struct Binaries {
 /// `report` hears what is being built.
 pub fn provision(report: &mut dyn FnMut(&str)) -> Result<Binaries, Error> {
     let cache = cache_dir();
-    std::fs::create_dir_all(cache.join("bin")).map_err(|e| Error::io(&cache, e))?;
-    let lock_path = cache.join("provision.lock");
-    let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    let lock = provision_lock()?;
 
     let k8s = [
         "kube-apiserver",
@@ -117,6 +114,17 @@ pub fn provision(report: &mut dyn FnMut(&str)) -> Result<Binaries, Error> {
     })
 }
 
+/// The provisioning lock: one process at a time builds or installs into the cache (held until
+/// the file is dropped).
+fn provision_lock() -> Result<File, Error> {
+    let cache = cache_dir();
+    std::fs::create_dir_all(cache.join("bin")).map_err(|e| Error::io(&cache, e))?;
+    let lock_path = cache.join("provision.lock");
+    let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    Ok(lock)
+}
+
 /// The programs the environment and the tests take from Debian, with their packages.
 const DEBIAN: [(&str, &str); 5] = [
     ("docker-registry", "docker-registry"),
@@ -154,11 +162,7 @@ pub fn program(tool: &str) -> Result<PathBuf, Error> {
         .map(|(_, d)| *d)
         .unwrap_or(tool);
     if which("apt-get").is_some() && is_root() {
-        let cache = cache_dir();
-        std::fs::create_dir_all(&cache).map_err(|e| Error::io(&cache, e))?;
-        let lock_path = cache.join("provision.lock");
-        let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        let _lock = provision_lock()?;
         if which(tool).is_none() {
             apt_install(&[deb])?;
         }

@@ -8,8 +8,9 @@ use crate::args::Global;
 use crate::report::Failure;
 
 pub async fn run(global: &Global) -> Result<ExitCode, Failure> {
-    let spec = wallaroo_operations::workspace::load_spec(&super::workspace(global))?;
-    let checks = wallaroo_operations::preflight::checks(&spec).await?;
+    let options = super::workspace(global);
+    let spec = wallaroo_operations::workspace::load_spec(&options)?;
+    let checks = wallaroo_operations::preflight::checks(&spec, &options.helm_binary()).await?;
     print!("{}", render(&checks));
     let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
     if failed > 0 {
