@@ -105,17 +105,29 @@ fn every_example_becomes_the_same_desired_model() {
     entries.sort();
     for path in entries {
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        let got = serde_json::to_string_pretty(&snapshot(&path)).unwrap() + "\n";
+        // Paths the spec resolves (a bundle directory, say) are absolute: the golden names
+        // them from the repository's root so that any checkout compares equal.
+        let root = repo().display().to_string();
+        let got = (serde_json::to_string_pretty(&snapshot(&path)).unwrap() + "\n")
+            .replace(&root, "<repo>");
         let golden = repo().join(format!("tests/fixtures/desired/{name}.json"));
         if std::env::var_os("WALLAROO_BLESS").is_some() {
             std::fs::write(&golden, &got).unwrap();
         }
         let want = std::fs::read_to_string(&golden).unwrap_or_default();
-        assert!(
-            got == want,
-            "the desired model of examples/{name}.hcl changed; diff {} against a run with WALLAROO_BLESS=1",
-            golden.display()
-        );
+        if got != want {
+            let first = got
+                .lines()
+                .zip(want.lines().chain(std::iter::repeat("<end of golden>")))
+                .enumerate()
+                .find(|(_, (g, w))| g != w)
+                .map(|(i, (g, w))| format!("line {}: golden {w:?}, now {g:?}", i + 1))
+                .unwrap_or_else(|| "the golden is longer".into());
+            panic!(
+                "the desired model of examples/{name}.hcl changed ({first}); diff {} against a run with WALLAROO_BLESS=1",
+                golden.display()
+            );
+        }
         seen += 1;
     }
     assert!(seen >= 3, "examples found: {seen}");
