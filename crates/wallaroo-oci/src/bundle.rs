@@ -278,6 +278,29 @@ async fn write_all(
                 report.bytes += size;
             }
         }
+        // Tools built on containers/image (skopeo, podman, buildah) look an image up in
+        // `index.json` only among OCI media types: an image kept with docker v2 media types
+        // gets, first, an OCI index of its own that lists its platform manifests unchanged,
+        // under the same name. Those tools find that one and copy the platform manifests byte
+        // for byte; tools that read any media type (oras, wallaroo) take the last entry of a
+        // name, the image itself.
+        if let Some(wrapper) = oci_wrapper(src, &repo, &top).await? {
+            let digest = sha256(&wrapper);
+            if !manifest.blobs.contains_key(&digest) {
+                tar.small(&blob_path(&digest), &wrapper).await?;
+                manifest.blobs.insert(digest.clone(), wrapper.len() as u64);
+            }
+            index.push(serde_json::json!({
+                "mediaType": OCI_INDEX,
+                "digest": digest,
+                "size": wrapper.len(),
+                "annotations": {
+                    "org.opencontainers.image.ref.name": image.source,
+                    "io.wallaroo.origin": image.origin,
+                    "io.wallaroo.wraps": top.digest,
+                },
+            }));
+        }
         index.push(serde_json::json!({
             "mediaType": top.media_type,
             "digest": top.digest,
@@ -295,7 +318,7 @@ async fn write_all(
     }
     let index = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "mediaType": OCI_INDEX,
         "manifests": index,
     });
     tar.small(
@@ -324,6 +347,56 @@ async fn write_all(
     report.blobs = manifest.blobs.len();
     report.omitted = manifest.omitted.len();
     Ok(report)
+}
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// For an image whose top manifest has a docker v2 media type, an OCI index listing its
+/// platform manifests as they are: a docker manifest list's entries, or the one docker
+/// manifest with the platform its config names. None for OCI images (and anything else).
+async fn oci_wrapper(
+    src: &dyn ImageSource,
+    repo: &str,
+    top: &Manifest,
+) -> Result<Option<Vec<u8>>, OciError> {
+    let entries = match top.media_type.as_str() {
+        DOCKER_LIST => top.json()["manifests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        DOCKER_MANIFEST => {
+            let config = top.json()["config"]["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let config = crate::registry::read_blob(src, repo, &config, 4 << 20).await?;
+            let config: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
+            let mut platform = serde_json::json!({
+                "architecture": config["architecture"].as_str().unwrap_or("amd64"),
+                "os": config["os"].as_str().unwrap_or("linux"),
+            });
+            if let Some(variant) = config["variant"].as_str() {
+                platform["variant"] = variant.into();
+            }
+            vec![serde_json::json!({
+                "mediaType": DOCKER_MANIFEST,
+                "digest": top.digest,
+                "size": top.bytes.len(),
+                "platform": platform,
+            })]
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": entries,
+        }))
+        .expect("JSON"),
+    ))
 }
 
 /// A bundle opened for reading: where each blob sits in the tar.

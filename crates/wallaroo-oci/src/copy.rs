@@ -305,18 +305,18 @@ impl Blobs<'_> {
         let mut attempt = 1;
         loop {
             let sent = match self.opts.journal {
-                Some(journal) if size >= crate::resume::RESUMABLE_FROM => {
-                    self.dst
-                        .put_blob_resumable(
-                            self.dst_repo,
-                            digest,
-                            size,
-                            self.src,
-                            self.src_repo,
-                            journal,
-                        )
-                        .await
-                }
+                Some(journal) if size >= crate::resume::RESUMABLE_FROM => self
+                    .dst
+                    .put_blob_resumable(
+                        self.dst_repo,
+                        digest,
+                        size,
+                        self.src,
+                        self.src_repo,
+                        journal,
+                    )
+                    .await
+                    .map(|u| u.sent),
                 _ => {
                     self.dst
                         .put_blob_from(self.dst_repo, digest, self.src, self.src_repo)

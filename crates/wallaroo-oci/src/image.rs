@@ -169,32 +169,17 @@ impl ResourceKind for ImageKind {
     }
 
     /// Called only with `prune` (an image that left the spec or the release) or for
-    /// `destroy --include-images`; mirrored images are otherwise kept. Deletes the manifest
-    /// the target tag held, unless another tag of the repository still points at it. The registry frees the blobs at its next
-    /// garbage collection.
+    /// `destroy --include-images`; mirrored images are otherwise kept. Removes the target tag
+    /// and the manifest it held, unless another tag of the repository still points at it (a
+    /// newer release's, when an image did not change): see [`crate::Registry::remove_image`].
+    /// The registry frees the blobs at its next garbage collection.
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         let (repo, tag) = self.target_parts(prior)?;
         let Some(digest) = prior.get("digest").and_then(Value::as_str) else {
             return Ok(());
         };
-        let err = |e: crate::OciError| ResourceError::new(e.to_string());
-        // Deleting a manifest removes every tag on it: keep it while another tag (a newer
-        // release's, when an image did not change) still points at it.
-        for other in self.target.tags(&repo).await.map_err(err)? {
-            if other != tag
-                && self
-                    .target
-                    .manifest_digest(&repo, &other)
-                    .await
-                    .map_err(err)?
-                    .as_deref()
-                    == Some(digest)
-            {
-                return Ok(());
-            }
-        }
         self.target
-            .delete_manifest(&repo, digest)
+            .remove_image(&repo, &tag, digest)
             .await
             .map(|_| ())
             .map_err(|e| ResourceError::new(e.to_string()))

@@ -20,4 +20,6 @@ pub mod resume;
 
 pub use copy::{BlobLedger, CopyOptions, CopyReport, blob_digests, copy, select_platforms};
 pub use image::{ImageKind, MirrorStats};
-pub use registry::{BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, read_blob};
+pub use registry::{
+    BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, Removed, read_blob,
+};

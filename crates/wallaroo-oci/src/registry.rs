@@ -286,6 +286,21 @@ pub async fn read_blob(
     Ok(bytes)
 }
 
+/// What [`Registry::remove_image`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// The manifest was deleted, and its tag with it.
+    Manifest,
+    /// The manifest was deleted, then the tag, which the registry kept apart.
+    ManifestAndTag,
+    /// Only the tag: another tag still names the manifest.
+    Tag,
+    /// Nothing: another tag names the manifest and the registry cannot delete a tag alone.
+    KeptShared { other: String },
+    /// It was not there.
+    Gone,
+}
+
 /// A registry reached over HTTPS.
 pub struct Registry {
     host: String,
@@ -344,7 +359,7 @@ impl Registry {
         &self.host
     }
 
-    fn err(&self, message: impl std::fmt::Display) -> OciError {
+    pub(crate) fn err(&self, message: impl std::fmt::Display) -> OciError {
         OciError::Registry {
             registry: self.host.clone(),
             message: message.to_string(),
@@ -628,6 +643,59 @@ impl Registry {
             ))),
             s => Err(self.err(format!("DELETE manifest {repo}@{digest}: {s}"))),
         }
+    }
+
+    /// Deletes tag `tag` of `repo` alone (OCI distribution 1.1); `false` where the registry
+    /// does not delete tags (distribution answers 400 or 405 `UNSUPPORTED`) or it was gone.
+    pub async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool, OciError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{tag}"));
+        let resp = self
+            .send(&format!("repository:{repo}:delete,pull,push"), |c| {
+                c.delete(&url)
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {
+                Ok(false)
+            }
+            s => Err(self.err(format!("DELETE tag {repo}:{tag}: {s}"))),
+        }
+    }
+
+    /// Removes what `repo:tag` names (manifest `digest`) the way this registry allows:
+    /// - another tag still names the manifest: only the tag goes, where tags can be deleted
+    ///   alone; elsewhere the manifest is kept (deleting it would take the other tag along);
+    /// - otherwise the manifest is deleted, and then the tag too where the registry keeps
+    ///   tags apart from manifests (go-containerregistry's registry does).
+    pub async fn remove_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        digest: &str,
+    ) -> Result<Removed, OciError> {
+        for other in self.tags(repo).await? {
+            if other != tag && self.manifest_digest(repo, &other).await?.as_deref() == Some(digest)
+            {
+                return Ok(if self.delete_tag(repo, tag).await? {
+                    Removed::Tag
+                } else {
+                    Removed::KeptShared { other }
+                });
+            }
+        }
+        if !self.delete_manifest(repo, digest).await? {
+            return Ok(Removed::Gone);
+        }
+        if self.manifest_digest(repo, tag).await?.is_none() {
+            return Ok(Removed::Manifest);
+        }
+        if self.delete_tag(repo, tag).await? && self.manifest_digest(repo, tag).await?.is_none() {
+            return Ok(Removed::ManifestAndTag);
+        }
+        Err(self.err(format!(
+            "{repo}:{tag} still resolves after its manifest {digest} was deleted, and the registry does not delete tags"
+        )))
     }
 
     pub async fn has_blob(&self, repo: &str, digest: &str) -> Result<bool, OciError> {

@@ -26,6 +26,30 @@ pub const RESUMABLE_FROM: u64 = 128 << 20;
 /// The chunk of a resumable upload: the most a killed run sends twice (3% of 1 GiB).
 pub const CHUNK: u64 = 32 << 20;
 
+/// How many times a resumed upload asks again where it stands after a chunk was refused as
+/// out of range, before it starts over.
+const RANGE_RETRIES: u32 = 3;
+
+/// What [`Registry::put_blob_resumable`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upload {
+    /// Bytes sent in this call.
+    pub sent: u64,
+    /// Where an earlier run's upload was taken up, if it was.
+    pub resumed_at: Option<u64>,
+    /// Why an earlier run's upload could not be taken up and the blob was sent from the
+    /// beginning.
+    pub restarted: Option<String>,
+}
+
+/// How a run of chunks ended.
+enum Chunks {
+    /// Every byte is with the registry; finish at `location`.
+    Done { location: String, sent: u64 },
+    /// The registry refused a chunk's range (416): it holds more, or less, than thought.
+    OutOfRange { sent: u64 },
+}
+
 /// Where in-progress uploads are recorded, one file per target blob.
 #[derive(Debug, Clone)]
 pub struct UploadJournal {
@@ -130,13 +154,21 @@ fn take(
 }
 
 impl Registry {
-    /// What the registry holds of the upload at `location`: the next offset, or `None` when
-    /// the upload is gone (finished, cancelled, or expired).
-    async fn upload_offset(&self, repo: &str, location: &str) -> Result<Option<u64>, OciError> {
+    /// What the registry holds of the upload at `location`: the next offset and the location
+    /// to send it to, or why not (the upload is gone: finished, cancelled, expired; or the
+    /// registry does not tell an upload's status).
+    async fn upload_offset(
+        &self,
+        repo: &str,
+        location: &str,
+    ) -> Result<Result<(u64, String), String>, OciError> {
         let url = self.url(location);
         let resp = self.send(&Registry::push(repo), |c| c.get(&url)).await?;
         if resp.status() != StatusCode::NO_CONTENT {
-            return Ok(None);
+            return Ok(Err(format!(
+                "the registry answered the upload's status with {}",
+                resp.status()
+            )));
         }
         let end = resp
             .headers()
@@ -144,12 +176,26 @@ impl Registry {
             .and_then(|h| h.to_str().ok())
             .and_then(|r| r.rsplit('-').next())
             .and_then(|n| n.parse::<u64>().ok());
-        Ok(Some(end.map_or(0, |e| e + 1)))
+        // The location to go on with: distribution keeps the upload's state (its offset) in
+        // the URL, so the one recorded before the kill no longer matches what it holds.
+        let next = resp
+            .headers()
+            .get("location")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(location)
+            .to_string();
+        Ok(Ok((end.map_or(0, |e| e + 1), next)))
     }
 
     /// Uploads blob `digest` (`size` bytes) of `src_repo` on `src` into `repo` in chunks,
     /// continuing an upload `journal` recorded if the registry still has it. Returns the
     /// bytes sent in this call.
+    ///
+    /// A registry may still be writing the last chunk of a killed run when it is asked where
+    /// the upload stands (distribution keeps reading the cut-off request's body), so a chunk
+    /// sent from that offset can be refused as out of range (416): the upload's status is
+    /// asked again and the upload goes on from there, a few times; a registry that still
+    /// refuses gets the blob from the beginning, in a new upload.
     pub async fn put_blob_resumable(
         &self,
         repo: &str,
@@ -158,84 +204,74 @@ impl Registry {
         src: &dyn ImageSource,
         src_repo: &str,
         journal: &UploadJournal,
-    ) -> Result<u64, OciError> {
+    ) -> Result<Upload, OciError> {
         let host = self.host().to_string();
         let journal_err = |e: std::io::Error| OciError::Registry {
             registry: host.clone(),
             message: format!("upload journal: {e}"),
         };
-        let mut resumed = None;
-        if let Some(entry) = journal.load(&host, repo, digest)
-            && let Some(offset) = self.upload_offset(repo, &entry.location).await?
-        {
-            resumed = Some((entry.location, offset));
-        }
-        let (mut location, mut offset) = match resumed {
-            Some(r) => r,
-            None => {
-                let location = self.start_upload(repo).await?;
-                journal
-                    .save(&host, repo, digest, &location)
-                    .map_err(journal_err)?;
-                (location, 0)
+        let mut report = Upload::default();
+        let mut refused = 0;
+        let (location, source) = loop {
+            let mut resumed = None;
+            if refused <= RANGE_RETRIES
+                && let Some(entry) = journal.load(&host, repo, digest)
+            {
+                match self.upload_offset(repo, &entry.location).await? {
+                    Ok((offset, location)) => {
+                        report.resumed_at.get_or_insert(offset);
+                        resumed = Some((location, offset));
+                    }
+                    Err(why) => report.restarted = Some(why),
+                }
+            }
+            let (location, offset) = match resumed {
+                Some(r) => r,
+                None => {
+                    let location = self.start_upload(repo).await?;
+                    journal
+                        .save(&host, repo, digest, &location)
+                        .map_err(journal_err)?;
+                    (location, 0)
+                }
+            };
+            let fresh = offset == 0;
+            let stream = src.blob_from(src_repo, digest, offset).await?;
+            let source = Arc::new(Mutex::new(Source {
+                stream,
+                leftover: None,
+                hasher: fresh.then(Sha256::new),
+                failed: None,
+            }));
+            match self
+                .send_chunks(
+                    repo, digest, size, location, offset, &source, src, src_repo, journal,
+                )
+                .await?
+            {
+                Chunks::Done { location, sent: n } => {
+                    report.sent += n;
+                    break (location, source);
+                }
+                Chunks::OutOfRange { sent: n } if !fresh => {
+                    report.sent += n;
+                    refused += 1;
+                    if refused > RANGE_RETRIES {
+                        // Start over: a new upload from the first byte.
+                        journal.remove(&host, repo, digest);
+                        report.restarted = Some(format!(
+                            "the registry refused {refused} times to go on at the offset it reported"
+                        ));
+                    }
+                }
+                Chunks::OutOfRange { .. } => {
+                    journal.remove(&host, repo, digest);
+                    return Err(self.err(format!(
+                        "PATCH {repo} upload: the registry refused the chunk at the offset it reported"
+                    )));
+                }
             }
         };
-        let fresh = offset == 0;
-        let stream = src.blob_from(src_repo, digest, offset).await?;
-        let source = Arc::new(Mutex::new(Source {
-            stream,
-            leftover: None,
-            hasher: fresh.then(Sha256::new),
-            failed: None,
-        }));
-        let mut sent = 0;
-        while offset < size {
-            let n = CHUNK.min(size - offset);
-            let url = self.url(&location);
-            let resp = self
-                .authorized(reqwest::Method::PATCH, &url, &Registry::push(repo))
-                .header("Content-Type", "application/octet-stream")
-                .header("Content-Range", format!("{offset}-{}", offset + n - 1))
-                .header("Content-Length", n)
-                .body(reqwest::Body::wrap_stream(take(source.clone(), n)))
-                .send()
-                .await;
-            if let Some(e) = source.lock().await.failed.take() {
-                return Err(OciError::Unavailable {
-                    registry: src.name(),
-                    message: format!("reading {src_repo}@{digest}: {e}"),
-                });
-            }
-            let resp = resp.map_err(|e| OciError::Unavailable {
-                registry: host.clone(),
-                message: wallaroo_engine::error_chain(&e),
-            })?;
-            if resp.status() != StatusCode::ACCEPTED {
-                let status = resp.status();
-                return Err(if status.is_server_error() {
-                    OciError::Unavailable {
-                        registry: host.clone(),
-                        message: format!("PATCH {repo} upload: {status}"),
-                    }
-                } else {
-                    OciError::Registry {
-                        registry: host.clone(),
-                        message: format!(
-                            "PATCH {repo} upload: {status} {}",
-                            resp.text().await.unwrap_or_default()
-                        ),
-                    }
-                });
-            }
-            if let Some(next) = resp.headers().get("location").and_then(|h| h.to_str().ok()) {
-                location = next.to_string();
-            }
-            offset += n;
-            sent += n;
-            journal
-                .save(&host, repo, digest, &location)
-                .map_err(journal_err)?;
-        }
         if let Some(h) = source.lock().await.hasher.take() {
             let got = format!(
                 "sha256:{}",
@@ -277,6 +313,79 @@ impl Registry {
             });
         }
         journal.remove(&host, repo, digest);
-        Ok(sent)
+        Ok(report)
+    }
+
+    /// Sends `size - offset` bytes of `source` in chunks from `offset`, recording the
+    /// location after each chunk the registry confirmed.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_chunks(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        mut location: String,
+        mut offset: u64,
+        source: &Arc<Mutex<Source>>,
+        src: &dyn ImageSource,
+        src_repo: &str,
+        journal: &UploadJournal,
+    ) -> Result<Chunks, OciError> {
+        let host = self.host().to_string();
+        let mut sent = 0;
+        while offset < size {
+            let n = CHUNK.min(size - offset);
+            let url = self.url(&location);
+            let resp = self
+                .authorized(reqwest::Method::PATCH, &url, &Registry::push(repo))
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Range", format!("{offset}-{}", offset + n - 1))
+                .header("Content-Length", n)
+                .body(reqwest::Body::wrap_stream(take(source.clone(), n)))
+                .send()
+                .await;
+            if let Some(e) = source.lock().await.failed.take() {
+                return Err(OciError::Unavailable {
+                    registry: src.name(),
+                    message: format!("reading {src_repo}@{digest}: {e}"),
+                });
+            }
+            let resp = resp.map_err(|e| OciError::Unavailable {
+                registry: host.clone(),
+                message: wallaroo_engine::error_chain(&e),
+            })?;
+            let status = resp.status();
+            if status == StatusCode::RANGE_NOT_SATISFIABLE {
+                return Ok(Chunks::OutOfRange { sent });
+            }
+            if status != StatusCode::ACCEPTED {
+                return Err(if status.is_server_error() {
+                    OciError::Unavailable {
+                        registry: host.clone(),
+                        message: format!("PATCH {repo} upload: {status}"),
+                    }
+                } else {
+                    OciError::Registry {
+                        registry: host.clone(),
+                        message: format!(
+                            "PATCH {repo} upload: {status} {}",
+                            resp.text().await.unwrap_or_default()
+                        ),
+                    }
+                });
+            }
+            if let Some(next) = resp.headers().get("location").and_then(|h| h.to_str().ok()) {
+                location = next.to_string();
+            }
+            offset += n;
+            sent += n;
+            journal
+                .save(&host, repo, digest, &location)
+                .map_err(|e| OciError::Registry {
+                    registry: host.clone(),
+                    message: format!("upload journal: {e}"),
+                })?;
+        }
+        Ok(Chunks::Done { location, sent })
     }
 }

@@ -186,3 +186,153 @@ async fn a_delta_bundle_between_release_and_release_next_holds_only_the_changed_
         report.bytes >> 20
     );
 }
+
+/// Runs skopeo (Debian's) with the test environment's CA and the private registry's
+/// credentials; panics with its stderr when it fails.
+fn skopeo(env: &Env, args: &[String]) {
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(&env.ca_file, certs.path().join("ca.crt")).unwrap();
+    let out = std::process::Command::new(
+        wallaroo_testenv::program("skopeo").unwrap_or_else(|e| panic!("{e}")),
+    )
+    .arg("copy")
+    .arg("--dest-cert-dir")
+    .arg(certs.path())
+    .arg("--dest-creds")
+    .arg(format!("{}:{}", env.private.username, env.private.password))
+    .args(args)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `oras copy --from-oci-layout-path` (oras built from the Go module proxy by wallaroo-testenv)
+/// of `reference` in the bundle `file` into the private registry.
+fn oras(env: &Env, file: &std::path::Path, reference: &str, to: &str) {
+    let out = std::process::Command::new(
+        wallaroo_testenv::provision::go_program("oras").unwrap_or_else(|e| panic!("{e}")),
+    )
+    // A reference with a port has colons of its own: the layout's path goes apart.
+    .args(["copy", "--from-oci-layout-path"])
+    .arg(file)
+    .arg(reference)
+    .arg(to)
+    .arg("--to-ca-file")
+    .arg(&env.ca_file)
+    .args(["--to-username", &env.private.username])
+    .args(["--to-password", &env.private.password])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "oras copy {reference} {to}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn skopeo_and_oras_copy_every_image_of_a_bundle_with_its_digests() {
+    wallaroo_testenv::install_crypto_provider();
+    let path = unique("bundletools");
+    let env = seed("tiny", path.clone()).await;
+    let vendor: Arc<dyn ImageSource> = Arc::new(registry(env, &env.vendor));
+    let mut inputs = inputs(env, &vendor, "tiny", &path).await;
+    // Images kept with docker v2 media types, as docker pushes them: one plain, one list.
+    for (name, arches) in [
+        ("docker-single", &["amd64"][..]),
+        ("docker-multi", &["amd64", "arm64"][..]),
+    ] {
+        let repo = format!("{path}/{name}");
+        let (e, r) = (env, repo.clone());
+        let digest = tokio::task::spawn_blocking(move || {
+            wallaroo_testenv::seed::docker_image(e, &e.vendor, &r, "1.0", 77, arches).unwrap()
+        })
+        .await
+        .unwrap();
+        inputs.push(BundleInput {
+            source: format!("{}/{repo}:1.0", env.vendor.address()),
+            origin: "test".into(),
+            digest,
+            from: vendor.clone(),
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("release.tar");
+    create(&file, "2025.1.0-6290", &inputs, &BTreeSet::new())
+        .await
+        .unwrap();
+    assert!(verify(&file).unwrap().problems.is_empty());
+
+    let private = registry(env, &env.private);
+    let ns = unique("fromskopeo");
+    for input in &inputs {
+        let (_, repo, tag) = wallaroo_model::split_reference(&input.source);
+        let name = repo.rsplit('/').next().unwrap();
+        let original = vendor.manifest(&repo, &tag).await.unwrap().unwrap();
+        let from = format!("oci-archive:{}:{}", file.display(), input.source);
+        let to = |suffix: &str| format!("{}/{ns}/{name}:{tag}{suffix}", env.private.address());
+
+        // The whole image, as it was: every OCI image, index or chart keeps its digest.
+        let everything = [
+            "--all".into(),
+            "--preserve-digests".into(),
+            from.clone(),
+            format!("docker://{}", to("")),
+        ];
+        skopeo(env, &everything);
+        let copied = private
+            .manifest(&format!("{ns}/{name}"), &tag)
+            .await
+            .unwrap()
+            .unwrap();
+        if original.media_type.contains("docker") {
+            // A docker image comes out as the bundle's OCI index around it: its platform
+            // manifests are the image's own, byte for byte.
+            let children = |m: &wallaroo_oci::Manifest| -> Vec<String> {
+                match m.json()["manifests"].as_array() {
+                    Some(list) => list
+                        .iter()
+                        .map(|c| c["digest"].as_str().unwrap().to_string())
+                        .collect(),
+                    None => vec![m.digest.clone()],
+                }
+            };
+            assert_eq!(children(&copied), children(&original), "{}", input.source);
+            // And copying the platform the host runs gives the image's manifest itself.
+            skopeo(
+                env,
+                &[
+                    "--override-arch".into(),
+                    "amd64".into(),
+                    from.clone(),
+                    format!("docker://{}", to("-amd64")),
+                ],
+            );
+            let platform = private
+                .manifest(&format!("{ns}/{name}"), &format!("{tag}-amd64"))
+                .await
+                .unwrap()
+                .unwrap();
+            let want = children(&original)[0].clone();
+            assert_eq!(platform.digest, want, "{}", input.source);
+            let original_child = vendor.manifest(&repo, &want).await.unwrap().unwrap();
+            assert_eq!(platform.bytes, original_child.bytes);
+        } else {
+            assert_eq!(copied.digest, input.digest, "{}", input.source);
+            assert_eq!(copied.bytes, original.bytes, "{}", input.source);
+        }
+
+        // oras takes the image itself, whatever its media types: byte for byte.
+        oras(env, &file, &input.source, &to("-oras"));
+        let copied = private
+            .manifest(&format!("{ns}/{name}"), &format!("{tag}-oras"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(copied.bytes, original.bytes, "oras: {}", input.source);
+    }
+}

@@ -252,7 +252,8 @@ async fn a_killed_upload_resumes_and_sends_at_most_55_percent_again() {
             &UploadJournal::new(journal.path()),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .sent;
     let read_again = proxy.bytes_served(&digest) - before;
     let limit = SIZE * 55 / 100;
     assert!(sent <= limit, "sent {sent} of {SIZE} again");

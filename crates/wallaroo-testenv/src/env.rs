@@ -45,6 +45,49 @@ impl Registry {
     }
 }
 
+/// The registry implementations the test kit runs: the matrix that mirror, no-op, prune,
+/// referrers, resume and bundle-load tests go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implementation {
+    /// Debian's `docker-registry` (CNCF distribution 2.8): htpasswd auth, TLS.
+    Distribution2,
+    /// CNCF distribution v3 (`cmd/registry` from the Go module proxy): htpasswd auth, TLS.
+    Distribution3,
+    /// go-containerregistry's `pkg/registry` (what `crane registry serve` runs): TLS, no
+    /// auth, disk blobs.
+    Ggcr,
+}
+
+impl Implementation {
+    pub const ALL: [Implementation; 3] = [
+        Implementation::Distribution2,
+        Implementation::Distribution3,
+        Implementation::Ggcr,
+    ];
+
+    /// How the README's table names it.
+    pub fn label(self) -> String {
+        match self {
+            Implementation::Distribution2 => "distribution 2.8 (Debian)".into(),
+            Implementation::Distribution3 => {
+                format!("distribution {}", crate::versions::DISTRIBUTION_V3)
+            }
+            Implementation::Ggcr => {
+                format!("go-containerregistry {}", crate::versions::GGCR)
+            }
+        }
+    }
+
+    /// A short name for directories and process names.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Implementation::Distribution2 => "dist2",
+            Implementation::Distribution3 => "dist3",
+            Implementation::Ggcr => "ggcr",
+        }
+    }
+}
+
 /// A registry started for one run; see [`Env::scratch_registry`].
 pub struct ScratchRegistry {
     pub registry: Registry,
@@ -243,7 +286,71 @@ impl Env {
         };
         let dir = self.run_dir.join(name);
         let _ = std::fs::remove_dir_all(&dir);
-        let registry = start_registry(name, PRIVATE_HOST, &bins, &pki, &self.run_dir, None)?;
+        let registry = start_registry(
+            name,
+            PRIVATE_HOST,
+            &bins.registry,
+            &pki,
+            &self.run_dir,
+            None,
+        )?;
+        Ok(ScratchRegistry {
+            registry,
+            storage: dir.join("storage"),
+            dir,
+        })
+    }
+
+    /// A new, empty registry of implementation `imp` under the private registry's host name,
+    /// started for one test (see [`Env::scratch_registry`]). Provisions the implementation
+    /// from the Go module proxy the first time.
+    pub fn scratch_registry_of(
+        &self,
+        imp: Implementation,
+        name: &str,
+    ) -> Result<ScratchRegistry, Error> {
+        let name = format!("{name}-{}", imp.slug());
+        let pki = Pki {
+            dir: self.run_dir.join("pki"),
+        };
+        let dir = self.run_dir.join(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let registry = match imp {
+            Implementation::Distribution2 => return self.scratch_registry(&name),
+            Implementation::Distribution3 => start_registry(
+                &name,
+                PRIVATE_HOST,
+                &crate::provision::go_program("registry-v3")?,
+                &pki,
+                &self.run_dir,
+                None,
+            )?,
+            Implementation::Ggcr => {
+                let program = crate::provision::go_program("ggcr-registry")?;
+                let port = free_port();
+                let storage = dir.join("storage");
+                std::fs::create_dir_all(&storage).map_err(|e| Error::io(&storage, e))?;
+                let mut cmd = Command::new(program);
+                cmd.arg(format!("127.0.0.1:{port}"))
+                    .arg(pki.cert("registry"))
+                    .arg(pki.key("registry"))
+                    .arg(&storage);
+                let pid = spawn(&name, cmd, &self.run_dir)?;
+                let client = https_client(&pki.ca_cert())?;
+                wait_until(&name, pid, Duration::from_secs(20), &self.run_dir, || {
+                    client
+                        .get(format!("https://{PRIVATE_HOST}:{port}/v2/"))
+                        .send()
+                        .is_ok_and(|r| r.status().is_success())
+                })?;
+                Registry {
+                    proc: Proc { pid, port },
+                    host: PRIVATE_HOST.into(),
+                    username: String::new(),
+                    password: String::new(),
+                }
+            }
+        };
         Ok(ScratchRegistry {
             registry,
             storage: dir.join("storage"),
@@ -620,9 +727,23 @@ fn start_all(
 
     // Registries.
     report("starting the registries");
-    let vendor = start_registry("vendor-registry", VENDOR_HOST, bins, &pki, run_dir, None)?;
+    let vendor = start_registry(
+        "vendor-registry",
+        VENDOR_HOST,
+        &bins.registry,
+        &pki,
+        run_dir,
+        None,
+    )?;
     started.push(vendor.proc.pid);
-    let private = start_registry("private-registry", PRIVATE_HOST, bins, &pki, run_dir, None)?;
+    let private = start_registry(
+        "private-registry",
+        PRIVATE_HOST,
+        &bins.registry,
+        &pki,
+        run_dir,
+        None,
+    )?;
     started.push(private.proc.pid);
 
     // The token-auth registry and its issuer.
@@ -651,7 +772,7 @@ fn start_all(
     let mut token = start_registry(
         "token-registry",
         TOKEN_HOST,
-        bins,
+        &bins.registry,
         &pki,
         run_dir,
         Some(&token_auth),
@@ -843,7 +964,7 @@ pub const TOKEN_USER: &str = "token-user";
 fn start_registry(
     name: &str,
     host: &str,
-    bins: &Binaries,
+    program: &Path,
     pki: &Pki,
     run_dir: &Path,
     auth: Option<&str>,
@@ -875,7 +996,7 @@ fn start_registry(
         auth = auth.unwrap_or(&htpasswd_auth),
     );
     std::fs::write(&config, yaml).map_err(|e| Error::io(&config, e))?;
-    let mut cmd = Command::new(&bins.registry);
+    let mut cmd = Command::new(program);
     cmd.arg("serve").arg(&config);
     let pid = spawn(name, cmd, run_dir)?;
     let client = https_client(&pki.ca_cert())?;

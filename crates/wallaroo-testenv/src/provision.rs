@@ -192,6 +192,93 @@ pub fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A program built from the Go module proxy only when a test asks for it (the registry
+/// implementations of the matrix, oras), cached by version like the rest.
+pub fn go_program(name: &str) -> Result<PathBuf, Error> {
+    let (version, pkg, built) = match name {
+        "registry-v3" => (
+            v::DISTRIBUTION_V3,
+            format!(
+                "github.com/distribution/distribution/v3/cmd/registry@{}",
+                v::DISTRIBUTION_V3
+            ),
+            "registry",
+        ),
+        "oras" => (
+            v::ORAS,
+            format!("oras.land/oras/cmd/oras@{}", v::ORAS),
+            "oras",
+        ),
+        "ggcr-registry" => {
+            let target = bin(name, v::GGCR);
+            if !target.exists() {
+                let _lock = provision_lock()?;
+                if !target.exists() {
+                    build_ggcr_registry(&target)?;
+                }
+            }
+            return Ok(target);
+        }
+        other => {
+            return Err(Error::Missing {
+                what: other.into(),
+                fix: "not a program wallaroo-testenv builds".into(),
+            });
+        }
+    };
+    let target = bin(name, version);
+    if !target.exists() {
+        let _lock = provision_lock()?;
+        go_install(name, &pkg, built, version, &mut |_| {})?;
+    }
+    Ok(target)
+}
+
+/// go-containerregistry's registry (`pkg/registry`, disk blobs, the options `crane registry
+/// serve` uses) behind Go's own TLS server: a throwaway module, like etcd's.
+fn build_ggcr_registry(target: &Path) -> Result<(), Error> {
+    let dir = build_dir(&format!("ggcr-registry-{}", v::GGCR))?;
+    write(
+        &dir.join("go.mod"),
+        &format!(
+            "module wallaroo.dev/testenv-ggcr\n\ngo 1.24\n\nrequire github.com/google/go-containerregistry {}\n",
+            v::GGCR
+        ),
+    )?;
+    write(
+        &dir.join("main.go"),
+        r#"// Usage: ggcr-registry ADDR CERT KEY DIR
+package main
+
+import (
+	"log"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+)
+
+func main() {
+	addr, cert, key, dir := os.Args[1], os.Args[2], os.Args[3], os.Args[4]
+	h := registry.New(registry.WithBlobHandler(registry.NewDiskBlobHandler(dir)))
+	s := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	log.Fatal(s.ListenAndServeTLS(cert, key))
+}
+"#,
+    )?;
+    run(
+        "go build (go-containerregistry registry)",
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(target)
+            .arg(".")
+            .current_dir(&dir)
+            .env("GOFLAGS", "-mod=mod"),
+    )?;
+    Ok(())
+}
+
 fn build_dir(name: &str) -> Result<PathBuf, Error> {
     let dir = cache_dir().join("build").join(name);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

@@ -712,3 +712,60 @@ pub fn sign(env: &Env, reg: &Registry, repo: &str, tag: &str) -> Result<Vec<Stri
     )?;
     Ok(vec![sig_tag, index_tag])
 }
+
+/// Pushes an image kept with docker v2 media types (as `docker push` and most vendor
+/// registries keep images built by docker) to `repo:tag`: one schema 2 manifest, or with
+/// several `arches` a manifest list of them. Layers come from `layer_seed`. Returns the
+/// digest of what the tag names.
+pub fn docker_image(
+    env: &Env,
+    registry: &Registry,
+    repo: &str,
+    tag: &str,
+    layer_seed: u64,
+    arches: &[&str],
+) -> Result<String, Error> {
+    const MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let client = https_client(&env.ca_file)?;
+    let mut entries = Vec::new();
+    let mut last = String::new();
+    for (n, arch) in arches.iter().enumerate() {
+        let (gz, diff_id) = layer(layer_seed + n as u64, 24 << 10);
+        push_blob(&client, registry, repo, &gz)?;
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Cmd": ["/bin/true"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }))
+        .expect("JSON");
+        push_blob(&client, registry, repo, &config)?;
+        let manifest = serde_json::to_vec_pretty(&json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": digest(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": digest(&gz), "size": gz.len()}],
+        }))
+        .expect("JSON");
+        last = digest(&manifest);
+        let reference = if arches.len() > 1 {
+            last.clone()
+        } else {
+            tag.to_string()
+        };
+        put_manifest(&client, registry, repo, &reference, MANIFEST, &manifest)?;
+        entries.push(json!({
+            "mediaType": MANIFEST, "digest": last, "size": manifest.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    if arches.len() > 1 {
+        let list = serde_json::to_vec_pretty(&json!({
+            "schemaVersion": 2, "mediaType": LIST, "manifests": entries,
+        }))
+        .expect("JSON");
+        put_manifest(&client, registry, repo, tag, LIST, &list)?;
+        last = digest(&list);
+    }
+    Ok(last)
+}

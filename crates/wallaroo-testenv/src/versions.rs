@@ -47,3 +47,11 @@ pub const K8S_STAGING: &[&str] = &[
     "sample-cli-plugin",
     "sample-controller",
 ];
+
+/// github.com/distribution/distribution/v3, `cmd/registry`: the CNCF registry's current line.
+pub const DISTRIBUTION_V3: &str = "v3.1.2";
+/// github.com/google/go-containerregistry: its `pkg/registry`, as `crane registry serve`
+/// runs it, served over TLS by a throwaway main.
+pub const GGCR: &str = "v0.22.1";
+/// oras.land/oras: the ORAS command line, a reader of OCI layouts and archives.
+pub const ORAS: &str = "v1.3.6";
