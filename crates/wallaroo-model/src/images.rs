@@ -125,24 +125,32 @@ pub fn image_target(
 }
 
 /// An image reference split into (`host`, `path/repo`, `tag` or `sha256:...` digest):
-/// `nvcr.io/nvidia/x:v1` -> (`nvcr.io`, `nvidia/x`, `v1`). No tag means `latest`, no host
-/// means Docker Hub. The one parser of image references; the OCI client uses it too.
+/// `nvcr.io/nvidia/x:v1` -> (`nvcr.io`, `nvidia/x`, `v1`). The one parser of image
+/// references; the OCI client uses it too. Names are normalized the way docker and containerd
+/// read them: the first component is a registry host only when it has a `.` or a `:` or is
+/// `localhost`, otherwise the image is Docker Hub's (`bitnami/kubectl` is
+/// `docker.io/bitnami/kubectl`, `busybox` is `docker.io/library/busybox`). No tag means
+/// `latest`; a tag with a digest (`x:v1@sha256:...`) is pulled by the digest, which wins.
 pub fn split_reference(reference: &str) -> (String, String, String) {
-    let (name, tag) = match reference.find('@') {
-        Some(at) => (&reference[..at], reference[at + 1..].to_string()),
-        None => {
-            let slash = reference.rfind('/').unwrap_or(0);
-            match reference[slash..].rfind(':') {
-                Some(i) => (
-                    &reference[..slash + i],
-                    reference[slash + i + 1..].to_string(),
-                ),
-                None => (reference, "latest".to_string()),
-            }
-        }
+    let (name_tag, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
     };
-    let (host, repo) = name.split_once('/').unwrap_or(("docker.io", name));
-    (host.to_string(), repo.to_string(), tag)
+    let slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_tag[slash..].rfind(':') {
+        Some(i) => (&name_tag[..slash + i], Some(&name_tag[slash + i + 1..])),
+        None => (name_tag, None),
+    };
+    let reference = digest.or(tag).unwrap_or("latest").to_string();
+    match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first.to_string(), rest.to_string(), reference)
+        }
+        Some(_) => ("docker.io".into(), name.to_string(), reference),
+        None => ("docker.io".into(), format!("library/{name}"), reference),
+    }
 }
 
 /// The key under which a plan carries its images (see [`plan_images`]).
@@ -216,6 +224,40 @@ mod tests {
         assert_eq!(
             s("r.io/a@sha256:ab"),
             ("r.io".into(), "a".into(), "sha256:ab".into())
+        );
+        // A tag and a digest: the digest is what is pulled.
+        assert_eq!(
+            s("registry.k8s.io/ingress-nginx/controller:v1.11.3@sha256:d5"),
+            (
+                "registry.k8s.io".into(),
+                "ingress-nginx/controller".into(),
+                "sha256:d5".into()
+            )
+        );
+        // Docker Hub's short names, as docker and containerd read them.
+        assert_eq!(
+            s("bitnami/kubectl:1.30.2"),
+            (
+                "docker.io".into(),
+                "bitnami/kubectl".into(),
+                "1.30.2".into()
+            )
+        );
+        assert_eq!(
+            s("busybox:1.35"),
+            ("docker.io".into(), "library/busybox".into(), "1.35".into())
+        );
+        assert_eq!(
+            s("busybox"),
+            (
+                "docker.io".into(),
+                "library/busybox".into(),
+                "latest".into()
+            )
+        );
+        assert_eq!(
+            s("localhost/a:1"),
+            ("localhost".into(), "a".into(), "1".into())
         );
     }
 }

@@ -407,8 +407,8 @@ pub struct Bundle {
     entries: HashMap<String, (u64, u64)>,
     /// Manifest media types by digest.
     media_types: HashMap<String, String>,
-    /// Source reference (`host/repo:tag`) -> top manifest digest.
-    tags: HashMap<String, String>,
+    /// (repository, tag) of each image's source reference -> top manifest digest.
+    tags: HashMap<(String, String), String>,
 }
 
 impl Bundle {
@@ -456,7 +456,10 @@ impl Bundle {
         let tags = manifest
             .images
             .iter()
-            .map(|i| (i.source.clone(), i.digest.clone()))
+            .map(|i| {
+                let (_, repo, tag) = wallaroo_model::split_reference(&i.source);
+                ((repo, tag), i.digest.clone())
+            })
             .collect();
         let media_types = manifest
             .manifests
@@ -503,13 +506,8 @@ impl ImageSource for Bundle {
         let digest = if reference.starts_with("sha256:") {
             reference.to_string()
         } else {
-            let wanted = format!("/{repo}:{reference}");
-            match self
-                .tags
-                .iter()
-                .find(|(source, _)| source.ends_with(&wanted))
-            {
-                Some((_, d)) => d.clone(),
+            match self.tags.get(&(repo.to_string(), reference.to_string())) {
+                Some(d) => d.clone(),
                 None => return Ok(None),
             }
         };

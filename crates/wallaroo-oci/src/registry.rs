@@ -304,6 +304,9 @@ pub enum Removed {
 /// A registry reached over HTTPS.
 pub struct Registry {
     host: String,
+    /// Where the API answers: the host, except Docker Hub's (`docker.io` is served by
+    /// `registry-1.docker.io`).
+    api_host: String,
     credentials: Option<Credentials>,
     http: reqwest::Client,
     /// Bearer tokens by scope.
@@ -345,8 +348,13 @@ impl Registry {
             builder = builder.tls_certs_only([cert]);
         }
         let http = builder.build().map_err(|e| err(e.to_string()))?;
+        let api_host = match host {
+            "docker.io" | "index.docker.io" => "registry-1.docker.io",
+            other => other,
+        };
         Ok(Registry {
             host: host.to_string(),
+            api_host: api_host.to_string(),
             credentials,
             http,
             tokens: Mutex::new(HashMap::new()),
@@ -370,7 +378,7 @@ impl Registry {
         if path.starts_with("http") {
             path.to_string()
         } else {
-            format!("https://{}{path}", self.host)
+            format!("https://{}{path}", self.api_host)
         }
     }
 

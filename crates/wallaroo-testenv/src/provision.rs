@@ -421,3 +421,23 @@ fn fetch_keycloak(cache: &Path) -> Result<(), Error> {
     std::fs::rename(unpack.join(format!("keycloak-{}", v::KEYCLOAK)), &dest)
         .map_err(|e| Error::io(&dest, e))
 }
+
+/// The directory of Go module `module@version` in the module cache, downloaded from the Go
+/// module proxy the first time (many projects carry their Helm chart in their module).
+pub fn go_module_dir(module: &str, version: &str) -> Result<PathBuf, Error> {
+    let out = run(
+        &format!("go mod download {module}@{version}"),
+        Command::new("go").args(["mod", "download", "-json", &format!("{module}@{version}")]),
+    )?;
+    let info: serde_json::Value = serde_json::from_str(&out).map_err(|e| Error::Api {
+        what: format!("go mod download {module}@{version}"),
+        message: e.to_string(),
+    })?;
+    info["Dir"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::Api {
+            what: format!("go mod download {module}@{version}"),
+            message: format!("no Dir in {out}"),
+        })
+}
