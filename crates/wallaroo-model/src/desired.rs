@@ -442,6 +442,21 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
             set.forget.push(address);
         }
     }
+    // Any other attribute that holds a sensitive value is sensitive itself.
+    let secrets = spec.sensitive_strings();
+    if !secrets.is_empty() {
+        for r in set.resources.values_mut() {
+            let hidden: Vec<String> = r
+                .attrs
+                .iter()
+                .filter(|(k, v)| {
+                    !r.sensitive.contains(*k) && crate::sensitive::holds_secret(v, &secrets)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            r.sensitive.extend(hidden);
+        }
+    }
     Ok(set)
 }
 

@@ -8,6 +8,7 @@
 
 pub mod desired;
 pub mod images;
+pub mod sensitive;
 pub mod tls;
 pub mod values;
 

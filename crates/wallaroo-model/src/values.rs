@@ -98,6 +98,29 @@ fn values_with(spec: &Spec, image_registry: bool) -> (Value, Value) {
         }
     }
     merge(&mut v, &spec.helm.values);
+    // Sensitivity follows the value: `helm { values }` keys written with a sensitive value,
+    // and any value that holds a secret (a domain templated from one, say), go with the
+    // secrets.
+    let marked = spec
+        .sensitive_paths
+        .iter()
+        .filter_map(|p| p.strip_prefix("/helm/values"))
+        .flat_map(|rest| match rest {
+            "" => spec
+                .helm
+                .values
+                .as_object()
+                .map(|m| {
+                    m.keys()
+                        .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            r if r.starts_with('/') => vec![r.to_string()],
+            _ => Vec::new(),
+        })
+        .collect::<Vec<_>>();
+    crate::sensitive::move_secret_parts(&mut v, &mut secrets, marked, &spec.sensitive_strings());
     (v, secrets)
 }
 
@@ -144,6 +167,12 @@ pub fn kots_config_values(spec: &Spec) -> (Value, Value) {
             secrets["private_pypi_password"] = json!(p.expose());
         }
     }
+    crate::sensitive::move_secret_parts(
+        &mut v,
+        &mut secrets,
+        Vec::new(),
+        &spec.sensitive_strings(),
+    );
     (v, secrets)
 }
 

@@ -486,8 +486,10 @@ impl<'a> Decoder<'a> {
                 Ok(e) => {
                     if e.sensitive {
                         sensitive_attrs.insert(key.clone());
-                        self.sensitive_paths
-                            .insert(format!("{pointer}/{}", pointer_escape(&key)));
+                        for part in &e.sensitive_paths {
+                            self.sensitive_paths
+                                .insert(format!("{pointer}/{}{part}", pointer_escape(&key)));
+                        }
                     }
                     object.insert(key, e.value);
                 }

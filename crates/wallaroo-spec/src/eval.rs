@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
-use hcl_edit::expr::{Expression, FuncCall, Traversal, TraversalOperator};
+use hcl_edit::expr::{Expression, FuncCall, ObjectKey, Traversal, TraversalOperator};
 use hcl_edit::visit::{Visit, visit_expr, visit_for_expr, visit_func_call};
 use hcl_edit::{Span, expr::ForExpr};
 
 use crate::diag::{SourceFile, SpecDiagnostic, closest};
 
-/// Functions the spec language offers.
-pub const FUNCTIONS: &[&str] = &["env", "file"];
+/// Functions the spec language offers. `sensitive(x)` is `x`, marked sensitive (for a
+/// secret read with `env()` or `file()`).
+pub const FUNCTIONS: &[&str] = &["env", "file", "sensitive"];
 
 thread_local! {
     /// `file()` reads relative to the spec's directory; eval functions are plain `fn`s.
@@ -40,6 +41,10 @@ pub struct Evaluated {
     pub value: serde_json::Value,
     /// The value depends on a sensitive variable.
     pub sensitive: bool,
+    /// Where inside the value the sensitive parts are, as JSON pointer suffixes (`""` is the
+    /// whole value; `/extra/token` a key of a map): maps and lists written out in the spec
+    /// keep sensitivity per element, anything computed is sensitive whole.
+    pub sensitive_paths: Vec<String>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -56,6 +61,7 @@ impl<'a> Evaluator<'a> {
         ctx.declare_var("var", hcl::Value::Object(object));
         ctx.declare_func("env", FuncDef::new(env_func, [ParamType::String]));
         ctx.declare_func("file", FuncDef::new(file_func, [ParamType::String]));
+        ctx.declare_func("sensitive", FuncDef::new(identity_func, [ParamType::Any]));
         Evaluator {
             file,
             base_dir: base_dir.to_path_buf(),
@@ -64,16 +70,64 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Checks references, then evaluates `expr`.
-    pub fn eval(&self, expr: &Expression) -> Result<Evaluated, Vec<SpecDiagnostic>> {
-        let mut check = ReferenceCheck {
+    fn check(&self) -> ReferenceCheck<'_> {
+        ReferenceCheck {
             file: self.file,
             base_dir: &self.base_dir,
             vars: self.vars,
             locals: Vec::new(),
             sensitive: false,
             problems: Vec::new(),
-        };
+        }
+    }
+
+    /// Whether `expr` uses a sensitive value (a sensitive variable, `sensitive(...)`).
+    fn uses_sensitive(&self, expr: &Expression) -> bool {
+        let mut check = self.check();
+        check.visit_expr(expr);
+        check.sensitive
+    }
+
+    /// The sensitive parts of `expr` under `prefix` (see [`Evaluated::sensitive_paths`]).
+    fn sensitive_parts(&self, expr: &Expression, prefix: &str, out: &mut Vec<String>) {
+        match expr {
+            Expression::Parenthesis(inner) => self.sensitive_parts(inner.inner(), prefix, out),
+            Expression::Object(object) => {
+                let mut parts = Vec::new();
+                for (key, value) in object.iter() {
+                    let name = match key {
+                        ObjectKey::Ident(id) => id.as_str().to_string(),
+                        ObjectKey::Expression(Expression::String(s)) => s.value().to_string(),
+                        // A computed key: its place is not known before evaluation.
+                        ObjectKey::Expression(k) => {
+                            if self.uses_sensitive(k) || self.uses_sensitive(value.expr()) {
+                                out.push(prefix.to_string());
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                    let path = format!("{prefix}/{}", crate::decode::pointer_escape(&name));
+                    self.sensitive_parts(value.expr(), &path, &mut parts);
+                }
+                out.extend(parts);
+            }
+            Expression::Array(array) => {
+                for (i, item) in array.iter().enumerate() {
+                    self.sensitive_parts(item, &format!("{prefix}/{i}"), out);
+                }
+            }
+            other => {
+                if self.uses_sensitive(other) {
+                    out.push(prefix.to_string());
+                }
+            }
+        }
+    }
+
+    /// Checks references, then evaluates `expr`.
+    pub fn eval(&self, expr: &Expression) -> Result<Evaluated, Vec<SpecDiagnostic>> {
+        let mut check = self.check();
         check.visit_expr(expr);
         if !check.problems.is_empty() {
             return Err(check.problems);
@@ -100,9 +154,14 @@ impl<'a> Evaluator<'a> {
                 format!("unsupported value: {e}"),
             )]
         })?;
+        let mut sensitive_paths = Vec::new();
+        if check.sensitive {
+            self.sensitive_parts(expr, "", &mut sensitive_paths);
+        }
         Ok(Evaluated {
             value,
             sensitive: check.sensitive,
+            sensitive_paths,
         })
     }
 }
@@ -122,6 +181,10 @@ fn env_func(args: FuncArgs) -> Result<hcl::Value, String> {
     std::env::var(name)
         .map(hcl::Value::String)
         .map_err(|_| format!("environment variable `{name}` is not set"))
+}
+
+fn identity_func(args: FuncArgs) -> Result<hcl::Value, String> {
+    Ok(args[0].clone())
 }
 
 fn file_func(args: FuncArgs) -> Result<hcl::Value, String> {
@@ -222,11 +285,18 @@ impl Visit for ReferenceCheck<'_> {
         let name = node.name.name.as_str();
         if !node.name.namespace.is_empty() || !FUNCTIONS.contains(&name) {
             let help = match closest(name, FUNCTIONS.iter().copied()) {
-                Some(near) => format!("did you mean `{near}`? available functions: env, file"),
-                None => "available functions: env(\"NAME\"), file(\"path\")".into(),
+                Some(near) => {
+                    format!("did you mean `{near}`? available functions: env, file, sensitive")
+                }
+                None => {
+                    "available functions: env(\"NAME\"), file(\"path\"), sensitive(value)".into()
+                }
             };
             self.problem(node.span(), format!("unknown function `{name}`"), help);
             return;
+        }
+        if name == "sensitive" {
+            self.sensitive = true;
         }
         let args: Vec<&Expression> = node.args.iter().collect();
         if args.len() != 1 {
@@ -237,7 +307,9 @@ impl Visit for ReferenceCheck<'_> {
             );
             return;
         }
-        if let Expression::String(lit) = args[0] {
+        if let Expression::String(lit) = args[0]
+            && name != "sensitive"
+        {
             let arg = lit.value().as_str();
             match name {
                 "env" if std::env::var_os(arg).is_none() => self.problem(

@@ -80,6 +80,30 @@ impl Spec {
         value
     }
 
+    /// Every string the spec holds at a sensitive place (a value derived from a sensitive
+    /// variable or `sensitive(...)`, whole or inside a map or list). Where one of them turns up
+    /// in something derived from the spec, that thing is sensitive too.
+    pub fn sensitive_strings(&self) -> std::collections::BTreeSet<String> {
+        fn strings(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+            match v {
+                serde_json::Value::String(s) if !s.is_empty() && s != REDACTED => {
+                    out.insert(s.clone());
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+                serde_json::Value::Object(m) => m.values().for_each(|v| strings(v, out)),
+                _ => {}
+            }
+        }
+        let value = serde_json::to_value(self).expect("the spec model always serializes");
+        let mut out = std::collections::BTreeSet::new();
+        for pointer in &self.sensitive_paths {
+            if let Some(v) = value.pointer(pointer) {
+                strings(v, &mut out);
+            }
+        }
+        out
+    }
+
     /// Whether the attribute at `pointer` (e.g. `/wallaroo/domain`) came from a sensitive variable.
     pub fn is_sensitive(&self, pointer: &str) -> bool {
         self.sensitive_paths.contains(pointer)

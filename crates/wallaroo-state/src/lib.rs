@@ -183,6 +183,18 @@ impl StateStore {
             })
     }
 
+    /// Replaces the lockfile's bytes where it lives: the backend, or the local file
+    /// (atomically).
+    pub fn write_bytes(&self, bytes: &[u8]) -> Result<(), StateError> {
+        match &self.backend {
+            Some(b) => b.write(bytes),
+            None => write_atomically(&self.path, bytes).map_err(|source| StateError::Write {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Writes `lockfile` atomically after copying the current file to the backup.
     pub fn save(&self, lockfile: &Lockfile) -> Result<(), StateError> {
         let err = |source| StateError::Write {

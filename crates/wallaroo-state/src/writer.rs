@@ -5,7 +5,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::{Lockfile, StateError, StateStore, write_atomically};
+use crate::{Lockfile, StateError, StateStore};
 
 struct Shared {
     lockfile: Lockfile,
@@ -22,7 +22,7 @@ pub struct StateWriter {
 impl StateWriter {
     /// Starts writing `lockfile` to `store`, after keeping the current file as the backup.
     pub fn start(store: StateStore, lockfile: Lockfile) -> Result<StateWriter, StateError> {
-        if store.path().exists() {
+        if !store.is_remote() && store.path().exists() {
             std::fs::copy(store.path(), store.backup_path()).map_err(|source| {
                 StateError::Write {
                     path: store.path().to_path_buf(),
@@ -125,10 +125,7 @@ fn write_loop(store: &StateStore, shared: &(Mutex<Shared>, Condvar)) -> Result<(
             s.lockfile.serial += 1;
             serde_json::to_vec_pretty(&s.lockfile).expect("the lockfile always serializes")
         };
-        write_atomically(store.path(), &bytes).map_err(|source| StateError::Write {
-            path: store.path().to_path_buf(),
-            source,
-        })?;
+        store.write_bytes(&bytes)?;
     }
 }
 

@@ -1,0 +1,164 @@
+//! Sensitivity follows the value. The spec knows where its sensitive values are (derived from
+//! a sensitive variable or `sensitive(...)`, down to a key of a map: see
+//! `Spec::sensitive_paths`) and what they are (`Spec::sensitive_strings`). Whatever the model
+//! derives from them stays sensitive: a chart value moves from the release's plain `values`
+//! to its `secret_values` (which helm gets through a 0600 file and plans show as
+//! `(sensitive)`), and any other attribute that holds one becomes a sensitive attribute of
+//! its resource (hashed in the lockfile, hidden in every plan view).
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+/// Whether `v` holds one of `secrets` anywhere (whole, or inside a longer string: a URL with
+/// a token in it, a template).
+pub fn holds_secret(v: &Value, secrets: &BTreeSet<String>) -> bool {
+    match v {
+        Value::String(s) => secrets.iter().any(|secret| s.contains(secret.as_str())),
+        Value::Array(a) => a.iter().any(|v| holds_secret(v, secrets)),
+        Value::Object(m) => m.values().any(|v| holds_secret(v, secrets)),
+        _ => false,
+    }
+}
+
+/// Moves the secret parts of `values` into `secrets`, at the same place: the parts at
+/// `pointers` (JSON pointers into `values`) and every string that holds one of `strings`.
+/// A part inside a list moves with its whole list, since helm replaces lists whole when it
+/// merges the two files.
+pub fn move_secret_parts(
+    values: &mut Value,
+    secrets: &mut Value,
+    pointers: impl IntoIterator<Item = String>,
+    strings: &BTreeSet<String>,
+) {
+    let mut all: Vec<String> = pointers.into_iter().collect();
+    tainted(values, strings, "", &mut all);
+    for pointer in all {
+        let Some(pointer) = cut_at_list(values, &pointer) else {
+            continue;
+        };
+        if let Some(part) = take(values, &pointer) {
+            put(secrets, &pointer, part);
+        }
+    }
+}
+
+/// Pointers of the strings under `v` that hold a secret (a list that holds one, whole).
+fn tainted(v: &Value, strings: &BTreeSet<String>, at: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                tainted(v, strings, &format!("{at}/{}", escape(k)), out);
+            }
+        }
+        other => {
+            if !at.is_empty() && holds_secret(other, strings) {
+                out.push(at.to_string());
+            }
+        }
+    }
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn segments(pointer: &str) -> Vec<String> {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}
+
+/// `pointer`, shortened to the list it goes into, if any; `None` if nothing is there.
+fn cut_at_list(values: &Value, pointer: &str) -> Option<String> {
+    let mut node = values;
+    let mut kept = String::new();
+    for seg in segments(pointer) {
+        match node {
+            Value::Object(m) => {
+                node = m.get(&seg)?;
+                kept.push('/');
+                kept.push_str(&escape(&seg));
+            }
+            Value::Array(_) => break,
+            _ => return None,
+        }
+    }
+    (!kept.is_empty()).then_some(kept)
+}
+
+fn take(values: &mut Value, pointer: &str) -> Option<Value> {
+    let segs = segments(pointer);
+    let (last, parents) = segs.split_last()?;
+    let mut node = values;
+    for seg in parents {
+        node = node.as_object_mut()?.get_mut(seg)?;
+    }
+    node.as_object_mut()?.remove(last)
+}
+
+fn put(secrets: &mut Value, pointer: &str, part: Value) {
+    let segs = segments(pointer);
+    let Some((last, parents)) = segs.split_last() else {
+        return;
+    };
+    let mut node = secrets;
+    for seg in parents {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        node = node
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(seg.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !node.is_object() {
+        *node = Value::Object(Map::new());
+    }
+    node.as_object_mut()
+        .expect("made an object above")
+        .insert(last.clone(), part);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secret_parts_move_to_the_same_place_and_lists_move_whole() {
+        let mut values = json!({
+            "domainSuffix": "example.com",
+            "extra": {"token": "T0KEN", "plain": "x", "url": "https://u:T0KEN@h/"},
+            "list": [{"a": "T0KEN"}, {"a": "b"}],
+            "marked": {"deep": {"key": "not-a-secret-string"}},
+            "a/b": {"c": "s3"},
+        });
+        let mut secrets = json!({"privatePypi": {"password": "p"}});
+        let strings = BTreeSet::from(["T0KEN".to_string(), "s3".to_string()]);
+        move_secret_parts(
+            &mut values,
+            &mut secrets,
+            ["/marked/deep/key".to_string(), "/missing/key".to_string()],
+            &strings,
+        );
+        assert_eq!(
+            values,
+            json!({"domainSuffix": "example.com", "extra": {"plain": "x"}, "marked": {"deep": {}}, "a/b": {}})
+        );
+        assert_eq!(
+            secrets,
+            json!({
+                "privatePypi": {"password": "p"},
+                "extra": {"token": "T0KEN", "url": "https://u:T0KEN@h/"},
+                "list": [{"a": "T0KEN"}, {"a": "b"}],
+                "marked": {"deep": {"key": "not-a-secret-string"}},
+                "a/b": {"c": "s3"},
+            })
+        );
+        assert!(!holds_secret(&values, &strings));
+    }
+}

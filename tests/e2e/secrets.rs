@@ -1,0 +1,233 @@
+//! Secrets never shown: a marker secret, new each run, written into every place the spec
+//! language lets a secret go (sensitive variables in `helm { values }` maps, nested lists and
+//! string templates, in nodepool labels and private PyPI's password; `sensitive(env(...))` and
+//! `sensitive(file(...))`), then a whole cycle through the binary: validate, plan in text,
+//! JSON and Markdown, a saved plan applied, outputs, drift, destroy, with the lockfile kept in
+//! the cluster (`state { backend = "kubernetes" }`). Every byte any command printed, the saved
+//! plan and the state Secret are searched: zero hits. helm still gets the real values (the
+//! release's values hold them).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::json;
+use wallaroo_testenv::{shared, unique};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Case {
+    env: &'static wallaroo_testenv::Env,
+    dir: tempfile::TempDir,
+    markers: Vec<String>,
+    /// Everything printed so far, every file read back: searched at the end.
+    seen: std::cell::RefCell<Vec<(String, String)>>,
+}
+
+impl Case {
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .envs(self.env.exports())
+            .env("WALLAROO_VAR_admin_password", &self.markers[0])
+            .env("WALLAROO_VAR_marker", &self.markers[1])
+            .env("WALLAROO_E2E_FROM_ENV", &self.markers[2])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let what = format!("wallaroo {}", args.join(" "));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.seen.borrow_mut().push((what, text));
+        out
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let text = self.seen.borrow().last().unwrap().1.clone();
+        assert!(out.status.success(), "wallaroo {args:?}:\n{text}");
+        text
+    }
+
+    fn keep(&self, what: &str, text: String) {
+        self.seen.borrow_mut().push((what.into(), text));
+    }
+}
+
+#[test]
+fn a_marker_secret_in_every_place_appears_in_no_view_file_or_state() {
+    let env = shared();
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    wallaroo_testenv::seed::seed(
+        env,
+        &preset,
+        &env.vendor,
+        "wallaroo",
+        &repo().join("tests/charts/wallaroo-sample"),
+    )
+    .unwrap();
+    let id = unique("secrets");
+    let nodes = env
+        .add_nodes(&id, 4, &json!({}), &json!([]), &json!({}))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tls")).unwrap();
+    for f in ["tls/wallaroo.crt", "tls/wallaroo.key"] {
+        std::fs::copy(repo().join("examples").join(f), dir.path().join(f)).unwrap();
+    }
+    let nonce = unique("m").replace('-', "");
+    let markers: Vec<String> = (0..4).map(|i| format!("MARKER{i}x{nonce}Q")).collect();
+    std::fs::write(dir.path().join("from-file.txt"), &markers[3]).unwrap();
+
+    let mut spec = std::fs::read_to_string(repo().join("examples/quickstart.hcl"))
+        .unwrap()
+        .replace(
+            "namespace               = \"wallaroo\"",
+            &format!("namespace               = \"{id}\""),
+        )
+        .replace(
+            "  namespace = \"wallaroo\"",
+            &format!("  namespace = \"{id}\""),
+        );
+    for (i, node) in nodes.iter().enumerate() {
+        spec = spec.replace(&format!("\"node-{}\"", i + 1), &format!("\"{node}\""));
+    }
+    spec = spec.replace(
+        "nodepool \"persistent\" {\n",
+        "nodepool \"persistent\" {\n  labels = { \"example.com/owner\" = var.marker }\n",
+    );
+    spec.truncate(spec.find("user \"admin@example.com\"").unwrap());
+    spec.push_str(&format!(
+        r#"variable "marker" {{
+  type      = string
+  sensitive = true
+}}
+
+private_pypi {{
+  url      = "https://pypi.internal.example.com/simple"
+  username = "wallaroo"
+  password = var.marker
+}}
+
+helm {{
+  timeout = "2m"
+  values = {{
+    extra = {{
+      token    = var.admin_password
+      plain    = "visible"
+      url      = "https://user:${{var.marker}}@pypi.internal.example.com"
+      list     = ["first", var.marker]
+      from_env = sensitive(env("WALLAROO_E2E_FROM_ENV"))
+      fromfile = sensitive(file("from-file.txt"))
+    }}
+  }}
+}}
+
+state {{
+  backend   = "kubernetes"
+  namespace = "{id}-state"
+}}
+
+user "{id}@example.com" {{
+  role     = "admin"
+  password = var.admin_password
+}}
+"#
+    ));
+    std::fs::write(dir.path().join("wallaroo.hcl"), &spec).unwrap();
+    let api = env.api().unwrap();
+    api.create(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": format!("{id}-state")}}),
+    )
+    .unwrap();
+    let case = Case {
+        env,
+        dir,
+        markers,
+        seen: Default::default(),
+    };
+
+    case.ok(&["validate"]);
+    case.ok(&["validate", "--json"]);
+    let text = case.ok(&["plan"]);
+    assert!(text.contains("(sensitive)"), "{text}");
+    assert!(
+        text.contains("visible"),
+        "the plain part stays readable:\n{text}"
+    );
+    case.ok(&["plan", "--json"]);
+    case.ok(&["plan", "--format", "markdown"]);
+    case.ok(&["images"]);
+    case.ok(&["plan", "--out", "saved.json"]);
+    case.ok(&["apply", "saved.json"]);
+    case.ok(&["output"]);
+    case.ok(&["output", "--json"]);
+
+    // helm got the real values: the release's user-supplied values hold every marker.
+    let values = Command::new(&env.helm)
+        .args([
+            "get",
+            "values",
+            "wallaroo",
+            "--namespace",
+            &id,
+            "-o",
+            "json",
+        ])
+        .env("KUBECONFIG", &env.admin_kubeconfig)
+        .output()
+        .unwrap();
+    let values = String::from_utf8_lossy(&values.stdout).to_string();
+    for m in &case.markers {
+        assert!(values.contains(m.as_str()), "helm has {m}: {values}");
+    }
+
+    // Drift: the node labelled with the secret relabelled by hand.
+    api.merge_patch(
+        &format!("/api/v1/nodes/{}", nodes[2]),
+        &json!({"metadata": {"labels": {"example.com/owner": "someone-else"}}}),
+    )
+    .unwrap();
+    let out = case.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2), "the relabelled node is drift");
+    case.run(&["plan", "--json"]);
+    case.ok(&["apply", "--auto-approve"]);
+
+    // The state Secret, decoded.
+    let secret = api
+        .get(&format!(
+            "/api/v1/namespaces/{id}-state/secrets/wallaroo-state-wallaroo"
+        ))
+        .unwrap();
+    for (k, v) in secret["data"].as_object().unwrap() {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        case.keep(
+            &format!("state Secret key {k}"),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        );
+    }
+    case.keep(
+        "saved.json",
+        std::fs::read_to_string(case.dir.path().join("saved.json")).unwrap(),
+    );
+    case.ok(&["destroy", "--auto-approve"]);
+
+    let mut hits = Vec::new();
+    for (what, text) in case.seen.borrow().iter() {
+        for m in &case.markers {
+            if text.contains(m.as_str()) {
+                hits.push(format!("{m} in {what}"));
+            }
+        }
+    }
+    assert!(hits.is_empty(), "secrets shown:\n{}", hits.join("\n"));
+}
