@@ -4,8 +4,8 @@
 //! `sensitive(file(...))`), then a whole cycle through the binary: validate, plan in text,
 //! JSON and Markdown, a saved plan applied, outputs, drift, destroy, with the lockfile kept in
 //! the cluster (`state { backend = "kubernetes" }`). Every byte any command printed, the saved
-//! plan and the state Secret are searched: zero hits. helm still gets the real values (the
-//! release's values hold them).
+//! plan, the state Secret and the command line of every process seen during the apply are
+//! searched: zero hits. helm still gets the real values (the release's values hold them).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -52,6 +52,54 @@ impl Case {
         let text = self.seen.borrow().last().unwrap().1.clone();
         assert!(out.status.success(), "wallaroo {args:?}:\n{text}");
         text
+    }
+
+    /// Runs wallaroo and reads `/proc/*/cmdline` of every process until it ends: each
+    /// command line seen (arguments joined by spaces).
+    fn watching_cmdlines(&self, args: &[&str]) -> (Output, std::collections::BTreeSet<String>) {
+        let child = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .envs(self.env.exports())
+            .env("WALLAROO_VAR_admin_password", &self.markers[0])
+            .env("WALLAROO_VAR_marker", &self.markers[1])
+            .env("WALLAROO_E2E_FROM_ENV", &self.markers[2])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                        if let Ok(raw) = std::fs::read(entry.path().join("cmdline"))
+                            && !raw.is_empty()
+                        {
+                            let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+                            seen.insert(line.trim().to_string());
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                seen
+            })
+        };
+        let out = child.wait_with_output().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = watcher.join().unwrap();
+        self.keep(
+            &format!("wallaroo {}", args.join(" ")),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        );
+        (out, seen)
     }
 
     fn keep(&self, what: &str, text: String) {
@@ -165,7 +213,24 @@ user "{id}@example.com" {{
     case.ok(&["plan", "--format", "markdown"]);
     case.ok(&["images"]);
     case.ok(&["plan", "--out", "saved.json"]);
-    case.ok(&["apply", "saved.json"]);
+    // The apply, with every process's command line read while it runs.
+    let (out, cmdlines) = case.watching_cmdlines(&["apply", "saved.json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        cmdlines
+            .iter()
+            .any(|c| c.contains("helm") && c.contains("install")),
+        "the scan saw helm run: {cmdlines:?}"
+    );
+    for c in &cmdlines {
+        for m in &case.markers {
+            assert!(!c.contains(m.as_str()), "a secret on a command line: {c}");
+        }
+    }
     case.ok(&["output"]);
     case.ok(&["output", "--json"]);
 

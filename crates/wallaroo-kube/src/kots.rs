@@ -68,7 +68,20 @@ pub fn parse_config_values(yaml: &str) -> Result<Map<String, Value>, String> {
 
 impl KotsAppKind {
     async fn kots(&self, args: &[String]) -> Result<String, ResourceError> {
+        self.kots_with(args, &[]).await
+    }
+
+    /// Runs the plugin with `secrets` in its environment only, never on its command line
+    /// (visible in the process list): the kots CLI reads every flag from `KOTS_<FLAG>`
+    /// (viper's `AutomaticEnv` with the `KOTS` prefix), so `--shared-password` is
+    /// `KOTS_SHARED_PASSWORD`.
+    async fn kots_with(
+        &self,
+        args: &[String],
+        secrets: &[(&str, &str)],
+    ) -> Result<String, ResourceError> {
         let mut cmd = tokio::process::Command::new(&self.binary);
+        cmd.envs(secrets.iter().copied());
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -202,8 +215,6 @@ impl ResourceKind for KotsAppKind {
             format!("{slug}/{channel}"),
             "--namespace".into(),
             ns.into(),
-            "--shared-password".into(),
-            password.into(),
             "--license-file".into(),
             license.display().to_string(),
             "--config-values".into(),
@@ -211,6 +222,7 @@ impl ResourceKind for KotsAppKind {
             "--no-port-forward".into(),
             "--skip-preflights".into(),
         ];
+        let mut secrets = vec![("KOTS_SHARED_PASSWORD", password)];
         if let Some(bundle) = desired.get("airgap_bundle").and_then(Value::as_str) {
             args.extend(["--airgap-bundle".into(), bundle.into()]);
         }
@@ -226,10 +238,10 @@ impl ResourceKind for KotsAppKind {
                 args.extend(["--registry-username".into(), u.into()]);
             }
             if let Some(p) = secret(desired, "registry_password") {
-                args.extend(["--registry-password".into(), p.into()]);
+                secrets.push(("KOTS_REGISTRY_PASSWORD", p));
             }
         }
-        self.kots(&args).await?;
+        self.kots_with(&args, &secrets).await?;
         Ok(desired.clone())
     }
 
@@ -299,6 +311,65 @@ mod tests {
             "secrets are not read back"
         );
         assert!(parse_config_values("kind: Secret\n").is_err());
+    }
+
+    /// `kubectl-kots` cannot be had here (the module proxy refuses it), so this is a
+    /// **test double** of the plugin's command line: a script that records its arguments and
+    /// environment. It shows what reaches the process list; what kots does with it is
+    /// kots's own (its flags read `KOTS_<FLAG>` from the environment).
+    #[tokio::test]
+    async fn no_secret_reaches_the_kots_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("kubectl-kots");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$@\" > {0}/args\nenv > {0}/env\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let kind = KotsAppKind {
+            binary: script,
+            kubeconfig: None,
+        };
+        let desired = Attrs::from([
+            ("namespace".to_string(), json!("wallaroo")),
+            ("app_slug".to_string(), json!("wallaroo")),
+            ("channel".to_string(), json!("2025-1")),
+            ("registry".to_string(), json!("registry.internal/wallaroo")),
+            ("registry_username".to_string(), json!("wallaroo")),
+            ("config_values".to_string(), json!({"ingress_mode": "none"})),
+            (
+                "secrets".to_string(),
+                json!({"admin_console_password": "ADMIN-s3cret", "license": "LICENSE-s3cret",
+                       "registry_password": "REGISTRY-s3cret", "config": {"pypi": "PYPI-s3cret"}}),
+            ),
+        ]);
+        kind.create(&Address::named("kots_app", "wallaroo"), &desired)
+            .await
+            .unwrap();
+        let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+        for secret in [
+            "ADMIN-s3cret",
+            "LICENSE-s3cret",
+            "REGISTRY-s3cret",
+            "PYPI-s3cret",
+        ] {
+            assert!(
+                !args.contains(secret),
+                "{secret} on the command line:\n{args}"
+            );
+        }
+        assert!(args.contains("--license-file"), "{args}");
+        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
+        assert!(env.contains("KOTS_SHARED_PASSWORD=ADMIN-s3cret"), "{env}");
+        assert!(
+            env.contains("KOTS_REGISTRY_PASSWORD=REGISTRY-s3cret"),
+            "{env}"
+        );
     }
 
     #[tokio::test]

@@ -437,7 +437,7 @@ pub struct PrivatePypi {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Kots {
-    /// The admin console's password (`kubectl kots install --shared-password`).
+    /// The admin console's password (`kubectl kots install` reads it from `KOTS_SHARED_PASSWORD`).
     pub admin_console_password: Secret,
     /// The application's slug at the vendor.
     #[serde(default = "default_app_slug")]
