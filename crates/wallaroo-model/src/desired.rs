@@ -211,6 +211,18 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
                 a.insert("source_digest".into(), json!(pin.source_digest));
                 a.insert("digest".into(), json!(pin.digest));
             }
+            // What apply checks before copying (signatures and SBOMs themselves are not).
+            if let Some(v) = &spec.verify
+                && !image.origin.starts_with("referrer of ")
+            {
+                let keys: Vec<String> = v.keys.iter().map(|k| k.display().to_string()).collect();
+                let how = if v.unsigned.contains(&image.source) {
+                    "not checked: allowed unsigned by verify { unsigned }".to_string()
+                } else {
+                    format!("must verify with {}", keys.join(" or "))
+                };
+                a.insert("signature".into(), json!(how));
+            }
             set.insert(DesiredResource::new(addr.clone(), "image", a));
             if image.origin == CHART_ORIGIN {
                 chart_image = Some((addr.clone(), target_ref.clone()));

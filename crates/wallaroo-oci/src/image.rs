@@ -27,6 +27,52 @@ pub struct ImageKind {
     stats: std::sync::Mutex<MirrorStats>,
     /// Where large uploads are recorded, so that a killed run's next run resumes them.
     pub journal: Option<crate::resume::UploadJournal>,
+    /// Signatures required before an image is copied (`verify { ... }`).
+    pub verify: Option<Signatures>,
+}
+
+/// What `verify { ... }` asks: keys, and the images allowed without a signature.
+#[derive(Debug, Clone, Default)]
+pub struct Signatures {
+    pub keys: Vec<crate::verify::VerifyKey>,
+    /// Source references copied without a signature.
+    pub unsigned: std::collections::BTreeSet<String>,
+}
+
+impl Signatures {
+    /// Verifies `source` at `digest` on `src` unless it is allowed unsigned or is itself a
+    /// referrer (a signature or an SBOM); the key that verified it, if one did.
+    pub async fn check(
+        &self,
+        src: &dyn ImageSource,
+        source: &str,
+        origin: &str,
+        digest: &str,
+    ) -> Result<Option<String>, crate::verify::VerifyError> {
+        if self.unsigned.contains(source) || origin.starts_with("referrer of ") {
+            return Ok(None);
+        }
+        let (_, repo, _) = split_reference(source);
+        // A tag is resolved to the digest that will be copied: the signature must be for it.
+        let digest = if digest.starts_with("sha256:") {
+            digest.to_string()
+        } else {
+            match src.manifest(&repo, digest).await {
+                Ok(Some(m)) => m.digest,
+                Ok(None) => digest.to_string(),
+                Err(e) => {
+                    return Err(crate::verify::VerifyError::Read {
+                        image: source.into(),
+                        digest: digest.into(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        };
+        crate::verify::verify_image(src, source, &repo, &digest, &self.keys)
+            .await
+            .map(Some)
+    }
 }
 
 /// What the copies of one run did, summed.
@@ -50,7 +96,14 @@ impl ImageKind {
             ledger: BlobLedger::default(),
             stats: Default::default(),
             journal: None,
+            verify: None,
         }
+    }
+
+    /// Copies an image only when its signature verifies (see [`Signatures`]).
+    pub fn with_signatures(mut self, signatures: Signatures) -> ImageKind {
+        self.verify = Some(signatures);
+        self
     }
 
     /// Records large uploads under `dir` (beside the lockfile) so that they resume.
@@ -130,6 +183,14 @@ impl ResourceKind for ImageKind {
             .get("platforms")
             .and_then(|p| serde_json::from_value(p.clone()).ok())
             .unwrap_or_default();
+        if let Some(signatures) = &self.verify {
+            let source = attr(desired, "source")?;
+            let origin = desired.get("origin").and_then(Value::as_str).unwrap_or("");
+            signatures
+                .check(self.source(&host)?.as_ref(), source, origin, &reference)
+                .await
+                .map_err(|e| ResourceError::new(e.to_string()))?;
+        }
         let report = copy(
             self.source(&host)?.as_ref(),
             &src_repo,

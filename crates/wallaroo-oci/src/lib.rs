@@ -17,9 +17,10 @@ pub mod referrers;
 mod registry;
 pub mod release;
 pub mod resume;
+pub mod verify;
 
 pub use copy::{BlobLedger, CopyOptions, CopyReport, blob_digests, copy, select_platforms};
-pub use image::{ImageKind, MirrorStats};
+pub use image::{ImageKind, MirrorStats, Signatures};
 pub use registry::{
     BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, Removed, read_blob,
 };

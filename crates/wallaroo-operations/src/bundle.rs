@@ -24,9 +24,21 @@ pub async fn create(
     let state = ws.store.load()?;
     let (images, sources) = ws.images(state.as_ref(), refresh_pins).await?;
     let mut inputs = Vec::new();
+    let signatures = ws.signatures()?;
     for image in &images {
         let (host, _, _) = wallaroo_model::split_reference(&image.source);
         let pin = image.pin.as_ref().expect("images() pins every image");
+        // Nothing enters a bundle that the vendor's key does not verify.
+        if let Some(s) = &signatures {
+            s.check(
+                sources[&host].as_ref(),
+                &image.source,
+                &image.origin,
+                &pin.source_digest,
+            )
+            .await
+            .map_err(|e| OperationError::message(e.to_string()))?;
+        }
         inputs.push(wallaroo_oci::bundle::BundleInput {
             source: image.source.clone(),
             origin: image.origin.clone(),

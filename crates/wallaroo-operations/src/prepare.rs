@@ -60,6 +60,7 @@ impl Workspace {
         };
         let desired = wallaroo_model::from_spec_with(&self.spec, &images)?;
         let mut kinds = cluster_kinds(&self.spec, self.delete_data, &self.helm).await?;
+        let signatures = self.signatures()?;
         let mirror = self.target.as_ref().map(|target| {
             // Large uploads in progress are recorded beside the lockfile, so that the
             // next run after a kill resumes them.
@@ -69,7 +70,11 @@ impl Workspace {
                 .parent()
                 .map(|d| d.join(".wallaroo-uploads"))
                 .unwrap_or_else(|| ".wallaroo-uploads".into());
-            Arc::new(wallaroo_oci::ImageKind::new(sources, target.clone()).with_journal(journal))
+            let kind = wallaroo_oci::ImageKind::new(sources, target.clone()).with_journal(journal);
+            Arc::new(match signatures {
+                Some(s) => kind.with_signatures(s),
+                None => kind,
+            })
         });
         if let Some(m) = &mirror {
             kinds.register(m.clone());

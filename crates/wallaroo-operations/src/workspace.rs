@@ -199,3 +199,27 @@ pub fn kubernetes_store(spec: &Spec) -> Result<StateStore, OperationError> {
 pub fn store_for(options: &WorkspaceOptions) -> Result<StateStore, OperationError> {
     state_store(&load_spec(options)?)
 }
+
+impl Workspace {
+    /// The signatures `verify { ... }` requires, with its keys read; `None` without the block.
+    pub fn signatures(&self) -> Result<Option<wallaroo_oci::Signatures>, OperationError> {
+        let Some(verify) = &self.spec.verify else {
+            return Ok(None);
+        };
+        let mut keys = Vec::new();
+        for file in &verify.keys {
+            let path = self.spec.resolve_path(file);
+            let pem = std::fs::read_to_string(&path).map_err(|e| {
+                OperationError::message(format!("verify key {}: {e}", path.display()))
+            })?;
+            keys.push(
+                wallaroo_oci::verify::VerifyKey::from_pem(&file.display().to_string(), &pem)
+                    .map_err(OperationError::message)?,
+            );
+        }
+        Ok(Some(wallaroo_oci::Signatures {
+            keys,
+            unsigned: verify.unsigned.iter().cloned().collect(),
+        }))
+    }
+}

@@ -30,6 +30,7 @@ const BLOCKS: &[(&str, Label, bool)] = &[
     ("scheduling", Label::None, false),
     ("private_pypi", Label::None, false),
     ("gpu", Label::None, false),
+    ("verify", Label::None, false),
     ("kots", Label::None, false),
     ("user", Label::Name("the user's email"), true),
     ("lifecycle", Label::Name("the resource's address"), true),
@@ -196,6 +197,19 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
     let gpu = one("gpu")
         .and_then(|b| d.block(&ev, b, "/gpu"))
         .unwrap_or_default();
+    let verify: Option<Verify> = one("verify").and_then(|b| d.block(&ev, b, "/verify"));
+    if let (Some(v), Some(b)) = (&verify, one("verify")) {
+        if v.keys.is_empty() {
+            d.at_block(
+                b,
+                "`verify` needs at least one key",
+                "keys = [\"vendor-cosign.pub\"] (the vendor's cosign public key)",
+            );
+        }
+        for k in &v.keys {
+            d.check_path(b, "keys", k, base_dir, true);
+        }
+    }
     let kots: Option<Kots> = one("kots").and_then(|b| d.block(&ev, b, "/kots"));
     if let (Some(w), Some(b)) = (&wallaroo, one("wallaroo"))
         && w.method == Method::Kots
@@ -284,6 +298,7 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
         scheduling,
         private_pypi,
         gpu,
+        verify,
         kots,
         user,
         lifecycle,

@@ -30,6 +30,8 @@ pub struct Spec {
     pub scheduling: Scheduling,
     pub private_pypi: Option<PrivatePypi>,
     pub gpu: Gpu,
+    /// Vendor signatures every image must carry before it is mirrored or bundled.
+    pub verify: Option<Verify>,
     /// Settings of the kots method.
     pub kots: Option<Kots>,
     /// Users by email.
@@ -214,6 +216,20 @@ fn default_image_path() -> String {
 }
 fn default_platforms() -> Vec<String> {
     vec!["all".into()]
+}
+
+/// `verify { ... }`: images are mirrored or bundled only with a cosign signature that one of
+/// `keys` verifies for the exact digest copied.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// cosign public keys (PEM, as `cosign generate-key-pair` writes `cosign.pub`), paths
+    /// relative to the spec. A signature verified by any one of them passes.
+    pub keys: Vec<PathBuf>,
+    /// Images allowed without a signature, by source reference as the plan lists them
+    /// (e.g. `nvcr.io/nvidia/k8s-device-plugin:v0.17.0`). Every plan shows them.
+    #[serde(default)]
+    pub unsigned: Vec<String>,
 }
 
 /// `nodepool "NAME" { ... }`: nodes that get Wallaroo's labels and taints.

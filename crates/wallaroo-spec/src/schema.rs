@@ -25,6 +25,7 @@ pub fn spec_schema() -> Value {
     let scheduling = sub(g.subschema_for::<Scheduling>());
     let private_pypi = sub(g.subschema_for::<PrivatePypi>());
     let gpu = sub(g.subschema_for::<Gpu>());
+    let verify = sub(g.subschema_for::<Verify>());
     let user = sub(g.subschema_for::<User>());
     let state = sub(g.subschema_for::<StateSettings>());
     let helm = sub(g.subschema_for::<HelmSettings>());
@@ -55,6 +56,7 @@ pub fn spec_schema() -> Value {
             "scheduling": scheduling,
             "private_pypi": private_pypi,
             "gpu": gpu,
+            "verify": verify,
             "kots": kots,
             "user": by_name(user),
             "lifecycle": by_name(lifecycle),

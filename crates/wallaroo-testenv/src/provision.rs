@@ -209,6 +209,11 @@ pub fn go_program(name: &str) -> Result<PathBuf, Error> {
             format!("oras.land/oras/cmd/oras@{}", v::ORAS),
             "oras",
         ),
+        "cosign" => (
+            v::COSIGN,
+            format!("github.com/sigstore/cosign/v2/cmd/cosign@{}", v::COSIGN),
+            "cosign",
+        ),
         "ggcr-registry" => {
             let target = bin(name, v::GGCR);
             if !target.exists() {

@@ -55,3 +55,5 @@ pub const DISTRIBUTION_V3: &str = "v3.1.2";
 pub const GGCR: &str = "v0.22.1";
 /// oras.land/oras: the ORAS command line, a reader of OCI layouts and archives.
 pub const ORAS: &str = "v1.3.6";
+/// github.com/sigstore/cosign/v2: signs test images the way vendors do.
+pub const COSIGN: &str = "v2.6.5";
