@@ -4,8 +4,8 @@
 //! `sensitive(file(...))`), then a whole cycle through the binary: validate, plan in text,
 //! JSON and Markdown, a saved plan applied, outputs, drift, destroy, with the lockfile kept in
 //! the cluster (`state { backend = "kubernetes" }`). Every byte any command printed, the saved
-//! plan, the state Secret and the command line of every process seen during the apply are
-//! searched: zero hits. helm still gets the real values (the release's values hold them).
+//! plan, the state Secret, every file of a support bundle and the command line of every
+//! process seen during the apply are searched: zero hits. helm still gets the real values (the release's values hold them).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -284,11 +284,59 @@ user "{id}@example.com" {{
         "saved.json",
         std::fs::read_to_string(case.dir.path().join("saved.json")).unwrap(),
     );
+    // A support bundle: what support asks for, and no secret.
+    let said = case.ok(&["support-bundle", "--out", "support.tar.gz"]);
+    assert!(said.contains("support.tar.gz"), "{said}");
+    let file = std::fs::File::open(case.dir.path().join("support.tar.gz")).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut names = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        case.keep(&format!("support bundle {name}"), text);
+        names.push(name);
+    }
+    for want in [
+        "support/versions.json",
+        "support/preflight.json",
+        "support/wallaroo.lock.json",
+        "support/plan.json",
+        "support/cluster/version.json",
+        "support/cluster/nodes.json",
+        &format!("support/namespace/{id}/pods.json"),
+        &format!("support/namespace/{id}/events.json"),
+        "support/helm/history.json",
+        "support/helm/values.json",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    // Each container's log was asked for (kwok's fake kubelets serve none: the API server's
+    // answer is kept instead, as it would be for a node that is down).
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("/logs/") && (n.ends_with(".log") || n.ends_with(".log.error.txt"))),
+        "{names:?}"
+    );
+    let values = case
+        .seen
+        .borrow()
+        .iter()
+        .find(|(w, _)| w == "support bundle support/helm/values.json")
+        .map(|(_, t)| t.clone())
+        .unwrap();
+    assert!(
+        values.contains("visible"),
+        "the release's plain values are there: {values}"
+    );
+    let registry_password = env.private.password.clone();
     case.ok(&["destroy", "--auto-approve"]);
 
     let mut hits = Vec::new();
     for (what, text) in case.seen.borrow().iter() {
-        for m in &case.markers {
+        for m in case.markers.iter().chain([&registry_password]) {
             if text.contains(m.as_str()) {
                 hits.push(format!("{m} in {what}"));
             }

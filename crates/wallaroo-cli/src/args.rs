@@ -80,6 +80,19 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Remove a lock left behind by a crashed run.
     ForceUnlock(ForceUnlockArgs),
+    /// Write one .tar.gz for vendor support: versions, preflight, lockfile, the plan, nodes,
+    /// pods, events, container logs and the helm release, with every secret redacted.
+    SupportBundle(SupportBundleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SupportBundleArgs {
+    /// Where to write the bundle.
+    #[arg(long, value_name = "FILE", default_value = "wallaroo-support.tar.gz")]
+    pub out: PathBuf,
+    /// Lines of each container's log, from the end.
+    #[arg(long, default_value_t = 200)]
+    pub log_lines: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Command::ForceUnlock(a) => commands::state::force_unlock(g, a),
         Command::Images(a) => runtime.block_on(commands::images::run(g, a)),
         Command::Bundle(a) => runtime.block_on(commands::bundle::run(g, a)),
+        Command::SupportBundle(a) => runtime.block_on(commands::support::run(g, a)),
     };
     match result {
         Ok(code) => code,

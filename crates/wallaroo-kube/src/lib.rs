@@ -15,6 +15,7 @@ mod output;
 pub mod preflight;
 mod secret;
 pub mod state_backend;
+pub mod support;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -10,6 +10,40 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
+/// Every secret string of a spec: its sensitive values (see `Spec::sensitive_strings`) and
+/// the values of its attributes typed secret (passwords, the license). What leaves wallaroo
+/// for other eyes (a support bundle) is scrubbed of all of them.
+pub fn secret_strings(spec: &wallaroo_spec::Spec) -> BTreeSet<String> {
+    let mut out = spec.sensitive_strings();
+    let mut add = |s: Option<&wallaroo_spec::Secret>| {
+        if let Some(s) = s
+            && !s.expose().is_empty()
+        {
+            out.insert(s.expose().to_string());
+        }
+    };
+    if let Some(src) = &spec.source {
+        add(src.password.as_ref());
+        add(src.license.as_ref());
+    }
+    if let Some(r) = &spec.registry {
+        add(r.password.as_ref());
+    }
+    if let Some(e) = &spec.edge_registry {
+        add(e.password.as_ref());
+    }
+    if let Some(p) = &spec.private_pypi {
+        add(p.password.as_ref());
+    }
+    if let Some(k) = &spec.kots {
+        add(Some(&k.admin_console_password));
+    }
+    for u in spec.user.values() {
+        add(Some(&u.password));
+    }
+    out
+}
+
 /// Whether `v` holds one of `secrets` anywhere (whole, or inside a longer string: a URL with
 /// a token in it, a template).
 pub fn holds_secret(v: &Value, secrets: &BTreeSet<String>) -> bool {

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod preflight;
 pub mod prepare;
 pub mod state;
+pub mod support;
 pub mod workspace;
 
 pub use error::OperationError;

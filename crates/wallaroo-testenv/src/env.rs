@@ -439,6 +439,14 @@ pub fn ensure_hosts() -> Result<(), Error> {
 /// Starts the environment, or returns the running one. `report` hears progress.
 pub fn up(report: &mut dyn FnMut(&str)) -> Result<Env, Error> {
     if let Some(env) = Env::find() {
+        // A running environment keeps the role it started with: bring it to this version's,
+        // so a permission added since is there (and a missing one shows).
+        if let Ok(api) = env.api() {
+            let _ = api.merge_patch(
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles/wallaroo",
+                &json!({"rules": rbac::cluster_role()["rules"]}),
+            );
+        }
         return Ok(env);
     }
     let bins = provision(report)?;

@@ -20,6 +20,8 @@ pub fn cluster_role() -> Value {
             // What the helm release and wallaroo's own resources consist of.
             {"apiGroups": [""], "resources": ["secrets", "configmaps", "services", "serviceaccounts", "persistentvolumeclaims"], "verbs": rw},
             {"apiGroups": [""], "resources": ["pods", "events", "endpoints"], "verbs": ["get", "list", "watch"]},
+            // `wallaroo support-bundle`: the last lines of each container's log.
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
             {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": rw},
             {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": rw},

@@ -11,6 +11,7 @@ pub mod output;
 pub mod plan;
 pub mod preflight;
 pub mod state;
+pub mod support;
 pub mod validate;
 
 use std::time::Duration;

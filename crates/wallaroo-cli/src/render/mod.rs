@@ -14,7 +14,6 @@ pub struct Style {
 }
 
 impl Style {
-    #[cfg(test)]
     pub fn plain() -> Style {
         Style { color: false }
     }

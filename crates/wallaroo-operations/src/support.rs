@@ -1,0 +1,170 @@
+//! `wallaroo support-bundle`: one `.tar.gz` with what vendor support asks for, safe to send
+//! from an air gap: versions, preflight results, the lockfile, the cluster's view (nodes,
+//! pods, events, logs, the helm release's history and values; see
+//! `wallaroo_kube::support`) and the plan the caller adds. Every file is scrubbed of every
+//! secret string the spec knows (sensitive values, passwords, the license), on top of the
+//! redaction each part does by itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::error::OperationError;
+use crate::workspace::WorkspaceOptions;
+
+/// The files of a support bundle, by path inside it.
+#[derive(Debug, Default)]
+pub struct SupportBundle {
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// What the files must not hold.
+    secrets: BTreeSet<String>,
+}
+
+/// What [`SupportBundle::write`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub files: usize,
+    pub bytes: u64,
+    /// Secret strings replaced by `(sensitive)` across the files.
+    pub scrubbed: usize,
+}
+
+/// Collects everything but the plan (which the caller renders and adds with
+/// [`SupportBundle::add`]). Reads only; a part that fails is recorded as an error file.
+pub async fn collect(
+    options: &WorkspaceOptions,
+    log_lines: i64,
+) -> Result<SupportBundle, OperationError> {
+    let spec = crate::workspace::load_spec(options)?;
+    let helm = options.helm_binary();
+    let mut bundle = SupportBundle {
+        files: BTreeMap::new(),
+        secrets: wallaroo_model::sensitive::secret_strings(&spec),
+    };
+    let helm_version = tokio::process::Command::new(&helm)
+        .args(["version", "--short"])
+        .output()
+        .await
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|e| format!("cannot run {}: {e}", helm.display()));
+    bundle.add_json(
+        "versions.json",
+        &json!({
+            "wallaroo": env!("CARGO_PKG_VERSION"),
+            "helm": helm_version,
+            "release": spec.wallaroo.version,
+            "method": spec.wallaroo.method,
+        }),
+    );
+    match crate::preflight::checks(&spec, &helm).await {
+        Ok(checks) => bundle.add_json(
+            "preflight.json",
+            &serde_json::Value::Array(
+                checks
+                    .iter()
+                    .map(|c| {
+                        json!({"check": c.name, "outcome": format!("{:?}", c.outcome).to_lowercase(),
+                               "detail": c.detail, "hint": c.hint})
+                    })
+                    .collect(),
+            ),
+        ),
+        Err(e) => bundle.add("preflight.error.txt", e.to_string().into_bytes()),
+    }
+    let store = crate::workspace::state_store(&spec)?;
+    match store.load() {
+        Ok(Some(lock)) => bundle.add_json(
+            "wallaroo.lock.json",
+            &serde_json::to_value(&lock).expect("the lockfile serializes"),
+        ),
+        Ok(None) => bundle.add("wallaroo.lock.missing.txt", b"no lockfile yet".to_vec()),
+        Err(e) => bundle.add("wallaroo.lock.error.txt", e.to_string().into_bytes()),
+    }
+    match wallaroo_kube::connect().await {
+        Ok(client) => {
+            let kubeconfig = std::env::var("KUBECONFIG").ok().and_then(|k| {
+                k.split(':')
+                    .find(|p| !p.is_empty())
+                    .map(std::path::PathBuf::from)
+            });
+            let parts = wallaroo_kube::support::collect(
+                &client,
+                &wallaroo_kube::support::Collect {
+                    namespace: &spec.wallaroo.namespace,
+                    release: &spec.wallaroo.release_name,
+                    helm: &helm,
+                    kubeconfig,
+                    log_lines,
+                },
+            )
+            .await;
+            bundle.files.extend(parts);
+        }
+        Err(e) => bundle.add("cluster.error.txt", e.to_string().into_bytes()),
+    }
+    Ok(bundle)
+}
+
+impl SupportBundle {
+    pub fn add(&mut self, name: &str, bytes: Vec<u8>) {
+        self.files.insert(name.to_string(), bytes);
+    }
+
+    pub fn add_json(&mut self, name: &str, value: &serde_json::Value) {
+        self.add(
+            name,
+            serde_json::to_vec_pretty(value).expect("JSON values always print"),
+        );
+    }
+
+    /// Scrubs every file and writes the `.tar.gz` (to a temporary name, renamed when
+    /// complete).
+    pub fn write(mut self, out: &Path) -> Result<Written, OperationError> {
+        let mut scrubbed = 0;
+        for bytes in self.files.values_mut() {
+            let mut text = String::from_utf8_lossy(bytes).into_owned();
+            for s in &self.secrets {
+                let n = text.matches(s.as_str()).count();
+                if n > 0 {
+                    scrubbed += n;
+                    text = text.replace(s.as_str(), wallaroo_spec::REDACTED);
+                }
+            }
+            *bytes = text.into_bytes();
+        }
+        let err = |e: std::io::Error| {
+            OperationError::message(format!("cannot write {}: {e}", out.display()))
+        };
+        let partial = out.with_extension("partial");
+        let file = std::fs::File::create(&partial).map_err(err)?;
+        let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        let mut bytes = 0;
+        for (name, data) in &self.files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o600);
+            header.set_mtime(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            );
+            header.set_cksum();
+            tar.append_data(&mut header, format!("support/{name}"), data.as_slice())
+                .map_err(err)?;
+            bytes += data.len() as u64;
+        }
+        let mut gz = tar.into_inner().map_err(err)?;
+        gz.flush().map_err(err)?;
+        gz.finish().map_err(err)?.sync_all().map_err(err)?;
+        std::fs::rename(&partial, out).map_err(err)?;
+        Ok(Written {
+            files: self.files.len(),
+            bytes,
+            scrubbed,
+        })
+    }
+}
