@@ -7,7 +7,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use wallaroo_engine::{Address, Attrs, ResourceKind};
@@ -24,58 +23,15 @@ fn registry(env: &Env, r: &wallaroo_testenv::env::Registry) -> Registry {
     Registry::new(&r.address(), Some(credentials), Some(&env.ca_file)).unwrap()
 }
 
-/// Runs cosign with the vendor registry's credentials (a docker config of its own), the
-/// test CA, and an empty key password.
-fn cosign(env: &Env, home: &Path, args: &[&str], extra_env: &[(&str, &str)]) {
-    use base64::Engine;
-    let docker = home.join("docker");
-    std::fs::create_dir_all(&docker).unwrap();
-    let auth = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", env.vendor.username, env.vendor.password));
-    std::fs::write(
-        docker.join("config.json"),
-        serde_json::json!({"auths": {env.vendor.address(): {"auth": auth}}}).to_string(),
-    )
-    .unwrap();
-    let out = Command::new(
-        wallaroo_testenv::provision::go_program("cosign").unwrap_or_else(|e| panic!("{e}")),
-    )
-    .args(args)
-    .current_dir(home)
-    .env("COSIGN_PASSWORD", "")
-    .env("DOCKER_CONFIG", &docker)
-    .env("SSL_CERT_FILE", &env.ca_file)
-    .env("HOME", home)
-    .envs(extra_env.iter().copied())
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "cosign {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A cosign key pair in `dir`: its public key.
+/// A cosign key pair in `dir`: its public key, named `name` in messages.
 fn key_pair(env: &Env, dir: &Path, name: &str) -> VerifyKey {
-    std::fs::create_dir_all(dir).unwrap();
-    cosign(env, dir, &["generate-key-pair"], &[]);
-    let pem = std::fs::read_to_string(dir.join("cosign.pub")).unwrap();
-    VerifyKey::from_pem(name, &pem).unwrap()
+    let public = wallaroo_testenv::cosign::key_pair(env, dir).unwrap();
+    VerifyKey::from_pem(name, &std::fs::read_to_string(public).unwrap()).unwrap()
 }
 
 fn sign(env: &Env, dir: &Path, reference: &str, extra: &[&str], extra_env: &[(&str, &str)]) {
-    let mut args = vec![
-        "sign",
-        "--key",
-        "cosign.key",
-        "--tlog-upload=false",
-        "--yes",
-    ];
-    args.extend_from_slice(extra);
-    args.push(reference);
-    cosign(env, dir, &args, extra_env);
+    wallaroo_testenv::cosign::sign(env, dir, reference, extra, extra_env)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,7 @@ impl Workspace {
         state: Option<&Lockfile>,
         images: Images<'_>,
     ) -> Result<Prepared, OperationError> {
+        let resolved = !matches!(images, Images::Unread);
         let (images, sources) = match images {
             Images::Saved(plan) => {
                 let images = wallaroo_model::plan_images(plan).map_err(|e| {
@@ -58,9 +59,12 @@ impl Workspace {
                 (images, sources)
             }
         };
-        let desired = wallaroo_model::from_spec_with(&self.spec, &images)?;
+        let mut desired = wallaroo_model::from_spec_with(&self.spec, &images)?;
         let mut kinds = cluster_kinds(&self.spec, self.delete_data, &self.helm).await?;
         let signatures = self.signatures()?;
+        if resolved && let Some(s) = &signatures {
+            verify_planned(&mut desired, s, &sources).await;
+        }
         let mirror = self.target.as_ref().map(|target| {
             // Large uploads in progress are recorded beside the lockfile, so that the
             // next run after a kill resumes them.
@@ -152,4 +156,59 @@ pub async fn cluster_kinds(
     };
     wallaroo_kube::register(&mut kinds, config).await?;
     Ok(kinds)
+}
+
+/// Verifies, while planning, the signature of every image that must carry one, so that the
+/// plan shows `signature = "verified with KEY"` or why not (`NOT VERIFIED: ...`); apply
+/// verifies again right before it copies.
+async fn verify_planned(
+    desired: &mut wallaroo_engine::DesiredSet,
+    signatures: &wallaroo_oci::Signatures,
+    sources: &BTreeMap<String, Arc<dyn wallaroo_oci::ImageSource>>,
+) {
+    use futures_util::StreamExt;
+    let todo: Vec<(wallaroo_engine::Address, String, String, String)> = desired
+        .resources
+        .values()
+        .filter(|r| {
+            r.kind == "image"
+                && r.attrs
+                    .get("signature")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|v| v.starts_with("must verify"))
+        })
+        .filter_map(|r| {
+            let text = |k: &str| r.attrs.get(k).and_then(|v| v.as_str()).map(String::from);
+            Some((
+                r.address.clone(),
+                text("source")?,
+                text("origin").unwrap_or_default(),
+                text("source_digest")?,
+            ))
+        })
+        .collect();
+    let results: Vec<(wallaroo_engine::Address, String)> = futures_util::stream::iter(todo)
+        .map(|(addr, source, origin, digest)| async move {
+            let (host, _, _) = wallaroo_model::split_reference(&source);
+            let shown = match sources.get(&host) {
+                Some(src) => match signatures
+                    .check(src.as_ref(), &source, &origin, &digest)
+                    .await
+                {
+                    Ok(Some(key)) => format!("verified with {key}"),
+                    Ok(None) => "not checked".to_string(),
+                    Err(e) => format!("NOT VERIFIED: {e}"),
+                },
+                None => format!("NOT VERIFIED: no source registry {host}"),
+            };
+            (addr, shown)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for (addr, shown) in results {
+        if let Some(r) = desired.resources.get_mut(&addr) {
+            r.attrs.insert("signature".into(), serde_json::json!(shown));
+        }
+    }
 }

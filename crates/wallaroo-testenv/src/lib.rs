@@ -6,6 +6,7 @@
 //! test double (a clearly named stand-in for a cloud controller) gives services an IP.
 //! It never fakes a component that can run here.
 
+pub mod cosign;
 pub mod env;
 pub mod faultproxy;
 mod kubeapi;
