@@ -48,6 +48,10 @@ pub struct Global {
     /// their images otherwise).
     #[arg(long, global = true)]
     pub exclude_referrers: bool,
+    /// An image the release may run from outside the private registry, exactly as the
+    /// rendered manifests name it (the plan lists it). Repeatable.
+    #[arg(long, global = true, value_name = "REF")]
+    pub allow_external_image: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,4 +17,7 @@ pub use images::{
     CHART_ORIGIN, ImagePin, MirrorImage, chart_source, image_sources, image_target, plan_images,
     plan_schema, set_plan_images, split_reference,
 };
-pub use values::{VALUE_SOURCES, chart_values, image_values, kots_config_values, render_values};
+pub use values::{
+    DeclaredImage, VALUE_SOURCES, chart_values, image_rewrites, image_values, kots_config_values,
+    render_values,
+};

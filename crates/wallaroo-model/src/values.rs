@@ -191,3 +191,144 @@ pub fn image_values(spec: &Spec) -> Value {
     }
     v
 }
+
+/// An image a chart (or subchart) names by parts in its `values.yaml`: where the object is
+/// in the release's values, and its `registry` and `repository`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredImage {
+    pub path: Vec<String>,
+    pub registry: Option<String>,
+    pub repository: String,
+}
+
+/// The values that point a chart's own image keys at the private registry, with one line per
+/// key set saying why: every declared image that is mirrored gets its target's `registry` and
+/// `repository` (or, with no `registry` key, a `repository` with the host in it), and
+/// `global.imageRegistry` is set when the chart declares it. Images the chart names only
+/// through `imageRegistry` are already covered by [`image_values`].
+pub fn image_rewrites(
+    spec: &Spec,
+    declared: &[DeclaredImage],
+    global_image_registry: bool,
+    images: &[crate::MirrorImage],
+) -> (Value, Vec<String>) {
+    let mut out = json!({});
+    let mut why = Vec::new();
+    let Some(reg) = &spec.registry else {
+        return (out, why);
+    };
+    let mirrored: Vec<(String, String, String)> = images
+        .iter()
+        .filter(|i| i.origin != crate::CHART_ORIGIN && !i.origin.starts_with("referrer of "))
+        .map(|i| {
+            let (host, repo, _) = crate::split_reference(&i.source);
+            let (_, target) = crate::image_target(spec, reg, i);
+            (host, repo, target)
+        })
+        .collect();
+    for d in declared {
+        let named = match &d.registry {
+            Some(r) => format!("{r}/{}", d.repository),
+            None => d.repository.clone(),
+        };
+        let (host, repo, _) = crate::split_reference(&named);
+        let Some((_, _, target)) = mirrored.iter().find(|(h, r, _)| *h == host && *r == repo)
+        else {
+            continue;
+        };
+        let (thost, rest) = target.split_once('/').unwrap_or((target.as_str(), ""));
+        let rest = rest.split('@').next().unwrap_or(rest);
+        let (tpath, _) = crate::images::split_tag(rest);
+        let mut node = &mut out;
+        for seg in &d.path {
+            node = &mut node[seg.as_str()];
+        }
+        let key = d.path.join(".");
+        if d.registry.is_some() {
+            node["registry"] = json!(thost);
+            node["repository"] = json!(tpath);
+            why.push(format!(
+                "{key}.registry, {key}.repository: the chart's {host}/{repo} is mirrored to {thost}/{tpath}"
+            ));
+        } else {
+            node["repository"] = json!(format!("{thost}/{tpath}"));
+            why.push(format!(
+                "{key}.repository: the chart's {host}/{repo} is mirrored to {thost}/{tpath}"
+            ));
+        }
+    }
+    if global_image_registry {
+        out["global"]["imageRegistry"] = json!(reg.host);
+        why.push(format!(
+            "global.imageRegistry: the chart declares it; images are in {}",
+            reg.host
+        ));
+    }
+    (out, why)
+}
+
+#[cfg(test)]
+mod rewrite_tests {
+    use super::*;
+
+    #[test]
+    fn declared_image_keys_point_at_the_mirrored_targets() {
+        let spec = wallaroo_spec::parse_str(
+            "t.hcl",
+            r#"
+wallaroo {
+  version                 = "2025.1.0-6290"
+  license_channel         = "2025-1"
+  domain                  = "wallaroo.example.com"
+  kubernetes_distribution = "kurl"
+}
+source "wallaroo" { registry = "vendor.example:5000" }
+registry "private" {
+  host      = "private.example:5000"
+  namespace = "ns"
+}
+"#,
+            std::path::Path::new("."),
+            &Default::default(),
+        )
+        .unwrap();
+        let image = |s: &str| crate::MirrorImage {
+            source: s.into(),
+            origin: "helm template".into(),
+            pin: None,
+        };
+        let images = [
+            image("vendor.example:5000/p/sidecar@sha256:abc"),
+            image("vendor.example:5000/p/worker:1.0"),
+            image("docker.io/bitnami/cache:7"),
+        ];
+        let declared = [
+            DeclaredImage {
+                path: vec!["sidecar".into()],
+                registry: Some("vendor.example:5000".into()),
+                repository: "p/sidecar".into(),
+            },
+            DeclaredImage {
+                path: vec!["worker".into()],
+                registry: None,
+                repository: "vendor.example:5000/p/worker".into(),
+            },
+            DeclaredImage {
+                path: vec!["cache".into(), "image".into()],
+                registry: Some("docker.io".into()),
+                repository: "bitnami/cache".into(),
+            },
+        ];
+        let (values, why) = image_rewrites(&spec, &declared, true, &images);
+        assert_eq!(
+            values,
+            json!({
+                "sidecar": {"registry": "private.example:5000", "repository": "ns/sidecar"},
+                "worker": {"repository": "private.example:5000/ns/worker"},
+                "cache": {"image": {"registry": "private.example:5000", "repository": "ns/cache"}},
+                "global": {"imageRegistry": "private.example:5000"},
+            })
+        );
+        assert_eq!(why.len(), 4, "{why:?}");
+    }
+}

@@ -143,6 +143,113 @@ pub fn listed_images(chart: &Chart) -> Result<ReleaseImages, OciError> {
     Ok(images)
 }
 
+/// An object in a chart's (or a subchart's) `values.yaml` that names an image by parts: a
+/// `repository`, with a `registry` beside it or not (the Bitnami and most charts' way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageKey {
+    /// Where the object is in the release's values: a subchart's keys under its name.
+    pub path: Vec<String>,
+    pub registry: Option<String>,
+    pub repository: String,
+}
+
+/// The image keys a chart declares, and whether it has `global.imageRegistry`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageKeys {
+    pub keys: Vec<ImageKey>,
+    pub global_image_registry: bool,
+}
+
+/// Reads the image keys of a chart and of its subcharts (unpacked under `charts/`, or packaged
+/// there as `.tgz`), from their `values.yaml`.
+pub fn image_keys(chart: &Chart) -> Result<ImageKeys, OciError> {
+    let err = |message: String| OciError::Chart {
+        chart: format!("{}:{}", chart.repo, chart.version),
+        message,
+    };
+    let mut out = ImageKeys::default();
+    read_keys(&chart.archive, &[], &mut out, true).map_err(err)?;
+    Ok(out)
+}
+
+fn read_keys(tgz: &[u8], prefix: &[String], out: &mut ImageKeys, top: bool) -> Result<(), String> {
+    fn walk(v: &serde_json::Value, at: &mut Vec<String>, keys: &mut Vec<ImageKey>) {
+        if let serde_json::Value::Object(m) = v {
+            if let Some(repository) = m.get("repository").and_then(|r| r.as_str())
+                && !repository.is_empty()
+            {
+                keys.push(ImageKey {
+                    path: at.clone(),
+                    registry: m
+                        .get("registry")
+                        .and_then(|r| r.as_str())
+                        .filter(|r| !r.is_empty())
+                        .map(String::from),
+                    repository: repository.to_string(),
+                });
+            }
+            for (k, v) in m {
+                at.push(k.clone());
+                walk(v, at, keys);
+                at.pop();
+            }
+        }
+    }
+    let gz = flate2::read::GzDecoder::new(tgz);
+    let mut tar = tar::Archive::new(gz);
+    for entry in tar.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path().map_err(|e| e.to_string())?.into_owned();
+        let parts: Vec<String> = path
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        // `<chart>/values.yaml`, `<chart>/charts/<sub>/.../values.yaml`, `<chart>/charts/x.tgz`.
+        let mut body = Vec::new();
+        if parts.len() >= 2 && parts.last().is_some_and(|l| l == "values.yaml") {
+            let mut sub = prefix.to_vec();
+            let inner = &parts[1..parts.len() - 1];
+            if !inner.len().is_multiple_of(2) || inner.chunks(2).any(|c| c[0] != "charts") {
+                continue;
+            }
+            sub.extend(inner.chunks(2).map(|c| c[1].clone()));
+            entry.read_to_end(&mut body).map_err(|e| e.to_string())?;
+            let values: serde_json::Value =
+                serde_saphyr::from_slice(&body).map_err(|e| format!("{}: {e}", path.display()))?;
+            if top && sub.is_empty() {
+                out.global_image_registry |= values["global"]
+                    .as_object()
+                    .is_some_and(|g| g.contains_key("imageRegistry"));
+            }
+            let mut at = sub.clone();
+            walk(&values, &mut at, &mut out.keys);
+        } else if parts.len() == 3 && parts[1] == "charts" && parts[2].ends_with(".tgz") {
+            entry.read_to_end(&mut body).map_err(|e| e.to_string())?;
+            // A packaged subchart: its files sit under its own name.
+            let name = {
+                let gz = flate2::read::GzDecoder::new(body.as_slice());
+                let mut t = tar::Archive::new(gz);
+                t.entries()
+                    .map_err(|e| e.to_string())?
+                    .filter_map(Result::ok)
+                    .find_map(|e| {
+                        e.path().ok().and_then(|p| {
+                            p.components()
+                                .next()
+                                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        })
+                    })
+            };
+            if let Some(name) = name {
+                let mut sub = prefix.to_vec();
+                sub.push(name);
+                read_keys(&body, &sub, out, false)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every `image:` string of the containers in rendered manifests (several YAML documents).
 pub fn images_in_manifests(yaml: &str) -> Result<BTreeSet<String>, String> {
     fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>) {
@@ -172,6 +279,115 @@ pub fn images_in_manifests(yaml: &str) -> Result<BTreeSet<String>, String> {
     Ok(out)
 }
 
+/// One image a rendered object runs or names: in a container's `image`, or in its `args`,
+/// `command` or `env` (operators that start pods later are often told their images there).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RenderedImage {
+    /// `Kind/name` of the object.
+    pub object: String,
+    /// The template it came from (`chart/charts/minio/templates/x.yaml`), from helm's
+    /// `# Source:` line.
+    pub template: Option<String>,
+    pub container: String,
+    /// `image`, `args`, `command` or `env NAME`.
+    pub field: String,
+    pub image: String,
+}
+
+/// Every container of every object in rendered manifests (pods, workloads, CronJobs: any
+/// `containers`, `initContainers` or `ephemeralContainers` list), with its image and the
+/// strings of its args, command and env values (all of them: the caller decides which name
+/// an image).
+pub fn rendered_containers(yaml: &str) -> Result<Vec<RenderedImage>, String> {
+    fn walk(
+        v: &serde_json::Value,
+        object: &str,
+        template: &Option<String>,
+        out: &mut Vec<RenderedImage>,
+    ) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if matches!(
+                        k.as_str(),
+                        "containers" | "initContainers" | "ephemeralContainers"
+                    ) && let Some(list) = v.as_array()
+                    {
+                        for c in list {
+                            let name = c["name"].as_str().unwrap_or("").to_string();
+                            let mut push = |field: String, image: &str| {
+                                out.push(RenderedImage {
+                                    object: object.to_string(),
+                                    template: template.clone(),
+                                    container: name.clone(),
+                                    field,
+                                    image: image.trim().to_string(),
+                                })
+                            };
+                            if let Some(i) = c["image"].as_str() {
+                                push("image".into(), i);
+                            }
+                            for field in ["args", "command"] {
+                                for a in c[field].as_array().into_iter().flatten() {
+                                    if let Some(a) = a.as_str() {
+                                        push(field.into(), a);
+                                    }
+                                }
+                            }
+                            for e in c["env"].as_array().into_iter().flatten() {
+                                if let Some(value) = e["value"].as_str() {
+                                    push(
+                                        format!("env {}", e["name"].as_str().unwrap_or("")),
+                                        value,
+                                    );
+                                }
+                            }
+                        }
+                    } else {
+                        walk(v, object, template, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, object, template, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for doc in split_documents(yaml) {
+        let template = doc
+            .lines()
+            .find_map(|l| l.strip_prefix("# Source: "))
+            .map(|s| s.trim().to_string());
+        let docs: Vec<Option<serde_json::Value>> =
+            serde_saphyr::from_multiple(doc).map_err(|e| e.to_string())?;
+        for v in docs.iter().flatten() {
+            let object = format!(
+                "{}/{}",
+                v["kind"].as_str().unwrap_or("?"),
+                v["metadata"]["name"].as_str().unwrap_or("?")
+            );
+            walk(v, &object, &template, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+/// The documents of a multi-document YAML stream, as text (each keeps its comments).
+fn split_documents(yaml: &str) -> Vec<&str> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    for line in yaml.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            docs.push(&yaml[start..at]);
+            start = at + line.len();
+        }
+        at += line.len();
+    }
+    docs.push(&yaml[start..]);
+    docs.into_iter().filter(|d| !d.trim().is_empty()).collect()
+}
+
 /// How `helm template` renders: the helm binary, the Kubernetes version to render for (the
 /// cluster's; helm's default, 1.20, fails charts that require a newer one), and the values,
 /// release name and namespace the release is installed with, so that a chart whose templates
@@ -194,6 +410,15 @@ pub async fn rendered_images(
     render: &Render<'_>,
     chart: &Chart,
 ) -> Result<BTreeSet<String>, OciError> {
+    let yaml = render_manifests(render, chart).await?;
+    images_in_manifests(&yaml).map_err(|m| OciError::Chart {
+        chart: format!("{}:{}", chart.repo, chart.version),
+        message: format!("helm template: {m}"),
+    })
+}
+
+/// What `helm template` prints for the chart with `render`'s values.
+pub async fn render_manifests(render: &Render<'_>, chart: &Chart) -> Result<String, OciError> {
     let helm = render.helm;
     let scrub = |m: String| {
         render
@@ -243,7 +468,7 @@ pub async fn rendered_images(
     if !out.status.success() {
         return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
     }
-    images_in_manifests(&String::from_utf8_lossy(&out.stdout)).map_err(err)
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The release's image list: what the chart lists, plus what its templates render (skipped

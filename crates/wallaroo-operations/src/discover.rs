@@ -73,6 +73,8 @@ impl Workspace {
                     }
                     other => other.into(),
                 })?;
+            *self.chart.lock().expect("chart cache") =
+                Some((pulled.clone(), render.kube_version.clone()));
             for (image, origins) in found {
                 let origin = origins
                     .iter()

@@ -7,6 +7,7 @@
 //! binary all go through here. It never prints: it returns data, and reports progress
 //! through the engine's [`ApplyReporter`](wallaroo_engine::ApplyReporter).
 
+mod airgap;
 pub mod apply;
 pub mod bundle;
 pub mod discover;

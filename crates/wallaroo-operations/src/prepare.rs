@@ -65,6 +65,9 @@ impl Workspace {
         if resolved && let Some(s) = &signatures {
             verify_planned(&mut desired, s, &sources).await;
         }
+        if resolved {
+            self.air_gap(&mut desired, &images).await?;
+        }
         let mirror = self.target.as_ref().map(|target| {
             // Large uploads in progress are recorded beside the lockfile, so that the
             // next run after a kill resumes them.

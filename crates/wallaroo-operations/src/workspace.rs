@@ -26,6 +26,9 @@ pub struct WorkspaceOptions {
     pub delete_data: bool,
     /// The helm binary; by default `$HELM`, else `helm` on the PATH.
     pub helm: Option<PathBuf>,
+    /// `--allow-external-image`: images the release may run from outside the private
+    /// registry (besides `images { allow_external }`).
+    pub allow_external: Vec<String>,
 }
 
 impl WorkspaceOptions {
@@ -69,6 +72,12 @@ pub struct Workspace {
     pub(crate) delete_data: bool,
     /// The helm binary that renders the chart and installs the release.
     pub helm: PathBuf,
+    /// Images allowed to run from outside the private registry (the command line's and the
+    /// spec's).
+    pub(crate) allow_external: Vec<String>,
+    /// The chart discovery read, and the Kubernetes version it rendered for: the air-gap
+    /// check renders it again with the final values.
+    pub(crate) chart: std::sync::Mutex<Option<(wallaroo_oci::release::Chart, Option<String>)>>,
 }
 
 impl Workspace {
@@ -135,6 +144,8 @@ impl Workspace {
             delete_data: options.delete_data,
             helm: options.helm_binary(),
             exclude_referrers: options.exclude_referrers,
+            allow_external: options.allow_external.clone(),
+            chart: std::sync::Mutex::new(None),
         })
     }
 }

@@ -194,6 +194,16 @@ pub struct Images {
     /// copies the index byte for byte, a filter pushes an index of only those platforms.
     #[serde(default = "default_platforms")]
     pub platforms: Vec<String>,
+    /// Images the release may run from outside the private registry (exact references as
+    /// the rendered manifests name them). Every plan lists them; anything else that points
+    /// outside stops the plan.
+    #[serde(default)]
+    pub allow_external: Vec<String>,
+    /// Point the chart's own image keys (`registry`/`repository` objects in its and its
+    /// subcharts' values, `global.imageRegistry`) at the private registry. Turn off for a
+    /// chart whose keys mean something else; the air-gap check still runs.
+    #[serde(default = "yes")]
+    pub rewrite: bool,
 }
 
 impl Default for Images {
@@ -204,6 +214,8 @@ impl Default for Images {
             exclude: Vec::new(),
             path: default_image_path(),
             platforms: default_platforms(),
+            allow_external: Vec::new(),
+            rewrite: true,
         }
     }
 }

@@ -31,6 +31,7 @@ pub fn workspace(global: &Global) -> WorkspaceOptions {
         exclude_referrers: global.exclude_referrers,
         delete_data: false,
         helm: None,
+        allow_external: global.allow_external_image.clone(),
     }
 }
 

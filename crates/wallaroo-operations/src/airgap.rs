@@ -1,0 +1,260 @@
+//! The air-gap guarantee: nothing the release runs points outside the private registry.
+//!
+//! Before a plan is shown, the release is rendered (`helm template`, the chart discovery
+//! read) with the values it will be installed with: the spec's, `helm { values }`, the
+//! secret values, and the image keys wallaroo points at the private registry
+//! ([`wallaroo_model::image_rewrites`]). Every container image of every object (init and
+//! ephemeral containers, CronJobs, anything with a `containers` list) must be an image the
+//! plan mirrors into the private registry, and no container's `args`, `command` or `env`
+//! may name a mirrored image at its vendor. Otherwise the plan stops, naming the object, the
+//! container and the image, and the values key that would move it where it can tell.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use wallaroo_engine::DesiredSet;
+use wallaroo_oci::release::{Chart, ImageKeys, RenderedImage};
+
+use crate::error::OperationError;
+use crate::workspace::Workspace;
+
+impl Workspace {
+    /// Points the chart's own image keys at the private registry in the release's values
+    /// (a plan warning says which and why), then checks the guarantee.
+    pub(crate) async fn air_gap(
+        &self,
+        desired: &mut DesiredSet,
+        images: &[wallaroo_model::MirrorImage],
+    ) -> Result<(), OperationError> {
+        let Some((chart, kube_version)) = self.chart.lock().expect("chart cache").clone() else {
+            return Ok(());
+        };
+        let Some(reg) = &self.spec.registry else {
+            return Ok(());
+        };
+        let keys = wallaroo_oci::release::image_keys(&chart)?;
+
+        let (rewrites, why) = if self.spec.images.rewrite {
+            rewrites(&self.spec, &keys, images)
+        } else {
+            (Value::Null, Vec::new())
+        };
+        let release = desired
+            .resources
+            .values_mut()
+            .find(|r| r.kind == "helm_release");
+        let Some(release) = release else {
+            return Ok(());
+        };
+        if let Some(values) = release.attrs.get_mut("values")
+            && rewrites.is_object()
+        {
+            wallaroo_engine::json::merge(values, &rewrites);
+        }
+        desired.warnings.extend(
+            why.into_iter()
+                .map(|w| format!("air gap: wallaroo sets {w}")),
+        );
+        let mut allowed: BTreeSet<String> = self.allow_external.iter().cloned().collect();
+        allowed.extend(self.spec.images.allow_external.iter().cloned());
+        desired.warnings.extend(
+            allowed.iter().map(|a| {
+                format!("air gap: {a} may run from outside the private registry (allowed)")
+            }),
+        );
+        let mut values = release.attrs.get("values").cloned().unwrap_or(Value::Null);
+        if let Some(secret) = release.attrs.get("secret_values") {
+            wallaroo_engine::json::merge(&mut values, secret);
+        }
+        let render = wallaroo_oci::release::Render {
+            helm: &self.helm,
+            kube_version,
+            values: Some(values),
+            release: self.spec.wallaroo.release_name.clone(),
+            namespace: Some(self.spec.wallaroo.namespace.clone()),
+            redact: wallaroo_model::sensitive::secret_strings(&self.spec)
+                .into_iter()
+                .collect(),
+        };
+        let yaml = wallaroo_oci::release::render_manifests(&render, &chart).await?;
+        let rendered = wallaroo_oci::release::rendered_containers(&yaml).map_err(|e| {
+            OperationError::message(format!("the rendered release cannot be read: {e}"))
+        })?;
+        let mirrored = Mirrored::of(desired, images);
+        let problems = check(&reg.host, &rendered, &mirrored, &allowed, &keys, &chart);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let allowed_note = if allowed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\nAllowed from outside: {}.",
+                allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        Err(OperationError::message(format!(
+            "the release would run images from outside the private registry {} (a cluster behind an air gap cannot pull them):\n{}\nPoint each at the private registry with `helm {{ values }}`, or, for one meant to come from elsewhere, allow it with `images {{ allow_external = [...] }}` or --allow-external-image REF.{allowed_note}",
+            reg.host,
+            problems
+                .iter()
+                .map(|p| format!("  - {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )))
+    }
+}
+
+fn rewrites(
+    spec: &wallaroo_spec::Spec,
+    keys: &ImageKeys,
+    images: &[wallaroo_model::MirrorImage],
+) -> (Value, Vec<String>) {
+    let declared: Vec<wallaroo_model::DeclaredImage> = keys
+        .keys
+        .iter()
+        .map(|k| wallaroo_model::DeclaredImage {
+            path: k.path.clone(),
+            registry: k.registry.clone(),
+            repository: k.repository.clone(),
+        })
+        .collect();
+    wallaroo_model::image_rewrites(spec, &declared, keys.global_image_registry, images)
+}
+
+/// What the plan puts in the private registry: target references, and by repository the
+/// digests they hold (an image may be run by digest).
+struct Mirrored {
+    targets: BTreeSet<String>,
+    by_digest: BTreeSet<String>,
+    /// Sources (`host/repo`) of the mirrored images: an `args`/`env` string naming one
+    /// points at the vendor.
+    sources: BTreeSet<String>,
+}
+
+impl Mirrored {
+    fn of(desired: &DesiredSet, images: &[wallaroo_model::MirrorImage]) -> Mirrored {
+        let mut m = Mirrored {
+            targets: BTreeSet::new(),
+            by_digest: BTreeSet::new(),
+            sources: BTreeSet::new(),
+        };
+        for r in desired.resources.values().filter(|r| r.kind == "image") {
+            let text = |k: &str| r.attrs.get(k).and_then(Value::as_str);
+            if let Some(t) = text("target") {
+                m.targets.insert(t.to_string());
+                let (host, repo, _) = wallaroo_model::split_reference(t);
+                for d in [text("digest"), text("source_digest")]
+                    .into_iter()
+                    .flatten()
+                {
+                    m.by_digest.insert(format!("{host}/{repo}@{d}"));
+                }
+            }
+        }
+        for i in images {
+            let (host, repo, _) = wallaroo_model::split_reference(&i.source);
+            m.sources.insert(format!("{host}/{repo}"));
+        }
+        m
+    }
+
+    /// Whether `image` (as a manifest names it) is one the plan mirrors.
+    fn holds(&self, image: &str) -> bool {
+        if self.targets.contains(image) {
+            return true;
+        }
+        // `host/repo:tag@sha256:...` and `host/repo@sha256:...` run the digest.
+        if let Some((name, digest)) = image.split_once('@') {
+            let (host, repo, _) = wallaroo_model::split_reference(name);
+            return self.by_digest.contains(&format!("{host}/{repo}@{digest}"));
+        }
+        false
+    }
+}
+
+fn check(
+    private: &str,
+    rendered: &[RenderedImage],
+    mirrored: &Mirrored,
+    allowed: &BTreeSet<String>,
+    keys: &ImageKeys,
+    chart: &Chart,
+) -> Vec<String> {
+    let mut problems = BTreeSet::new();
+    for r in rendered {
+        if allowed.contains(&r.image) {
+            continue;
+        }
+        let at = format!("{} container {}", r.object, r.container);
+        if r.field == "image" {
+            if mirrored.holds(&r.image) {
+                continue;
+            }
+            let reason = if r.image.starts_with(&format!("{private}/")) {
+                "is in the private registry's name but not an image this plan mirrors".to_string()
+            } else {
+                "points outside the private registry".to_string()
+            };
+            problems.insert(format!(
+                "{at}: {} {reason}{}",
+                r.image,
+                hint(r, keys, chart)
+            ));
+        } else {
+            // An image named in args, command or env: only a mirrored image's vendor name is
+            // known to be one.
+            let (host, repo, _) =
+                wallaroo_model::split_reference(r.image.rsplit('=').next().unwrap_or(&r.image));
+            if mirrored.sources.contains(&format!("{host}/{repo}")) && !r.image.contains(private) {
+                problems.insert(format!(
+                    "{at}: {} names {} at its vendor{}",
+                    r.field,
+                    r.image,
+                    hint(r, keys, chart)
+                ));
+            }
+        }
+    }
+    problems.into_iter().collect()
+}
+
+/// The values key that would move `r`'s image, where the chart tells: a subchart's image key
+/// (its template lives under `charts/<name>/`), `global.imageRegistry`, or `imageRegistry`.
+fn hint(r: &RenderedImage, keys: &ImageKeys, chart: &Chart) -> String {
+    let sub: Vec<String> = r
+        .template
+        .as_deref()
+        .map(|t| {
+            let parts: Vec<&str> = t.split('/').collect();
+            parts
+                .windows(2)
+                .filter(|w| w[0] == "charts")
+                .map(|w| w[1].to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (_, repo, _) = wallaroo_model::split_reference(&r.image);
+    let name = repo.rsplit('/').next().unwrap_or(&repo);
+    let key = keys
+        .keys
+        .iter()
+        .filter(|k| k.path.starts_with(&sub))
+        .find(|k| k.repository.ends_with(name))
+        .map(|k| {
+            let path = k.path.join(".");
+            if k.registry.is_some() {
+                format!("{path}.registry")
+            } else {
+                format!("{path}.repository")
+            }
+        });
+    match key {
+        Some(k) => format!(" (values key `{k}`)"),
+        None if keys.global_image_registry => " (values key `global.imageRegistry`)".into(),
+        None if sub.is_empty() && chart.metadata["name"].is_string() => {
+            " (the chart's own template: `imageRegistry` or a key of its values)".into()
+        }
+        None => String::new(),
+    }
+}
