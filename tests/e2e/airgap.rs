@@ -3,7 +3,8 @@
 //! digest, and an image named only in a container's `args`. With the default rewrite turned
 //! off the plan stops naming each of the three; with it, every rendered image is in the
 //! private registry, apply succeeds and the next plan is clean. A `kubectl set image` to an
-//! outside registry is drift, and apply puts it back.
+//! outside registry is drift, and apply puts it back. An image in the private registry's
+//! name that no plan mirrors passes only once the registry has it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -58,6 +59,10 @@ spec:
           args: ["--worker-image={{ .Values.worker.registry }}/{{ .Values.worker.repository }}:{{ .Values.worker.tag }}"]
         - name: sidecar
           image: "{{ .Values.sidecar.registry }}/{{ .Values.sidecar.repository }}@{{ .Values.sidecar.digest }}"
+{{- if .Values.preloaded }}
+        - name: preloaded
+          image: "{{ .Values.preloaded }}"
+{{- end }}
 "#,
     );
     write(
@@ -264,4 +269,37 @@ fn every_rendered_image_is_in_the_private_registry_or_the_plan_stops() {
         d["spec"]["template"]["spec"]["containers"][0]["image"],
         json!(was)
     );
+
+    // An image in the private registry's name that no plan mirrored: refused until the
+    // registry has it (pushed there by hand, say), then accepted.
+    let preloaded = format!("{private}/{id}/preloaded:1.0");
+    std::fs::write(
+        &spec_file,
+        spec.replace(
+            "helm {\n  timeout = \"2m\"\n}\n",
+            &format!(
+                "helm {{\n  timeout = \"2m\"\n  values = {{ preloaded = \"{preloaded}\" }}\n}}\n"
+            ),
+        ),
+    )
+    .unwrap();
+    let (code, out) = run(env, dir.path(), &["plan"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "container preloaded: {preloaded} is in the private registry's name but not an image this plan mirrors"
+        )),
+        "{out}"
+    );
+    wallaroo_testenv::seed::docker_image(
+        env,
+        &env.private,
+        &format!("{id}/preloaded"),
+        "1.0",
+        600,
+        &["amd64"],
+    )
+    .unwrap();
+    let (code, out) = run(env, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "already in the private registry: accepted\n{out}");
 }

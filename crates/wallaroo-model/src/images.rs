@@ -83,12 +83,15 @@ pub fn image_sources(spec: &Spec, release: &BTreeMap<String, String>) -> Vec<Mir
     {
         push(&chart, CHART_ORIGIN);
     }
+    let private = spec.registry.as_ref().map(|r| r.host.as_str());
     if spec.images.release {
         for (source, origin) in release {
-            let (_, repo, _) = split_reference(source);
+            let (host, repo, _) = split_reference(source);
             let name = repo.rsplit('/').next().unwrap_or(&repo);
             let excluded = spec.images.exclude.iter().any(|x| x == name || *x == repo);
-            if !excluded {
+            // An image the chart already names in the private registry is not mirrored
+            // (there is nothing to copy it from); the air-gap check wants it there.
+            if !excluded && Some(host.as_str()) != private {
                 push(source, origin);
             }
         }

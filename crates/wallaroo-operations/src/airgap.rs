@@ -80,7 +80,25 @@ impl Workspace {
         let rendered = wallaroo_oci::release::rendered_containers(&yaml).map_err(|e| {
             OperationError::message(format!("the rendered release cannot be read: {e}"))
         })?;
-        let mirrored = Mirrored::of(desired, images);
+        let mut mirrored = Mirrored::of(desired, images);
+        // An image in the private registry that this plan does not mirror passes when the
+        // registry has it (mirrored earlier, or pushed there by hand).
+        if let Some(target) = &self.target {
+            let prefix = format!("{}/", reg.host);
+            let unknown: Vec<String> = rendered
+                .iter()
+                .filter(|r| {
+                    r.field == "image" && r.image.starts_with(&prefix) && !mirrored.holds(&r.image)
+                })
+                .map(|r| r.image.clone())
+                .collect();
+            for image in unknown {
+                let (_, repo, reference) = wallaroo_model::split_reference(&image);
+                if target.manifest_digest(&repo, &reference).await?.is_some() {
+                    mirrored.targets.insert(image);
+                }
+            }
+        }
         let problems = check(&reg.host, &rendered, &mirrored, &allowed, &keys, &chart);
         if problems.is_empty() {
             return Ok(());
