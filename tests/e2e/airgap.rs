@@ -12,9 +12,8 @@ use std::process::{Command, Output};
 use serde_json::json;
 use wallaroo_testenv::{shared, unique};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::repo;
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -136,33 +135,7 @@ fn every_rendered_image_is_in_the_private_registry_or_the_plan_stops() {
     wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &path, &chart).unwrap();
 
     let id = unique("airgap");
-    let nodes = env
-        .add_nodes(&id, 4, &json!({}), &json!([]), &json!({}))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tls")).unwrap();
-    for f in ["tls/wallaroo.crt", "tls/wallaroo.key"] {
-        std::fs::copy(repo().join("examples").join(f), dir.path().join(f)).unwrap();
-    }
-    let mut spec = std::fs::read_to_string(repo().join("examples/quickstart.hcl"))
-        .unwrap()
-        .replace(
-            "namespace               = \"wallaroo\"",
-            &format!("namespace               = \"{id}\""),
-        )
-        .replace(
-            "  namespace = \"wallaroo\"",
-            &format!("  namespace = \"{id}\""),
-        )
-        .replace(
-            "  ca_file  = var.vendor_ca_file\n",
-            &format!("  ca_file  = var.vendor_ca_file\n  path     = \"{path}\"\n"),
-        );
-    for (i, node) in nodes.iter().enumerate() {
-        spec = spec.replace(&format!("\"node-{}\"", i + 1), &format!("\"{node}\""));
-    }
-    spec.truncate(spec.find("user \"admin@example.com\"").unwrap());
-    spec.push_str("helm {\n  timeout = \"2m\"\n}\n");
+    let common::OperatorSpec { dir, spec, .. } = common::operator_spec(env, &id, Some(&path));
     let spec_file = dir.path().join("wallaroo.hcl");
 
     // Without the rewrite: the plan stops and names each image, with the key to set.

@@ -5,67 +5,13 @@
 //! the binary: plan, apply, an empty second plan, two kinds of drift made by hand (an image
 //! deleted from the registry, a node label edited), apply putting both back, and destroy.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 use wallaroo_testenv::env::Implementation;
 use wallaroo_testenv::{shared, unique};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The sample chart made strict: required values checked by `fail`, and an image behind the
-/// private PyPI setting.
-fn strict_chart(dir: &Path) -> PathBuf {
-    let sample = repo().join("tests/charts/wallaroo-sample");
-    let chart = dir.join("wallaroo");
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(&sample)
-        .arg(&chart)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let values = std::fs::read_to_string(chart.join("values.yaml"))
-        .unwrap()
-        .replace(
-            "kubernetes_distribution: kurl",
-            "kubernetes_distribution: \"\"",
-        )
-        .replace("domainSuffix: wallaroo.example.com", "domainSuffix: \"\"");
-    std::fs::write(chart.join("values.yaml"), values).unwrap();
-    std::fs::write(
-        chart.join("templates/checks.yaml"),
-        r#"{{- if not (has .Values.kubernetes_distribution (list "aks" "eks" "gke" "oke" "kurl")) }}
-{{- fail "kubernetes_distribution must be one of aks, eks, gke, oke, kurl" }}
-{{- end }}
-{{- if not .Values.domainSuffix }}
-{{- fail "domainSuffix is required" }}
-{{- end }}
-"#,
-    )
-    .unwrap();
-    std::fs::write(
-        chart.join("templates/pypi.yaml"),
-        r#"{{- if .Values.privatePypi.enabled }}
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: pypi-proxy}
-spec:
-  selector: {matchLabels: {app: pypi-proxy}}
-  template:
-    metadata: {labels: {app: pypi-proxy}}
-    spec:
-      containers:
-        - {name: proxy, image: "{{ .Values.imageRegistry }}/pypi-proxy:{{ .Chart.AppVersion }}"}
-{{- end }}
-"#,
-    )
-    .unwrap();
-    chart
-}
+mod common;
 
 struct Case {
     env: &'static wallaroo_testenv::Env,
@@ -154,7 +100,11 @@ fn a_strict_chart_into_distribution_v3_plans_applies_drifts_and_destroys() {
     let env = shared();
     let path = unique("foreign");
     let charts = tempfile::tempdir().unwrap();
-    let chart = strict_chart(charts.path());
+    let chart = wallaroo_testenv::seed::strict_chart(
+        &common::repo().join("tests/charts/wallaroo-sample"),
+        charts.path(),
+    )
+    .unwrap();
     let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
     wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &path, &chart).unwrap();
     // The image only private PyPI runs: in the vendor registry, in no list of the chart, and
@@ -173,36 +123,14 @@ fn a_strict_chart_into_distribution_v3_plans_applies_drifts_and_destroys() {
         .scratch_registry_of(Implementation::Distribution3, "foreign-registry")
         .unwrap();
     let id = unique("foreign");
-    let nodes = env
-        .add_nodes(&id, 4, &json!({}), &json!([]), &json!({}))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tls")).unwrap();
-    for f in ["tls/wallaroo.crt", "tls/wallaroo.key"] {
-        std::fs::copy(repo().join("examples").join(f), dir.path().join(f)).unwrap();
-    }
-    // The quickstart as an operator adapts it: their namespace, nodes, vendor path, and
-    // private PyPI on.
-    let mut spec = std::fs::read_to_string(repo().join("examples/quickstart.hcl"))
-        .unwrap()
-        .replace(
-            "namespace               = \"wallaroo\"",
-            &format!("namespace               = \"{id}\""),
-        )
-        .replace(
-            "  namespace = \"wallaroo\"",
-            &format!("  namespace = \"{id}\""),
-        )
-        .replace(
-            "  ca_file  = var.vendor_ca_file\n",
-            &format!("  ca_file  = var.vendor_ca_file\n  path     = \"{path}\"\n"),
-        );
-    for (i, node) in nodes.iter().enumerate() {
-        spec = spec.replace(&format!("\"node-{}\"", i + 1), &format!("\"{node}\""));
-    }
-    spec.truncate(spec.find("user \"admin@example.com\"").unwrap());
+    // The quickstart as an operator adapts it, with private PyPI on.
+    let common::OperatorSpec {
+        dir,
+        nodes,
+        mut spec,
+    } = common::operator_spec(env, &id, Some(&path));
     spec.push_str(
-        "private_pypi {\n  url      = \"https://pypi.internal.example.com/simple\"\n  username = \"wallaroo\"\n  password = var.admin_password\n}\n\nhelm {\n  timeout = \"2m\"\n}\n",
+        "private_pypi {\n  url      = \"https://pypi.internal.example.com/simple\"\n  username = \"wallaroo\"\n  password = var.admin_password\n}\n",
     );
     std::fs::write(dir.path().join("wallaroo.hcl"), &spec).unwrap();
     let case = Case {

@@ -7,15 +7,13 @@
 //! plan, the state Secret, every file of a support bundle and the command line of every
 //! process seen during the apply are searched: zero hits. helm still gets the real values (the release's values hold them).
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::json;
 use wallaroo_testenv::{shared, unique};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::repo;
 
 struct Case {
     env: &'static wallaroo_testenv::Env,
@@ -120,36 +118,17 @@ fn a_marker_secret_in_every_place_appears_in_no_view_file_or_state() {
     )
     .unwrap();
     let id = unique("secrets");
-    let nodes = env
-        .add_nodes(&id, 4, &json!({}), &json!([]), &json!({}))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tls")).unwrap();
-    for f in ["tls/wallaroo.crt", "tls/wallaroo.key"] {
-        std::fs::copy(repo().join("examples").join(f), dir.path().join(f)).unwrap();
-    }
+    let common::OperatorSpec { dir, nodes, spec } = common::operator_spec(env, &id, None);
     let nonce = unique("m").replace('-', "");
     let markers: Vec<String> = (0..4).map(|i| format!("MARKER{i}x{nonce}Q")).collect();
     std::fs::write(dir.path().join("from-file.txt"), &markers[3]).unwrap();
 
-    let mut spec = std::fs::read_to_string(repo().join("examples/quickstart.hcl"))
-        .unwrap()
-        .replace(
-            "namespace               = \"wallaroo\"",
-            &format!("namespace               = \"{id}\""),
-        )
-        .replace(
-            "  namespace = \"wallaroo\"",
-            &format!("  namespace = \"{id}\""),
-        );
-    for (i, node) in nodes.iter().enumerate() {
-        spec = spec.replace(&format!("\"node-{}\"", i + 1), &format!("\"{node}\""));
-    }
+    // Its own `helm` block below, with values.
+    let mut spec = spec.replace("helm {\n  timeout = \"2m\"\n}\n", "");
     spec = spec.replace(
         "nodepool \"persistent\" {\n",
         "nodepool \"persistent\" {\n  labels = { \"example.com/owner\" = var.marker }\n",
     );
-    spec.truncate(spec.find("user \"admin@example.com\"").unwrap());
     spec.push_str(&format!(
         r#"variable "marker" {{
   type      = string

@@ -41,40 +41,7 @@ fn signatures_and_sboms_travel_with_their_images() {
     let tags = wallaroo_testenv::seed::sign(env, &env.vendor, &repo, "2025.1.0-6290").unwrap();
     let ns = wallaroo_testenv::unique("signed");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("wallaroo.hcl"),
-        format!(
-            r#"wallaroo {{
-  version                 = "2025.1.0-6290"
-  license_channel         = "2025-1"
-  domain                  = "wallaroo.example.com"
-  kubernetes_distribution = "kurl"
-}}
-source "wallaroo" {{
-  registry = "{vendor}"
-  path     = "{path}"
-  username = "{vu}"
-  password = "{vp}"
-  ca_file  = "{ca}"
-}}
-registry "private" {{
-  host      = "{private}"
-  namespace = "{ns}"
-  username  = "{pu}"
-  password  = "{pp}"
-  ca_file   = "{ca}"
-}}
-"#,
-            vendor = env.vendor.address(),
-            vu = env.vendor.username,
-            vp = env.vendor.password,
-            private = env.private.address(),
-            pu = env.private.username,
-            pp = env.private.password,
-            ca = env.ca_file.display(),
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("wallaroo.hcl"), env.mirror_spec(&path, &ns)).unwrap();
 
     let listed: Vec<Value> =
         serde_json::from_str(&ok(env, dir.path(), &["images", "--json"])).unwrap();

@@ -66,39 +66,10 @@ fn plans_show_verdicts_and_apply_copies_only_what_verifies() {
     let vendor = env.vendor.address();
     std::fs::write(
         dir.path().join("wallaroo.hcl"),
-        format!(
-            r#"wallaroo {{
-  version                 = "2025.1.0-6290"
-  license_channel         = "2025-1"
-  domain                  = "wallaroo.example.com"
-  kubernetes_distribution = "kurl"
-}}
-source "wallaroo" {{
-  registry = "{vendor}"
-  path     = "{path}"
-  username = "{vu}"
-  password = "{vp}"
-  ca_file  = "{ca}"
-}}
-registry "private" {{
-  host      = "{private}"
-  namespace = "{ns}"
-  username  = "{pu}"
-  password  = "{pp}"
-  ca_file   = "{ca}"
-}}
-verify {{
-  keys     = ["keys/cosign.pub"]
-  unsigned = ["{vendor}/{path}/2025-1/wallaroo:2025.1.0-6290"]
-}}
-"#,
-            vu = env.vendor.username,
-            vp = env.vendor.password,
-            private = env.private.address(),
-            pu = env.private.username,
-            pp = env.private.password,
-            ca = env.ca_file.display(),
-        ),
+        env.mirror_spec(&path, &ns)
+            + &format!(
+                "verify {{\n  keys     = [\"keys/cosign.pub\"]\n  unsigned = [\"{vendor}/{path}/2025-1/wallaroo:2025.1.0-6290\"]\n}}\n"
+            ),
     )
     .unwrap();
 

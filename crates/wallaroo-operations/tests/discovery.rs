@@ -296,70 +296,11 @@ async fn a_platform_filter_mirrors_only_that_platform_and_then_plans_nothing() {
     assert!(!noop.has_changes(), "{:#?}", noop.changes);
 }
 
-/// A chart as production charts are written: its templates `fail` unless the install's
-/// values name a distribution and a domain (its defaults do not), and one image runs only
-/// when private PyPI is on. The sample chart, with those templates added.
+/// A chart as production charts are written (see `wallaroo_testenv::seed::strict_chart`).
 fn strict_chart(dir: &std::path::Path) -> std::path::PathBuf {
     let sample =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");
-    let chart = dir.join("wallaroo");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    for entry in walk(&sample) {
-        let rel = entry.strip_prefix(&sample).unwrap();
-        let to = chart.join(rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&entry, &to).unwrap();
-    }
-    let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
-    let values = values
-        .replace(
-            "kubernetes_distribution: kurl",
-            "kubernetes_distribution: \"\"",
-        )
-        .replace("domainSuffix: wallaroo.example.com", "domainSuffix: \"\"");
-    std::fs::write(chart.join("values.yaml"), values).unwrap();
-    std::fs::write(
-        chart.join("templates/checks.yaml"),
-        r#"{{- if not (has .Values.kubernetes_distribution (list "aks" "eks" "gke" "oke" "kurl")) }}
-{{- fail "kubernetes_distribution must be one of aks, eks, gke, oke, kurl" }}
-{{- end }}
-{{- if not .Values.domainSuffix }}
-{{- fail (printf "domainSuffix is required (pypi password %s)" (.Values.privatePypi.password | default "none")) }}
-{{- end }}
-"#,
-    )
-    .unwrap();
-    std::fs::write(
-        chart.join("templates/pypi.yaml"),
-        r#"{{- if .Values.privatePypi.enabled }}
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: pypi-proxy}
-spec:
-  selector: {matchLabels: {app: pypi-proxy}}
-  template:
-    metadata: {labels: {app: pypi-proxy}}
-    spec:
-      containers:
-        - {name: proxy, image: "{{ .Values.imageRegistry }}/pypi-proxy:{{ .Chart.AppVersion }}"}
-{{- end }}
-"#,
-    )
-    .unwrap();
-    chart
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
+    wallaroo_testenv::seed::strict_chart(&sample, dir).unwrap()
 }
 
 #[tokio::test]

@@ -358,6 +358,42 @@ impl Env {
         })
     }
 
+    /// A spec that mirrors the release at `path` of the vendor registry into `namespace` of
+    /// the private registry, with this environment's credentials and CA written in (no
+    /// cluster settings beyond the required ones): for tests of mirroring through the binary.
+    pub fn mirror_spec(&self, path: &str, namespace: &str) -> String {
+        format!(
+            r#"wallaroo {{
+  version                 = "2025.1.0-6290"
+  license_channel         = "2025-1"
+  domain                  = "wallaroo.example.com"
+  kubernetes_distribution = "kurl"
+}}
+source "wallaroo" {{
+  registry = "{vendor}"
+  path     = "{path}"
+  username = "{vu}"
+  password = "{vp}"
+  ca_file  = "{ca}"
+}}
+registry "private" {{
+  host      = "{private}"
+  namespace = "{namespace}"
+  username  = "{pu}"
+  password  = "{pp}"
+  ca_file   = "{ca}"
+}}
+"#,
+            vendor = self.vendor.address(),
+            vu = self.vendor.username,
+            vp = self.vendor.password,
+            private = self.private.address(),
+            pu = self.private.username,
+            pp = self.private.password,
+            ca = self.ca_file.display(),
+        )
+    }
+
     /// Creates `n` kwok nodes named `{prefix}-{i}` with labels, taints and capacity (eight
     /// requests at a time, so a thousand nodes take seconds). Existing nodes are kept.
     pub fn add_nodes(

@@ -769,3 +769,56 @@ pub fn docker_image(
     }
     Ok(last)
 }
+
+/// The sample chart at `sample`, made as strict as production charts are, into
+/// `dir/wallaroo`: its templates `fail` unless the install's values name a distribution and
+/// a domain (its defaults do not; the message shows private PyPI's password, to prove it is
+/// scrubbed), and one image (`pypi-proxy`) runs only when private PyPI is on.
+pub fn strict_chart(sample: &Path, dir: &Path) -> Result<std::path::PathBuf, Error> {
+    let chart = dir.join("wallaroo");
+    copy_dir(sample, &chart)?;
+    let values_path = chart.join("values.yaml");
+    let values = std::fs::read_to_string(&values_path)
+        .map_err(|e| Error::io(&values_path, e))?
+        .replace(
+            "kubernetes_distribution: kurl",
+            "kubernetes_distribution: \"\"",
+        )
+        .replace("domainSuffix: wallaroo.example.com", "domainSuffix: \"\"");
+    let files = [
+        ("values.yaml", values),
+        (
+            "templates/checks.yaml",
+            r#"{{- if not (has .Values.kubernetes_distribution (list "aks" "eks" "gke" "oke" "kurl")) }}
+{{- fail "kubernetes_distribution must be one of aks, eks, gke, oke, kurl" }}
+{{- end }}
+{{- if not .Values.domainSuffix }}
+{{- fail (printf "domainSuffix is required (pypi password %s)" (.Values.privatePypi.password | default "none")) }}
+{{- end }}
+"#
+            .to_string(),
+        ),
+        (
+            "templates/pypi.yaml",
+            r#"{{- if .Values.privatePypi.enabled }}
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: pypi-proxy}
+spec:
+  selector: {matchLabels: {app: pypi-proxy}}
+  template:
+    metadata: {labels: {app: pypi-proxy}}
+    spec:
+      containers:
+        - {name: proxy, image: "{{ .Values.imageRegistry }}/pypi-proxy:{{ .Chart.AppVersion }}"}
+{{- end }}
+"#
+            .to_string(),
+        ),
+    ];
+    for (name, text) in files {
+        let path = chart.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(chart)
+}

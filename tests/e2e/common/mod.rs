@@ -1,0 +1,54 @@
+//! What several end-to-end tests set up the same way: the quickstart as an operator adapts
+//! it to their cluster, in a working directory of its own.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A working directory with the example TLS pair, four new kwok nodes named `{id}-N`, and
+/// `examples/quickstart.hcl` adapted as an operator would: namespace `id`, those nodes, the
+/// vendor path `path` when given, the example user cut, and `helm { timeout = "2m" }`.
+pub struct OperatorSpec {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<String>,
+    pub spec: String,
+}
+
+pub fn operator_spec(env: &wallaroo_testenv::Env, id: &str, path: Option<&str>) -> OperatorSpec {
+    let nodes = env
+        .add_nodes(id, 4, &json!({}), &json!([]), &json!({}))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tls")).unwrap();
+    for f in ["tls/wallaroo.crt", "tls/wallaroo.key"] {
+        std::fs::copy(repo().join("examples").join(f), dir.path().join(f)).unwrap();
+    }
+    let mut spec = std::fs::read_to_string(repo().join("examples/quickstart.hcl"))
+        .unwrap()
+        .replace(
+            "namespace               = \"wallaroo\"",
+            &format!("namespace               = \"{id}\""),
+        )
+        .replace(
+            "  namespace = \"wallaroo\"",
+            &format!("  namespace = \"{id}\""),
+        );
+    if let Some(path) = path {
+        spec = spec.replace(
+            "  ca_file  = var.vendor_ca_file\n",
+            &format!("  ca_file  = var.vendor_ca_file\n  path     = \"{path}\"\n"),
+        );
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        spec = spec.replace(&format!("\"node-{}\"", i + 1), &format!("\"{node}\""));
+    }
+    spec.truncate(spec.find("user \"admin@example.com\"").unwrap());
+    spec.push_str("helm {\n  timeout = \"2m\"\n}\n");
+    OperatorSpec { dir, nodes, spec }
+}
