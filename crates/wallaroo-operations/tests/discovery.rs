@@ -47,41 +47,8 @@ fn spec_with(
     platforms: &str,
     extra: &str,
 ) -> wallaroo_spec::Spec {
-    let text = format!(
-        r#"
-wallaroo {{
-  version         = "2025.1.0-6290"
-  license_channel = "2025-1"
-  domain          = "wallaroo.example.com"
-  kubernetes_distribution = "kurl"
-}}
-source "wallaroo" {{
-  registry = "{vendor}"
-  path     = "{path}"
-  username = "{vu}"
-  password = "{vp}"
-  ca_file  = "{ca}"
-}}
-registry "private" {{
-  host      = "{private}"
-  namespace = "{namespace}"
-  username  = "{pu}"
-  password  = "{pp}"
-  ca_file   = "{ca}"
-}}
-images {{
-  platforms = {platforms}
-}}
-{extra}
-"#,
-        vendor = env.vendor.address(),
-        vu = env.vendor.username,
-        vp = env.vendor.password,
-        private = env.private.address(),
-        pu = env.private.username,
-        pp = env.private.password,
-        ca = env.ca_file.display(),
-    );
+    let text = env.mirror_spec(path, namespace)
+        + &format!("images {{\n  platforms = {platforms}\n}}\n{extra}\n");
     wallaroo_spec::parse_str(
         "test.hcl",
         &text,
