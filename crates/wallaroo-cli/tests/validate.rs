@@ -67,8 +67,8 @@ fn every_bad_spec_gets_a_located_diagnostic() {
     let dir = repo().join("tests/fixtures/bad");
     let files = hcl_files(&dir);
     assert!(
-        files.len() >= 25,
-        "the corpus holds at least 25 bad specs, found {}",
+        files.len() >= 64,
+        "the corpus holds at least 64 bad specs, found {}",
         files.len()
     );
     for file in files {

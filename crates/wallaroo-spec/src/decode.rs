@@ -284,7 +284,7 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
             )
         })
         .collect();
-    Ok(Spec {
+    let spec = Spec {
         path: file.name.clone().into(),
         wallaroo: wallaroo.expect("a missing wallaroo block is reported above"),
         source,
@@ -308,7 +308,13 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
         helm,
         variable,
         sensitive_paths: d.sensitive_paths,
-    })
+    };
+    let mut problems = crate::checks::run(file, &blocks, &spec);
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| p.location);
+        return Err(SpecErrors(problems));
+    }
+    Ok(spec)
 }
 
 struct Decoder<'a> {

@@ -20,21 +20,30 @@ impl SourceFile {
         }
     }
 
-    /// One-based line and column of a byte offset.
+    /// One-based line and column (in characters) of a byte offset; an offset inside a
+    /// character counts as that character.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(offset, |i| offset - i - 1) + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
         (line, col)
     }
 
-    /// The byte offset of a one-based line and column.
+    /// The byte offset of a one-based line and column (in characters).
     pub fn offset_of(&self, line: usize, col: usize) -> usize {
         let mut offset = 0;
         for (i, l) in self.text.split_inclusive('\n').enumerate() {
             if i + 1 == line {
-                return (offset + col.saturating_sub(1)).min(self.text.len());
+                let within = l
+                    .char_indices()
+                    .nth(col.saturating_sub(1))
+                    .map_or(l.len(), |(b, _)| b);
+                return (offset + within).min(self.text.len());
             }
             offset += l.len();
         }

@@ -4,6 +4,7 @@
 //! line and column with a one-line help. This crate reads files and environment variables
 //! only; it never talks to a cluster or a registry and never prints.
 
+mod checks;
 mod decode;
 mod diag;
 mod eval;
