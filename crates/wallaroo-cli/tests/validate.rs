@@ -247,3 +247,76 @@ fn a_tls_key_of_another_certificate_is_refused_before_anything_is_applied() {
     );
     assert!(!stderr.contains("PRIVATE KEY"), "no key material in errors");
 }
+
+/// `validate --json` on a spec with several problems: every one, with its place, as JSON on
+/// stdout for an editor or CI, exit 1; the same problems `validate` prints for people.
+#[test]
+fn validate_json_lists_every_problem_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec =
+        std::fs::read_to_string(repo().join("tests/fixtures/bad/registry_host_with_scheme.hcl"))
+            .unwrap()
+            .replace(
+                "\"wallaroo.example.com\"",
+                "\"https://wallaroo.example.com\"",
+            )
+            .replace("namespace = \"wallaroo\"", "namespace = \"Wallaroo Team\"");
+    std::fs::write(dir.path().join("wallaroo.hcl"), &spec).unwrap();
+    let out = wallaroo(&["validate", "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    let problems = json["problems"].as_array().unwrap();
+    let places: Vec<(u64, String)> = problems
+        .iter()
+        .map(|p| {
+            assert_eq!(p["file"], "wallaroo.hcl");
+            assert!(p["column"].as_u64().unwrap() > 0);
+            assert!(p["help"].is_string(), "{p}");
+            (
+                p["line"].as_u64().unwrap(),
+                p["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(places.len(), 3, "{places:?}");
+    assert!(places[0].1.contains("`domain`"), "{places:?}");
+    assert!(places[1].1.contains("`host`"), "{places:?}");
+    assert!(places[2].1.contains("`namespace`"), "{places:?}");
+    assert!(places.windows(2).all(|w| w[0].0 <= w[1].0), "in file order");
+}
+
+/// plan, apply, a saved plan's apply and destroy refuse an invalid spec with the same
+/// located diagnostic, before reaching for any cluster or registry (none is configured here).
+#[test]
+fn every_entry_point_refuses_an_invalid_spec_first() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("tests/fixtures/bad/helm_timeout_words.hcl"),
+        dir.path().join("wallaroo.hcl"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("saved.json"), "{}").unwrap();
+    for args in [
+        &["validate"][..],
+        &["plan"],
+        &["apply", "--auto-approve"],
+        &["apply", "saved.json"],
+        &["destroy", "--auto-approve"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("WALLAROO_CONFIG")
+            .env("KUBECONFIG", "/nonexistent")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("wallaroo.hcl:16:13: `timeout`: `20 minutes` is not a duration"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -31,6 +31,22 @@ pub(crate) fn run(file: &SourceFile, blocks: &Blocks<'_>, spec: &Spec) -> Vec<Sp
         problems: Vec::new(),
     };
     let w = &spec.wallaroo;
+    c.check(
+        "wallaroo",
+        None,
+        "version",
+        None,
+        semver(&w.version),
+        "the release's version as its chart is versioned (SemVer 2), e.g. 2025.1.0-6290",
+    );
+    c.check(
+        "wallaroo",
+        None,
+        "license_channel",
+        None,
+        repository_path(&w.license_channel),
+        "the channel as the vendor registry's path names it, e.g. 2025-1",
+    );
     c.check("wallaroo", None, "namespace", None, dns_label(&w.namespace, 63), "a namespace is a DNS-1123 label: lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit");
     c.check(
         "wallaroo",
@@ -336,6 +352,31 @@ fn alnum(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
+/// A SemVer 2 version (`MAJOR.MINOR.PATCH[-pre][+build]`), what helm requires of a chart's.
+fn semver(s: &str) -> Result<(), String> {
+    let (core, rest) = match s.find(['-', '+']) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    let number = |n: &&str| {
+        !n.is_empty()
+            && n.chars().all(|c| c.is_ascii_digit())
+            && (n.len() == 1 || !n.starts_with('0'))
+    };
+    let tail_ok = rest.is_empty()
+        || rest[1..]
+            .split(['.', '+'])
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if numbers.len() == 3 && numbers.iter().all(number) && tail_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a SemVer version (MAJOR.MINOR.PATCH[-pre][+build])"
+        ))
+    }
+}
+
 /// A DNS-1123 label of at most `max` characters.
 fn dns_label(s: &str, max: usize) -> Result<(), String> {
     if s.is_empty() {
@@ -556,6 +597,10 @@ mod tests {
 
     #[test]
     fn values_are_checked_as_their_consumers_read_them() {
+        assert!(semver("2025.1.0-6290").is_ok() && semver("1.2.3+build.1").is_ok());
+        assert!(
+            semver("2025.1").is_err() && semver("v2025.1.0").is_err() && semver("1.02.3").is_err()
+        );
         assert!(dns_label("wallaroo", 63).is_ok());
         assert!(dns_label("Wallaroo", 63).is_err());
         assert!(dns_label("-x", 63).is_err());
