@@ -23,6 +23,7 @@ use std::sync::Arc;
 use wallaroo_engine::{KindRegistry, ResourceError};
 
 pub use helm::{HelmRelease, decode_release};
+pub use node::{SharedNode, shared_nodes};
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "wallaroo";

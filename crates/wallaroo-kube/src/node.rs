@@ -422,3 +422,45 @@ mod tests {
         assert_eq!(super::taint_key("a/b=c:NoSchedule"), "a/b");
     }
 }
+
+/// A node two nodepools would both own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedNode {
+    pub node: String,
+    pub pools: (String, String),
+}
+
+/// The nodes of the cluster that more than one pool claims, by name or by selector: each would
+/// have its `wallaroo.ai/node-purpose` label flipped by every apply. `pools` maps a pool's
+/// name to its node names and its selector (one of the two is empty).
+pub async fn shared_nodes(
+    client: &kube::Client,
+    pools: &std::collections::BTreeMap<
+        String,
+        (Vec<String>, std::collections::BTreeMap<String, String>),
+    >,
+) -> Result<Vec<SharedNode>, kube::Error> {
+    let api: Api<Node> = Api::all(client.clone());
+    let nodes = api.list(&kube::api::ListParams::default()).await?;
+    let mut shared = Vec::new();
+    for n in &nodes.items {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let labels = n.metadata.labels.clone().unwrap_or_default();
+        let claims: Vec<&String> = pools
+            .iter()
+            .filter(|(_, (names, selector))| {
+                names.contains(&name)
+                    || (!selector.is_empty()
+                        && selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            })
+            .map(|(pool, _)| pool)
+            .collect();
+        if let [a, b, ..] = claims.as_slice() {
+            shared.push(SharedNode {
+                node: name,
+                pools: ((*a).clone(), (*b).clone()),
+            });
+        }
+    }
+    Ok(shared)
+}

@@ -629,3 +629,82 @@ async fn drift_in_a_selector_pool_of_a_hundred_nodes_names_the_node_that_moved()
     .await
     .unwrap();
 }
+
+/// Two nodepools that would own one node are found before any change: a node listed by one
+/// pool and matched by another's selector, and a node matched by two selectors; a node one
+/// pool alone claims is not reported.
+#[tokio::test]
+async fn nodes_claimed_by_two_nodepools_are_named_with_both_pools() {
+    let _nodes = NODES.lock().await;
+    wallaroo_testenv::install_crypto_provider();
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    let id = wallaroo_testenv::unique("shared");
+    let nodes = {
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            env.add_nodes(
+                &id,
+                3,
+                &serde_json::json!({"shared-test": id, "tier": "gpu"}),
+                &serde_json::json!([]),
+                &serde_json::json!({}),
+            )
+            .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let selector = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let pools = std::collections::BTreeMap::from([
+        (
+            "general".to_string(),
+            (vec![nodes[0].clone()], selector(&[])),
+        ),
+        (
+            "pipelines-x86".to_string(),
+            (
+                Vec::new(),
+                selector(&[("shared-test", &id), ("tier", "gpu")]),
+            ),
+        ),
+        (
+            "persistent".to_string(),
+            (vec!["some-other-node".to_string()], selector(&[])),
+        ),
+    ]);
+    let shared_nodes = wallaroo_kube::shared_nodes(&client, &pools).await.unwrap();
+    assert_eq!(
+        shared_nodes,
+        [wallaroo_kube::SharedNode {
+            node: nodes[0].clone(),
+            pools: ("general".into(), "pipelines-x86".into()),
+        }]
+    );
+    // Two selectors over the same nodes: every one of them is named.
+    let mut two = pools.clone();
+    two.insert(
+        "general".into(),
+        (Vec::new(), selector(&[("shared-test", &id)])),
+    );
+    let found = wallaroo_kube::shared_nodes(&client, &two).await.unwrap();
+    assert_eq!(found.len(), 3, "{found:?}");
+    for n in &nodes {
+        let _ = tokio::task::spawn_blocking({
+            let path = format!("/api/v1/nodes/{n}");
+            move || env.api().unwrap().delete(&path)
+        })
+        .await;
+    }
+}

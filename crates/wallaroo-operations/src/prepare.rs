@@ -66,6 +66,7 @@ impl Workspace {
             verify_planned(&mut desired, s, &sources).await;
         }
         if resolved {
+            self.no_shared_nodes().await?;
             self.air_gap(&mut desired, &images).await?;
         }
         let mirror = self.target.as_ref().map(|target| {
@@ -213,5 +214,40 @@ async fn verify_planned(
         if let Some(r) = desired.resources.get_mut(&addr) {
             r.attrs.insert("signature".into(), serde_json::json!(shown));
         }
+    }
+}
+
+impl Workspace {
+    /// Refuses a plan in which two nodepools would own one node: a node listed by one pool and
+    /// matched by another's selector, or matched by two selectors (names alone are checked by
+    /// `validate`).
+    async fn no_shared_nodes(&self) -> Result<(), OperationError> {
+        let pools: BTreeMap<String, (Vec<String>, BTreeMap<String, String>)> = self
+            .spec
+            .nodepool
+            .iter()
+            .map(|(name, p)| (name.clone(), (p.nodes.clone(), p.selector.clone())))
+            .collect();
+        if pools.len() < 2 || pools.values().all(|(_, s)| s.is_empty()) {
+            return Ok(());
+        }
+        let client = wallaroo_kube::connect().await?;
+        let shared = wallaroo_kube::shared_nodes(&client, &pools)
+            .await
+            .map_err(|e| OperationError::message(format!("listing nodes: {e}")))?;
+        if shared.is_empty() {
+            return Ok(());
+        }
+        Err(OperationError::message(format!(
+            "nodes claimed by two nodepools (both would own their labels, and every apply would flip them):\n{}\nNarrow the selectors so that each node is in one pool.",
+            shared
+                .iter()
+                .map(|s| format!(
+                    "  - node \"{}\": nodepool \"{}\" and nodepool \"{}\"",
+                    s.node, s.pools.0, s.pools.1
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )))
     }
 }

@@ -129,6 +129,28 @@ pub(crate) fn run(file: &SourceFile, blocks: &Blocks<'_>, spec: &Spec) -> Vec<Sp
             "a URL such as https://pypi.internal.example.com/simple",
         );
     }
+    if let Some(e) = &spec.edge_registry {
+        c.check(
+            "edge_registry",
+            None,
+            "url",
+            None,
+            registry_with_path(&e.url),
+            "a registry host with an optional path, e.g. us-west1-docker.pkg.dev/project/edge (no scheme)",
+        );
+        if let Some(email) = &e.email
+            && !crate::decode::looks_like_email(email)
+        {
+            c.problem(
+                "edge_registry",
+                None,
+                "email",
+                None,
+                format!("`email`: `{email}` is not an email address"),
+                "the account's email, e.g. ml-team@example.com",
+            );
+        }
+    }
     c.check(
         "helm",
         None,
@@ -444,6 +466,20 @@ fn registry_host(s: &str) -> Result<(), String> {
         return Ok(());
     }
     dns_name(host)
+}
+
+/// `host[:port][/path]`: a registry and a repository path in it.
+fn registry_with_path(s: &str) -> Result<(), String> {
+    if s.contains("://") {
+        return Err(format!("`{s}` has a scheme; name the registry by host"));
+    }
+    match s.split_once('/') {
+        Some((host, path)) => {
+            registry_host(host)?;
+            repository_path(path)
+        }
+        None => registry_host(s),
+    }
 }
 
 /// A repository path: components of lowercase alphanumerics with separators, joined by `/`.

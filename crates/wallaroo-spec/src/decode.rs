@@ -674,7 +674,7 @@ fn string_attr(ev: &Evaluator, block: &Block, key: &str) -> Option<String> {
     ev.eval(&attr.value).ok()?.value.as_str().map(String::from)
 }
 
-fn looks_like_email(s: &str) -> bool {
+pub(crate) fn looks_like_email(s: &str) -> bool {
     match s.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty() && domain.contains('.') && !s.contains(char::is_whitespace)
