@@ -84,6 +84,27 @@ impl Workspace {
                 release.insert(image, origin);
             }
         }
+        if !release.is_empty() {
+            // An exclusion that names nothing is most likely a typo: the image it meant is
+            // still mirrored.
+            let unmatched: Vec<String> = spec
+                .images
+                .exclude
+                .iter()
+                .filter(|x| {
+                    !release.keys().any(|source| {
+                        let (_, repo, _) = wallaroo_model::split_reference(source);
+                        repo == **x || repo.rsplit('/').next() == Some(x.as_str())
+                    })
+                })
+                .map(|x| {
+                    format!(
+                        "images {{ exclude }} names `{x}`, which is not in the release's image list"
+                    )
+                })
+                .collect();
+            self.notes.lock().expect("notes").extend(unmatched);
+        }
         let mut images = match &self.bundle {
             // The bundle's images, as it was made from the spec on the connected side.
             Some(bundle) => bundle

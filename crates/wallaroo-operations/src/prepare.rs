@@ -65,6 +65,7 @@ impl Workspace {
         if resolved && let Some(s) = &signatures {
             verify_planned(&mut desired, s, &sources).await;
         }
+        desired.warnings.extend(self.take_notes());
         if resolved {
             self.no_shared_nodes().await?;
             self.air_gap(&mut desired, &images).await?;

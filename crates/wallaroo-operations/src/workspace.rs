@@ -78,6 +78,8 @@ pub struct Workspace {
     /// The chart discovery read, and the Kubernetes version it rendered for: the air-gap
     /// check renders it again with the final values.
     pub(crate) chart: std::sync::Mutex<Option<(wallaroo_oci::release::Chart, Option<String>)>>,
+    /// What discovery noticed that is worth a line in the plan.
+    pub(crate) notes: std::sync::Mutex<Vec<String>>,
 }
 
 impl Workspace {
@@ -146,6 +148,7 @@ impl Workspace {
             exclude_referrers: options.exclude_referrers,
             allow_external: options.allow_external.clone(),
             chart: std::sync::Mutex::new(None),
+            notes: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -212,6 +215,11 @@ pub fn store_for(options: &WorkspaceOptions) -> Result<StateStore, OperationErro
 }
 
 impl Workspace {
+    /// What discovery noticed that is worth a warning in the plan (each said once).
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().expect("notes"))
+    }
+
     /// The signatures `verify { ... }` requires, with its keys read; `None` without the block.
     pub fn signatures(&self) -> Result<Option<wallaroo_oci::Signatures>, OperationError> {
         let Some(verify) = &self.spec.verify else {

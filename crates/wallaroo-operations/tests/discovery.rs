@@ -368,3 +368,36 @@ private_pypi {
     assert!(!err.contains("pypi-SECRET-4711"), "{err}");
     assert!(err.contains("(sensitive)"), "{err}");
 }
+
+/// An `images { exclude }` entry that names nothing in the release is said (a typo would
+/// otherwise mirror the image it meant to leave out); one that names an image is not.
+#[tokio::test]
+async fn an_exclusion_that_names_nothing_is_a_plan_warning() {
+    wallaroo_testenv::install_crypto_provider();
+    let path = unique("exclude");
+    let (env, _) = seeded(&path).await;
+    let spec = spec(
+        env,
+        &path,
+        &unique("exclude"),
+        "[\"all\"]\n  exclude = [\"keycloak\", \"keycloakk\"]",
+    );
+    let ws = wallaroo_operations::Workspace::from_spec(
+        spec,
+        &wallaroo_operations::WorkspaceOptions {
+            helm: Some(env.helm.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (list, _) = ws.images(None, false).await.unwrap();
+    assert!(
+        !list
+            .iter()
+            .any(|i| i.source.ends_with("/keycloak:2025.1.0-6290"))
+    );
+    assert_eq!(
+        ws.take_notes(),
+        ["images { exclude } names `keycloakk`, which is not in the release's image list"]
+    );
+}
