@@ -198,6 +198,8 @@ pub fn image_values(spec: &Spec) -> Value {
 pub struct DeclaredImage {
     pub path: Vec<String>,
     pub registry: Option<String>,
+    /// The object has a `registry` key, even if empty (its templates then supply a default).
+    pub registry_key: bool,
     pub repository: String,
 }
 
@@ -232,10 +234,20 @@ pub fn image_rewrites(
             None => d.repository.clone(),
         };
         let (host, repo, _) = crate::split_reference(&named);
-        let Some((_, _, target)) = mirrored.iter().find(|(h, r, _)| *h == host && *r == repo)
-        else {
+        let names_host = d.registry.is_some()
+            || d.repository.split_once('/').is_some_and(|(first, _)| {
+                first.contains('.') || first.contains(':') || first == "localhost"
+            });
+        // With no registry in the values the templates supply one: match the repository
+        // alone, when exactly one mirrored image has it.
+        let candidates: Vec<&(String, String, String)> = mirrored
+            .iter()
+            .filter(|(h, r, _)| *r == repo && (!names_host || *h == host))
+            .collect();
+        let [(host, _, target)] = candidates.as_slice() else {
             continue;
         };
+        let host = host.clone();
         let (thost, rest) = target.split_once('/').unwrap_or((target.as_str(), ""));
         let rest = rest.split('@').next().unwrap_or(rest);
         let (tpath, _) = crate::images::split_tag(rest);
@@ -244,7 +256,7 @@ pub fn image_rewrites(
             node = &mut node[seg.as_str()];
         }
         let key = d.path.join(".");
-        if d.registry.is_some() {
+        if d.registry_key {
             node["registry"] = json!(thost);
             node["repository"] = json!(tpath);
             why.push(format!(
@@ -306,16 +318,19 @@ registry "private" {
             DeclaredImage {
                 path: vec!["sidecar".into()],
                 registry: Some("vendor.example:5000".into()),
+                registry_key: true,
                 repository: "p/sidecar".into(),
             },
             DeclaredImage {
                 path: vec!["worker".into()],
                 registry: None,
+                registry_key: false,
                 repository: "vendor.example:5000/p/worker".into(),
             },
             DeclaredImage {
                 path: vec!["cache".into(), "image".into()],
                 registry: Some("docker.io".into()),
+                registry_key: true,
                 repository: "bitnami/cache".into(),
             },
         ];

@@ -150,6 +150,9 @@ pub struct ImageKey {
     /// Where the object is in the release's values: a subchart's keys under its name.
     pub path: Vec<String>,
     pub registry: Option<String>,
+    /// Whether the object has a `registry` key at all (charts often leave it null and take a
+    /// default registry in their templates).
+    pub registry_key: bool,
     pub repository: String,
 }
 
@@ -185,6 +188,7 @@ fn read_keys(tgz: &[u8], prefix: &[String], out: &mut ImageKeys, top: bool) -> R
                         .and_then(|r| r.as_str())
                         .filter(|r| !r.is_empty())
                         .map(String::from),
+                    registry_key: m.contains_key("registry"),
                     repository: repository.to_string(),
                 });
             }

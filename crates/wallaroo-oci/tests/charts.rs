@@ -291,3 +291,105 @@ async fn discovery_matches_what_third_party_charts_publish() {
         ])
     );
 }
+
+/// The default rewrite on charts other projects wrote: the keys their values declare are
+/// pointed at the private registry, and rendered again every container image is the one
+/// mirroring puts there. kyverno leaves `registry` empty and supplies `ghcr.io` (or Docker
+/// Hub) in its templates, so its keys are matched by repository alone; metrics-server and
+/// secrets-store-csi-driver put the host in `repository`.
+#[tokio::test]
+async fn third_party_image_keys_point_at_the_private_registry() {
+    let env = tokio::task::spawn_blocking(wallaroo_testenv::shared)
+        .await
+        .unwrap();
+    let spec = wallaroo_spec::parse_str(
+        "rewrite.hcl",
+        r#"
+wallaroo {
+  version                 = "2025.1.0-6290"
+  license_channel         = "2025-1"
+  domain                  = "wallaroo.example.com"
+  kubernetes_distribution = "kurl"
+}
+source "wallaroo" { registry = "registry.wallaroo.ai" }
+registry "private" {
+  host      = "private.example.com:5000"
+  namespace = "mirror"
+}
+"#,
+        Path::new("."),
+        &Default::default(),
+    )
+    .unwrap();
+    let reg = spec.registry.clone().unwrap();
+    for case in [
+        Case {
+            module: "github.com/kyverno/kyverno",
+            version: "v1.13.2",
+            dir: "charts/kyverno",
+        },
+        Case {
+            module: "sigs.k8s.io/metrics-server",
+            version: "v0.7.2",
+            dir: "charts/metrics-server",
+        },
+        Case {
+            module: "sigs.k8s.io/secrets-store-csi-driver",
+            version: "v1.4.7",
+            dir: "charts/secrets-store-csi-driver",
+        },
+    ] {
+        let module = case.module;
+        let chart = package(&env.helm, &module_chart(&case));
+        let mirrored: Vec<wallaroo_model::MirrorImage> = images(env, &chart, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|source| wallaroo_model::MirrorImage {
+                source,
+                origin: "helm template".into(),
+                pin: None,
+            })
+            .collect();
+        let keys = wallaroo_oci::release::image_keys(&chart).unwrap();
+        let declared: Vec<wallaroo_model::DeclaredImage> = keys
+            .keys
+            .iter()
+            .map(|k| wallaroo_model::DeclaredImage {
+                path: k.path.clone(),
+                registry: k.registry.clone(),
+                registry_key: k.registry_key,
+                repository: k.repository.clone(),
+            })
+            .collect();
+        let (values, why) =
+            wallaroo_model::image_rewrites(&spec, &declared, keys.global_image_registry, &mirrored);
+        assert!(!why.is_empty(), "{module}: no key rewritten");
+        let targets: BTreeSet<String> = mirrored
+            .iter()
+            .map(|i| wallaroo_model::image_target(&spec, &reg, i).1)
+            .collect();
+        let render = Render {
+            helm: &env.helm,
+            kube_version: Some(wallaroo_testenv::versions::KUBERNETES.to_string()),
+            values: Some(values),
+            release: "corpus".into(),
+            namespace: Some("corpus".into()),
+            redact: Vec::new(),
+        };
+        let yaml = wallaroo_oci::release::render_manifests(&render, &chart)
+            .await
+            .unwrap();
+        let rendered = wallaroo_oci::release::rendered_containers(&yaml).unwrap();
+        assert!(!rendered.is_empty(), "{module}");
+        for r in rendered.iter().filter(|r| r.field == "image") {
+            assert!(
+                targets.contains(&r.image),
+                "{module}: {} container {} runs {}, not one of {targets:?}",
+                r.object,
+                r.container,
+                r.image
+            );
+        }
+    }
+}

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use wallaroo_engine::DesiredSet;
-use wallaroo_oci::release::{Chart, ImageKeys, RenderedImage};
+use wallaroo_oci::release::{ImageKeys, RenderedImage};
 
 use crate::error::OperationError;
 use crate::workspace::Workspace;
@@ -99,7 +99,7 @@ impl Workspace {
                 }
             }
         }
-        let problems = check(&reg.host, &rendered, &mirrored, &allowed, &keys, &chart);
+        let problems = check(&reg.host, &rendered, &mirrored, &allowed, &keys);
         if problems.is_empty() {
             return Ok(());
         }
@@ -134,6 +134,7 @@ fn rewrites(
         .map(|k| wallaroo_model::DeclaredImage {
             path: k.path.clone(),
             registry: k.registry.clone(),
+            registry_key: k.registry_key,
             repository: k.repository.clone(),
         })
         .collect();
@@ -197,7 +198,6 @@ fn check(
     mirrored: &Mirrored,
     allowed: &BTreeSet<String>,
     keys: &ImageKeys,
-    chart: &Chart,
 ) -> Vec<String> {
     let mut problems = BTreeSet::new();
     for r in rendered {
@@ -214,11 +214,7 @@ fn check(
             } else {
                 "points outside the private registry".to_string()
             };
-            problems.insert(format!(
-                "{at}: {} {reason}{}",
-                r.image,
-                hint(r, keys, chart)
-            ));
+            problems.insert(format!("{at}: {} {reason}{}", r.image, hint(r, keys)));
         } else {
             // An image named in args, command or env: only a mirrored image's vendor name is
             // known to be one.
@@ -229,7 +225,7 @@ fn check(
                     "{at}: {} names {} at its vendor{}",
                     r.field,
                     r.image,
-                    hint(r, keys, chart)
+                    hint(r, keys)
                 ));
             }
         }
@@ -239,7 +235,7 @@ fn check(
 
 /// The values key that would move `r`'s image, where the chart tells: a subchart's image key
 /// (its template lives under `charts/<name>/`), `global.imageRegistry`, or `imageRegistry`.
-fn hint(r: &RenderedImage, keys: &ImageKeys, chart: &Chart) -> String {
+fn hint(r: &RenderedImage, keys: &ImageKeys) -> String {
     let sub: Vec<String> = r
         .template
         .as_deref()
@@ -261,7 +257,7 @@ fn hint(r: &RenderedImage, keys: &ImageKeys, chart: &Chart) -> String {
         .find(|k| k.repository.ends_with(name))
         .map(|k| {
             let path = k.path.join(".");
-            if k.registry.is_some() {
+            if k.registry_key {
                 format!("{path}.registry")
             } else {
                 format!("{path}.repository")
@@ -270,7 +266,7 @@ fn hint(r: &RenderedImage, keys: &ImageKeys, chart: &Chart) -> String {
     match key {
         Some(k) => format!(" (values key `{k}`)"),
         None if keys.global_image_registry => " (values key `global.imageRegistry`)".into(),
-        None if sub.is_empty() && chart.metadata["name"].is_string() => {
+        None if sub.is_empty() => {
             " (the chart's own template: `imageRegistry` or a key of its values)".into()
         }
         None => String::new(),

@@ -137,12 +137,7 @@ pub async fn cluster_kinds(
         ),
         _ => (None, None),
     };
-    // helm talks to the cluster kube-rs found: the first file of KUBECONFIG, when set.
-    let kubeconfig = std::env::var("KUBECONFIG").ok().and_then(|k| {
-        k.split(':')
-            .find(|p| !p.is_empty())
-            .map(std::path::PathBuf::from)
-    });
+    let kubeconfig = helm_kubeconfig();
     let config = wallaroo_kube::ClusterConfig {
         helm: helm.to_path_buf(),
         kubeconfig,
@@ -251,4 +246,14 @@ impl Workspace {
                 .join("\n")
         )))
     }
+}
+
+/// The kubeconfig helm must be given to talk to the cluster kube-rs found: the first file of
+/// `KUBECONFIG`, when set (helm reads only one).
+pub(crate) fn helm_kubeconfig() -> Option<std::path::PathBuf> {
+    std::env::var("KUBECONFIG").ok().and_then(|k| {
+        k.split(':')
+            .find(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+    })
 }

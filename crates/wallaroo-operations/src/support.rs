@@ -84,18 +84,13 @@ pub async fn collect(
     }
     match wallaroo_kube::connect().await {
         Ok(client) => {
-            let kubeconfig = std::env::var("KUBECONFIG").ok().and_then(|k| {
-                k.split(':')
-                    .find(|p| !p.is_empty())
-                    .map(std::path::PathBuf::from)
-            });
             let parts = wallaroo_kube::support::collect(
                 &client,
                 &wallaroo_kube::support::Collect {
                     namespace: &spec.wallaroo.namespace,
                     release: &spec.wallaroo.release_name,
                     helm: &helm,
-                    kubeconfig,
+                    kubeconfig: crate::prepare::helm_kubeconfig(),
                     log_lines,
                 },
             )
