@@ -495,6 +495,7 @@ pub fn up(report: &mut dyn FnMut(&str)) -> Result<Env, Error> {
     }
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    ensure_disk(&run_dir)?;
     report("starting the control plane");
     let mut started: Vec<u32> = Vec::new();
     let result = start_all(&bins, &run_dir, &mut started, report);
@@ -507,6 +508,29 @@ pub fn up(report: &mut dyn FnMut(&str)) -> Result<Env, Error> {
     let text = serde_json::to_string_pretty(&env).expect("state serializes");
     std::fs::write(state_file(&run_dir), text).map_err(|e| Error::io(&run_dir, e))?;
     Ok(env)
+}
+
+/// The space the environment needs on the disk of its run directory: etcd preallocates its
+/// write-ahead log (64 MiB a file) and exits when it cannot, and the two registries hold the
+/// seeded presets (the `release` preset is 1.5 GB in each).
+const MIN_FREE_BYTES: u64 = 4 << 30;
+
+/// Refuses to start on a nearly full disk, saying so, instead of letting etcd or a registry
+/// die half-way with a log that hides the cause.
+fn ensure_disk(run_dir: &Path) -> Result<(), Error> {
+    match crate::process::free_bytes(run_dir) {
+        Some(free) if free < MIN_FREE_BYTES => Err(Error::Missing {
+            what: format!(
+                "disk space for the test environment ({} MiB free on the disk of {}, {} MiB needed)",
+                free >> 20,
+                run_dir.display(),
+                MIN_FREE_BYTES >> 20
+            ),
+            fix: "free space there (an old `target/debug` is often most of it: `cargo clean`)"
+                .into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn start_all(

@@ -91,12 +91,70 @@ pub fn wait_until(
     }
 }
 
-/// The last lines of a component's log.
+/// The end of a component's log, for an error message: the lines that name an error first
+/// (a Go program's fatal line is often followed by pages of shutdown chatter), then the last
+/// lines, each cut to a readable length.
 pub fn tail(run_dir: &Path, name: &str) -> String {
     let text = std::fs::read_to_string(run_dir.join("logs").join(format!("{name}.log")))
         .unwrap_or_default();
+    let cut = |l: &str| -> String {
+        if l.len() > 500 {
+            let mut end = 500;
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}...", &l[..end])
+        } else {
+            l.to_string()
+        }
+    };
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
+    let errors: Vec<String> = lines
+        .iter()
+        .filter(|l| {
+            let lower = l.to_ascii_lowercase();
+            [
+                "fatal",
+                "panic",
+                "\"level\":\"error\"",
+                "no space left",
+                "address already in use",
+            ]
+            .iter()
+            .any(|k| lower.contains(k))
+        })
+        .take(5)
+        .map(|l| cut(l))
+        .collect();
+    let last: Vec<String> = lines[lines.len().saturating_sub(8)..]
+        .iter()
+        .map(|l| cut(l))
+        .collect();
+    if errors.is_empty() {
+        last.join("\n")
+    } else {
+        format!(
+            "{}\n(the last lines:)\n{}",
+            errors.join("\n"),
+            last.join("\n")
+        )
+    }
+}
+
+/// Bytes free on the filesystem that holds `dir` (as `df` reports them for an unprivileged
+/// user), or `None` when `df` cannot tell.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A free TCP port on 127.0.0.1.
