@@ -165,6 +165,10 @@ pub struct ApplyArgs {
     /// otherwise).
     #[arg(long)]
     pub include_images: bool,
+    /// Write a stream of JSON events to stdout, one per line (schemas/events.schema.json),
+    /// instead of the text view. Needs --auto-approve or a saved plan.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -237,12 +241,18 @@ pub enum BundleCommand {
         /// Resolve every tag again instead of using the lockfile's pins.
         #[arg(long)]
         refresh_pins: bool,
+        /// Write a stream of JSON events to stdout (schemas/events.schema.json).
+        #[arg(long)]
+        json: bool,
     },
     /// Check every blob of a bundle against its digest, and that nothing the images need is
     /// missing.
     Verify {
         /// The archive.
         file: PathBuf,
+        /// Write a stream of JSON events to stdout (schemas/events.schema.json).
+        #[arg(long)]
+        json: bool,
     },
     /// List a bundle's images.
     List {

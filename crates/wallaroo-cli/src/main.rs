@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod events;
 mod progress;
 mod render;
 mod report;

@@ -37,6 +37,24 @@ impl Failure {
     pub fn message(m: impl Into<String>) -> Failure {
         Failure::Message(m.into())
     }
+
+    /// The failure as plain text, for a JSON `diagnostic` event.
+    pub fn plain(&self) -> String {
+        match self {
+            Failure::Spec(errors) => errors
+                .0
+                .iter()
+                .map(|d| render(d))
+                .chain(Some(errors.to_string()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Failure::Preflight(checks, m) => format!(
+                "Preflight:\n{}{m}",
+                crate::commands::preflight::render(checks)
+            ),
+            Failure::Message(m) => m.clone(),
+        }
+    }
 }
 
 impl From<wallaroo_spec::SpecErrors> for Failure {

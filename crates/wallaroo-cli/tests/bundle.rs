@@ -100,4 +100,73 @@ fn a_bundle_made_on_the_connected_side_lists_the_same_images_inside_the_air_gap(
     std::fs::write(dir.path().join("damaged.tar"), bytes).unwrap();
     let out = wallaroo(&["bundle", "verify", "damaged.tar"], dir.path());
     assert_eq!(out.status.code(), Some(1));
+
+    // With --json, both commands write a stream the event schema accepts, whose bytes
+    // are the archive's: every listed byte written, then every byte read back and checked.
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/events.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let schema = jsonschema::validator_for(&schema).unwrap();
+    let stream = |args: &[&str]| -> (Option<i32>, Vec<Value>) {
+        let out = wallaroo(args, dir.path());
+        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let errors: Vec<String> = schema.iter_errors(&v).map(|e| e.to_string()).collect();
+                assert!(errors.is_empty(), "{l}: {errors:?}");
+                v
+            })
+            .collect();
+        assert_eq!(events[0]["type"], "version");
+        assert_eq!(events.last().unwrap()["type"], "summary");
+        (out.status.code(), events)
+    };
+    let (code, created) = stream(&[
+        "-c",
+        "connected.hcl",
+        "bundle",
+        "create",
+        "--out",
+        "again.tar",
+        "--json",
+    ]);
+    assert_eq!(code, Some(0));
+    let summary = created.last().unwrap();
+    assert_eq!(summary["outcome"], "complete");
+    assert_eq!(summary["images"], 4);
+    let written = &summary["bytes"];
+    assert!(written["moved"].as_u64().unwrap() > 0);
+    assert_eq!(written["moved"], written["total"], "{summary}");
+    let (code, verified) = stream(&["bundle", "verify", "again.tar", "--json"]);
+    assert_eq!(code, Some(0));
+    let summary = verified.last().unwrap();
+    assert_eq!(summary["outcome"], "complete");
+    let last_progress = verified
+        .iter()
+        .rfind(|e| e["type"] == "step_progress")
+        .expect("progress of the check");
+    assert_eq!(last_progress["address"], "bundle.verify");
+    assert_eq!(
+        last_progress["bytes"]["moved"], last_progress["bytes"]["total"],
+        "every listed byte read and checked"
+    );
+    let (code, damaged) = stream(&["bundle", "verify", "damaged.tar", "--json"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(damaged.last().unwrap()["outcome"], "failed");
+    assert_eq!(
+        damaged.iter().filter(|e| e["type"] == "summary").count(),
+        1,
+        "one summary, at the end"
+    );
+    assert!(
+        damaged
+            .iter()
+            .any(|e| e["type"] == "diagnostic" && e["severity"] == "error"),
+        "{damaged:?}"
+    );
 }

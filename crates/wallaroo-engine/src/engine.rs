@@ -15,6 +15,7 @@ use crate::error::EngineError;
 use crate::exec::{StepOutcome, walk};
 use crate::graph;
 use crate::plan::*;
+use crate::progress::{StepProgress, Transfer};
 use crate::resource::{
     Attrs, DesiredResource, DesiredSet, KindRegistry, ReadRequest, ResourceKind,
 };
@@ -74,9 +75,16 @@ impl Default for ApplyOptions {
 /// What apply reports as it goes; the CLI draws progress from it. Called on the apply task.
 pub trait ApplyReporter: Send + Sync {
     fn started(&self, _address: &Address, _action: Action) {}
+    /// The bytes of a running step that moves data (see [`crate::progress`]): called every
+    /// [`PROGRESS_EVERY`] while it runs, and once more with the final figures just before
+    /// [`ApplyReporter::finished`] or [`ApplyReporter::failed`].
+    fn progress(&self, _address: &Address, _bytes: Transfer) {}
     fn finished(&self, _address: &Address, _action: Action, _elapsed: Duration) {}
     fn failed(&self, _address: &Address, _action: Action, _error: &str) {}
 }
+
+/// How often the executor reads the byte counters of running steps.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// A reporter that reports nothing.
 pub struct Silent;
@@ -105,12 +113,23 @@ pub enum StepResult {
 #[derive(Debug, Clone)]
 pub struct ApplyReport {
     pub steps: BTreeMap<Address, StepResult>,
+    /// The bytes each step that moved data handled (see [`crate::progress`]).
+    pub transfers: BTreeMap<Address, Transfer>,
     pub interrupted: bool,
     pub summary: Summary,
     pub wall: Duration,
 }
 
 impl ApplyReport {
+    /// The bytes of every step, summed.
+    pub fn transferred(&self) -> Transfer {
+        let mut all = Transfer::default();
+        for t in self.transfers.values() {
+            all += *t;
+        }
+        all
+    }
+
     pub fn success(&self) -> bool {
         !self.interrupted
             && self
@@ -508,6 +527,7 @@ impl Engine {
             plan.changes.iter().map(|c| (&c.address, c)).collect();
         let results: Arc<std::sync::Mutex<BTreeMap<Address, Attrs>>> = Default::default();
         let started: std::sync::Mutex<BTreeMap<Address, Instant>> = Default::default();
+        let counters: std::sync::Mutex<BTreeMap<Address, Arc<StepProgress>>> = Default::default();
 
         // Each step's prior attributes as the apply starts (a step changes only its own).
         let priors: BTreeMap<String, Attrs> = lockfile
@@ -533,7 +553,12 @@ impl Engine {
                 .lock()
                 .unwrap()
                 .insert(address.clone(), Instant::now());
-            async move {
+            let progress = StepProgress::new();
+            counters
+                .lock()
+                .unwrap()
+                .insert(address.clone(), progress.clone());
+            crate::progress::scope(progress, async move {
                 let applied = match action {
                     Action::NoOp => want,
                     Action::Create => Some(
@@ -572,16 +597,24 @@ impl Engine {
                     results.lock().unwrap().insert(address, attrs);
                 }
                 Ok(())
-            }
+            })
         };
 
         let salt = lockfile.salt.clone();
         let writer = StateWriter::start(store.clone(), lockfile)?;
         let mut steps = BTreeMap::new();
+        let mut transfers = BTreeMap::new();
         let finished = |n, result: &Result<(), String>| {
             let change = changes[&g[n]];
             let address = &change.address;
             let kind = &kinds[address];
+            if let Some(p) = counters.lock().unwrap().remove(address) {
+                let bytes = p.read();
+                if !bytes.is_empty() {
+                    reporter.progress(address, bytes);
+                    transfers.insert(address.clone(), bytes);
+                }
+            }
             let elapsed = started
                 .lock()
                 .unwrap()
@@ -661,15 +694,37 @@ impl Engine {
                 }
             }
         };
-        let report = walk(
+        let walking = walk(
             &g,
             opts.parallelism,
             opts.keep_going,
             opts.interrupt.clone(),
             run,
             finished,
-        )
-        .await;
+        );
+        // The byte counters of running steps, read on a timer on this task (the reporter is
+        // borrowed, not shared).
+        let ticking = async {
+            let mut every = tokio::time::interval(PROGRESS_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                let running: Vec<(Address, Transfer)> = counters
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(a, p)| (a.clone(), p.read()))
+                    .filter(|(_, t)| !t.is_empty())
+                    .collect();
+                for (address, bytes) in running {
+                    reporter.progress(&address, bytes);
+                }
+            }
+        };
+        let report = tokio::select! {
+            report = walking => report,
+            never = ticking => never,
+        };
         writer.finish()?;
         for (n, outcome) in &report.outcomes {
             if *outcome == StepOutcome::Skipped {
@@ -708,6 +763,7 @@ impl Engine {
         }
         Ok(ApplyReport {
             steps,
+            transfers,
             interrupted: report.interrupted,
             summary: plan.summary,
             wall: t0.elapsed(),

@@ -14,16 +14,19 @@ pub mod exec;
 pub mod graph;
 pub mod json;
 pub mod plan;
+pub mod progress;
 pub mod resource;
 pub mod testkit;
 pub mod value;
 
 pub use address::{Address, AddressError};
 pub use engine::{
-    ApplyOptions, ApplyReport, ApplyReporter, Engine, LiveSnapshot, PlanOptions, Silent, StepResult,
+    ApplyOptions, ApplyReport, ApplyReporter, Engine, LiveSnapshot, PROGRESS_EVERY, PlanOptions,
+    Silent, StepResult,
 };
 pub use error::EngineError;
 pub use plan::{Action, AttrChange, Drift, Plan, PlanMode, ResourceChange, Summary};
+pub use progress::{StepProgress, Transfer};
 pub use resource::{
     Attrs, DesiredResource, DesiredSet, KindRegistry, ReadRequest, ResourceError, ResourceKind,
     error_chain,

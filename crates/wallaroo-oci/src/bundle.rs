@@ -107,6 +107,8 @@ pub async fn create(
 struct TarWriter {
     file: tokio::io::BufWriter<tokio::fs::File>,
     path: PathBuf,
+    /// Where layer bytes written are counted (the run's [`wallaroo_engine::progress`]).
+    progress: Option<Arc<wallaroo_engine::StepProgress>>,
 }
 
 impl TarWriter {
@@ -169,6 +171,9 @@ impl TarWriter {
                 .write_all(&chunk)
                 .await
                 .map_err(|e| err(&self.path, e))?;
+            if let Some(p) = &self.progress {
+                p.add_moved(chunk.len() as u64);
+            }
         }
         let got = format!("sha256:{}", hex(&hasher.finalize()));
         if written != size || got != digest {
@@ -190,6 +195,59 @@ fn blob_path(digest: &str) -> String {
     format!("blobs/{}", digest.replacen(':', "/", 1))
 }
 
+/// The manifests of `images`, top and platform ones, read from their sources.
+async fn manifests_of(path: &Path, image: &BundleInput) -> Result<Vec<Manifest>, OciError> {
+    let (_, repo, _) = wallaroo_model::split_reference(&image.source);
+    let src = image.from.as_ref();
+    let top = src.manifest(&repo, &image.digest).await?.ok_or_else(|| {
+        err(
+            path,
+            format!("{}@{} does not exist", image.source, image.digest),
+        )
+    })?;
+    let mut manifests = vec![top.clone()];
+    if top.is_index() {
+        for child in top.json()["manifests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let d = child["digest"].as_str().unwrap_or_default();
+            manifests.push(src.manifest(&repo, d).await?.ok_or_else(|| {
+                err(
+                    path,
+                    format!("{}@{d}, listed in its index, does not exist", image.source),
+                )
+            })?);
+        }
+    }
+    Ok(manifests)
+}
+
+/// The layer and config bytes a bundle of `images` will hold, and those it leaves out
+/// because the previous release has them (`skip`): read from the manifests before writing,
+/// so that progress knows its total from the start.
+async fn planned_bytes(
+    path: &Path,
+    images: &[BundleInput],
+    skip: &BTreeSet<String>,
+) -> Result<(u64, u64), OciError> {
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for image in images {
+        for m in manifests_of(path, image).await? {
+            sizes.extend(crate::copy::blob_sizes(&m));
+        }
+    }
+    let (mut total, mut present) = (0, 0);
+    for (digest, size) in &sizes {
+        total += size;
+        if skip.contains(digest) {
+            present += size;
+        }
+    }
+    Ok((total, present))
+}
+
 async fn write_all(
     path: &Path,
     release: &str,
@@ -199,9 +257,16 @@ async fn write_all(
     let file = tokio::fs::File::create(path)
         .await
         .map_err(|e| err(path, e))?;
+    let progress = wallaroo_engine::progress::current();
+    if let Some(p) = &progress {
+        let (total, present) = planned_bytes(path, images, skip).await?;
+        p.add_total(total);
+        p.add_present(present);
+    }
     let mut tar = TarWriter {
         file: tokio::io::BufWriter::with_capacity(1 << 20, file),
         path: path.to_path_buf(),
+        progress,
     };
     let mut manifest = BundleManifest {
         format_version: BUNDLE_FORMAT_VERSION,
@@ -217,28 +282,8 @@ async fn write_all(
     for image in images {
         let (_, repo, _) = wallaroo_model::split_reference(&image.source);
         let src = image.from.as_ref();
-        let top = src.manifest(&repo, &image.digest).await?.ok_or_else(|| {
-            err(
-                path,
-                format!("{}@{} does not exist", image.source, image.digest),
-            )
-        })?;
-        let mut manifests = vec![top.clone()];
-        if top.is_index() {
-            for child in top.json()["manifests"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-            {
-                let d = child["digest"].as_str().unwrap_or_default();
-                manifests.push(src.manifest(&repo, d).await?.ok_or_else(|| {
-                    err(
-                        path,
-                        format!("{}@{d}, listed in its index, does not exist", image.source),
-                    )
-                })?);
-            }
-        }
+        let manifests = manifests_of(path, image).await?;
+        let top = manifests[0].clone();
         for m in &manifests {
             if !manifest.blobs.contains_key(&m.digest) {
                 tar.small(&blob_path(&m.digest), &m.bytes).await?;
@@ -596,7 +641,19 @@ pub struct VerifyReport {
 /// Reads the whole archive once, hashing every blob, and checks that every blob the images
 /// need is in it (or, in a delta bundle, listed as omitted).
 pub fn verify(path: &Path) -> Result<VerifyReport, OciError> {
+    verify_counted(path, None)
+}
+
+/// [`verify`], counting the bytes read and checked in `progress` (its total is the bytes the
+/// bundle lists).
+pub fn verify_counted(
+    path: &Path,
+    progress: Option<&wallaroo_engine::StepProgress>,
+) -> Result<VerifyReport, OciError> {
     let bundle = Bundle::open(path)?;
+    if let Some(p) = progress {
+        p.add_total(bundle.manifest.blobs.values().sum());
+    }
     let mut report = VerifyReport {
         images: bundle.manifest.images.len(),
         omitted: bundle.manifest.omitted.len(),
@@ -623,6 +680,9 @@ pub fn verify(path: &Path) -> Result<VerifyReport, OciError> {
             }
             hasher.update(&buf[..n]);
             report.bytes += n as u64;
+            if let Some(p) = progress {
+                p.add_moved(n as u64);
+            }
         }
         report.blobs += 1;
         if hex(&hasher.finalize()) != hex_name {

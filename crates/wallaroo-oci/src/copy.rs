@@ -4,9 +4,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::OnceCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::registry::{ImageSource, Manifest, OciError, Registry};
+use tokio::sync::OnceCell;
+use wallaroo_engine::StepProgress;
+
+use crate::registry::{BlobStream, ImageSource, Manifest, OciError, Registry};
 
 /// What a copy did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -110,6 +113,10 @@ pub fn select_platforms(top: &Manifest, platforms: &[String]) -> Manifest {
 /// Copies `src_repo:reference` from `src` to `dst_repo:tag` on `dst`. Manifests are pushed
 /// byte for byte (so digests are the same), each only after all it refers to is present;
 /// a blob whose content does not match its digest stops the copy before its manifest.
+///
+/// Run as an apply step, the copy counts its bytes in the step's
+/// [`wallaroo_engine::progress`] counters: the blobs of each manifest as it is read, bytes
+/// as they are sent, blobs found in place or mounted as present.
 pub async fn copy(
     src: &dyn ImageSource,
     src_repo: &str,
@@ -141,6 +148,7 @@ pub async fn copy(
         opts,
         seen: &mut seen,
         report: &mut report,
+        progress: wallaroo_engine::progress::current(),
     };
     if top.is_index() {
         for child in top.json()["manifests"]
@@ -169,7 +177,7 @@ pub async fn copy(
 }
 
 /// The sizes a manifest gives its blobs, by digest.
-fn blob_sizes(manifest: &Manifest) -> HashMap<String, u64> {
+pub(crate) fn blob_sizes(manifest: &Manifest) -> HashMap<String, u64> {
     let json = manifest.json();
     json["layers"]
         .as_array()
@@ -219,6 +227,56 @@ struct Blobs<'a> {
     opts: CopyOptions<'a>,
     seen: &'a mut BTreeSet<String>,
     report: &'a mut CopyReport,
+    progress: Option<Arc<StepProgress>>,
+}
+
+/// A source whose blob reads add to a step's byte counters (and to `counted`, so that a
+/// failed attempt can take its bytes back).
+struct Counted<'a> {
+    inner: &'a dyn ImageSource,
+    progress: Arc<StepProgress>,
+    counted: Arc<AtomicU64>,
+}
+
+impl Counted<'_> {
+    fn count(&self, stream: BlobStream) -> BlobStream {
+        use futures_util::StreamExt;
+        let (progress, counted) = (self.progress.clone(), self.counted.clone());
+        Box::pin(stream.inspect(move |chunk| {
+            if let Ok(c) = chunk {
+                progress.add_moved(c.len() as u64);
+                counted.fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageSource for Counted<'_> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, OciError> {
+        self.inner.manifest(repo, reference).await
+    }
+    async fn blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError> {
+        Ok(self.count(self.inner.blob(repo, digest).await?))
+    }
+    async fn referrers_api(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<String>>, OciError> {
+        self.inner.referrers_api(repo, digest).await
+    }
+    async fn blob_from(
+        &self,
+        repo: &str,
+        digest: &str,
+        offset: u64,
+    ) -> Result<BlobStream, OciError> {
+        Ok(self.count(self.inner.blob_from(repo, digest, offset).await?))
+    }
 }
 
 impl Blobs<'_> {
@@ -235,6 +293,9 @@ impl Blobs<'_> {
                 (d, size)
             })
             .collect();
+        if let Some(p) = &self.progress {
+            p.add_total(todo.iter().map(|(_, size)| size).sum());
+        }
         let this = &*self;
         let mut results = futures_util::stream::iter(todo)
             .map(|(digest, size)| async move { this.copy_one(&digest, size).await })
@@ -258,6 +319,14 @@ impl Blobs<'_> {
     }
 
     async fn copy_one(&self, digest: &str, size: u64) -> Result<Moved, OciError> {
+        let moved = self.place(digest, size).await?;
+        if let (Some(p), Moved::Present | Moved::Mounted) = (&self.progress, &moved) {
+            p.add_present(size);
+        }
+        Ok(moved)
+    }
+
+    async fn place(&self, digest: &str, size: u64) -> Result<Moved, OciError> {
         let (dst, dst_repo) = (self.dst, self.dst_repo);
         if dst.has_blob(dst_repo, digest).await? {
             return Ok(Moved::Present);
@@ -296,7 +365,9 @@ impl Blobs<'_> {
         }
     }
 
-    /// Streams the blob across, again from the start when the connection drops.
+    /// Streams the blob across, again from the start when the connection drops. The step's
+    /// counters end with what this run sent as moved and a resumed upload's earlier part as
+    /// present.
     async fn send(&self, digest: &str, size: u64) -> Result<u64, OciError> {
         let _permit = match self.opts.ledger {
             Some(l) => Some(l.transfers.acquire().await.expect("never closed")),
@@ -304,24 +375,23 @@ impl Blobs<'_> {
         };
         let mut attempt = 1;
         loop {
-            let sent = match self.opts.journal {
-                Some(journal) if size >= crate::resume::RESUMABLE_FROM => self
-                    .dst
-                    .put_blob_resumable(
-                        self.dst_repo,
-                        digest,
-                        size,
-                        self.src,
-                        self.src_repo,
-                        journal,
-                    )
-                    .await
-                    .map(|u| u.sent),
-                _ => {
-                    self.dst
-                        .put_blob_from(self.dst_repo, digest, self.src, self.src_repo)
-                        .await
+            let counted = Arc::new(AtomicU64::new(0));
+            let sent = match &self.progress {
+                Some(progress) => {
+                    let src = Counted {
+                        inner: self.src,
+                        progress: progress.clone(),
+                        counted: counted.clone(),
+                    };
+                    let sent = self.attempt(&src, digest, size).await;
+                    progress.take_back(counted.load(Ordering::Relaxed));
+                    if let Ok(n) = &sent {
+                        progress.add_moved(*n);
+                        progress.add_present(size.saturating_sub(*n));
+                    }
+                    sent
                 }
+                None => self.attempt(self.src, digest, size).await,
             };
             match sent {
                 Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
@@ -329,6 +399,27 @@ impl Blobs<'_> {
                     attempt += 1;
                 }
                 other => return other,
+            }
+        }
+    }
+
+    /// One try at sending a blob, read from `src`.
+    async fn attempt(
+        &self,
+        src: &dyn ImageSource,
+        digest: &str,
+        size: u64,
+    ) -> Result<u64, OciError> {
+        match self.opts.journal {
+            Some(journal) if size >= crate::resume::RESUMABLE_FROM => self
+                .dst
+                .put_blob_resumable(self.dst_repo, digest, size, src, self.src_repo, journal)
+                .await
+                .map(|u| u.sent),
+            _ => {
+                self.dst
+                    .put_blob_from(self.dst_repo, digest, src, self.src_repo)
+                    .await
             }
         }
     }

@@ -70,14 +70,17 @@ pub async fn create(
     Ok(wallaroo_oci::bundle::create(out, &ws.spec.wallaroo.version, &inputs, &skip).await?)
 }
 
-/// Re-hashes every blob of a bundle.
+/// Re-hashes every blob of a bundle (counting bytes in the caller's
+/// [`wallaroo_engine::progress`] counters, when it runs under them).
 pub async fn verify(file: &Path) -> Result<VerifyReport, OperationError> {
     let path = file.to_path_buf();
-    Ok(
-        tokio::task::spawn_blocking(move || wallaroo_oci::bundle::verify(&path))
-            .await
-            .expect("verify does not panic")?,
-    )
+    // The blocking reader counts in the caller's progress counters, when it has them.
+    let progress = wallaroo_engine::progress::current();
+    Ok(tokio::task::spawn_blocking(move || {
+        wallaroo_oci::bundle::verify_counted(&path, progress.as_deref())
+    })
+    .await
+    .expect("verify does not panic")?)
 }
 
 /// A bundle's index.

@@ -24,4 +24,5 @@ pub mod workspace;
 
 pub use error::OperationError;
 pub use prepare::{Images, Prepared};
+pub use wallaroo_oci::MirrorStats;
 pub use workspace::{Workspace, WorkspaceOptions};

@@ -2,19 +2,112 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
+use indicatif::{HumanBytes, HumanDuration};
+use serde_json::json;
 use tokio::sync::watch;
-use wallaroo_engine::{ApplyOptions, PlanMode, StepResult};
+use wallaroo_engine::{ApplyOptions, ApplyReport, PlanMode, StepResult, Transfer};
 use wallaroo_operations::apply::ApplyRequest;
 use wallaroo_operations::{Workspace, WorkspaceOptions};
 
 use crate::args::{ApplyArgs, Format, Global};
+use crate::events::{self, Events};
 use crate::progress::Progress;
 use crate::report::{Failure, stdout_style};
 
 use super::{parse_duration, targets, workspace};
 
 pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<ExitCode, Failure> {
+    let verb = if mode == PlanMode::Destroy {
+        "destroy"
+    } else {
+        "apply"
+    };
+    if !args.json {
+        return execute(global, args, mode, None).await;
+    }
+    let events = Events::new();
+    events.version(verb);
+    if !args.auto_approve && args.plan_file.is_none() {
+        let failure = Failure::message(format!(
+            "--json cannot ask for confirmation: pass --auto-approve, or {verb} a saved plan"
+        ));
+        events.diagnostic("error", &failure.plain());
+        return Err(failure);
+    }
+    let result = execute(global, args, mode, Some(&events)).await;
+    if let Err(failure) = &result {
+        // A failure before any step ran: the stream still ends with a summary.
+        events.diagnostic("error", &failure.plain());
+        events.emit(
+            "summary",
+            json!({
+                "command": verb,
+                "outcome": "failed",
+                "steps": {"applied": 0, "failed": 0, "skipped": 0},
+                "resources": {"added": 0, "changed": 0, "destroyed": 0},
+                "bytes": events::bytes_json(Default::default()),
+                "wall_seconds": 0.0,
+                "lockfile": null,
+            }),
+        );
+    }
+    result
+}
+
+/// What a finished run did, for the last lines of the text view and the `summary` event.
+struct RunSummary {
+    outcome: &'static str,
+    applied: usize,
+    failed: usize,
+    skipped: usize,
+    added: usize,
+    changed: usize,
+    destroyed: usize,
+    bytes: Transfer,
+    wall: Duration,
+    lockfile: String,
+}
+
+impl RunSummary {
+    fn of(report: &ApplyReport, wall: Duration, lockfile: String) -> RunSummary {
+        use wallaroo_engine::Action as A;
+        let count =
+            |pred: &dyn Fn(&StepResult) -> bool| report.steps.values().filter(|s| pred(s)).count();
+        let done = |pred: fn(A) -> bool| {
+            count(&|s| matches!(s, StepResult::Applied { action, .. } if pred(*action)))
+        };
+        RunSummary {
+            outcome: if report.success() {
+                "complete"
+            } else if report.interrupted {
+                "interrupted"
+            } else {
+                "failed"
+            },
+            applied: count(
+                &|s| matches!(s, StepResult::Applied { action, .. } if *action != A::NoOp),
+            ),
+            failed: count(&|s| matches!(s, StepResult::Failed { .. })),
+            skipped: count(&|s| matches!(s, StepResult::Skipped { .. })),
+            added: done(|a| matches!(a, A::Create | A::Replace)),
+            changed: done(|a| a == A::Update),
+            destroyed: done(|a| matches!(a, A::Delete | A::Replace)),
+            bytes: report.transferred(),
+            wall,
+            lockfile,
+        }
+    }
+}
+
+async fn execute(
+    global: &Global,
+    args: &ApplyArgs,
+    mode: PlanMode,
+    events: Option<&Events>,
+) -> Result<ExitCode, Failure> {
+    let t0 = Instant::now();
     let options = WorkspaceOptions {
         delete_data: args.delete_data,
         ..workspace(global)
@@ -36,7 +129,25 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
     };
     let style = stdout_style(global);
     let run = wallaroo_operations::apply::start(&ws, &request).await?;
-    if !run.saved {
+    if let Some(e) = events {
+        e.plan(&run.plan, run.saved);
+        if !run.has_work() {
+            let report = ApplyReport {
+                steps: Default::default(),
+                transfers: Default::default(),
+                interrupted: false,
+                summary: run.plan.summary,
+                wall: Duration::ZERO,
+            };
+            summary_event(
+                e,
+                verb,
+                &RunSummary::of(&report, t0.elapsed(), lockfile(&ws)),
+                None,
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    } else if !run.saved {
         print!("{}", super::plan::show(&run.plan, Format::Text, style));
         if mode == PlanMode::Destroy && !args.delete_data {
             println!(
@@ -71,39 +182,41 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
             }
         }
     });
-    let progress = Progress::new(&run.plan);
     let opts = ApplyOptions {
         parallelism: args.parallelism,
         interrupt: Some(rx),
         keep_going: args.keep_going,
     };
-    let outcome = run.execute(&opts, &progress).await?;
-    progress.finish();
+    let outcome = match events {
+        Some(e) => {
+            let outcome = run.execute(&opts, e).await?;
+            e.skipped(&outcome.report);
+            outcome
+        }
+        None => {
+            let progress = Progress::new(&run.plan);
+            let outcome = run.execute(&opts, &progress).await?;
+            progress.finish();
+            outcome
+        }
+    };
     let report = &outcome.report;
+    let summary = RunSummary::of(report, t0.elapsed(), lockfile(&ws));
+    let exit = if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if let Some(e) = events {
+        summary_event(e, verb, &summary, outcome.mirror.as_ref());
+        return Ok(exit);
+    }
 
-    let failed: Vec<_> = report
-        .steps
-        .iter()
-        .filter(|(_, s)| matches!(s, StepResult::Failed { .. }))
-        .collect();
-    let skipped = report
-        .steps
-        .values()
-        .filter(|s| matches!(s, StepResult::Skipped { .. }))
-        .count();
-    for (address, step) in &failed {
+    for (address, step) in &report.steps {
         if let StepResult::Failed { error, .. } = step {
             eprintln!("Error: {address}: {error}");
         }
     }
-    let done = |pred: fn(wallaroo_engine::Action) -> bool| {
-        report
-            .steps
-            .values()
-            .filter(|s| matches!(s, StepResult::Applied { action, .. } if pred(*action)))
-            .count()
-    };
-    use wallaroo_engine::Action as A;
     let line = format!(
         "{} {}! Resources: {} added, {} changed, {} destroyed.",
         if mode == PlanMode::Destroy {
@@ -111,32 +224,40 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
         } else {
             "Apply"
         },
-        if report.success() {
-            "complete"
-        } else if report.interrupted {
-            "interrupted"
-        } else {
-            "failed"
-        },
-        done(|a| matches!(a, A::Create | A::Replace)),
-        done(|a| a == A::Update),
-        done(|a| matches!(a, A::Delete | A::Replace)),
+        summary.outcome,
+        summary.added,
+        summary.changed,
+        summary.destroyed,
     );
     println!("\n{}", style.bold(&line));
+    println!(
+        "Steps: {} done, {} failed, {} not run; {} in all.",
+        summary.applied,
+        summary.failed,
+        summary.skipped,
+        HumanDuration(summary.wall)
+    );
     if let Some(m) = &outcome.mirror
         && m.images > 0
     {
         println!(
-            "Mirrored {} images: {} blobs copied ({} MB), {} mounted from another repository, {} already there.",
+            "Mirrored {} images: {} blobs copied ({} sent), {} mounted from another repository, {} already there; {} needed no transfer.",
             m.images,
             m.blobs_copied,
-            m.bytes_copied >> 20,
+            HumanBytes(summary.bytes.moved),
             m.blobs_mounted,
-            m.blobs_present
+            m.blobs_present,
+            HumanBytes(summary.bytes.present),
+        );
+    } else if !summary.bytes.is_empty() {
+        println!(
+            "Bytes: {} moved, {} already there.",
+            HumanBytes(summary.bytes.moved),
+            HumanBytes(summary.bytes.present)
         );
     }
-    if skipped > 0 {
-        println!("\n{skipped} step(s) did not run:");
+    if summary.skipped > 0 {
+        println!("\n{} step(s) did not run:", summary.skipped);
         for (address, step) in &report.steps {
             if let StepResult::Skipped { reason, .. } = step {
                 println!("  {address}: {reason}");
@@ -144,11 +265,49 @@ pub async fn run(global: &Global, args: &ApplyArgs, mode: PlanMode) -> Result<Ex
         }
         println!("The lockfile records what was done; run `wallaroo plan` to see what is left.");
     }
-    Ok(if report.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    println!("Lockfile: {}", summary.lockfile);
+    Ok(exit)
+}
+
+/// Where the run recorded what it did: the lockfile's path, or the state backend's location.
+fn lockfile(ws: &Workspace) -> String {
+    let path = ws.store.path();
+    match std::env::current_dir() {
+        Ok(cwd) if !ws.store.is_remote() && path.is_relative() => cwd
+            .join(path)
+            .components()
+            .filter(|c| *c != std::path::Component::CurDir)
+            .collect::<std::path::PathBuf>()
+            .display()
+            .to_string(),
+        _ => path.display().to_string(),
+    }
+}
+
+fn summary_event(
+    events: &Events,
+    verb: &str,
+    s: &RunSummary,
+    mirror: Option<&wallaroo_operations::MirrorStats>,
+) {
+    let mut event = json!({
+        "command": verb,
+        "outcome": s.outcome,
+        "steps": {"applied": s.applied, "failed": s.failed, "skipped": s.skipped},
+        "resources": {"added": s.added, "changed": s.changed, "destroyed": s.destroyed},
+        "bytes": events::bytes_json(s.bytes),
+        "wall_seconds": s.wall.as_secs_f64(),
+        "lockfile": s.lockfile,
+    });
+    if let Some(m) = mirror.filter(|m| m.images > 0) {
+        event["mirror"] = json!({
+            "images": m.images,
+            "blobs_copied": m.blobs_copied,
+            "blobs_mounted": m.blobs_mounted,
+            "blobs_present": m.blobs_present,
+        });
+    }
+    events.emit("summary", event);
 }
 
 fn confirm(verb: &str) -> Result<bool, Failure> {

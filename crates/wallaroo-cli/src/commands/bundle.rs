@@ -1,10 +1,15 @@
 //! `wallaroo bundle create|verify|list`.
 
 use std::process::ExitCode;
+use std::time::Instant;
 
+use indicatif::{HumanBytes, HumanDuration};
+use serde_json::json;
+use wallaroo_engine::Transfer;
 use wallaroo_operations::Workspace;
 
 use crate::args::{BundleArgs, BundleCommand, Global};
+use crate::events::{self, Events};
 use crate::report::Failure;
 
 use super::workspace;
@@ -15,37 +20,29 @@ pub async fn run(global: &Global, args: &BundleArgs) -> Result<ExitCode, Failure
             out,
             since,
             refresh_pins,
-        } => create(global, out, since.as_deref(), *refresh_pins).await,
-        BundleCommand::Verify { file } => {
-            let report = wallaroo_operations::bundle::verify(file).await?;
-            for p in &report.problems {
-                eprintln!("error: {p}");
-            }
-            println!(
-                "{}: {} images, {} blobs, {} MB read{}",
-                file.display(),
-                report.images,
-                report.blobs,
-                report.bytes >> 20,
-                if report.omitted > 0 {
-                    format!(
-                        ", {} blobs left out (a delta bundle: the previous release has them)",
-                        report.omitted
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            if report.problems.is_empty() {
-                println!("Every digest matches.");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                Err(Failure::message(format!(
-                    "{} problems in {}",
-                    report.problems.len(),
-                    file.display()
-                )))
-            }
+            json,
+        } => {
+            let events = json.then(Events::new);
+            streamed(events.as_ref(), "bundle create", async {
+                create(
+                    global,
+                    out,
+                    since.as_deref(),
+                    *refresh_pins,
+                    events.as_ref(),
+                )
+                .await
+            })
+            .await
+        }
+        BundleCommand::Verify { file, json } => {
+            let events = json.then(Events::new);
+            streamed(
+                events.as_ref(),
+                "bundle verify",
+                verify(file, events.as_ref()),
+            )
+            .await
         }
         BundleCommand::List { file } => {
             let bundle = wallaroo_operations::bundle::open(file)?;
@@ -64,26 +61,155 @@ pub async fn run(global: &Global, args: &BundleArgs) -> Result<ExitCode, Failure
     }
 }
 
+/// With `--json`, opens the stream and, when the command fails, ends it with the failure
+/// as a diagnostic and a failed summary.
+async fn streamed(
+    events: Option<&Events>,
+    command: &str,
+    work: impl std::future::Future<Output = Result<ExitCode, Failure>>,
+) -> Result<ExitCode, Failure> {
+    let Some(e) = events else {
+        return work.await;
+    };
+    e.version(command);
+    let t0 = Instant::now();
+    let result = work.await;
+    if let Err(failure) = &result {
+        e.diagnostic("error", &failure.plain());
+        e.emit(
+            "summary",
+            json!({
+                "command": command,
+                "outcome": "failed",
+                "bytes": events::bytes_json(Default::default()),
+                "wall_seconds": t0.elapsed().as_secs_f64(),
+            }),
+        );
+    }
+    result
+}
+
+async fn verify(file: &std::path::Path, events: Option<&Events>) -> Result<ExitCode, Failure> {
+    let started = Instant::now();
+    let what = format!("Checking {}", file.display());
+    let report = crate::progress::watched(
+        &what,
+        "bundle.verify",
+        events,
+        wallaroo_operations::bundle::verify(file),
+    )
+    .await?;
+    if let Some(e) = events {
+        for p in &report.problems {
+            e.diagnostic("error", p);
+        }
+        e.emit(
+            "summary",
+            json!({
+                "command": "bundle verify",
+                "outcome": if report.problems.is_empty() { "complete" } else { "failed" },
+                "bytes": events::bytes_json(Transfer {
+                    total: report.bytes,
+                    moved: report.bytes,
+                    present: 0,
+                }),
+                "wall_seconds": started.elapsed().as_secs_f64(),
+                "file": file.display().to_string(),
+                "images": report.images,
+                "blobs": report.blobs,
+                "omitted": report.omitted,
+                "problems": report.problems.len(),
+            }),
+        );
+        // The stream has said what failed, and ended.
+        return Ok(if report.problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    } else {
+        for p in &report.problems {
+            eprintln!("error: {p}");
+        }
+        println!(
+            "{}: {} images, {} blobs, {} read in {}{}",
+            file.display(),
+            report.images,
+            report.blobs,
+            HumanBytes(report.bytes),
+            HumanDuration(started.elapsed()),
+            if report.omitted > 0 {
+                format!(
+                    ", {} blobs left out (a delta bundle: the previous release has them)",
+                    report.omitted
+                )
+            } else {
+                String::new()
+            }
+        );
+        if report.problems.is_empty() {
+            println!("Every digest matches.");
+        }
+    }
+    if report.problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::message(format!(
+            "{} problems in {}",
+            report.problems.len(),
+            file.display()
+        )))
+    }
+}
+
 async fn create(
     global: &Global,
     out: &std::path::Path,
     since: Option<&std::path::Path>,
     refresh_pins: bool,
+    events: Option<&Events>,
 ) -> Result<ExitCode, Failure> {
     let ws = Workspace::open(&workspace(global))?;
     let started = std::time::Instant::now();
-    let report = wallaroo_operations::bundle::create(&ws, out, since, refresh_pins).await?;
+    let what = format!("Writing {}", out.display());
+    let counted = std::sync::Mutex::new(Transfer::default());
+    let report = crate::progress::watched(&what, "bundle.create", events, async {
+        let report = wallaroo_operations::bundle::create(&ws, out, since, refresh_pins).await;
+        if let Some(p) = wallaroo_engine::progress::current() {
+            *counted.lock().unwrap() = p.read();
+        }
+        report
+    })
+    .await?;
+    let bytes = *counted.lock().unwrap();
+    if let Some(e) = events {
+        e.emit(
+            "summary",
+            json!({
+                "command": "bundle create",
+                "outcome": "complete",
+                "bytes": events::bytes_json(bytes),
+                "wall_seconds": started.elapsed().as_secs_f64(),
+                "file": out.display().to_string(),
+                "images": report.images,
+                "blobs": report.blobs,
+                "omitted": report.omitted,
+            }),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
-        "Wrote {}: {} images, {} blobs, {} MB of layers in {:.1}s{}",
+        "Wrote {}: {} images, {} blobs, {} of layers in {}{}",
         out.display(),
         report.images,
         report.blobs,
-        report.bytes >> 20,
-        started.elapsed().as_secs_f64(),
+        HumanBytes(report.bytes),
+        HumanDuration(started.elapsed()),
         if report.omitted > 0 {
             format!(
-                "; {} blobs left out, the release in {} has them",
+                "; {} blobs left out ({} the release in {} has)",
                 report.omitted,
+                HumanBytes(bytes.present),
                 since.map(|s| s.display().to_string()).unwrap_or_default()
             )
         } else {
