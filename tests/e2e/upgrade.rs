@@ -4,12 +4,14 @@
 //! images (new tags), the chart and the release's version, and with `prune` the deletion of
 //! exactly the old tags; apply copies only the changed blobs (counted), leaves the
 //! Deployments of unchanged images untouched (same generation), and never touches an image
-//! pushed into the same registry by hand.
+//! pushed into the same registry by hand. The private registry is a fresh one, so that the
+//! bytes the upgrade sends can be held against the blobs it did not hold before.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
+use wallaroo_testenv::env::{Registry, ScratchRegistry};
 use wallaroo_testenv::{Env, shared, unique};
 
 const RELEASE: &str = "2025.1.0-6290";
@@ -19,7 +21,7 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn spec(env: &Env, ns: &str, nodes: &[String], version: &str) -> String {
+fn spec(env: &Env, private: &Registry, ns: &str, nodes: &[String], version: &str) -> String {
     format!(
         r#"wallaroo {{
   version                 = "{version}"
@@ -67,9 +69,9 @@ helm {{
         vendor = env.vendor.address(),
         vu = env.vendor.username,
         vp = env.vendor.password,
-        private = env.private.address(),
-        pu = env.private.username,
-        pp = env.private.password,
+        private = private.address(),
+        pu = private.username,
+        pp = private.password,
         ca = env.ca_file.display(),
         n1 = nodes[0],
         n2 = nodes[1],
@@ -115,6 +117,13 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
         let preset = wallaroo_testenv::seed::preset(preset).unwrap();
         wallaroo_testenv::seed::seed(env, &preset, &env.vendor, "release", &chart).unwrap();
     }
+    let scratch = env
+        .scratch_registry_of(
+            wallaroo_testenv::env::Implementation::Distribution2,
+            "upgrade",
+        )
+        .unwrap();
+    let reg = &scratch.registry;
     let ns = unique("upg");
     let nodes = env
         .add_nodes(&ns, 3, &json!({}), &json!([]), &json!({}))
@@ -123,7 +132,7 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
     let write = |version: &str| {
         std::fs::write(
             dir.path().join("wallaroo.hcl"),
-            spec(env, &ns, &nodes, version),
+            spec(env, reg, &ns, &nodes, version),
         )
         .unwrap()
     };
@@ -137,10 +146,10 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
         private
             .get(format!(
                 "https://{}/v2/{repo}/manifests/{tag}",
-                env.private.address()
+                reg.address()
             ))
             .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-            .basic_auth(&env.private.username, Some(&env.private.password))
+            .basic_auth(&reg.username, Some(&reg.password))
             .send()
             .unwrap()
     };
@@ -150,10 +159,10 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
     let pushed = private
         .put(format!(
             "https://{}/v2/{ns}/conductor-wallsvc/manifests/handmade",
-            env.private.address()
+            reg.address()
         ))
         .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-        .basic_auth(&env.private.username, Some(&env.private.password))
+        .basic_auth(&reg.username, Some(&reg.password))
         .body(conductor.to_vec())
         .send()
         .unwrap();
@@ -221,10 +230,45 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
         "{text}"
     );
 
-    let upgraded = ok(env, dir.path(), &["apply", "--auto-approve"]);
-    assert!(
-        upgraded.contains("9 added, 1 changed, 9 destroyed"),
-        "{upgraded}"
+    // What the upgrade must send: the blobs of the changed images and the chart that the
+    // registry does not hold in any repository.
+    let listed: Vec<Value> =
+        serde_json::from_str(&ok(env, dir.path(), &["images", "--json"])).unwrap();
+    let mut expected = 0;
+    let mut new_images = 0;
+    for image in listed
+        .iter()
+        .filter(|i| i["target"].as_str().unwrap().ends_with(&format!(":{NEXT}")))
+    {
+        // vendor.registry.test:PORT/release/NAME:TAG
+        let source = image["source"].as_str().unwrap();
+        let (_, reference) = source.split_once('/').unwrap();
+        let (repo, tag) = reference.rsplit_once(':').unwrap();
+        new_images += 1;
+        for (digest, size) in vendor_blobs(env, repo, tag) {
+            if !stored(&scratch, &digest) {
+                expected += size;
+            }
+        }
+    }
+    assert_eq!(new_images, 9, "{listed:#?}");
+    let upgraded = ok(env, dir.path(), &["apply", "--auto-approve", "--json"]);
+    let summary: Value = serde_json::from_str(
+        upgraded
+            .lines()
+            .rfind(|l| l.contains("\"summary\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["outcome"], "complete", "{upgraded}");
+    assert_eq!(
+        summary["resources"],
+        json!({"added": 9, "changed": 1, "destroyed": 9}),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["bytes"]["moved"], expected,
+        "the upgrade sends exactly the bytes of the blobs the registry did not hold: {summary}"
     );
     for name in ["mlflow-deploy", "assays-v2"] {
         assert_eq!(
@@ -250,10 +294,8 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
         200
     );
     // Eight new top layers and eight new configs, and the chart's content and config.
-    assert!(
-        upgraded.contains("Mirrored 9 images: 18 blobs copied"),
-        "{upgraded}"
-    );
+    assert_eq!(summary["mirror"]["images"], 9, "{summary}");
+    assert_eq!(summary["mirror"]["blobs_copied"], 18, "{summary}");
     let after: Vec<i64> = ["conductor-wallsvc", "keycloak", "engine"]
         .iter()
         .map(|d| generation(env, &ns, d))
@@ -280,4 +322,49 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
         dir.path(),
         &["destroy", "--auto-approve", "--include-images"],
     );
+    scratch.stop();
+}
+
+/// The blobs (config and layers) of `repo:tag` in the vendor registry, with their sizes.
+fn vendor_blobs(env: &Env, repo: &str, tag: &str) -> Vec<(String, u64)> {
+    let http = wallaroo_testenv::https_client(&env.ca_file).unwrap();
+    let manifest: Value = http
+        .get(format!(
+            "https://{}/v2/{repo}/manifests/{tag}",
+            env.vendor.address()
+        ))
+        .header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .basic_auth(&env.vendor.username, Some(&env.vendor.password))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(manifest["layers"].is_array(), "{repo}:{tag}: {manifest}");
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&manifest["config"]])
+        .map(|d| {
+            (
+                d["digest"].as_str().unwrap().to_string(),
+                d["size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Whether the registry stores `digest` in any repository.
+fn stored(scratch: &ScratchRegistry, digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    scratch
+        .storage
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+        .exists()
 }

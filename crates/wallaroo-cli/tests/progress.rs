@@ -286,3 +286,105 @@ fn a_ctrl_c_in_the_middle_ends_the_stream_with_an_interrupted_summary() {
     );
     scratch.stop();
 }
+
+/// The blobs (config and layers) of `repo:tag` in the vendor registry, with their sizes.
+fn vendor_blobs(env: &Env, repo: &str, tag: &str) -> Vec<(String, u64)> {
+    let http = wallaroo_testenv::https_client(&env.ca_file).unwrap();
+    let manifest: Value = http
+        .get(format!(
+            "https://{}/v2/{repo}/manifests/{tag}",
+            env.vendor.address()
+        ))
+        .header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .basic_auth(&env.vendor.username, Some(&env.vendor.password))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(manifest["layers"].is_array(), "{manifest}");
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&manifest["config"]])
+        .map(|d| {
+            (
+                d["digest"].as_str().unwrap().to_string(),
+                d["size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Whether the registry stores `digest` at all, in any repository (distribution keeps one
+/// copy of a blob, linked into each repository that has it).
+fn stored(scratch: &ScratchRegistry, digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    scratch
+        .storage
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+        .exists()
+}
+
+#[test]
+fn a_blob_an_earlier_run_mirrored_is_mounted_not_sent_again() {
+    let env = wallaroo_testenv::shared();
+    let scratch = env
+        .scratch_registry_of(Implementation::Distribution2, "earlier")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    setup(env, &scratch, dir.path(), "early");
+    // conductor-wallsvc and standalone-mini share their two base layers (112 MiB) and
+    // nothing else.
+    let apply = |image: &str| -> Value {
+        let args: Vec<String> = [
+            "apply".to_string(),
+            "--auto-approve".into(),
+            "--json".into(),
+            "--target".into(),
+            format!("image[\"early/{image}:2025.1.0-6290\"]"),
+        ]
+        .to_vec();
+        let out = run(env, dir.path(), &args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        events(&stdout).pop().unwrap()
+    };
+    let first = apply("conductor-wallsvc");
+    assert_eq!(first["outcome"], "complete", "{first}");
+
+    let blobs = vendor_blobs(env, "release/standalone-mini", "2025.1.0-6290");
+    let new: u64 = blobs
+        .iter()
+        .filter(|(d, _)| !stored(&scratch, d))
+        .map(|(_, size)| size)
+        .sum();
+    let shared: u64 = blobs
+        .iter()
+        .filter(|(d, _)| stored(&scratch, d))
+        .map(|(_, size)| size)
+        .sum();
+    assert!(shared > 100 << 20, "the base layers are there: {shared}");
+
+    // A second run, with only the lockfile to say where the base layers are.
+    let second = apply("standalone-mini");
+    assert_eq!(second["outcome"], "complete", "{second}");
+    assert_eq!(
+        second["bytes"]["moved"].as_u64().unwrap(),
+        new,
+        "only the blobs the registry did not hold are sent: {second}"
+    );
+    assert_eq!(second["bytes"]["present"].as_u64().unwrap(), shared);
+    assert_eq!(second["mirror"]["blobs_mounted"], 2, "{second}");
+    scratch.stop();
+}

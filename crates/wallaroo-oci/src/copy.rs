@@ -30,6 +30,12 @@ pub struct CopyReport {
 /// mount it instead of sending it again.
 pub struct BlobLedger {
     blobs: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    /// Images an earlier run put in the target, as (repository, manifest digest): where to
+    /// look for a blob this run needs in another repository (see [`BlobLedger::with_earlier`]).
+    earlier: Vec<(String, String)>,
+    /// Their blobs by digest, with a repository that holds each: read from the target's
+    /// manifests the first time a blob is missing from the repository being written.
+    held: OnceCell<HashMap<String, String>>,
     /// Blob transfers in flight across every copy of the run: enough to keep the link
     /// busy, few enough that buffers stay small.
     transfers: tokio::sync::Semaphore,
@@ -42,12 +48,57 @@ impl Default for BlobLedger {
     fn default() -> Self {
         BlobLedger {
             blobs: Mutex::default(),
+            earlier: Vec::new(),
+            held: OnceCell::new(),
             transfers: tokio::sync::Semaphore::new(TRANSFERS_AT_ONCE),
         }
     }
 }
 
 impl BlobLedger {
+    /// A ledger that also knows the images earlier runs mirrored (repository, manifest
+    /// digest, as the lockfile records them): a blob one of them holds is mounted from its
+    /// repository instead of sent again, across runs as within one.
+    pub fn with_earlier(earlier: Vec<(String, String)>) -> BlobLedger {
+        BlobLedger {
+            earlier,
+            ..BlobLedger::default()
+        }
+    }
+
+    /// A repository of `dst` other than `repo` that holds `digest`, as the manifests of the
+    /// earlier runs' images say (read once per run, a few at a time; an image since removed
+    /// from the target is passed over).
+    async fn held_elsewhere(&self, dst: &Registry, repo: &str, digest: &str) -> Option<String> {
+        if self.earlier.is_empty() {
+            return None;
+        }
+        let held = self
+            .held
+            .get_or_init(|| async {
+                type Read<'a> = std::pin::Pin<
+                    Box<dyn std::future::Future<Output = (&'a String, Vec<String>)> + Send + 'a>,
+                >;
+                let mut held = HashMap::new();
+                for some in self.earlier.chunks(8) {
+                    let reads: Vec<Read<'_>> = some
+                        .iter()
+                        .map(|(r, d)| -> Read<'_> {
+                            Box::pin(async move { (r, image_blobs(dst, r, d).await) })
+                        })
+                        .collect();
+                    for (r, blobs) in futures_util::future::join_all(reads).await {
+                        for b in blobs {
+                            held.entry(b).or_insert_with(|| r.clone());
+                        }
+                    }
+                }
+                held
+            })
+            .await;
+        held.get(digest).filter(|r| *r != repo).cloned()
+    }
+
     fn cell(&self, digest: &str) -> Arc<OnceCell<String>> {
         self.blobs
             .lock()
@@ -186,6 +237,26 @@ pub(crate) fn blob_sizes(manifest: &Manifest) -> HashMap<String, u64> {
         .chain(Some(&json["config"]))
         .filter_map(|d| Some((d["digest"].as_str()?.to_string(), d["size"].as_u64()?)))
         .collect()
+}
+
+/// The blobs of the image `repo@digest` in `registry` (of each platform of an index); none
+/// when it cannot be read.
+async fn image_blobs(registry: &Registry, repo: &str, digest: &str) -> Vec<String> {
+    let Ok(Some(top)) = registry.manifest(repo, digest).await else {
+        return Vec::new();
+    };
+    if !top.is_index() {
+        return blob_digests(&top);
+    }
+    let mut blobs = Vec::new();
+    for child in top.json()["manifests"].as_array().into_iter().flatten() {
+        if let Some(d) = child["digest"].as_str()
+            && let Ok(Some(m)) = registry.manifest(repo, d).await
+        {
+            blobs.extend(blob_digests(&m));
+        }
+    }
+    blobs
 }
 
 /// The blobs a manifest refers to: its config, then its layers.
@@ -339,6 +410,12 @@ impl Blobs<'_> {
         let Some(ledger) = self.opts.ledger else {
             return Ok(Moved::Copied(self.send(digest, size).await?));
         };
+        // Mirrored by an earlier run into another repository: mount it from there.
+        if let Some(from) = ledger.held_elsewhere(dst, dst_repo, digest).await
+            && dst.mount(dst_repo, digest, &from).await?
+        {
+            return Ok(Moved::Mounted);
+        }
         // The first copy of this run to need the blob sends it; the others wait, then mount.
         let cell = ledger.cell(digest);
         let sent = std::sync::atomic::AtomicU64::new(0);

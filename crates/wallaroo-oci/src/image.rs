@@ -106,6 +106,13 @@ impl ImageKind {
         self
     }
 
+    /// Mounts blobs that images mirrored by earlier runs hold (repository, manifest digest
+    /// in the target, from the lockfile) instead of sending them again.
+    pub fn with_earlier_images(mut self, images: Vec<(String, String)>) -> ImageKind {
+        self.ledger = BlobLedger::with_earlier(images);
+        self
+    }
+
     /// Records large uploads under `dir` (beside the lockfile) so that they resume.
     pub fn with_journal(mut self, dir: impl Into<std::path::PathBuf>) -> ImageKind {
         self.journal = Some(crate::resume::UploadJournal::new(dir));

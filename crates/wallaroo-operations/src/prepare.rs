@@ -79,7 +79,9 @@ impl Workspace {
                 .parent()
                 .map(|d| d.join(".wallaroo-uploads"))
                 .unwrap_or_else(|| ".wallaroo-uploads".into());
-            let kind = wallaroo_oci::ImageKind::new(sources, target.clone()).with_journal(journal);
+            let kind = wallaroo_oci::ImageKind::new(sources, target.clone())
+                .with_journal(journal)
+                .with_earlier_images(earlier_images(state, target.host()));
             Arc::new(match signatures {
                 Some(s) => kind.with_signatures(s),
                 None => kind,
@@ -256,4 +258,23 @@ pub(crate) fn helm_kubeconfig() -> Option<std::path::PathBuf> {
             .find(|p| !p.is_empty())
             .map(std::path::PathBuf::from)
     })
+}
+
+/// The images the lockfile says earlier runs mirrored into the registry at `host`, as
+/// (repository, manifest digest): where a blob this run needs may already be.
+fn earlier_images(state: Option<&Lockfile>, host: &str) -> Vec<(String, String)> {
+    let Some(state) = state else {
+        return Vec::new();
+    };
+    state
+        .resources
+        .values()
+        .filter(|r| r.kind == "image")
+        .filter_map(|r| {
+            let target = r.attributes.get("target")?.as_str()?;
+            let digest = r.attributes.get("digest")?.as_str()?;
+            let (h, repo, _) = wallaroo_model::split_reference(target);
+            (h == host).then(|| (repo, digest.to_string()))
+        })
+        .collect()
 }
