@@ -64,12 +64,39 @@ impl Case {
         spec
     }
 
+    /// The real helm behind a script that logs each call to `helm-calls.log` first.
+    fn logged_helm(&self) -> PathBuf {
+        let script = self.dir.path().join("helm-logged");
+        if !script.exists() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/helm-calls.log\"\nexec '{}' \"$@\"\n",
+                    self.env.helm.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        script
+    }
+
+    /// The helm calls logged since the last time this was asked.
+    fn helm_calls(&self) -> Vec<String> {
+        let log = self.dir.path().join("helm-calls.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        text.lines().map(String::from).collect()
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         std::fs::write(self.dir.path().join("wallaroo.hcl"), self.spec()).unwrap();
         Command::new(env!("CARGO_BIN_EXE_wallaroo"))
             .args(args)
             .current_dir(self.dir.path())
             .envs(self.env.exports())
+            .env("HELM", self.logged_helm())
             .env("WALLAROO_VAR_admin_password", "Adm1n-e2e-pass")
             .env("NO_COLOR", "1")
             .output()
@@ -250,6 +277,11 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
         200,
         "the extra image is in the private registry"
     );
+    let applied = case.helm_calls();
+    assert!(
+        applied.iter().any(|c| c.starts_with("template ")),
+        "the apply rendered the chart: {applied:?}"
+    );
     let out = case.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(
         out.status.code(),
@@ -258,6 +290,11 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("No changes."));
+    let planned = case.helm_calls();
+    assert!(
+        !planned.iter().any(|c| c.starts_with("template ")),
+        "a no-op plan renders nothing: the chart, values and helm did not change: {planned:?}"
+    );
     let ip = case.ok(&["output", "api_lb_ip"]);
     assert!(ip.trim().starts_with("172.18.255."), "{ip}");
     let lock = std::fs::read_to_string(case.dir.path().join("wallaroo.lock")).unwrap();

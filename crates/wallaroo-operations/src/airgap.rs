@@ -76,11 +76,47 @@ impl Workspace {
                 .into_iter()
                 .collect(),
         };
+        // The same render against the same images passed before: only the images it let
+        // through because the registry held them are looked at again.
+        let key = self.render_cache.key(
+            &crate::render_cache::RenderInputs {
+                helm: &self.helm,
+                chart_digest: &chart.manifest.digest,
+                release: &render.release,
+                namespace: render.namespace.as_deref(),
+                kube_version: render.kube_version.as_deref(),
+                values: render.values.as_ref(),
+            },
+            &[
+                b"airgap/1",
+                serde_json::to_string(images).unwrap_or_default().as_bytes(),
+                allowed
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .as_bytes(),
+                reg.host.as_bytes(),
+            ],
+        );
+        if let (Some(k), Some(target)) = (&key, &self.target)
+            && let Some(held) = self.render_cache.load::<Vec<String>>("airgap", k)
+        {
+            let mut all_there = true;
+            for image in &held {
+                let (_, repo, reference) = wallaroo_model::split_reference(image);
+                all_there &= target.manifest_digest(&repo, &reference).await?.is_some();
+            }
+            if all_there {
+                return Ok(());
+            }
+        }
         let yaml = wallaroo_oci::release::render_manifests(&render, &chart).await?;
         let rendered = wallaroo_oci::release::rendered_containers(&yaml).map_err(|e| {
             OperationError::message(format!("the rendered release cannot be read: {e}"))
         })?;
         let mut mirrored = Mirrored::of(desired, images);
+        let mut held = Vec::new();
         // An image in the private registry that this plan does not mirror passes when the
         // registry has it (mirrored earlier, or pushed there by hand).
         if let Some(target) = &self.target {
@@ -95,12 +131,16 @@ impl Workspace {
             for image in unknown {
                 let (_, repo, reference) = wallaroo_model::split_reference(&image);
                 if target.manifest_digest(&repo, &reference).await?.is_some() {
+                    held.push(image.clone());
                     mirrored.targets.insert(image);
                 }
             }
         }
         let problems = check(&reg.host, &rendered, &mirrored, &allowed, &keys);
         if problems.is_empty() {
+            if let Some(k) = &key {
+                self.render_cache.store("airgap", k, &held);
+            }
             return Ok(());
         }
         let allowed_note = if allowed.is_empty() {

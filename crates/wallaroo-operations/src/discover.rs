@@ -65,24 +65,48 @@ impl Workspace {
                 namespace: Some(spec.wallaroo.namespace.clone()),
                 redact: secret_strings(&wallaroo_model::chart_values(spec).1),
             };
-            let found = wallaroo_oci::release::discover(&pulled, Some(&render))
-                .await
-                .map_err(|e| match e {
-                    wallaroo_oci::OciError::Chart { .. } => {
-                        OperationError::message(render_failure(spec, &e.to_string()))
+            // The same chart rendered the same way finds the same images: a plan that
+            // changed none of it does not call `helm template` again.
+            let key = self.render_cache.key(
+                &crate::render_cache::RenderInputs {
+                    helm: &self.helm,
+                    chart_digest: &pulled.manifest.digest,
+                    release: &render.release,
+                    namespace: render.namespace.as_deref(),
+                    kube_version: render.kube_version.as_deref(),
+                    values: render.values.as_ref(),
+                },
+                &[b"discover/1"],
+            );
+            let cached: Option<BTreeMap<String, String>> = key
+                .as_ref()
+                .and_then(|k| self.render_cache.load("discover", k));
+            match cached {
+                Some(found) => release = found,
+                None => {
+                    let found = wallaroo_oci::release::discover(&pulled, Some(&render))
+                        .await
+                        .map_err(|e| match e {
+                            wallaroo_oci::OciError::Chart { .. } => {
+                                OperationError::message(render_failure(spec, &e.to_string()))
+                            }
+                            other => other.into(),
+                        })?;
+                    for (image, origins) in found {
+                        let origin = origins
+                            .iter()
+                            .map(|o| o.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        release.insert(image, origin);
                     }
-                    other => other.into(),
-                })?;
+                    if let Some(k) = &key {
+                        self.render_cache.store("discover", k, &release);
+                    }
+                }
+            }
             *self.chart.lock().expect("chart cache") =
                 Some((pulled.clone(), render.kube_version.clone()));
-            for (image, origins) in found {
-                let origin = origins
-                    .iter()
-                    .map(|o| o.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                release.insert(image, origin);
-            }
         }
         if !release.is_empty() {
             // An exclusion that names nothing is most likely a typo: the image it meant is

@@ -18,6 +18,7 @@ pub mod output;
 pub mod plan;
 pub mod preflight;
 pub mod prepare;
+pub mod render_cache;
 pub mod state;
 pub mod support;
 pub mod workspace;

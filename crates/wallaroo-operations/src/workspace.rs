@@ -80,6 +80,8 @@ pub struct Workspace {
     pub(crate) chart: std::sync::Mutex<Option<(wallaroo_oci::release::Chart, Option<String>)>>,
     /// What discovery noticed that is worth a line in the plan.
     pub(crate) notes: std::sync::Mutex<Vec<String>>,
+    /// What earlier renders of the chart found (see [`crate::render_cache`]).
+    pub(crate) render_cache: crate::render_cache::RenderCache,
 }
 
 impl Workspace {
@@ -138,7 +140,6 @@ impl Workspace {
             None => None,
         };
         Ok(Workspace {
-            spec,
             store,
             sources,
             target,
@@ -149,6 +150,8 @@ impl Workspace {
             allow_external: options.allow_external.clone(),
             chart: std::sync::Mutex::new(None),
             notes: std::sync::Mutex::new(Vec::new()),
+            render_cache: crate::render_cache::RenderCache::beside(&spec.lockfile_path()),
+            spec,
         })
     }
 }

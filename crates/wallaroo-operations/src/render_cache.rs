@@ -1,0 +1,226 @@
+//! What `helm template` told an earlier run, kept so that a plan whose chart, values, helm and
+//! Kubernetes version did not change renders nothing (a no-op plan makes no `helm template`
+//! call).
+//!
+//! Entries live in `.wallaroo-cache/` beside the lockfile, one small JSON file each, named by
+//! a salted SHA-256 of everything the render reads (the chart's digest, the values with their
+//! secrets, the release name and namespace, the Kubernetes version, the helm binary). Only
+//! results that hold no secret are kept: the images discovery found, and that the air-gap
+//! check passed. Never the rendered manifests (a chart's Secrets are in them). The salt is
+//! random, kept beside the entries (0600), so a hash cannot be matched against a guessed
+//! value elsewhere. A cache that cannot be read or written is no cache: nothing fails for it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+/// The cache of one workspace.
+#[derive(Debug, Clone)]
+pub struct RenderCache {
+    dir: PathBuf,
+}
+
+/// The inputs of one `helm template`, as far as a cache key needs them.
+pub struct RenderInputs<'a> {
+    pub helm: &'a Path,
+    pub chart_digest: &'a str,
+    pub release: &'a str,
+    pub namespace: Option<&'a str>,
+    pub kube_version: Option<&'a str>,
+    pub values: Option<&'a serde_json::Value>,
+}
+
+impl RenderCache {
+    /// The cache beside the lockfile at `lockfile`.
+    pub fn beside(lockfile: &Path) -> RenderCache {
+        let dir = lockfile
+            .parent()
+            .map(|d| d.join(".wallaroo-cache"))
+            .unwrap_or_else(|| ".wallaroo-cache".into());
+        RenderCache { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The salt, made on first use.
+    fn salt(&self) -> Option<String> {
+        let path = self.dir.join("salt");
+        if let Ok(s) = std::fs::read_to_string(&path)
+            && s.trim().len() >= 32
+        {
+            return Some(s.trim().to_string());
+        }
+        std::fs::create_dir_all(&self.dir).ok()?;
+        let salt = wallaroo_state::new_salt();
+        write_private(&path, salt.as_bytes()).ok()?;
+        // Another run may have written one first: use whatever is there now.
+        std::fs::read_to_string(&path)
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// The key of a render and of what else the result depends on (`extra`).
+    pub fn key(&self, inputs: &RenderInputs<'_>, extra: &[&[u8]]) -> Option<String> {
+        let salt = self.salt()?;
+        let helm = helm_identity(inputs.helm);
+        let values = inputs.values.map(|v| v.to_string()).unwrap_or_default();
+        let mut hasher = Sha256::new();
+        for part in [
+            salt.as_bytes(),
+            helm.as_bytes(),
+            inputs.chart_digest.as_bytes(),
+            inputs.release.as_bytes(),
+            inputs.namespace.unwrap_or("").as_bytes(),
+            inputs.kube_version.unwrap_or("").as_bytes(),
+            values.as_bytes(),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        {
+            // Length-prefixed, so that no two different inputs run together the same way.
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        Some(
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
+    }
+
+    fn entry(&self, what: &str, key: &str) -> PathBuf {
+        self.dir.join(format!("{what}-{key}.json"))
+    }
+
+    pub fn load<T: DeserializeOwned>(&self, what: &str, key: &str) -> Option<T> {
+        let bytes = std::fs::read(self.entry(what, key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Keeps `value` under `key`, replacing the other entries of `what` (one render of a
+    /// workspace matters at a time).
+    pub fn store<T: Serialize>(&self, what: &str, key: &str, value: &T) {
+        if std::fs::create_dir_all(&self.dir).is_err() {
+            return;
+        }
+        let Ok(bytes) = serde_json::to_vec(value) else {
+            return;
+        };
+        let path = self.entry(what, key);
+        if write_private(&path, &bytes).is_err() {
+            return;
+        }
+        let prefix = format!("{what}-");
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p != path && name.starts_with(&prefix) && name.ends_with(".json") {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// The helm binary as a key sees it: its path, size and modification time (a new helm
+/// renders anew).
+fn helm_identity(helm: &Path) -> String {
+    let found = if helm.components().count() > 1 {
+        Some(helm.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(helm))
+                .find(|p| p.is_file())
+        })
+    };
+    let meta = found.as_ref().and_then(|p| std::fs::metadata(p).ok());
+    format!(
+        "{}:{}:{:?}",
+        found.unwrap_or_else(|| helm.to_path_buf()).display(),
+        meta.as_ref().map_or(0, |m| m.len()),
+        meta.and_then(|m| m.modified().ok())
+    )
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        std::io::Write::write_all(&mut f, bytes)?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_changes_with_every_input_and_entries_hold_what_was_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = RenderCache::beside(&dir.path().join("wallaroo.lock"));
+        let values = serde_json::json!({"a": 1});
+        let inputs = RenderInputs {
+            helm: Path::new("helm"),
+            chart_digest: "sha256:aa",
+            release: "wallaroo",
+            namespace: Some("wallaroo"),
+            kube_version: Some("v1.33.0"),
+            values: Some(&values),
+        };
+        let key = cache.key(&inputs, &[]).unwrap();
+        assert_eq!(cache.key(&inputs, &[]).unwrap(), key, "stable");
+        let other = serde_json::json!({"a": 2});
+        let changed = [
+            RenderInputs {
+                chart_digest: "sha256:bb",
+                ..inputs
+            },
+            RenderInputs {
+                values: Some(&other),
+                ..inputs
+            },
+            RenderInputs {
+                kube_version: Some("v1.34.0"),
+                ..inputs
+            },
+            RenderInputs {
+                namespace: None,
+                ..inputs
+            },
+        ];
+        for c in &changed {
+            assert_ne!(cache.key(c, &[]).unwrap(), key);
+        }
+        assert_ne!(cache.key(&inputs, &[b"x"]).unwrap(), key);
+
+        assert_eq!(cache.load::<Vec<String>>("images", &key), None);
+        cache.store("images", &key, &vec!["a".to_string()]);
+        assert_eq!(
+            cache.load::<Vec<String>>("images", &key),
+            Some(vec!["a".to_string()])
+        );
+        let other_key = cache.key(&changed[0], &[]).unwrap();
+        cache.store("images", &other_key, &vec!["b".to_string()]);
+        assert_eq!(
+            cache.load::<Vec<String>>("images", &key),
+            None,
+            "one entry of a kind"
+        );
+        // A value in the inputs is never in the cache's files, only its salted hash.
+        for e in std::fs::read_dir(cache.dir()).unwrap() {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            assert!(!text.contains("v1.33.0"));
+        }
+    }
+}
