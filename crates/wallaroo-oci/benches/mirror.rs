@@ -54,7 +54,11 @@ fn main() {
     }
     wallaroo_testenv::install_crypto_provider();
     let env = wallaroo_testenv::shared();
-    let preset = wallaroo_testenv::seed::preset("release").unwrap();
+    // `WALLAROO_BENCH_PRESET=large` measures at real size (about 11 GB; the disk must hold it
+    // in the vendor registry and once more in the scratch one).
+    let preset_name = std::env::var("WALLAROO_BENCH_PRESET").unwrap_or_else(|_| "release".into());
+    let preset = wallaroo_testenv::seed::preset(&preset_name)
+        .unwrap_or_else(|| panic!("no preset named {preset_name}"));
     let path = wallaroo_testenv::seed::default_path(&preset);
     let chart =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");

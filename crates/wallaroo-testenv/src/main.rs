@@ -45,7 +45,8 @@ enum Cmd {
     /// examples/quickstart.hcl against it.
     Sandbox,
     /// Push an image set to the vendor registry: tiny, release (about 40 images, 1.5 GB)
-    /// or release-next (the next version, most layers shared).
+    /// or release-next (the next version, most layers shared), or large (about 11 GB: layers
+    /// of 1-4 GiB, generated as a stream; for the benchmark, never for `cargo test`).
     Seed {
         preset: String,
         /// Push to the private registry instead.
@@ -202,7 +203,7 @@ fn seed(name: &str, private: bool) -> Result<(), wallaroo_testenv::Error> {
     let preset =
         wallaroo_testenv::seed::preset(name).ok_or_else(|| wallaroo_testenv::Error::Missing {
             what: format!("a preset named `{name}`"),
-            fix: "use tiny, release or release-next".into(),
+            fix: "use tiny, release, release-next or large".into(),
         })?;
     let env = up(&mut |m| eprintln!("wallaroo-testenv: {m}"))?;
     let registry = if private { &env.private } else { &env.vendor };

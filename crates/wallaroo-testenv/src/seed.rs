@@ -86,19 +86,54 @@ const RELEASE_IMAGES: &[&str] = &[
 /// quickstart read), the release presets under `release`, so that they never overwrite the
 /// tiny images and chart that share their names and version.
 pub fn default_path(preset: &Preset) -> &'static str {
-    if preset.name == "tiny" {
-        "wallaroo"
-    } else {
-        "release"
+    match preset.name {
+        "tiny" => "wallaroo",
+        "large" => "large",
+        _ => "release",
     }
 }
 
+/// Layers of this size and more are pushed as uncompressed tars, generated and hashed as a
+/// stream (the `large` preset's, of 1-4 GiB, are never held in memory).
+pub const STREAMED_FROM: usize = 256 * MIB;
+
+const GIB: usize = 1 << 30;
+
 const RELEASE: &str = "2025.1.0-6290";
 const NEXT: &str = "2025.1.1-6301";
+const LARGE: &str = "2025.2.0-7000";
 
-/// `tiny`, `release` or `release-next`.
+/// `tiny`, `release`, `release-next` or `large`.
 pub fn preset(name: &str) -> Option<Preset> {
     match name {
+        // About 11 GB, shaped like a real release: four engine images on one 1 GiB base
+        // with runtime layers of 1-4 GiB (uncompressed tars, generated as a stream), and
+        // the release's other images as in `release` (some multi-arch).
+        "large" => {
+            let mut images = preset("release")?.images;
+            let engines: [(&str, u64, usize); 4] = [
+                ("fitzroy-mini-cuda", 5001, 4 * GIB),
+                ("standalone-mini", 5002, 2 * GIB),
+                ("mac-deploy", 5003, GIB),
+                ("mlflow-deploy", 5004, GIB),
+            ];
+            for (name, seed, size) in engines {
+                let image = images
+                    .iter_mut()
+                    .find(|i| i.name == name)
+                    .expect("a release image");
+                image.layers = vec![(5000, GIB), (seed, size)];
+                image.multi_arch = false;
+            }
+            for image in &mut images {
+                image.tag = LARGE;
+            }
+            Some(Preset {
+                name: "large",
+                version: LARGE,
+                images,
+            })
+        }
         "tiny" => Some(Preset {
             name: "tiny",
             version: "2025.1.0-6290",
@@ -230,6 +265,12 @@ pub fn seed(
                 };
                 let (d, diff_id, len) = match mounted {
                     Some(m) => m,
+                    None if *size >= STREAMED_FROM => {
+                        let (d, len) = streamed_layer_digest(seed, *size);
+                        pushed += push_streamed_layer(&client, registry, &repo, seed, *size, &d)?;
+                        known.insert((seed, *size), (d.clone(), d.clone(), len, repo.clone()));
+                        (d.clone(), d, len)
+                    }
                     None => {
                         let (gz, diff_id) = layer(seed, *size);
                         pushed += push_blob(&client, registry, &repo, &gz)?;
@@ -240,7 +281,12 @@ pub fn seed(
                         (digest(&gz), diff_id, gz.len())
                     }
                 };
-                layer_descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": len}));
+                let media_type = if *size >= STREAMED_FROM {
+                    "application/vnd.oci.image.layer.v1.tar"
+                } else {
+                    "application/vnd.oci.image.layer.v1.tar+gzip"
+                };
+                layer_descs.push(json!({"mediaType": media_type, "digest": d, "size": len}));
                 diff_ids.push(diff_id);
             }
             let config = serde_json::to_vec(&json!({
@@ -319,6 +365,169 @@ pub fn layer(seed: u64, size: usize) -> (Vec<u8>, String) {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&tar).expect("in-memory gzip");
     (gz.finish().expect("in-memory gzip"), diff_id)
+}
+
+/// An uncompressed tar of one file of seeded random bytes, produced as it is read: the
+/// same bytes every time for the same seed and size, never held whole.
+pub struct LayerStream {
+    header: Vec<u8>,
+    size: usize,
+    /// Bytes produced so far, header included.
+    pos: usize,
+    x: u64,
+    word: [u8; 8],
+}
+
+impl LayerStream {
+    pub fn new(seed: u64, size: usize) -> LayerStream {
+        let mut header = tar::Header::new_gnu();
+        header
+            .set_path(format!("data/{seed}.bin"))
+            .expect("short path");
+        header.set_size(size as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        LayerStream {
+            header: header.as_bytes().to_vec(),
+            size,
+            pos: 0,
+            x: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            word: [0; 8],
+        }
+    }
+
+    /// The whole tar's length: header, data padded to 512, and the two zero blocks.
+    pub fn len(&self) -> usize {
+        512 + self.size.div_ceil(512) * 512 + 1024
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl std::io::Read for LayerStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let total = self.len();
+        let mut n = 0;
+        while n < buf.len() && self.pos < total {
+            if self.pos < 512 {
+                let take = (512 - self.pos).min(buf.len() - n);
+                buf[n..n + take].copy_from_slice(&self.header[self.pos..self.pos + take]);
+                n += take;
+                self.pos += take;
+            } else if self.pos < 512 + self.size {
+                let off = self.pos - 512;
+                if off.is_multiple_of(8) && buf.len() - n >= 8 && self.size - off >= 8 {
+                    // A whole word at a time where it fits.
+                    self.x ^= self.x << 13;
+                    self.x ^= self.x >> 7;
+                    self.x ^= self.x << 17;
+                    buf[n..n + 8].copy_from_slice(&self.x.to_le_bytes());
+                    n += 8;
+                    self.pos += 8;
+                } else {
+                    if off.is_multiple_of(8) {
+                        self.x ^= self.x << 13;
+                        self.x ^= self.x >> 7;
+                        self.x ^= self.x << 17;
+                        self.word = self.x.to_le_bytes();
+                    }
+                    buf[n] = self.word[off % 8];
+                    n += 1;
+                    self.pos += 1;
+                }
+            } else {
+                // Padding and the end-of-archive blocks.
+                let take = (total - self.pos).min(buf.len() - n);
+                buf[n..n + take].fill(0);
+                n += take;
+                self.pos += take;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The digest and length of [`LayerStream`] for `seed` and `size`, read once.
+pub fn streamed_layer_digest(seed: u64, size: usize) -> (String, usize) {
+    let mut stream = LayerStream::new(seed, size);
+    let len = stream.len();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut stream, &mut buf).expect("generated");
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let d = format!(
+        "sha256:{}",
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    (d, len)
+}
+
+/// Uploads a [`LayerStream`] in one streamed PUT unless the registry has it; returns the
+/// bytes sent.
+fn push_streamed_layer(
+    client: &Client,
+    reg: &Registry,
+    repo: &str,
+    seed: u64,
+    size: usize,
+    d: &str,
+) -> Result<u64, Error> {
+    let base = format!("https://{}", reg.address());
+    let head = client
+        .head(format!("{base}/v2/{repo}/blobs/{d}"))
+        .basic_auth(&reg.username, Some(&reg.password))
+        .send()
+        .map_err(|e| api_err("HEAD blob", e))?;
+    if head.status().is_success() {
+        return Ok(0);
+    }
+    let start = client
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .basic_auth(&reg.username, Some(&reg.password))
+        .send()
+        .map_err(|e| api_err("start upload", e))?;
+    if start.status() != reqwest::StatusCode::ACCEPTED {
+        return Err(api_err("start upload", start.status()));
+    }
+    let location = start
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let stream = LayerStream::new(seed, size);
+    let len = stream.len() as u64;
+    let put = client
+        .put(format!("{url}{sep}digest={d}"))
+        .basic_auth(&reg.username, Some(&reg.password))
+        .header("Content-Type", "application/octet-stream")
+        .timeout(std::time::Duration::from_secs(3600))
+        .body(reqwest::blocking::Body::sized(stream, len))
+        .send()
+        .map_err(|e| api_err("upload blob", e))?;
+    if put.status() != reqwest::StatusCode::CREATED {
+        return Err(api_err("upload blob", put.status()));
+    }
+    Ok(len)
 }
 
 pub fn digest(bytes: &[u8]) -> String {
@@ -821,4 +1030,48 @@ spec:
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
     }
     Ok(chart)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn a_streamed_layer_is_a_tar_of_the_same_bytes_whatever_the_reads() {
+        for size in [1000usize, 4096, 8 * 1000 + 3] {
+            let mut whole = Vec::new();
+            LayerStream::new(7, size).read_to_end(&mut whole).unwrap();
+            assert_eq!(whole.len(), LayerStream::new(7, size).len());
+            // Small, odd reads give the same bytes.
+            let mut stream = LayerStream::new(7, size);
+            let mut pieces = Vec::new();
+            let mut buf = [0u8; 7];
+            loop {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                pieces.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(pieces, whole);
+            // A tar holding the file the in-memory generator makes, byte for byte.
+            let (gz, _) = layer(7, size);
+            let mut tar_bytes = Vec::new();
+            flate2::read::GzDecoder::new(gz.as_slice())
+                .read_to_end(&mut tar_bytes)
+                .unwrap();
+            let content = |bytes: &[u8]| -> Vec<u8> {
+                let mut archive = tar::Archive::new(bytes);
+                let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data).unwrap();
+                data
+            };
+            assert_eq!(content(&whole), content(&tar_bytes));
+            assert_eq!(content(&whole).len(), size);
+            let (d, len) = streamed_layer_digest(7, size);
+            assert_eq!((d, len), (digest(&whole), whole.len()));
+        }
+    }
 }
