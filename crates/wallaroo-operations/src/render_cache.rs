@@ -55,6 +55,11 @@ impl RenderCache {
             return Some(s.trim().to_string());
         }
         std::fs::create_dir_all(&self.dir).ok()?;
+        // Never committed with the spec, as pytest's and ruff's caches do it.
+        let _ = std::fs::write(
+            self.dir.join(".gitignore"),
+            "# Made by wallaroo: a cache of helm template results; safe to delete.\n*\n",
+        );
         let salt = wallaroo_state::new_salt();
         write_private(&path, salt.as_bytes()).ok()?;
         // Another run may have written one first: use whatever is there now.
@@ -216,6 +221,12 @@ mod tests {
             cache.load::<Vec<String>>("images", &key),
             None,
             "one entry of a kind"
+        );
+        assert!(
+            std::fs::read_to_string(cache.dir().join(".gitignore"))
+                .unwrap()
+                .contains("\n*\n"),
+            "the cache ignores itself in git"
         );
         // A value in the inputs is never in the cache's files, only its salted hash.
         for e in std::fs::read_dir(cache.dir()).unwrap() {
