@@ -222,6 +222,37 @@ fn a_non_tty_apply_prints_byte_lines_and_the_json_stream_counts_what_the_registr
         let before = last.insert(e["address"].as_str().unwrap().to_string(), done);
         assert!(before.is_none_or(|b| b <= done), "{e}");
     }
+
+    // destroy --json: the same stream, the images' tags deleted, the lockfile emptied.
+    let mut destroy: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a == "apply" {
+                "destroy".into()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    destroy.push("--include-images".into());
+    let out = run(env, dir.path(), &destroy);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let destroyed = self::events(&stdout);
+    assert_eq!(destroyed[0]["command"], "destroy");
+    assert_eq!(destroyed[1]["mode"], "destroy");
+    let summary = destroyed.last().unwrap();
+    assert_eq!(summary["command"], "destroy");
+    assert_eq!(summary["outcome"], "complete", "{summary}");
+    assert_eq!(summary["resources"]["destroyed"], 41, "{summary}");
+    let lockfile: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("wallaroo.lock")).unwrap())
+            .unwrap();
+    assert_eq!(lockfile["resources"].as_object().map(|r| r.len()), Some(0));
     scratch2.stop();
 }
 
