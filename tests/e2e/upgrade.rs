@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-use wallaroo_testenv::env::{Registry, ScratchRegistry};
+use wallaroo_testenv::env::Registry;
 use wallaroo_testenv::{Env, shared, unique};
 
 const RELEASE: &str = "2025.1.0-6290";
@@ -245,8 +245,10 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
         let (_, reference) = source.split_once('/').unwrap();
         let (repo, tag) = reference.rsplit_once(':').unwrap();
         new_images += 1;
-        for (digest, size) in vendor_blobs(env, repo, tag) {
-            if !stored(&scratch, &digest) {
+        for (digest, size) in
+            wallaroo_testenv::seed::image_blobs(env, &env.vendor, repo, tag).unwrap()
+        {
+            if !scratch.stores(&digest) {
                 expected += size;
             }
         }
@@ -323,48 +325,4 @@ fn an_upgrade_copies_only_changed_blobs_and_leaves_unchanged_deployments_alone()
         &["destroy", "--auto-approve", "--include-images"],
     );
     scratch.stop();
-}
-
-/// The blobs (config and layers) of `repo:tag` in the vendor registry, with their sizes.
-fn vendor_blobs(env: &Env, repo: &str, tag: &str) -> Vec<(String, u64)> {
-    let http = wallaroo_testenv::https_client(&env.ca_file).unwrap();
-    let manifest: Value = http
-        .get(format!(
-            "https://{}/v2/{repo}/manifests/{tag}",
-            env.vendor.address()
-        ))
-        .header(
-            "Accept",
-            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
-        )
-        .basic_auth(&env.vendor.username, Some(&env.vendor.password))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert!(manifest["layers"].is_array(), "{repo}:{tag}: {manifest}");
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain([&manifest["config"]])
-        .map(|d| {
-            (
-                d["digest"].as_str().unwrap().to_string(),
-                d["size"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Whether the registry stores `digest` in any repository.
-fn stored(scratch: &ScratchRegistry, digest: &str) -> bool {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    scratch
-        .storage
-        .join("docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .join("data")
-        .exists()
 }

@@ -71,15 +71,10 @@ impl Default for Events {
 
 impl Events {
     pub fn new() -> Events {
-        let every = std::env::var("WALLAROO_PROGRESS_INTERVAL")
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .filter(|s| *s > 0.0)
-            .map_or(PROGRESS_EVERY, Duration::from_secs_f64);
         Events {
             out: Mutex::new(std::io::stdout()),
             steps: Mutex::default(),
-            every,
+            every: crate::progress::interval(PROGRESS_EVERY),
         }
     }
 

@@ -17,6 +17,16 @@ const MAX_BARS: usize = 6;
 /// `WALLAROO_PROGRESS_INTERVAL` (seconds) says otherwise.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
+/// How often progress is shown without a TTY: `WALLAROO_PROGRESS_INTERVAL` (seconds), else
+/// `default`.
+pub fn interval(default: Duration) -> Duration {
+    std::env::var("WALLAROO_PROGRESS_INTERVAL")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map_or(default, Duration::from_secs_f64)
+}
+
 /// The window over which a rate is measured.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -131,11 +141,7 @@ impl Progress {
             .iter()
             .filter(|c| c.action != Action::NoOp)
             .count();
-        Progress::with_steps(total, std::io::stderr().is_terminal())
-    }
-
-    fn with_steps(total: usize, tty: bool) -> Progress {
-        let bars = tty.then(|| {
+        let bars = std::io::stderr().is_terminal().then(|| {
             let multi = MultiProgress::new();
             let overall = multi.add(ProgressBar::new(total as u64));
             overall.set_style(
@@ -145,20 +151,15 @@ impl Progress {
             overall.enable_steady_tick(Duration::from_millis(250));
             (multi, overall)
         });
-        let plain_every = std::env::var("WALLAROO_PROGRESS_INTERVAL")
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .filter(|s| *s > 0.0)
-            .map_or(PLAIN_EVERY, Duration::from_secs_f64);
         Progress {
             bars,
             state: Mutex::default(),
             total,
-            plain_every,
+            plain_every: interval(PLAIN_EVERY),
         }
     }
 
-    /// The bytes every step handled, as far as this view saw them.
+    /// Clears the bars.
     pub fn finish(&self) {
         if let Some((_, overall)) = &self.bars {
             overall.finish_and_clear();
@@ -336,7 +337,7 @@ pub async fn watched<F: std::future::Future>(
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
     });
-    let plain_every = Progress::with_steps(0, false).plain_every;
+    let plain_every = interval(PLAIN_EVERY);
     let mut meter = Meter::default();
     let mut last_line = Instant::now();
     let work = wallaroo_engine::progress::scope(counters.clone(), work);

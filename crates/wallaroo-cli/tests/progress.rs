@@ -318,51 +318,6 @@ fn a_ctrl_c_in_the_middle_ends_the_stream_with_an_interrupted_summary() {
     scratch.stop();
 }
 
-/// The blobs (config and layers) of `repo:tag` in the vendor registry, with their sizes.
-fn vendor_blobs(env: &Env, repo: &str, tag: &str) -> Vec<(String, u64)> {
-    let http = wallaroo_testenv::https_client(&env.ca_file).unwrap();
-    let manifest: Value = http
-        .get(format!(
-            "https://{}/v2/{repo}/manifests/{tag}",
-            env.vendor.address()
-        ))
-        .header(
-            "Accept",
-            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
-        )
-        .basic_auth(&env.vendor.username, Some(&env.vendor.password))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert!(manifest["layers"].is_array(), "{manifest}");
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain([&manifest["config"]])
-        .map(|d| {
-            (
-                d["digest"].as_str().unwrap().to_string(),
-                d["size"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Whether the registry stores `digest` at all, in any repository (distribution keeps one
-/// copy of a blob, linked into each repository that has it).
-fn stored(scratch: &ScratchRegistry, digest: &str) -> bool {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    scratch
-        .storage
-        .join("docker/registry/v2/blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .join("data")
-        .exists()
-}
-
 #[test]
 fn a_blob_an_earlier_run_mirrored_is_mounted_not_sent_again() {
     let env = wallaroo_testenv::shared();
@@ -394,15 +349,21 @@ fn a_blob_an_earlier_run_mirrored_is_mounted_not_sent_again() {
     let first = apply("conductor-wallsvc");
     assert_eq!(first["outcome"], "complete", "{first}");
 
-    let blobs = vendor_blobs(env, "release/standalone-mini", "2025.1.0-6290");
+    let blobs = wallaroo_testenv::seed::image_blobs(
+        env,
+        &env.vendor,
+        "release/standalone-mini",
+        "2025.1.0-6290",
+    )
+    .unwrap();
     let new: u64 = blobs
         .iter()
-        .filter(|(d, _)| !stored(&scratch, d))
+        .filter(|(d, _)| !scratch.stores(d))
         .map(|(_, size)| size)
         .sum();
     let shared: u64 = blobs
         .iter()
-        .filter(|(d, _)| stored(&scratch, d))
+        .filter(|(d, _)| scratch.stores(d))
         .map(|(_, size)| size)
         .sum();
     assert!(shared > 100 << 20, "the base layers are there: {shared}");

@@ -115,6 +115,20 @@ impl ScratchRegistry {
         walk(&self.storage.join("docker/registry/v2/blobs"))
     }
 
+    /// Whether it stores blob `digest` at all, in any repository (distribution keeps one
+    /// copy of a blob, linked into each repository that has it).
+    pub fn stores(&self, digest: &str) -> bool {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        hex.len() > 2
+            && self
+                .storage
+                .join("docker/registry/v2/blobs/sha256")
+                .join(&hex[..2])
+                .join(hex)
+                .join("data")
+                .exists()
+    }
+
     /// Stops it and removes its storage.
     pub fn stop(self) {
         stop(self.registry.proc.pid, Duration::from_secs(5));

@@ -464,15 +464,7 @@ pub fn streamed_layer_digest(seed: u64, size: usize) -> (String, usize) {
         }
         hasher.update(&buf[..n]);
     }
-    let d = format!(
-        "sha256:{}",
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    (d, len)
+    (sha256_hex(&hasher.finalize()), len)
 }
 
 /// Uploads a [`LayerStream`] in one streamed PUT unless the registry has it; returns the
@@ -485,39 +477,13 @@ fn push_streamed_layer(
     size: usize,
     d: &str,
 ) -> Result<u64, Error> {
-    let base = format!("https://{}", reg.address());
-    let head = client
-        .head(format!("{base}/v2/{repo}/blobs/{d}"))
-        .basic_auth(&reg.username, Some(&reg.password))
-        .send()
-        .map_err(|e| api_err("HEAD blob", e))?;
-    if head.status().is_success() {
+    let Some(url) = start_upload(client, reg, repo, d)? else {
         return Ok(0);
-    }
-    let start = client
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .basic_auth(&reg.username, Some(&reg.password))
-        .send()
-        .map_err(|e| api_err("start upload", e))?;
-    if start.status() != reqwest::StatusCode::ACCEPTED {
-        return Err(api_err("start upload", start.status()));
-    }
-    let location = start
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let url = if location.starts_with("http") {
-        location
-    } else {
-        format!("{base}{location}")
     };
-    let sep = if url.contains('?') { '&' } else { '?' };
     let stream = LayerStream::new(seed, size);
     let len = stream.len() as u64;
     let put = client
-        .put(format!("{url}{sep}digest={d}"))
+        .put(url)
         .basic_auth(&reg.username, Some(&reg.password))
         .header("Content-Type", "application/octet-stream")
         .timeout(std::time::Duration::from_secs(3600))
@@ -531,12 +497,14 @@ fn push_streamed_layer(
 }
 
 pub fn digest(bytes: &[u8]) -> String {
+    sha256_hex(&Sha256::digest(bytes))
+}
+
+/// `sha256:<hex>` of a finished SHA-256.
+fn sha256_hex(hash: &[u8]) -> String {
     format!(
         "sha256:{}",
-        Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
     )
 }
 
@@ -547,17 +515,21 @@ fn api_err(what: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Uploads a blob unless the registry has it; returns the bytes sent.
-fn push_blob(client: &Client, reg: &Registry, repo: &str, bytes: &[u8]) -> Result<u64, Error> {
+/// The URL to PUT blob `d` of `repo` to, or `None` when the registry already has it there.
+fn start_upload(
+    client: &Client,
+    reg: &Registry,
+    repo: &str,
+    d: &str,
+) -> Result<Option<String>, Error> {
     let base = format!("https://{}", reg.address());
-    let d = digest(bytes);
     let head = client
         .head(format!("{base}/v2/{repo}/blobs/{d}"))
         .basic_auth(&reg.username, Some(&reg.password))
         .send()
         .map_err(|e| api_err("HEAD blob", e))?;
     if head.status().is_success() {
-        return Ok(0);
+        return Ok(None);
     }
     let start = client
         .post(format!("{base}/v2/{repo}/blobs/uploads/"))
@@ -579,8 +551,16 @@ fn push_blob(client: &Client, reg: &Registry, repo: &str, bytes: &[u8]) -> Resul
         format!("{base}{location}")
     };
     let sep = if url.contains('?') { '&' } else { '?' };
+    Ok(Some(format!("{url}{sep}digest={d}")))
+}
+
+/// Uploads a blob unless the registry has it; returns the bytes sent.
+fn push_blob(client: &Client, reg: &Registry, repo: &str, bytes: &[u8]) -> Result<u64, Error> {
+    let Some(url) = start_upload(client, reg, repo, &digest(bytes))? else {
+        return Ok(0);
+    };
     let put = client
-        .put(format!("{url}{sep}digest={d}"))
+        .put(url)
         .basic_auth(&reg.username, Some(&reg.password))
         .header("Content-Type", "application/octet-stream")
         .body(bytes.to_vec())
@@ -1030,6 +1010,37 @@ spec:
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
     }
     Ok(chart)
+}
+
+/// The blobs (config and layers) of the single-platform image `repo:tag` in `registry`,
+/// with their sizes: for tests that count what a mirror must send.
+pub fn image_blobs(
+    env: &Env,
+    registry: &Registry,
+    repo: &str,
+    tag: &str,
+) -> Result<Vec<(String, u64)>, Error> {
+    let manifest: Value = https_client(&env.ca_file)?
+        .get(format!("https://{}/v2/{repo}/manifests/{tag}", registry.address()))
+        .header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .basic_auth(&registry.username, Some(&registry.password))
+        .send()
+        .and_then(|r| r.json())
+        .map_err(|e| api_err("get manifest", e))?;
+    let Some(layers) = manifest["layers"].as_array() else {
+        return Err(api_err(
+            &format!("{repo}:{tag}"),
+            format!("not an image manifest: {manifest}"),
+        ));
+    };
+    Ok(layers
+        .iter()
+        .chain([&manifest["config"]])
+        .filter_map(|d| Some((d["digest"].as_str()?.to_string(), d["size"].as_u64()?)))
+        .collect())
 }
 
 #[cfg(test)]
