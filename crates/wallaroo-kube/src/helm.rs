@@ -191,13 +191,15 @@ impl HelmReleaseKind {
         let docs: Vec<Value> = manifest_documents(manifest)
             .filter_map(|doc| serde_saphyr::from_str::<Option<Value>>(doc).ok().flatten())
             .collect();
-        for rendered in docs {
+        // Every object is read at once (a few at a time): a release renders a hundred
+        // objects, and one GET after another would cost a round trip each.
+        let reads = docs.into_iter().filter_map(|rendered| {
             let (Some(api_version), Some(kind), Some(name)) = (
                 rendered["apiVersion"].as_str(),
                 rendered["kind"].as_str(),
                 rendered["metadata"]["name"].as_str(),
             ) else {
-                continue;
+                return None;
             };
             let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
             let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
@@ -209,17 +211,28 @@ impl HelmReleaseKind {
                 Api::namespaced_with(self.client.clone(), object_ns, &ar)
             };
             let key = format!("{kind}/{name}");
-            let kind = kind.to_string();
-            let live = api
-                .get_opt(name)
-                .await
-                .map_err(crate::kube_err(format!("reading {key} of the release")))?;
+            let (kind, name) = (kind.to_string(), name.to_string());
+            Some(async move {
+                let live = api
+                    .get_opt(&name)
+                    .await
+                    .map_err(crate::kube_err(format!("reading {key} of the release")))?;
+                Ok::<_, ResourceError>((key, kind, rendered, live))
+            })
+        });
+        let read: Vec<_> = futures_util::StreamExt::collect(futures_util::StreamExt::buffered(
+            futures_util::stream::iter(reads),
+            OBJECT_READS,
+        ))
+        .await;
+        for result in read {
+            let (key, kind, rendered, live) = result?;
             let Some(live) = live else {
                 out.insert(key, json!("deleted"));
                 continue;
             };
             let live = serde_json::to_value(&live).unwrap_or(Value::Null);
-            let mut rendered = rendered.clone();
+            let mut rendered = rendered;
             // The API server stores a Secret's `stringData` base64-encoded under `data`.
             if kind == "Secret"
                 && let Some(Value::Object(plain)) = rendered
@@ -362,6 +375,9 @@ impl HelmReleaseKind {
         Ok(applied)
     }
 }
+
+/// How many of the release's objects are read at once when looking for drift.
+const OBJECT_READS: usize = 16;
 
 /// Kinds a chart may render that live outside any namespace.
 const CLUSTER_SCOPED: &[&str] = &[

@@ -15,6 +15,10 @@ pub struct KeycloakUserKind {
     client: kube::Client,
     config: std::sync::Arc<ClusterConfig>,
     http: reqwest::Client,
+    /// The admin token and until when it is used: every user of a plan shares one login
+    /// (Keycloak hashes the admin password on each, a few hundred milliseconds). Kept in
+    /// memory only.
+    token: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
 }
 
 const ADMIN_SECRET: &str = "keycloak-admin-secret";
@@ -29,6 +33,7 @@ impl KeycloakUserKind {
             client,
             config,
             http,
+            token: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -36,8 +41,22 @@ impl KeycloakUserKind {
         format!("{}{path}", self.config.keycloak_url.trim_end_matches('/'))
     }
 
-    /// An admin token, from the credentials in `keycloak-admin-secret`.
+    /// An admin token: the one already held while it has more than half its life left, else
+    /// a new login. Concurrent callers wait for one login.
     async fn token(&self) -> Result<String, ResourceError> {
+        let mut held = self.token.lock().await;
+        if let Some((token, until)) = held.as_ref()
+            && std::time::Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let (token, lifetime) = self.login().await?;
+        *held = Some((token.clone(), std::time::Instant::now() + lifetime / 2));
+        Ok(token)
+    }
+
+    /// Logs in with the credentials in `keycloak-admin-secret`: a token and how long it lives.
+    async fn login(&self) -> Result<(String, std::time::Duration), ResourceError> {
         let ns = &self.config.namespace;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let secret = api
@@ -78,10 +97,13 @@ impl KeycloakUserKind {
             .json()
             .await
             .map_err(|e| ResourceError::new(e.to_string()))?;
-        body["access_token"]
+        let token = body["access_token"]
             .as_str()
             .map(String::from)
-            .ok_or_else(|| ResourceError::new("Keycloak sent no access token"))
+            .ok_or_else(|| ResourceError::new("Keycloak sent no access token"))?;
+        // Keycloak's master realm gives admin tokens 60 seconds unless configured otherwise.
+        let lifetime = std::time::Duration::from_secs(body["expires_in"].as_u64().unwrap_or(60));
+        Ok((token, lifetime))
     }
 
     async fn call(

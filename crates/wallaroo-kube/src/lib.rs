@@ -5,6 +5,7 @@
 //! storage) and writes with server-side apply under the field manager `wallaroo`, or with
 //! the real helm binary for the release. It never prints.
 
+mod cluster;
 mod daemonset;
 mod helm;
 mod keycloak;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use wallaroo_engine::{KindRegistry, ResourceError};
 
+pub use cluster::{Cluster, selector_text};
 pub use helm::{HelmRelease, decode_release};
 pub use node::{SharedNode, shared_nodes};
 
@@ -70,9 +72,9 @@ pub enum KubeError {
     Connect(String),
 }
 
-/// Registers every cluster kind.
+/// Registers every cluster kind, talking through a new client.
 pub async fn register(kinds: &mut KindRegistry, config: ClusterConfig) -> Result<(), KubeError> {
-    register_with(kinds, connect().await?, config);
+    register_with(kinds, Cluster::connect().await?, config);
     Ok(())
 }
 
@@ -83,8 +85,11 @@ pub async fn connect() -> Result<kube::Client, KubeError> {
         .map_err(|e| KubeError::Connect(e.to_string()))
 }
 
-/// Registers every cluster kind, talking through `client`.
-pub fn register_with(kinds: &mut KindRegistry, client: kube::Client, config: ClusterConfig) {
+/// Registers every cluster kind, talking through `cluster` (a client, or a [`Cluster`] whose
+/// reads the kinds share with the rest of the operation).
+pub fn register_with(kinds: &mut KindRegistry, cluster: impl Into<Cluster>, config: ClusterConfig) {
+    let cluster = cluster.into();
+    let client = cluster.client().clone();
     let config = Arc::new(config);
     kinds
         .register(Arc::new(namespace::NamespaceKind {
@@ -101,6 +106,7 @@ pub fn register_with(kinds: &mut KindRegistry, client: kube::Client, config: Clu
             nodes: node::NodeKind {
                 client: client.clone(),
             },
+            cluster,
         }))
         .register(Arc::new(helm::HelmReleaseKind {
             client: client.clone(),

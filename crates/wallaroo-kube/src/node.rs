@@ -5,6 +5,7 @@
 //! Taints are `key=value:Effect` strings, kept sorted.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Node, Taint};
@@ -108,6 +109,8 @@ fn managed_view(
 /// joins the pool unlabelled shows as a change.
 pub struct SelectorKind {
     pub nodes: NodeKind,
+    /// Reads shared with the rest of the plan: the refresh takes the LIST preflight made.
+    pub cluster: crate::Cluster,
 }
 
 fn selector_of(attrs: &Attrs) -> String {
@@ -153,6 +156,16 @@ fn deviation(
 }
 
 impl SelectorKind {
+    /// The matched nodes as the plan saw them (one LIST per selector per operation).
+    async fn seen(&self, attrs: &Attrs) -> Result<Arc<Vec<Node>>, ResourceError> {
+        let selector = selector_of(attrs);
+        self.cluster
+            .nodes_matching(&selector)
+            .await
+            .map_err(kube_err(format!("listing nodes matching {selector}")))
+    }
+
+    /// The nodes matched now, for writing (a node may have joined since the plan).
     async fn matched(&self, attrs: &Attrs) -> Result<Vec<Node>, ResourceError> {
         let selector = selector_of(attrs);
         let api: Api<Node> = Api::all(self.nodes.client.clone());
@@ -194,10 +207,14 @@ impl ResourceKind for SelectorKind {
         let Some(attrs) = req.desired.or(req.prior) else {
             return Ok(None);
         };
-        let nodes = self.matched(attrs).await?;
+        let nodes = if req.during_apply {
+            Arc::new(self.matched(attrs).await?)
+        } else {
+            self.seen(attrs).await?
+        };
         let mut common: Option<(BTreeMap<String, String>, BTreeSet<String>)> = None;
         let mut node_drift = serde_json::Map::new();
-        for node in &nodes {
+        for node in nodes.iter() {
             let (labels, taints) = managed_view(node, req.desired, req.prior);
             if let Some(applied) = req.prior
                 && let Some(how) = deviation(&labels, &taints, applied)
@@ -432,32 +449,44 @@ pub struct SharedNode {
 
 /// The nodes of the cluster that more than one pool claims, by name or by selector: each would
 /// have its `wallaroo.ai/node-purpose` label flipped by every apply. `pools` maps a pool's
-/// name to its node names and its selector (one of the two is empty).
+/// name to its node names and its selector (one of the two is empty). Each selector's nodes
+/// are the LIST the rest of the plan shares (see [`crate::Cluster`]).
 pub async fn shared_nodes(
-    client: &kube::Client,
-    pools: &std::collections::BTreeMap<
-        String,
-        (Vec<String>, std::collections::BTreeMap<String, String>),
-    >,
+    cluster: &crate::Cluster,
+    pools: &BTreeMap<String, (Vec<String>, BTreeMap<String, String>)>,
 ) -> Result<Vec<SharedNode>, kube::Error> {
-    let api: Api<Node> = Api::all(client.clone());
-    let nodes = api.list(&kube::api::ListParams::default()).await?;
-    let mut shared = Vec::new();
-    for n in &nodes.items {
-        let name = n.metadata.name.clone().unwrap_or_default();
-        let labels = n.metadata.labels.clone().unwrap_or_default();
-        let claims: Vec<&String> = pools
+    let lists = futures_util::future::try_join_all(
+        pools
             .iter()
-            .filter(|(_, (names, selector))| {
-                names.contains(&name)
-                    || (!selector.is_empty()
-                        && selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
-            })
-            .map(|(pool, _)| pool)
-            .collect();
-        if let [a, b, ..] = claims.as_slice() {
+            .filter(|(_, (_, selector))| !selector.is_empty())
+            .map(|(pool, (_, selector))| async move {
+                let nodes = cluster
+                    .nodes_matching(&crate::selector_text(selector))
+                    .await?;
+                Ok::<_, kube::Error>((pool, nodes))
+            }),
+    )
+    .await?;
+    // Every pool that claims each node, in pool order.
+    let mut claims: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+    for (pool, (names, _)) in pools {
+        for name in names {
+            claims.entry(name.clone()).or_default().push(pool);
+        }
+    }
+    for (pool, nodes) in &lists {
+        for n in nodes.iter() {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            claims.entry(name).or_default().push(pool);
+        }
+    }
+    let mut shared = Vec::new();
+    for (node, mut by) in claims {
+        by.sort();
+        by.dedup();
+        if let [a, b, ..] = by.as_slice() {
             shared.push(SharedNode {
-                node: name,
+                node,
                 pools: ((*a).clone(), (*b).clone()),
             });
         }

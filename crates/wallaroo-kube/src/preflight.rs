@@ -12,6 +12,8 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams};
 use wallaroo_engine::error_chain;
 
+use crate::Cluster;
+
 /// The oldest helm the Wallaroo guide supports.
 pub const MIN_HELM: (u64, u64, u64) = (3, 11, 2);
 /// The oldest Kubernetes wallaroo is built against (k8s-openapi v1_33 models 1.33).
@@ -66,10 +68,119 @@ fn check(name: &str, outcome: Outcome, detail: impl Into<String>, hint: Option<&
     }
 }
 
-/// Runs every check.
-pub async fn run(client: &kube::Client, input: &PreflightInput) -> Vec<Check> {
+/// Runs every check, all at once (behind a slow link to the API server, each question asked
+/// one after another cost a round trip). Checks are listed in a fixed order; when the API
+/// server cannot be reached, that is the only check reported.
+pub async fn run(cluster: &Cluster, input: &PreflightInput) -> Vec<Check> {
+    use futures_util::future::join_all;
+    let nodes: Api<Node> = Api::all(cluster.client().clone());
+    let nodes = &nodes;
+    let named = join_all(input.nodes.iter().map(|(pool, names)| async move {
+        let found = join_all(names.iter().map(|n| nodes.get_opt(n))).await;
+        let missing: Vec<String> = names
+            .iter()
+            .zip(found)
+            .filter(|(_, got)| matches!(got, Ok(None)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if missing.is_empty() {
+            check(
+                &format!("nodepool {pool}"),
+                Outcome::Pass,
+                format!("{} node(s)", names.len()),
+                None,
+            )
+        } else {
+            check(
+                &format!("nodepool {pool}"),
+                Outcome::Fail,
+                format!("missing node(s): {}", missing.join(", ")),
+                Some("fix the nodepool's `nodes` list, or add the nodes"),
+            )
+        }
+    }));
+    let selected = join_all(input.selectors.iter().map(|(pool, selector)| async move {
+        let text = crate::selector_text(selector);
+        let found = cluster
+            .nodes_matching(&text)
+            .await
+            .map(|l| l.len())
+            .unwrap_or(0);
+        if found > 0 {
+            check(
+                &format!("nodepool {pool}"),
+                Outcome::Pass,
+                format!("{found} node(s) match {text}"),
+                None,
+            )
+        } else {
+            check(
+                &format!("nodepool {pool}"),
+                Outcome::Fail,
+                format!("no node matches {text}"),
+                Some("label the pool's nodes, or fix `selector`"),
+            )
+        }
+    }));
+    let registries = join_all(input.registries.iter().map(registry_check));
+    let dns = async {
+        let host = input.host.clone();
+        let resolves = tokio::task::spawn_blocking(move || {
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 443)).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if resolves {
+            check(
+                "DNS",
+                Outcome::Pass,
+                format!("{} resolves", input.host),
+                None,
+            )
+        } else {
+            check(
+                "DNS",
+                Outcome::Warn,
+                format!("{} does not resolve from here", input.host),
+                Some("register the domain in the private DNS before users need it"),
+            )
+        }
+    };
+    let storage = async {
+        let classes: Api<StorageClass> = Api::all(cluster.client().clone());
+        match classes.list(&ListParams::default()).await {
+            Ok(l) if !l.items.is_empty() => check(
+                "storage class",
+                Outcome::Pass,
+                format!("{} found", l.items.len()),
+                None,
+            ),
+            Ok(_) => check(
+                "storage class",
+                Outcome::Warn,
+                "none found",
+                Some("Wallaroo's persistent services need a default StorageClass"),
+            ),
+            Err(e) => check(
+                "storage class",
+                Outcome::Warn,
+                format!("cannot list: {e}"),
+                None,
+            ),
+        }
+    };
+    let (version, named, selected, helm, registries, dns, storage) = tokio::join!(
+        cluster.version(),
+        named,
+        selected,
+        helm_check(&input.helm),
+        registries,
+        dns,
+        storage
+    );
+
     let mut checks = Vec::new();
-    match client.apiserver_version().await {
+    match version {
         Ok(v) => {
             let minor: u64 = v.minor.trim_end_matches('+').parse().unwrap_or(0);
             let major: u64 = v.major.parse().unwrap_or(0);
@@ -91,107 +202,12 @@ pub async fn run(client: &kube::Client, input: &PreflightInput) -> Vec<Check> {
             return checks;
         }
     }
-
-    let nodes: Api<Node> = Api::all(client.clone());
-    for (pool, names) in &input.nodes {
-        let mut missing = Vec::new();
-        for n in names {
-            if matches!(nodes.get_opt(n).await, Ok(None)) {
-                missing.push(n.clone());
-            }
-        }
-        checks.push(if missing.is_empty() {
-            check(
-                &format!("nodepool {pool}"),
-                Outcome::Pass,
-                format!("{} node(s)", names.len()),
-                None,
-            )
-        } else {
-            check(
-                &format!("nodepool {pool}"),
-                Outcome::Fail,
-                format!("missing node(s): {}", missing.join(", ")),
-                Some("fix the nodepool's `nodes` list, or add the nodes"),
-            )
-        });
-    }
-    for (pool, selector) in &input.selectors {
-        let text = selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let found = nodes
-            .list(&ListParams::default().labels(&text))
-            .await
-            .map(|l| l.items.len())
-            .unwrap_or(0);
-        checks.push(if found > 0 {
-            check(
-                &format!("nodepool {pool}"),
-                Outcome::Pass,
-                format!("{found} node(s) match {text}"),
-                None,
-            )
-        } else {
-            check(
-                &format!("nodepool {pool}"),
-                Outcome::Fail,
-                format!("no node matches {text}"),
-                Some("label the pool's nodes, or fix `selector`"),
-            )
-        });
-    }
-
-    checks.push(helm_check(&input.helm).await);
-    for r in &input.registries {
-        checks.push(registry_check(r).await);
-    }
-
-    let host = input.host.clone();
-    let resolves = tokio::task::spawn_blocking(move || {
-        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 443)).is_ok()
-    })
-    .await
-    .unwrap_or(false);
-    checks.push(if resolves {
-        check(
-            "DNS",
-            Outcome::Pass,
-            format!("{} resolves", input.host),
-            None,
-        )
-    } else {
-        check(
-            "DNS",
-            Outcome::Warn,
-            format!("{} does not resolve from here", input.host),
-            Some("register the domain in the private DNS before users need it"),
-        )
-    });
-
-    let classes: Api<StorageClass> = Api::all(client.clone());
-    checks.push(match classes.list(&ListParams::default()).await {
-        Ok(l) if !l.items.is_empty() => check(
-            "storage class",
-            Outcome::Pass,
-            format!("{} found", l.items.len()),
-            None,
-        ),
-        Ok(_) => check(
-            "storage class",
-            Outcome::Warn,
-            "none found",
-            Some("Wallaroo's persistent services need a default StorageClass"),
-        ),
-        Err(e) => check(
-            "storage class",
-            Outcome::Warn,
-            format!("cannot list: {e}"),
-            None,
-        ),
-    });
+    checks.extend(named);
+    checks.extend(selected);
+    checks.push(helm);
+    checks.extend(registries);
+    checks.push(dns);
+    checks.push(storage);
     checks
 }
 

@@ -684,7 +684,9 @@ async fn nodes_claimed_by_two_nodepools_are_named_with_both_pools() {
             (vec!["some-other-node".to_string()], selector(&[])),
         ),
     ]);
-    let shared_nodes = wallaroo_kube::shared_nodes(&client, &pools).await.unwrap();
+    let shared_nodes = wallaroo_kube::shared_nodes(&client.clone().into(), &pools)
+        .await
+        .unwrap();
     assert_eq!(
         shared_nodes,
         [wallaroo_kube::SharedNode {
@@ -698,7 +700,9 @@ async fn nodes_claimed_by_two_nodepools_are_named_with_both_pools() {
         "general".into(),
         (Vec::new(), selector(&[("shared-test", &id)])),
     );
-    let found = wallaroo_kube::shared_nodes(&client, &two).await.unwrap();
+    let found = wallaroo_kube::shared_nodes(&client.clone().into(), &two)
+        .await
+        .unwrap();
     assert_eq!(found.len(), 3, "{found:?}");
     for n in &nodes {
         let _ = tokio::task::spawn_blocking({
@@ -707,4 +711,58 @@ async fn nodes_claimed_by_two_nodepools_are_named_with_both_pools() {
         })
         .await;
     }
+}
+
+/// A cluster that shares reads answers a selector's LIST once per operation: a node that joins
+/// meanwhile is not seen until the reads are forgotten (the next operation); a plain one asks
+/// every time.
+#[tokio::test]
+async fn shared_reads_are_kept_until_forgotten_and_plain_reads_never() {
+    let _nodes = NODES.lock().await;
+    wallaroo_testenv::install_crypto_provider();
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    let id = unique("reads");
+    let add = |prefix: String| {
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            env.add_nodes(
+                &prefix,
+                1,
+                &json!({"reads-test": id}),
+                &json!([]),
+                &json!({}),
+            )
+            .unwrap()
+        })
+    };
+    let mut names = add(format!("{id}-a")).await.unwrap();
+    let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
+    let client = kube::Client::try_from(
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let sharing = wallaroo_kube::Cluster::from(client.clone()).sharing_reads();
+    let plain = wallaroo_kube::Cluster::from(client);
+    let selector = format!("reads-test={id}");
+    let count = |c: &wallaroo_kube::Cluster| {
+        let (c, selector) = (c.clone(), selector.clone());
+        async move { c.nodes_matching(&selector).await.unwrap().len() }
+    };
+    assert_eq!(count(&sharing).await, 1);
+    assert_eq!(count(&plain).await, 1);
+    names.extend(add(format!("{id}-b")).await.unwrap());
+    assert_eq!(count(&sharing).await, 1, "kept for this operation");
+    assert_eq!(count(&plain).await, 2, "asked again");
+    sharing.forget_reads();
+    assert_eq!(count(&sharing).await, 2, "the next operation reads afresh");
+    tokio::task::spawn_blocking(move || {
+        let api = env.api().unwrap();
+        for n in &names {
+            api.delete(&format!("/api/v1/nodes/{n}")).unwrap();
+        }
+    })
+    .await
+    .unwrap();
 }

@@ -60,6 +60,7 @@ pub async fn start<'w>(
         .store
         .lock(&format!("wallaroo {verb}"), request.lock_timeout)?;
     let state = ws.store.load()?;
+    ws.fresh_cluster().await?;
     let (plan, prepared, saved) = match &request.plan_file {
         Some(path) => {
             let plan = crate::plan::load(path)?;

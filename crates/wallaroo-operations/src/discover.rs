@@ -46,14 +46,12 @@ impl Workspace {
                     })?;
             // Rendered for the cluster's Kubernetes version when it can be reached (bundles
             // are often made where it cannot), else for a recent one.
-            let asked = match wallaroo_kube::connect().await {
-                Ok(client) => {
-                    tokio::time::timeout(Duration::from_secs(5), client.apiserver_version())
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .map(|v| v.git_version)
-                }
+            let asked = match self.cluster().await {
+                Ok(cluster) => tokio::time::timeout(Duration::from_secs(5), cluster.version())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|v| v.git_version.clone()),
                 Err(_) => None,
             };
             let kube_version = asked.or_else(|| Some(RENDER_KUBE_VERSION.to_string()));

@@ -35,8 +35,13 @@ pub async fn outputs(
             (true, false) => Value::String("(sensitive)".into()),
             (true, true) => {
                 if live.is_none() {
-                    let kinds =
-                        crate::prepare::cluster_kinds(&spec, false, &options.helm_binary()).await?;
+                    let kinds = crate::prepare::cluster_kinds(
+                        &spec,
+                        false,
+                        &options.helm_binary(),
+                        &wallaroo_kube::Cluster::connect().await?,
+                    )
+                    .await?;
                     live = Some((Engine::new(kinds), wallaroo_model::from_spec(&spec)?));
                 }
                 let (engine, desired) = live.as_ref().expect("built above");

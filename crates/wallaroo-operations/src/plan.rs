@@ -29,36 +29,59 @@ pub struct PlanOutcome {
     pub preflight: Vec<Check>,
 }
 
-/// Runs preflight, then plans under the run lock. A failed preflight check stops here with
-/// [`OperationError::Preflight`], before the lock is taken or anything is read.
+/// Runs preflight and plans under the run lock. The two run side by side (behind a slow link
+/// to the API server, one after the other cost every round trip twice) and share what they
+/// read; a failed preflight check wins over whatever the plan found, with
+/// [`OperationError::Preflight`].
 pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, OperationError> {
-    let preflight = crate::preflight::checks(&ws.spec, &ws.helm).await?;
-    if preflight.iter().any(|c| c.outcome == Outcome::Fail) {
-        return Err(OperationError::Preflight(preflight));
-    }
     let _lock = ws.store.lock("wallaroo plan", request.lock_timeout)?;
-    let state = ws.store.load()?;
-    let opts = PlanOptions {
-        mode: PlanMode::Apply,
-        targets: request.targets.clone(),
-        excludes: request.excludes.clone(),
-        delete_kept: ws.spec.registry.as_ref().is_some_and(|r| r.prune),
-        ..PlanOptions::default()
+    let cluster = ws.fresh_cluster().await?;
+    let preflight = crate::preflight::checks_on(&ws.spec, &ws.helm, cluster);
+    let work = async {
+        let state = ws.store.load()?;
+        let opts = PlanOptions {
+            mode: PlanMode::Apply,
+            targets: request.targets.clone(),
+            excludes: request.excludes.clone(),
+            delete_kept: ws.spec.registry.as_ref().is_some_and(|r| r.prune),
+            ..PlanOptions::default()
+        };
+        let prepared = ws
+            .prepare(
+                state.as_ref(),
+                Images::Resolve {
+                    refresh_pins: request.refresh_pins,
+                },
+            )
+            .await?;
+        let mut plan = prepared
+            .engine
+            .plan(&prepared.desired, state.as_ref(), &opts)
+            .await?;
+        wallaroo_model::set_plan_images(&mut plan, &prepared.images);
+        Ok::<_, OperationError>(plan)
     };
-    let prepared = ws
-        .prepare(
-            state.as_ref(),
-            Images::Resolve {
-                refresh_pins: request.refresh_pins,
-            },
-        )
-        .await?;
-    let mut plan = prepared
-        .engine
-        .plan(&prepared.desired, state.as_ref(), &opts)
-        .await?;
-    wallaroo_model::set_plan_images(&mut plan, &prepared.images);
-    Ok(PlanOutcome { plan, preflight })
+    tokio::pin!(preflight, work);
+    let failed = |checks: &[Check]| checks.iter().any(|c| c.outcome == Outcome::Fail);
+    tokio::select! {
+        biased;
+        checks = &mut preflight => {
+            let checks = checks?;
+            if failed(&checks) {
+                // The plan's reads are dropped unfinished.
+                return Err(OperationError::Preflight(checks));
+            }
+            let plan = work.await?;
+            Ok(PlanOutcome { plan, preflight: checks })
+        }
+        planned = &mut work => {
+            let checks = preflight.await?;
+            if failed(&checks) {
+                return Err(OperationError::Preflight(checks));
+            }
+            Ok(PlanOutcome { plan: planned?, preflight: checks })
+        }
+    }
 }
 
 /// Saves a plan file (no secrets are in it).

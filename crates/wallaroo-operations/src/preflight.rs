@@ -11,7 +11,15 @@ use crate::error::OperationError;
 
 /// Runs the checks for a spec, with the helm binary the release will be installed with.
 pub async fn checks(spec: &Spec, helm: &Path) -> Result<Vec<Check>, OperationError> {
-    let client = wallaroo_kube::connect().await?;
+    checks_on(spec, helm, &wallaroo_kube::Cluster::connect().await?).await
+}
+
+/// [`checks`] through a cluster connection the rest of the operation shares.
+pub(crate) async fn checks_on(
+    spec: &Spec,
+    helm: &Path,
+    cluster: &wallaroo_kube::Cluster,
+) -> Result<Vec<Check>, OperationError> {
     let mut nodes = BTreeMap::new();
     let mut selectors = BTreeMap::new();
     for (name, pool) in &spec.nodepool {
@@ -50,5 +58,5 @@ pub async fn checks(spec: &Spec, helm: &Path) -> Result<Vec<Check>, OperationErr
         registries,
         host,
     };
-    Ok(wallaroo_kube::preflight::run(&client, &input).await)
+    Ok(wallaroo_kube::preflight::run(cluster, &input).await)
 }

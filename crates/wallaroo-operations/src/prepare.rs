@@ -60,7 +60,13 @@ impl Workspace {
             }
         };
         let mut desired = wallaroo_model::from_spec_with(&self.spec, &images)?;
-        let mut kinds = cluster_kinds(&self.spec, self.delete_data, &self.helm).await?;
+        let mut kinds = cluster_kinds(
+            &self.spec,
+            self.delete_data,
+            &self.helm,
+            self.cluster().await?,
+        )
+        .await?;
         let signatures = self.signatures()?;
         if resolved && let Some(s) = &signatures {
             verify_planned(&mut desired, s, &sources).await;
@@ -104,6 +110,7 @@ pub async fn cluster_kinds(
     spec: &Spec,
     delete_data: bool,
     helm: &std::path::Path,
+    cluster: &wallaroo_kube::Cluster,
 ) -> Result<KindRegistry, OperationError> {
     let mut kinds = KindRegistry::new();
     kinds.register(Arc::new(wallaroo_engine::value::StaticValueKind));
@@ -156,7 +163,7 @@ pub async fn cluster_kinds(
             .map_or("kubectl-kots", |k| k.binary.as_str())
             .into(),
     };
-    wallaroo_kube::register(&mut kinds, config).await?;
+    wallaroo_kube::register_with(&mut kinds, cluster.clone(), config);
     Ok(kinds)
 }
 
@@ -229,8 +236,7 @@ impl Workspace {
         if pools.len() < 2 || pools.values().all(|(_, s)| s.is_empty()) {
             return Ok(());
         }
-        let client = wallaroo_kube::connect().await?;
-        let shared = wallaroo_kube::shared_nodes(&client, &pools)
+        let shared = wallaroo_kube::shared_nodes(self.cluster().await?, &pools)
             .await
             .map_err(|e| OperationError::message(format!("listing nodes: {e}")))?;
         if shared.is_empty() {

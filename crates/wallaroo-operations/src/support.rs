@@ -58,7 +58,12 @@ pub async fn collect(
             "method": spec.wallaroo.method,
         }),
     );
-    match crate::preflight::checks(&spec, &helm).await {
+    let cluster = wallaroo_kube::Cluster::connect().await;
+    let checks = match &cluster {
+        Ok(cluster) => crate::preflight::checks_on(&spec, &helm, cluster).await,
+        Err(e) => Err(OperationError::message(e.to_string())),
+    };
+    match checks {
         Ok(checks) => bundle.add_json(
             "preflight.json",
             &serde_json::Value::Array(
@@ -82,10 +87,10 @@ pub async fn collect(
         Ok(None) => bundle.add("wallaroo.lock.missing.txt", b"no lockfile yet".to_vec()),
         Err(e) => bundle.add("wallaroo.lock.error.txt", e.to_string().into_bytes()),
     }
-    match wallaroo_kube::connect().await {
-        Ok(client) => {
+    match cluster {
+        Ok(cluster) => {
             let parts = wallaroo_kube::support::collect(
-                &client,
+                cluster.client(),
                 &wallaroo_kube::support::Collect {
                     namespace: &spec.wallaroo.namespace,
                     release: &spec.wallaroo.release_name,

@@ -82,6 +82,9 @@ pub struct Workspace {
     pub(crate) notes: std::sync::Mutex<Vec<String>>,
     /// What earlier renders of the chart found (see [`crate::render_cache`]).
     pub(crate) render_cache: crate::render_cache::RenderCache,
+    /// The cluster, connected on first use: one client for the whole operation, and the
+    /// reads its steps share (see [`wallaroo_kube::Cluster`]).
+    cluster: tokio::sync::OnceCell<wallaroo_kube::Cluster>,
 }
 
 impl Workspace {
@@ -151,8 +154,27 @@ impl Workspace {
             chart: std::sync::Mutex::new(None),
             notes: std::sync::Mutex::new(Vec::new()),
             render_cache: crate::render_cache::RenderCache::beside(&spec.lockfile_path()),
+            cluster: tokio::sync::OnceCell::new(),
             spec,
         })
+    }
+
+    /// The cluster of the current kubeconfig, connected once per workspace.
+    pub async fn cluster(&self) -> Result<&wallaroo_kube::Cluster, OperationError> {
+        Ok(self
+            .cluster
+            .get_or_try_init(|| async {
+                Ok::<_, OperationError>(wallaroo_kube::Cluster::connect().await?.sharing_reads())
+            })
+            .await?)
+    }
+
+    /// The cluster with nothing read yet: each operation (a plan, an apply, a destroy) reads
+    /// the cluster afresh, then shares those reads among its own steps.
+    pub(crate) async fn fresh_cluster(&self) -> Result<&wallaroo_kube::Cluster, OperationError> {
+        let cluster = self.cluster().await?;
+        cluster.forget_reads();
+        Ok(cluster)
     }
 }
 
