@@ -198,6 +198,13 @@ impl ApplyReporter for Events {
         self.step_progress(&address.to_string(), bytes, false);
     }
 
+    fn note(&self, address: &Address, text: &str) {
+        self.emit(
+            "diagnostic",
+            json!({"severity": "warning", "address": address.to_string(), "message": text}),
+        );
+    }
+
     fn finished(&self, address: &Address, action: Action, elapsed: Duration) {
         let mut event = json!({
             "address": address.to_string(),

@@ -281,6 +281,10 @@ impl ApplyReporter for Progress {
         }
     }
 
+    fn note(&self, address: &Address, text: &str) {
+        self.line(format!("{address}: note: {text}"));
+    }
+
     fn finished(&self, address: &Address, action: Action, elapsed: Duration) {
         let bytes = self
             .state

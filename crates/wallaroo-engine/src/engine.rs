@@ -79,6 +79,8 @@ pub trait ApplyReporter: Send + Sync {
     /// [`PROGRESS_EVERY`] while it runs, and once more with the final figures just before
     /// [`ApplyReporter::finished`] or [`ApplyReporter::failed`].
     fn progress(&self, _address: &Address, _bytes: Transfer) {}
+    /// A note a running step made (see [`crate::progress::StepProgress::note`]).
+    fn note(&self, _address: &Address, _text: &str) {}
     fn finished(&self, _address: &Address, _action: Action, _elapsed: Duration) {}
     fn failed(&self, _address: &Address, _action: Action, _error: &str) {}
 }
@@ -609,6 +611,9 @@ impl Engine {
             let address = &change.address;
             let kind = &kinds[address];
             if let Some(p) = counters.lock().unwrap().remove(address) {
+                for text in p.take_notes() {
+                    reporter.note(address, &text);
+                }
                 let bytes = p.read();
                 if !bytes.is_empty() {
                     reporter.progress(address, bytes);
@@ -709,15 +714,20 @@ impl Engine {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 every.tick().await;
-                let running: Vec<(Address, Transfer)> = counters
+                let running: Vec<(Address, Transfer, Vec<String>)> = counters
                     .lock()
                     .unwrap()
                     .iter()
-                    .map(|(a, p)| (a.clone(), p.read()))
-                    .filter(|(_, t)| !t.is_empty())
+                    .map(|(a, p)| (a.clone(), p.read(), p.take_notes()))
+                    .filter(|(_, t, notes)| !t.is_empty() || !notes.is_empty())
                     .collect();
-                for (address, bytes) in running {
-                    reporter.progress(&address, bytes);
+                for (address, bytes, notes) in running {
+                    for text in notes {
+                        reporter.note(&address, &text);
+                    }
+                    if !bytes.is_empty() {
+                        reporter.progress(&address, bytes);
+                    }
                 }
             }
         };

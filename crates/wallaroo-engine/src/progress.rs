@@ -6,8 +6,8 @@
 //! counter is one relaxed atomic add: progress never slows a transfer.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Byte counters of one step (or one bundle run).
 #[derive(Debug, Default)]
@@ -15,6 +15,9 @@ pub struct StepProgress {
     total: AtomicU64,
     moved: AtomicU64,
     present: AtomicU64,
+    /// What the step has to say besides its bytes (an upload that could not be taken up
+    /// where it stopped, and why), until the executor hands it on.
+    notes: Mutex<Vec<String>>,
 }
 
 /// A reading of [`StepProgress`].
@@ -75,6 +78,16 @@ impl StepProgress {
     /// Bytes found already in place.
     pub fn add_present(&self, bytes: u64) {
         self.present.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Something the operator should know about this step (not a failure).
+    pub fn note(&self, text: impl Into<String>) {
+        self.notes.lock().expect("notes lock").push(text.into());
+    }
+
+    /// The notes not handed on yet.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().expect("notes lock"))
     }
 
     pub fn read(&self) -> Transfer {

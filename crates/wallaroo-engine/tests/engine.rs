@@ -793,3 +793,88 @@ async fn ignore_changes_silences_one_attribute_and_removed_blocks_forget_instead
         "forgotten"
     );
 }
+
+/// A kind whose create says something through its step's progress (as an upload that must
+/// start over does), once while it runs and once right before it ends.
+struct Talking;
+
+#[async_trait::async_trait]
+impl ResourceKind for Talking {
+    fn name(&self) -> &'static str {
+        "talking"
+    }
+
+    async fn read(&self, _req: ReadRequest<'_>) -> Result<Option<Attrs>, ResourceError> {
+        Ok(None)
+    }
+
+    async fn create(&self, _address: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
+        let progress = wallaroo_engine::progress::current().expect("steps run under counters");
+        progress.add_total(10);
+        progress.note("started over");
+        tokio::time::sleep(PROGRESS_EVERY * 3).await;
+        progress.add_moved(10);
+        progress.note("done at last");
+        Ok(desired.clone())
+    }
+}
+
+#[derive(Default)]
+struct Notes(std::sync::Mutex<Vec<(String, String, bool)>>);
+
+impl ApplyReporter for Notes {
+    fn note(&self, address: &Address, text: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((address.to_string(), text.to_string(), false));
+    }
+
+    fn finished(&self, address: &Address, _action: Action, _elapsed: Duration) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((address.to_string(), "finished".into(), true));
+    }
+}
+
+#[tokio::test]
+async fn a_steps_notes_reach_the_reporter_while_it_runs_and_before_it_finishes() {
+    let env = env();
+    let mut kinds = KindRegistry::new();
+    kinds.register(Arc::new(Talking));
+    let e = Engine::new(kinds);
+    let mut desired = DesiredSet::default();
+    desired.insert(DesiredResource::new(
+        Address::keyed("talking", "a"),
+        "talking",
+        Attrs::from([("x".into(), serde_json::json!(1))]),
+    ));
+    let plan = e
+        .plan(&desired, None, &PlanOptions::default())
+        .await
+        .unwrap();
+    let notes = Notes::default();
+    let report = e
+        .apply(
+            &plan,
+            &desired,
+            &env.store,
+            &ApplyOptions::default(),
+            &notes,
+        )
+        .await
+        .unwrap();
+    assert!(report.success());
+    let seen = notes.0.lock().unwrap().clone();
+    let a = Address::keyed("talking", "a").to_string();
+    assert_eq!(
+        seen,
+        [
+            (a.clone(), "started over".to_string(), false),
+            (a.clone(), "done at last".to_string(), false),
+            (a, "finished".to_string(), true),
+        ],
+        "each note once, in order, the last before the step's end"
+    );
+}

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use wallaroo_engine::*;
 use wallaroo_oci::pins::{PinRequest, recorded, resolve_all};
+use wallaroo_oci::resume::Chunking;
 use wallaroo_oci::{Credentials, ImageKind, ImageSource, Registry};
 use wallaroo_testenv::env::ScratchRegistry;
 
@@ -36,6 +37,8 @@ struct ChildConfig {
     images: Vec<String>,
     namespace: String,
     lockfile: String,
+    /// How resumable uploads send (`WALLAROO_BENCH_CHUNKING`: `whole` or a chunk in MiB).
+    chunking: Option<String>,
 }
 
 #[derive(Default, Clone)]
@@ -92,6 +95,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    // `WALLAROO_BENCH_TOOLS=wallaroo,floor` leaves skopeo out (for comparing wallaroo's own
+    // choices, e.g. `WALLAROO_BENCH_CHUNKING`); `WALLAROO_BENCH_SETTINGS=50ms` keeps one link.
+    let tools = std::env::var("WALLAROO_BENCH_TOOLS").unwrap_or("wallaroo,skopeo,floor".into());
+    let with = |tool: &str| tools.split(',').any(|t| t.trim() == tool);
+    let settings = std::env::var("WALLAROO_BENCH_SETTINGS").unwrap_or("loopback,50ms".into());
     let mut rows = Vec::new();
     for (setting, vendor_addr, latency) in [
         ("loopback", env.vendor.address(), 0),
@@ -101,11 +109,18 @@ fn main() {
             25,
         ),
     ] {
+        let key = if latency == 0 { "loopback" } else { "50ms" };
+        if !settings.split(',').any(|s| s.trim() == key) {
+            continue;
+        }
         set_latency(latency);
         let mut w_runs = Vec::new();
         let mut s_runs = Vec::new();
         let mut f_runs = Vec::new();
         for run in 1..=runs {
+            if !with("wallaroo") {
+                break;
+            }
             eprintln!("bench: {setting}: run {run}/{runs}: wallaroo");
             let scratch = env.scratch_registry("bench-registry").unwrap();
             let work = tempfile::tempdir().unwrap();
@@ -120,13 +135,18 @@ fn main() {
                 images: images.clone(),
                 namespace: "mirror".into(),
                 lockfile: work.path().join("wallaroo.lock").display().to_string(),
+                chunking: std::env::var("WALLAROO_BENCH_CHUNKING").ok(),
             };
             let full = run_child("apply", &config);
             let bytes = scratch.stored_bytes();
             let noop = run_child("noop", &config);
             scratch.stop();
             w_runs.push((full, noop, bytes));
-
+        }
+        for run in 1..=runs {
+            if !with("skopeo") {
+                break;
+            }
             eprintln!("bench: {setting}: run {run}/{runs}: skopeo sync");
             let scratch = env.scratch_registry("bench-registry").unwrap();
             let full = skopeo_sync(env, &vendor_addr, path, &images, &scratch);
@@ -134,7 +154,11 @@ fn main() {
             let noop = skopeo_sync(env, &vendor_addr, path, &images, &scratch);
             scratch.stop();
             s_runs.push((full, noop, bytes));
-
+        }
+        for run in 1..=runs {
+            if !with("floor") {
+                break;
+            }
             eprintln!("bench: {setting}: run {run}/{runs}: floor");
             let scratch = env.scratch_registry("bench-registry").unwrap();
             f_runs.push(floor(env, &vendor_addr, &images, &scratch));
@@ -143,7 +167,7 @@ fn main() {
         let (wallaroo, wallaroo_noop, wallaroo_bytes) = median(w_runs);
         let (skopeo, skopeo_noop, skopeo_bytes) = median(s_runs);
         f_runs.sort_by_key(|(d, _)| *d);
-        let (floor, floor_bytes) = f_runs[f_runs.len() / 2];
+        let (floor, floor_bytes) = f_runs.get(f_runs.len() / 2).copied().unwrap_or_default();
         rows.push((
             setting,
             wallaroo,
@@ -159,8 +183,15 @@ fn main() {
     set_latency(0);
 
     println!(
-        "\nMirror benchmark: preset `release` ({} images), each full run into an empty registry; medians of {runs} runs\n",
-        images.len()
+        "\nMirror benchmark: preset `{preset_name}` ({} images), each full run into an empty registry; medians of {runs} runs; resumable uploads: {}\n",
+        images.len(),
+        std::env::var("WALLAROO_BENCH_CHUNKING")
+            .map(|c| if c == "whole" {
+                "one request".to_string()
+            } else {
+                format!("{c} MiB chunks")
+            })
+            .unwrap_or_else(|_| "as shipped".into()),
     );
     println!(
         "| setting | tool | wall | peak RSS | bytes stored | no-op run | vs skopeo | vs floor |"
@@ -169,38 +200,62 @@ fn main() {
     for (setting, w, wn, wb, s, sn, sb, f, fb) in rows {
         let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
         let mb = |b: u64| format!("{} MB", b >> 20);
-        println!(
-            "| {setting} | wallaroo | {} | {} MB | {} | {} | {:.2}x faster | {:.2}x |",
-            secs(w.wall),
-            w.rss_kb >> 10,
-            mb(wb),
-            secs(wn.wall),
-            s.wall.as_secs_f64() / w.wall.as_secs_f64(),
-            w.wall.as_secs_f64() / f.as_secs_f64(),
-        );
-        println!(
-            "| {setting} | skopeo sync | {} | {} MB | {} | {} | | {:.2}x |",
-            secs(s.wall),
-            s.rss_kb >> 10,
-            mb(sb),
-            secs(sn.wall),
-            s.wall.as_secs_f64() / f.as_secs_f64(),
-        );
-        println!(
-            "| {setting} | floor (blobs GET -> PUT, 8 at a time) | {} | | {} | | | 1.00x |",
-            secs(f),
-            mb(fb),
-        );
-        println!(
-            "| {setting} | no-op: wallaroo plan vs skopeo sync | | | | {:.0}x faster | | |",
-            sn.wall.as_secs_f64() / wn.wall.as_secs_f64()
-        );
+        // Ratios only between tools that ran.
+        let ratio = |a: Duration, b: Duration| {
+            if a.is_zero() || b.is_zero() {
+                String::new()
+            } else {
+                format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
+            }
+        };
+        if !w.wall.is_zero() {
+            let faster = ratio(s.wall, w.wall);
+            println!(
+                "| {setting} | wallaroo | {} | {} MB | {} | {} | {} | {} |",
+                secs(w.wall),
+                w.rss_kb >> 10,
+                mb(wb),
+                secs(wn.wall),
+                if faster.is_empty() {
+                    faster
+                } else {
+                    format!("{faster} faster")
+                },
+                ratio(w.wall, f),
+            );
+        }
+        if !s.wall.is_zero() {
+            println!(
+                "| {setting} | skopeo sync | {} | {} MB | {} | {} | | {} |",
+                secs(s.wall),
+                s.rss_kb >> 10,
+                mb(sb),
+                secs(sn.wall),
+                ratio(s.wall, f),
+            );
+        }
+        if !f.is_zero() {
+            println!(
+                "| {setting} | floor (blobs GET -> PUT, 8 at a time) | {} | | {} | | | 1.00x |",
+                secs(f),
+                mb(fb),
+            );
+        }
+        if !w.wall.is_zero() && !s.wall.is_zero() {
+            println!(
+                "| {setting} | no-op: wallaroo plan vs skopeo sync | | | | {:.0}x faster | | |",
+                sn.wall.as_secs_f64() / wn.wall.as_secs_f64()
+            );
+        }
     }
 }
 
 /// The run with the median full-run wall time (its no-op time, peak RSS and bytes with it),
 /// and the highest peak RSS of all runs.
 fn median(mut runs: Vec<(Measured, Measured, u64)>) -> (Measured, Measured, u64) {
+    if runs.is_empty() {
+        return Default::default();
+    }
     let peak = runs.iter().map(|r| r.0.rss_kb).max().unwrap_or(0);
     runs.sort_by_key(|r| r.0.wall);
     let mut mid = runs[runs.len() / 2].clone();
@@ -422,9 +477,14 @@ fn child(mode: &str) {
             .parent()
             .unwrap()
             .join(".wallaroo-uploads");
-        kinds.register(Arc::new(
-            ImageKind::new(sources, target).with_journal(journal),
-        ));
+        let mut kind = ImageKind::new(sources, target).with_journal(journal);
+        if let (Some(choice), Some(journal)) = (&config.chunking, kind.journal.take()) {
+            kind.journal = Some(journal.with_chunking(match choice.as_str() {
+                "whole" => Chunking::Whole,
+                mib => Chunking::Chunks(mib.parse::<u64>().expect("a chunk in MiB") << 20),
+            }));
+        }
+        kinds.register(Arc::new(kind));
         let engine = Engine::new(kinds);
         let plan = engine
             .plan(&desired, state.as_ref(), &PlanOptions::default())

@@ -180,6 +180,19 @@ async fn a_delta_bundle_between_release_and_release_next_holds_only_the_changed_
         .count();
     assert_eq!(large, 8, "{report:?}");
     assert!(report.omitted > 0);
+    // The file is the changed layers and little else (tar headers, manifests, the index):
+    // within 1% of those layers' size.
+    let changed: u64 = new.iter().map(|d| bundle.manifest.blobs[*d]).sum();
+    let on_disk = std::fs::metadata(&file).unwrap().len();
+    println!(
+        "delta bundle: {on_disk} bytes for {changed} bytes of changed blobs; overhead {:.3}%",
+        (on_disk as f64 - changed as f64) * 100.0 / changed as f64
+    );
+    assert!(on_disk >= changed);
+    assert!(
+        on_disk <= changed + changed / 100,
+        "{on_disk} bytes is more than 1% over the {changed} bytes of changed blobs"
+    );
     assert!(
         report.bytes < 300 << 20,
         "the delta is small: {} MB",

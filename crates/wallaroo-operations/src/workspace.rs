@@ -161,12 +161,11 @@ impl Workspace {
 
     /// The cluster of the current kubeconfig, connected once per workspace.
     pub async fn cluster(&self) -> Result<&wallaroo_kube::Cluster, OperationError> {
-        Ok(self
-            .cluster
+        self.cluster
             .get_or_try_init(|| async {
                 Ok::<_, OperationError>(wallaroo_kube::Cluster::connect().await?.sharing_reads())
             })
-            .await?)
+            .await
     }
 
     /// The cluster with nothing read yet: each operation (a plan, an apply, a destroy) reads
