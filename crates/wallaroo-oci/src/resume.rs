@@ -255,7 +255,7 @@ impl Registry {
             {
                 match self.upload_offset(repo, &entry.location).await? {
                     Ok((offset, location)) => {
-                        report.resumed_at.get_or_insert(offset);
+                        report.resumed_at = Some(offset);
                         resumed = Some((location, offset));
                     }
                     Err(why) => report.restarted = Some(why),

@@ -377,7 +377,17 @@ async fn exercise(f: &Fixtures, imp: Implementation) -> Row {
         }
         (Some(why), _) => {
             assert_eq!(again.sent, size as u64, "{label}: {again:?}");
-            format!("restarted: {why}")
+            // The registry's answer, without its address (a new port each run).
+            let status = why
+                .split_once("(its status: ")
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(status, _)| status)
+                .unwrap_or_else(|| panic!("{label}: the reason names the status: {why}"));
+            assert!(
+                why.contains(&private.host().to_string()),
+                "{label}: the reason names the registry: {why}"
+            );
+            format!("sent again from the start, said so: its upload status answered {status}")
         }
         (None, None) => panic!("{label}: the journal was not used: {again:?}"),
     });
