@@ -129,25 +129,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let toxi = env.toxiproxy_url.clone();
-    let http = reqwest::blocking::Client::new();
-    let set_latency = |ms: u64| {
-        for stream in ["upstream", "downstream"] {
-            let name = format!("bench-latency-{stream}");
-            let _ = http
-                .delete(format!("{toxi}/proxies/kube-apiserver/toxics/{name}"))
-                .send();
-            if ms > 0 {
-                let r = http
-                    .post(format!("{toxi}/proxies/kube-apiserver/toxics"))
-                    .json(&json!({"name": name, "type": "latency", "stream": stream,
-                                  "attributes": {"latency": ms, "jitter": 0}}))
-                    .send()
-                    .unwrap();
-                assert!(r.status().is_success(), "toxiproxy: {}", r.status());
-            }
-        }
-    };
+    let set_latency = |ms: u64| env.set_latency("kube-apiserver", ms).unwrap();
 
     const RUNS: usize = 5;
     let mut rows = Vec::new();

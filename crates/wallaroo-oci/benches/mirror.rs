@@ -71,25 +71,7 @@ fn main() {
         .iter()
         .map(|i| format!("{path}/{}:{}", i.name, i.tag))
         .collect();
-    let toxi = env.toxiproxy_url.clone();
-    let http = reqwest::blocking::Client::new();
-    let set_latency = |ms: u64| {
-        for stream in ["upstream", "downstream"] {
-            let name = format!("bench-latency-{stream}");
-            let _ = http
-                .delete(format!("{toxi}/proxies/vendor-registry/toxics/{name}"))
-                .send();
-            if ms > 0 {
-                let r = http
-                    .post(format!("{toxi}/proxies/vendor-registry/toxics"))
-                    .json(&json!({"name": name, "type": "latency", "stream": stream,
-                                  "attributes": {"latency": ms, "jitter": 0}}))
-                    .send()
-                    .unwrap();
-                assert!(r.status().is_success(), "toxiproxy: {}", r.status());
-            }
-        }
-    };
+    let set_latency = |ms: u64| env.set_latency("vendor-registry", ms).unwrap();
 
     let runs: usize = std::env::var("WALLAROO_BENCH_RUNS")
         .ok()

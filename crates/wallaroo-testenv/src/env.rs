@@ -408,6 +408,35 @@ registry "private" {{
         )
     }
 
+    /// Sets a latency of `one_way_ms` each way on toxiproxy's proxy `proxy` (`vendor-registry`,
+    /// `kube-apiserver`); 0 removes it.
+    pub fn set_latency(&self, proxy: &str, one_way_ms: u64) -> Result<(), Error> {
+        let http = reqwest::blocking::Client::new();
+        let toxi = &self.toxiproxy_url;
+        let failed = |e: String| Error::Api {
+            what: format!("toxiproxy latency on {proxy}"),
+            message: e,
+        };
+        for stream in ["upstream", "downstream"] {
+            let name = format!("latency-{stream}");
+            let _ = http
+                .delete(format!("{toxi}/proxies/{proxy}/toxics/{name}"))
+                .send();
+            if one_way_ms > 0 {
+                let r = http
+                    .post(format!("{toxi}/proxies/{proxy}/toxics"))
+                    .json(&json!({"name": name, "type": "latency", "stream": stream,
+                                  "attributes": {"latency": one_way_ms, "jitter": 0}}))
+                    .send()
+                    .map_err(|e| failed(e.to_string()))?;
+                if !r.status().is_success() {
+                    return Err(failed(r.status().to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Creates `n` kwok nodes named `{prefix}-{i}` with labels, taints and capacity (eight
     /// requests at a time, so a thousand nodes take seconds). Existing nodes are kept.
     pub fn add_nodes(
