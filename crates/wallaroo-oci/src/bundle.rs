@@ -17,7 +17,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::copy::blob_digests;
 use crate::registry::{BlobStream, ImageSource, Manifest, OciError, sha256};
@@ -104,89 +104,6 @@ pub async fn create(
     }
 }
 
-struct TarWriter {
-    file: tokio::io::BufWriter<tokio::fs::File>,
-    path: PathBuf,
-    /// Where layer bytes written are counted (the run's [`wallaroo_engine::progress`]).
-    progress: Option<Arc<wallaroo_engine::StepProgress>>,
-}
-
-impl TarWriter {
-    fn header(name: &str, size: u64) -> [u8; 512] {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(name).expect("short ASCII names");
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        *h.as_bytes()
-    }
-
-    async fn pad(&mut self, size: u64) -> Result<(), OciError> {
-        let rem = (512 - size % 512) % 512;
-        self.file
-            .write_all(&vec![0u8; rem as usize])
-            .await
-            .map_err(|e| err(&self.path, e))
-    }
-
-    async fn small(&mut self, name: &str, bytes: &[u8]) -> Result<(), OciError> {
-        let header = Self::header(name, bytes.len() as u64);
-        self.file
-            .write_all(&header)
-            .await
-            .map_err(|e| err(&self.path, e))?;
-        self.file
-            .write_all(bytes)
-            .await
-            .map_err(|e| err(&self.path, e))?;
-        self.pad(bytes.len() as u64).await
-    }
-
-    /// Streams a blob of known `size` in, checking its digest and length as it passes.
-    async fn stream(
-        &mut self,
-        digest: &str,
-        size: u64,
-        mut body: BlobStream,
-        source: &str,
-    ) -> Result<(), OciError> {
-        let name = blob_path(digest);
-        let header = Self::header(&name, size);
-        self.file
-            .write_all(&header)
-            .await
-            .map_err(|e| err(&self.path, e))?;
-        let mut hasher = Sha256::new();
-        let mut written = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| err(&self.path, format!("{source}: {e}")))?;
-            written += chunk.len() as u64;
-            if written > size {
-                break;
-            }
-            hasher.update(&chunk);
-            self.file
-                .write_all(&chunk)
-                .await
-                .map_err(|e| err(&self.path, e))?;
-            if let Some(p) = &self.progress {
-                p.add_moved(chunk.len() as u64);
-            }
-        }
-        let got = format!("sha256:{}", hex(&hasher.finalize()));
-        if written != size || got != digest {
-            return Err(OciError::Digest {
-                registry: source.to_string(),
-                repo: format!("(bundle {})", self.path.display()),
-                digest: digest.to_string(),
-            });
-        }
-        self.pad(size).await
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -224,50 +141,69 @@ async fn manifests_of(path: &Path, image: &BundleInput) -> Result<Vec<Manifest>,
     Ok(manifests)
 }
 
-/// The layer and config bytes a bundle of `images` will hold, and those it leaves out
-/// because the previous release has them (`skip`): read from the manifests before writing,
-/// so that progress knows its total from the start.
-async fn planned_bytes(
-    path: &Path,
-    images: &[BundleInput],
-    skip: &BTreeSet<String>,
-) -> Result<(u64, u64), OciError> {
-    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
-    for image in images {
-        for m in manifests_of(path, image).await? {
-            sizes.extend(crate::copy::blob_sizes(&m));
-        }
-    }
-    let (mut total, mut present) = (0, 0);
-    for (digest, size) in &sizes {
-        total += size;
-        if skip.contains(digest) {
-            present += size;
-        }
-    }
-    Ok((total, present))
+/// How many blobs `create` reads from their sources at once. One TLS stream from a registry
+/// reaches about 400-600 MB/s here; several fill the disk.
+const CREATE_CONCURRENCY: usize = 4;
+/// Bytes of a blob's stream passed on together to be hashed and written (one write call).
+const WRITE_BUF: usize = 1 << 20;
+
+/// One file of the archive, in the order it is laid out.
+enum Entry {
+    /// Written from memory: manifests, wrappers, `index.json`, `oci-layout`, the bundle file.
+    Small { name: String, bytes: Vec<u8> },
+    /// A layer or config, streamed from `images[image]`'s source.
+    Blob {
+        digest: String,
+        size: u64,
+        image: usize,
+    },
 }
 
-async fn write_all(
+impl Entry {
+    fn name(&self) -> String {
+        match self {
+            Entry::Small { name, .. } => name.clone(),
+            Entry::Blob { digest, .. } => blob_path(digest),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Entry::Small { bytes, .. } => bytes.len() as u64,
+            Entry::Blob { size, .. } => *size,
+        }
+    }
+}
+
+fn tar_header(name: &str, size: u64) -> [u8; 512] {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name).expect("short ASCII names");
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    *h.as_bytes()
+}
+
+/// What goes into the archive, decided from the images' manifests before a layer is read.
+struct Layout {
+    /// Its files, in order; the bundle file (listing the rest) last.
+    entries: Vec<Entry>,
+    manifest: BundleManifest,
+    /// The bytes of the layers and configs left out (a delta bundle's, brought before).
+    omitted_bytes: u64,
+}
+
+/// How many images' manifests `create` reads at once.
+const MANIFEST_READS: usize = 8;
+
+async fn lay_out(
     path: &Path,
     release: &str,
     images: &[BundleInput],
     skip: &BTreeSet<String>,
-) -> Result<CreateReport, OciError> {
-    let file = tokio::fs::File::create(path)
-        .await
-        .map_err(|e| err(path, e))?;
-    let progress = wallaroo_engine::progress::current();
-    if let Some(p) = &progress {
-        let (total, present) = planned_bytes(path, images, skip).await?;
-        p.add_total(total);
-        p.add_present(present);
-    }
-    let mut tar = TarWriter {
-        file: tokio::io::BufWriter::with_capacity(1 << 20, file),
-        path: path.to_path_buf(),
-        progress,
-    };
+) -> Result<Layout, OciError> {
     let mut manifest = BundleManifest {
         format_version: BUNDLE_FORMAT_VERSION,
         wallaroo_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -277,16 +213,31 @@ async fn write_all(
         manifests: BTreeMap::new(),
         omitted: BTreeSet::new(),
     };
+    // Each image's manifests (and the OCI wrapper of a docker one, below), several images at
+    // once: at a release's 40 images and a far registry, one after another is seconds.
+    let read: Vec<(Vec<Manifest>, Option<Vec<u8>>)> =
+        futures_util::stream::iter(images.iter().map(|image| async move {
+            let (_, repo, _) = wallaroo_model::split_reference(&image.source);
+            let manifests = manifests_of(path, image).await?;
+            let wrapper = oci_wrapper(image.from.as_ref(), &repo, &manifests[0]).await?;
+            Ok::<_, OciError>((manifests, wrapper))
+        }))
+        .buffered(MANIFEST_READS)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let mut omitted_bytes = 0;
+    let mut entries = Vec::new();
     let mut index = Vec::new();
-    let mut report = CreateReport::default();
-    for image in images {
-        let (_, repo, _) = wallaroo_model::split_reference(&image.source);
-        let src = image.from.as_ref();
-        let manifests = manifests_of(path, image).await?;
+    for (i, (image, (manifests, wrapper))) in images.iter().zip(read).enumerate() {
         let top = manifests[0].clone();
         for m in &manifests {
             if !manifest.blobs.contains_key(&m.digest) {
-                tar.small(&blob_path(&m.digest), &m.bytes).await?;
+                entries.push(Entry::Small {
+                    name: blob_path(&m.digest),
+                    bytes: m.bytes.clone(),
+                });
                 manifest
                     .blobs
                     .insert(m.digest.clone(), m.bytes.len() as u64);
@@ -294,33 +245,25 @@ async fn write_all(
                     .manifests
                     .insert(m.digest.clone(), m.media_type.clone());
             }
-            let json = m.json();
-            let mut sizes: HashMap<String, u64> = HashMap::new();
-            for d in json["layers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .chain(Some(&json["config"]))
-            {
-                if let (Some(digest), Some(size)) = (d["digest"].as_str(), d["size"].as_u64()) {
-                    sizes.insert(digest.to_string(), size);
-                }
-            }
+            let sizes = crate::copy::blob_sizes(m);
             for digest in blob_digests(m) {
                 if manifest.blobs.contains_key(&digest) || manifest.omitted.contains(&digest) {
-                    continue;
-                }
-                if skip.contains(&digest) {
-                    manifest.omitted.insert(digest);
                     continue;
                 }
                 let size = *sizes
                     .get(&digest)
                     .ok_or_else(|| err(path, format!("{}: {digest} has no size", image.source)))?;
-                let body = src.blob(&repo, &digest).await?;
-                tar.stream(&digest, size, body, &image.source).await?;
-                manifest.blobs.insert(digest, size);
-                report.bytes += size;
+                if skip.contains(&digest) {
+                    manifest.omitted.insert(digest);
+                    omitted_bytes += size;
+                    continue;
+                }
+                manifest.blobs.insert(digest.clone(), size);
+                entries.push(Entry::Blob {
+                    digest,
+                    size,
+                    image: i,
+                });
             }
         }
         // Tools built on containers/image (skopeo, podman, buildah) look an image up in
@@ -329,12 +272,8 @@ async fn write_all(
         // under the same name. Those tools find that one and copy the platform manifests byte
         // for byte; tools that read any media type (oras, wallaroo) take the last entry of a
         // name, the image itself.
-        if let Some(wrapper) = oci_wrapper(src, &repo, &top).await? {
+        if let Some(wrapper) = wrapper {
             let digest = sha256(&wrapper);
-            if !manifest.blobs.contains_key(&digest) {
-                tar.small(&blob_path(&digest), &wrapper).await?;
-                manifest.blobs.insert(digest.clone(), wrapper.len() as u64);
-            }
             index.push(serde_json::json!({
                 "mediaType": OCI_INDEX,
                 "digest": digest,
@@ -345,6 +284,13 @@ async fn write_all(
                     "io.wallaroo.wraps": top.digest,
                 },
             }));
+            if !manifest.blobs.contains_key(&digest) {
+                manifest.blobs.insert(digest.clone(), wrapper.len() as u64);
+                entries.push(Entry::Small {
+                    name: blob_path(&digest),
+                    bytes: wrapper,
+                });
+            }
         }
         index.push(serde_json::json!({
             "mediaType": top.media_type,
@@ -366,32 +312,300 @@ async fn write_all(
         "mediaType": OCI_INDEX,
         "manifests": index,
     });
-    tar.small(
-        "index.json",
-        &serde_json::to_vec_pretty(&index).expect("JSON"),
-    )
-    .await?;
-    tar.small("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
-        .await?;
-    tar.small(
-        BUNDLE_FILE,
-        &serde_json::to_vec_pretty(&manifest).expect("JSON"),
-    )
-    .await?;
-    tar.file
-        .write_all(&[0u8; 1024])
+    entries.push(Entry::Small {
+        name: "index.json".into(),
+        bytes: serde_json::to_vec_pretty(&index).expect("JSON"),
+    });
+    entries.push(Entry::Small {
+        name: "oci-layout".into(),
+        bytes: br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    });
+    entries.push(Entry::Small {
+        name: BUNDLE_FILE.into(),
+        bytes: serde_json::to_vec_pretty(&manifest).expect("JSON"),
+    });
+    Ok(Layout {
+        entries,
+        manifest,
+        omitted_bytes,
+    })
+}
+
+/// Writes the archive: every entry's place is known from the manifests (a header of 512
+/// bytes, the content, padding to 512), so the file gets its whole length at once (the
+/// disk's space is claimed before a byte is read: a disk too small fails at the start, not
+/// after hours) and [`CREATE_CONCURRENCY`] blobs stream into their places side by side, each
+/// checked against its digest and length on the way and never written past its place.
+async fn write_all(
+    path: &Path,
+    release: &str,
+    images: &[BundleInput],
+    skip: &BTreeSet<String>,
+) -> Result<CreateReport, OciError> {
+    let Layout {
+        entries,
+        manifest,
+        omitted_bytes,
+    } = lay_out(path, release, images, skip).await?;
+    let progress = wallaroo_engine::progress::current();
+    if let Some(p) = &progress {
+        let streamed: u64 = entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Blob { .. }))
+            .map(Entry::size)
+            .sum();
+        p.add_total(streamed + omitted_bytes);
+        p.add_present(omitted_bytes);
+    }
+
+    let mut offsets = Vec::with_capacity(entries.len());
+    let mut end = 0u64;
+    for e in &entries {
+        offsets.push(end);
+        end += 512 + e.size().div_ceil(512) * 512;
+    }
+    // Two zero blocks end a tar.
+    let length = end + 1024;
+
+    let file = std::fs::File::create(path).map_err(|e| err(path, e))?;
+    claim_space(&file, length).map_err(|e| {
+        err(
+            path,
+            format!(
+                "cannot set aside {} for the bundle on its disk: {e}",
+                size_text(length)
+            ),
+        )
+    })?;
+    let file = Arc::new(file);
+    {
+        use std::os::unix::fs::FileExt;
+        let mut headers = Vec::new();
+        for (e, at) in entries.iter().zip(&offsets) {
+            headers.push((*at, tar_header(&e.name(), e.size()).to_vec()));
+            if let Entry::Small { bytes, .. } = e {
+                headers.push((at + 512, bytes.clone()));
+            }
+        }
+        let file = file.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            for (at, bytes) in headers {
+                file.write_all_at(&bytes, at)?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
         .await
-        .map_err(|e| err(path, e))?;
-    tar.file.flush().await.map_err(|e| err(path, e))?;
-    tar.file
-        .get_ref()
-        .sync_all()
+        .expect("the header writer does not panic");
+        written.map_err(|e| err(path, e))?;
+    }
+
+    // Largest first, so the longest stream starts at once and the small ones fill in beside it.
+    let mut blobs: Vec<(u64, &str, u64, &BundleInput)> = entries
+        .iter()
+        .zip(&offsets)
+        .filter_map(|(e, at)| match e {
+            Entry::Blob {
+                digest,
+                size,
+                image,
+            } => Some((at + 512, digest.as_str(), *size, &images[*image])),
+            Entry::Small { .. } => None,
+        })
+        .collect();
+    blobs.sort_by_key(|b| std::cmp::Reverse(b.2));
+    let mut streams = futures_util::stream::iter(blobs.iter().map(|&(at, digest, size, image)| {
+        stream_blob(path, at, digest, size, image, progress.clone())
+    }))
+    .buffer_unordered(CREATE_CONCURRENCY);
+    let mut bytes = 0;
+    while let Some(done) = streams.next().await {
+        bytes += done?;
+    }
+    drop(streams);
+
+    let synced = tokio::task::spawn_blocking(move || file.sync_all())
         .await
+        .expect("fsync does not panic");
+    synced.map_err(|e| err(path, e))?;
+    Ok(CreateReport {
+        images: manifest.images.len(),
+        blobs: manifest.blobs.len(),
+        bytes,
+        omitted: manifest.omitted.len(),
+    })
+}
+
+/// How many written bytes of a blob `create` lets the kernel hold before asking it to start
+/// writing them to the disk.
+const WRITE_BACK: u64 = 16 << 20;
+
+/// Asks the kernel to start writing `len` bytes of `file` from `offset` to the disk, without
+/// waiting (Linux `sync_file_range`; elsewhere nothing). The archive streams in far faster
+/// than the kernel's own write-back starts, so without this most of it would still be in
+/// memory at the closing fsync, which would then wait for all of it.
+fn start_write_back(file: &std::fs::File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open file descriptor and plain integers; a failure only means the
+        // closing fsync has more to do.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
+/// `bytes` for people: GiB, MiB or KiB with two decimals.
+fn size_text(bytes: u64) -> String {
+    let (unit, name) = match bytes {
+        b if b >= 1 << 30 => (1u64 << 30, "GiB"),
+        b if b >= 1 << 20 => (1 << 20, "MiB"),
+        _ => (1 << 10, "KiB"),
+    };
+    format!("{:.2} {name}", bytes as f64 / unit as f64)
+}
+
+/// Gives `file` its `length`, with the disk space for it where the filesystem can set space
+/// aside (Linux `fallocate`); elsewhere, or where the filesystem cannot, only its length.
+fn claim_space(file: &std::fs::File, length: u64) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open file descriptor and plain integers.
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, length as libc::off_t) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(e);
+        }
+    }
+    file.set_len(length)
+}
+
+/// Streams blob `digest` of `image` into the archive at `path`, at `at`: the stream's chunks
+/// are passed on in batches of about [`WRITE_BUF`] bytes (not copied) to a blocking task that
+/// hashes them and writes each batch with one `writev` through a file handle of its own,
+/// while the next batch arrives. More bytes than `size`, fewer, or other bytes than `digest`
+/// fail the bundle; nothing is ever written past the blob's place. A connection lost part
+/// way is taken up again where it stopped, up to the copy's number of attempts.
+async fn stream_blob(
+    path: &Path,
+    at: u64,
+    digest: &str,
+    size: u64,
+    image: &BundleInput,
+    progress: Option<Arc<wallaroo_engine::StepProgress>>,
+) -> Result<u64, OciError> {
+    let (_, repo, _) = wallaroo_model::split_reference(&image.source);
+    let mut body = image.from.blob(&repo, digest).await?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
         .map_err(|e| err(path, e))?;
-    report.images = manifest.images.len();
-    report.blobs = manifest.blobs.len();
-    report.omitted = manifest.omitted.len();
-    Ok(report)
+    let (batches, mut to_write) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(2);
+    let writer = tokio::task::spawn_blocking(move || {
+        use std::io::{Seek, Write};
+        file.seek(SeekFrom::Start(at))?;
+        let mut hasher = Sha256::new();
+        let (mut offset, mut unflushed) = (at, 0);
+        while let Some(batch) = to_write.blocking_recv() {
+            let mut len = 0;
+            for chunk in &batch {
+                hasher.update(chunk);
+                len += chunk.len();
+            }
+            let mut slices: Vec<std::io::IoSlice> =
+                batch.iter().map(|c| std::io::IoSlice::new(c)).collect();
+            let mut rest = &mut slices[..];
+            while !rest.is_empty() {
+                match file.write_vectored(rest) {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            offset += len as u64;
+            unflushed += len as u64;
+            if unflushed >= WRITE_BACK {
+                start_write_back(&file, offset - unflushed, unflushed);
+                unflushed = 0;
+            }
+            if let Some(p) = &progress {
+                p.add_moved(len as u64);
+            }
+        }
+        Ok::<_, std::io::Error>(format!("sha256:{}", hex(&hasher.finalize())))
+    });
+    let mut batch = Vec::new();
+    let mut batched = 0;
+    let mut received = 0u64;
+    let mut read_error = None;
+    let mut attempt = 1;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            // A connection lost part way: the blob goes on from the byte where it stopped
+            // (a Range request), its hash state kept.
+            Err(_) if attempt < crate::copy::BLOB_ATTEMPTS => {
+                tokio::time::sleep(crate::registry::backoff(attempt, None)).await;
+                attempt += 1;
+                match image.from.blob_from(&repo, digest, received).await {
+                    Ok(rest) => {
+                        body = rest;
+                        continue;
+                    }
+                    Err(e) => {
+                        read_error = Some(std::io::Error::other(e.to_string()));
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        };
+        received += chunk.len() as u64;
+        if received > size {
+            break;
+        }
+        batched += chunk.len();
+        batch.push(chunk);
+        // A batch is also cut at 512 chunks: `writev` takes at most 1,024.
+        if batched >= WRITE_BUF || batch.len() >= 512 {
+            batched = 0;
+            if batches.send(std::mem::take(&mut batch)).await.is_err() {
+                break;
+            }
+        }
+    }
+    if !batch.is_empty() && received <= size && read_error.is_none() {
+        let _ = batches.send(batch).await;
+    }
+    drop(batches);
+    let hashed = writer.await.expect("the blob writer does not panic");
+    if let Some(e) = read_error {
+        return Err(err(path, format!("{}: {e}", image.source)));
+    }
+    let got = hashed.map_err(|e| err(path, e))?;
+    if received != size || got != digest {
+        return Err(OciError::Digest {
+            registry: image.source.clone(),
+            repo: format!("(bundle {})", path.display()),
+            digest: digest.to_string(),
+        });
+    }
+    Ok(size)
 }
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -460,6 +674,7 @@ impl Bundle {
     /// Indexes the archive at `path` (reading headers only; contents are skipped by seeking).
     pub fn open(path: &Path) -> Result<Bundle, OciError> {
         let file = std::fs::File::open(path).map_err(|e| err(path, e))?;
+        let length = file.metadata().map_err(|e| err(path, e))?.len();
         let mut archive = tar::Archive::new(file);
         let mut entries = HashMap::new();
         let mut manifest = None;
@@ -470,6 +685,18 @@ impl Bundle {
                 .map_err(|e| err(path, e))?
                 .display()
                 .to_string();
+            // A copy that stopped part way ends inside an entry (and has lost the bundle
+            // file, which comes last): say so, not that it is no bundle.
+            let end = entry.raw_file_position() + entry.size();
+            if end > length {
+                return Err(err(
+                    path,
+                    format!(
+                        "the archive is cut short: it ends at byte {length}, inside {name} (which \
+                         ends at byte {end}); copy it again from its source"
+                    ),
+                ));
+            }
             if let Some(hex) = name.strip_prefix("blobs/sha256/") {
                 entries.insert(
                     format!("sha256:{hex}"),
@@ -612,6 +839,20 @@ impl ImageSource for Bundle {
     }
 }
 
+/// Tells the kernel that `file` will be read front to back (a larger read-ahead).
+fn read_sequentially(file: &std::fs::File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open file descriptor and plain integers; only advice.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
 /// A file region as a stream of 256 KiB chunks.
 fn read_stream(reader: tokio::io::Take<tokio::fs::File>) -> BlobStream {
     Box::pin(futures_util::stream::unfold(reader, |mut r| async move {
@@ -644,6 +885,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport, OciError> {
     verify_counted(path, None)
 }
 
+/// At most this many threads read and hash a bundle's blobs in `verify` (one per core, at
+/// least two so that one reads while another hashes).
+const VERIFY_THREADS: usize = 4;
+
 /// [`verify`], counting the bytes read and checked in `progress` (its total is the bytes the
 /// bundle lists).
 pub fn verify_counted(
@@ -659,70 +904,73 @@ pub fn verify_counted(
         omitted: bundle.manifest.omitted.len(),
         ..VerifyReport::default()
     };
-    // Reading and hashing overlap: this thread reads the archive, another hashes what it
-    // read (in order, a few buffers behind), so the check goes at the speed of the slower of
-    // the two rather than of both added up.
-    enum Piece {
-        Data(Vec<u8>, usize),
-        End(String),
-    }
-    let (to_hasher, pieces) = std::sync::mpsc::sync_channel::<Piece>(4);
-    let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
-    let hashing = std::thread::spawn(move || {
-        let mut problems = Vec::new();
-        let mut blobs = 0;
-        let mut hasher = Sha256::new();
-        for piece in pieces {
-            match piece {
-                Piece::Data(buf, n) => {
-                    hasher.update(&buf[..n]);
-                    let _ = give_back.send(buf);
-                }
-                Piece::End(hex_name) => {
-                    blobs += 1;
-                    if hex(&std::mem::take(&mut hasher).finalize()) != hex_name {
-                        problems.push(format!("blob sha256:{hex_name} does not match its digest"));
+    // Every blob in the archive is read where it sits and hashed, several at once (one
+    // SHA-256 stream is slower than a disk): largest first, so that the longest starts at
+    // once and the rest share the other threads.
+    let mut blobs: Vec<(&str, u64, u64)> = bundle
+        .entries
+        .iter()
+        .map(|(digest, &(at, size))| (digest.as_str(), at, size))
+        .collect();
+    blobs.sort_by_key(|&(digest, _, size)| (std::cmp::Reverse(size), digest));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, VERIFY_THREADS);
+    let checked: Vec<Result<(u64, Vec<String>), std::io::Error>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    use std::os::unix::fs::FileExt;
+                    let file = std::fs::File::open(path)?;
+                    read_sequentially(&file);
+                    let mut buf = vec![0u8; 1 << 20];
+                    let (mut bytes, mut problems) = (0u64, Vec::new());
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(digest, at, size)) = blobs.get(i) else {
+                            break;
+                        };
+                        let mut hasher = Sha256::new();
+                        let mut done = 0u64;
+                        while done < size {
+                            let want = (size - done).min(buf.len() as u64) as usize;
+                            let n = file.read_at(&mut buf[..want], at + done)?;
+                            if n == 0 {
+                                break;
+                            }
+                            hasher.update(&buf[..n]);
+                            done += n as u64;
+                            if let Some(p) = progress {
+                                p.add_moved(n as u64);
+                            }
+                        }
+                        bytes += done;
+                        if done < size {
+                            problems.push(format!(
+                                "blob {digest} is cut short: the archive ends after {done} of its {size} bytes"
+                            ));
+                        } else if format!("sha256:{}", hex(&hasher.finalize())) != digest {
+                            problems.push(format!("blob {digest} does not match its digest"));
+                        }
                     }
-                }
-            }
-        }
-        (blobs, problems)
+                    Ok((bytes, problems))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a verify thread does not panic"))
+            .collect()
     });
-    let read = (|| {
-        let file = std::fs::File::open(path).map_err(|e| err(path, e))?;
-        let mut archive = tar::Archive::new(file);
-        for entry in archive.entries().map_err(|e| err(path, e))? {
-            let mut entry = entry.map_err(|e| err(path, e))?;
-            let name = entry
-                .path()
-                .map_err(|e| err(path, e))?
-                .display()
-                .to_string();
-            let Some(hex_name) = name.strip_prefix("blobs/sha256/") else {
-                continue;
-            };
-            loop {
-                let mut buf = spare.try_recv().unwrap_or_else(|_| vec![0u8; 1 << 20]);
-                let n = std::io::Read::read(&mut entry, &mut buf).map_err(|e| err(path, e))?;
-                if n == 0 {
-                    break;
-                }
-                report.bytes += n as u64;
-                if let Some(p) = progress {
-                    p.add_moved(n as u64);
-                }
-                if to_hasher.send(Piece::Data(buf, n)).is_err() {
-                    break;
-                }
-            }
-            let _ = to_hasher.send(Piece::End(hex_name.to_string()));
-        }
-        Ok::<_, OciError>(())
-    })();
-    drop(to_hasher);
-    let (blobs, problems) = hashing.join().expect("the hashing thread does not panic");
-    read?;
-    report.blobs += blobs;
+    let mut problems = Vec::new();
+    for result in checked {
+        let (bytes, found) = result.map_err(|e| err(path, e))?;
+        report.bytes += bytes;
+        problems.extend(found);
+    }
+    problems.sort();
+    report.blobs = blobs.len();
     report.problems.extend(problems);
     let mut file = std::fs::File::open(path).map_err(|e| err(path, e))?;
     for (digest, size) in &bundle.manifest.blobs {

@@ -278,7 +278,7 @@ pub fn blob_digests(manifest: &Manifest) -> Vec<String> {
 }
 
 /// How often one blob is sent in all when the registry is unavailable part way.
-const BLOB_ATTEMPTS: u32 = 3;
+pub(crate) const BLOB_ATTEMPTS: u32 = 3;
 
 /// How many blobs of one image are copied at once.
 const BLOBS_AT_ONCE: usize = 4;

@@ -120,12 +120,18 @@ async fn a_bundle_round_trips_into_the_private_registry_and_damage_is_found() {
     let content = (name_at / 512 + 1) * 512;
     bytes[content + 100] ^= 0xff;
     let damaged = dir.path().join("damaged.tar");
-    std::fs::write(&damaged, bytes).unwrap();
+    std::fs::write(&damaged, &bytes).unwrap();
     let found = verify(&damaged).unwrap();
     assert_eq!(
         found.problems,
         [format!("blob {largest} does not match its digest")]
     );
+
+    // A copy cut short in the middle of that blob (a transfer that stopped) is named as one.
+    let cut = dir.path().join("cut.tar");
+    std::fs::write(&cut, &bytes[..content + 1000]).unwrap();
+    let err = verify(&cut).unwrap_err().to_string();
+    assert!(err.contains("cut short") && err.contains(&name), "{err}");
 }
 
 #[tokio::test]
@@ -348,4 +354,40 @@ async fn skopeo_and_oras_copy_every_image_of_a_bundle_with_its_digests() {
             .unwrap();
         assert_eq!(copied.bytes, original.bytes, "oras: {}", input.source);
     }
+}
+
+#[tokio::test]
+async fn a_bundle_its_disk_cannot_hold_fails_at_the_start_and_leaves_nothing() {
+    wallaroo_testenv::install_crypto_provider();
+    let path = unique("full");
+    let env = seed("tiny", path.clone()).await;
+    let vendor: Arc<dyn ImageSource> = Arc::new(registry(env, &env.vendor));
+    let inputs = inputs(env, &vendor, "tiny", &path).await;
+    // A filesystem of 64 KiB (tmpfs), far smaller than the bundle (about 250 KiB).
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    if !mounted.status.success() {
+        eprintln!(
+            "SKIPPED: this test needs to mount a small tmpfs (root with CAP_SYS_ADMIN): {}",
+            String::from_utf8_lossy(&mounted.stderr)
+        );
+        return;
+    }
+    let file = dir.path().join("release.tar");
+    let result = create(&file, "2025.1.0-6290", &inputs, &BTreeSet::new()).await;
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    std::process::Command::new("umount")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("cannot set aside") && err.contains("KiB for the bundle on its disk"),
+        "{err}"
+    );
+    assert!(left.is_empty(), "{left:?}");
 }

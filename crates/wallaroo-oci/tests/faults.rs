@@ -1,8 +1,12 @@
 //! Faults no real registry shows on purpose, through the test kit's `FaultProxy` (a test
 //! double of a broken path in front of the real vendor registry): a blob served with bytes
-//! that do not match its digest, and a connection dropped in the middle of a blob.
+//! that do not match its digest, and a connection dropped in the middle of a blob, for a
+//! copy and for a bundle.
 
-use wallaroo_oci::{CopyOptions, Credentials, OciError, Registry, copy};
+use std::sync::Arc;
+
+use wallaroo_oci::bundle::{BundleInput, create, verify};
+use wallaroo_oci::{CopyOptions, Credentials, ImageSource, OciError, Registry, copy};
 use wallaroo_testenv::faultproxy::{Fault, FaultProxy};
 use wallaroo_testenv::{Env, shared, unique};
 
@@ -255,4 +259,93 @@ async fn a_mirror_stopped_halfway_resumes_and_finishes_with_identical_manifests(
     .await
     .unwrap();
     assert_eq!(src, dst, "byte-identical index");
+}
+
+#[tokio::test]
+async fn a_bundle_takes_a_dropped_blob_up_where_it_stopped_and_refuses_a_corrupted_one() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, path, version) = seeded().await;
+    let vendor = registry(env, &env.vendor.address(), &env.vendor);
+    let cut_repo = format!("{path}/conductor-wallsvc");
+    let bad_repo = format!("{path}/keycloak");
+    let cut = top_layer(&vendor, &cut_repo, version).await;
+    let bad = top_layer(&vendor, &bad_repo, version).await;
+    let size = vendor
+        .manifest(&cut_repo, version)
+        .await
+        .unwrap()
+        .unwrap()
+        .json()["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["size"]
+        .as_u64()
+        .unwrap();
+    let faults = vec![
+        Fault::Cut {
+            digest: cut.clone(),
+            bytes: 10_000,
+            times: 2,
+        },
+        Fault::Corrupt {
+            digest: bad.clone(),
+        },
+    ];
+    let proxy =
+        tokio::task::spawn_blocking(move || FaultProxy::start(env, &env.vendor, faults).unwrap())
+            .await
+            .unwrap();
+    let through: Arc<dyn ImageSource> = Arc::new(registry(env, &proxy.address(), &env.vendor));
+    let input = |repo: &str, digest: String| BundleInput {
+        source: format!("{}/{repo}:{version}", env.vendor.address()),
+        origin: "test".into(),
+        digest,
+        from: through.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    // Cut twice after 10,000 bytes: the bundle is whole, and the blob went on from where
+    // each cut left it (from the start each time would be its size and 20,000 bytes more).
+    let digest = vendor
+        .manifest_digest(&cut_repo, version)
+        .await
+        .unwrap()
+        .unwrap();
+    let file = dir.path().join("cut.tar");
+    create(
+        &file,
+        version,
+        &[input(&cut_repo, digest)],
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let checked = verify(&file).unwrap();
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    let served = proxy.bytes_served(&cut);
+    assert!(
+        served >= size && served < size + 20_000,
+        "{served} bytes of {size} served"
+    );
+
+    // A blob that does not match its digest: no bundle, and nothing that looks like one.
+    let digest = vendor
+        .manifest_digest(&bad_repo, version)
+        .await
+        .unwrap()
+        .unwrap();
+    let file = dir.path().join("bad.tar");
+    let err = create(
+        &file,
+        version,
+        &[input(&bad_repo, digest)],
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, OciError::Digest { .. }), "{err}");
+    assert!(err.to_string().contains(&bad), "{err}");
+    assert!(!file.exists());
+    assert!(!dir.path().join("bad.tar.partial").exists());
 }
