@@ -11,6 +11,8 @@ pub enum Failure {
     /// Preflight checks, shown before the message.
     Preflight(Vec<wallaroo_operations::preflight::Check>, String),
     Message(String),
+    /// Stopped by Ctrl-C; what was left behind, or not.
+    Interrupted(String),
 }
 
 impl From<wallaroo_operations::OperationError> for Failure {
@@ -52,7 +54,7 @@ impl Failure {
                 "Preflight:\n{}{m}",
                 crate::commands::preflight::render(checks)
             ),
-            Failure::Message(m) => m.clone(),
+            Failure::Message(m) | Failure::Interrupted(m) => m.clone(),
         }
     }
 }
@@ -98,6 +100,6 @@ pub fn print_failure(failure: &Failure) {
             eprint!("Preflight:\n{}", crate::commands::preflight::render(checks));
             eprintln!("Error: {m}");
         }
-        Failure::Message(m) => eprintln!("Error: {m}"),
+        Failure::Message(m) | Failure::Interrupted(m) => eprintln!("Error: {m}"),
     }
 }

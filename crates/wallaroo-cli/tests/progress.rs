@@ -319,6 +319,57 @@ fn a_ctrl_c_in_the_middle_ends_the_stream_with_an_interrupted_summary() {
 }
 
 #[test]
+fn a_ctrl_c_during_bundle_create_leaves_no_file_and_says_interrupted() {
+    let env = wallaroo_testenv::shared();
+    let scratch = env
+        .scratch_registry_of(Implementation::Distribution2, "bundlestop")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    setup(env, &scratch, dir.path(), "bundlestop");
+    let args = ["bundle", "create", "--out", "release.tar", "--json"].map(String::from);
+    let mut child = command(env, dir.path(), &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut sent = false;
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if !sent && event["type"] == "step_progress" && event["bytes"]["moved"].as_u64() > Some(0) {
+            // The archive is being written: its place on the disk is claimed whole.
+            assert!(dir.path().join("release.tar.partial").exists());
+            let kill = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+            sent = true;
+        }
+        lines.push(std::mem::take(&mut line));
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(sent, "no bytes moved before the end:\n{}", lines.concat());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Interrupt received"), "{stderr}");
+    let events = events(&lines.concat());
+    let summary = events.last().unwrap();
+    assert_eq!(summary["type"], "summary", "{}", lines.concat());
+    assert_eq!(summary["outcome"], "interrupted");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("release.tar"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    scratch.stop();
+}
+
+#[test]
 fn a_blob_an_earlier_run_mirrored_is_mounted_not_sent_again() {
     let env = wallaroo_testenv::shared();
     let scratch = env

@@ -80,7 +80,7 @@ pub struct BundleInput {
 }
 
 /// Writes a bundle of `images` for release `release` to `out` (through `out.partial`, renamed
-/// at the end, so a failed run leaves nothing that looks whole). Blobs in `skip` are left
+/// at the end; a failed or stopped run removes it). Blobs in `skip` are left
 /// out and listed as omitted (a delta bundle).
 pub async fn create(
     out: &Path,
@@ -89,17 +89,24 @@ pub async fn create(
     skip: &BTreeSet<String>,
 ) -> Result<CreateReport, OciError> {
     let partial = PathBuf::from(format!("{}.partial", out.display()));
-    let result = write_all(&partial, release, images, skip).await;
-    match result {
-        Ok(report) => {
-            tokio::fs::rename(&partial, out)
-                .await
-                .map_err(|e| err(out, e))?;
-            Ok(report)
-        }
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&partial).await;
-            Err(e)
+    let mut unfinished = Unfinished(Some(partial.clone()));
+    let report = write_all(&partial, release, images, skip).await?;
+    tokio::fs::rename(&partial, out)
+        .await
+        .map_err(|e| err(out, e))?;
+    unfinished.0 = None;
+    Ok(report)
+}
+
+/// The `.partial` archive of a `create` that has not finished: removed when `create` fails or
+/// is stopped (its future dropped, as on Ctrl-C), so that no file that looks like a bundle,
+/// nor the disk space claimed for one, is left behind.
+struct Unfinished(Option<PathBuf>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

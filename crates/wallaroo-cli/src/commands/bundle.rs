@@ -24,14 +24,25 @@ pub async fn run(global: &Global, args: &BundleArgs) -> Result<ExitCode, Failure
         } => {
             let events = json.then(Events::new);
             streamed(events.as_ref(), "bundle create", async {
-                create(
-                    global,
-                    out,
-                    since.as_deref(),
-                    *refresh_pins,
-                    events.as_ref(),
-                )
-                .await
+                // Ctrl-C stops the bundle: the work is dropped, which removes the unfinished
+                // archive (and the disk space claimed for it).
+                tokio::select! {
+                    done = create(
+                        global,
+                        out,
+                        since.as_deref(),
+                        *refresh_pins,
+                        events.as_ref(),
+                    ) => done,
+                    Ok(()) = tokio::signal::ctrl_c() => {
+                        eprintln!("\nInterrupt received: stopping.");
+                        Err(Failure::Interrupted(format!(
+                            "interrupted: {} was not written, and its unfinished {}.partial is removed",
+                            out.display(),
+                            out.display()
+                        )))
+                    }
+                }
             })
             .await
         }
@@ -76,11 +87,15 @@ async fn streamed(
     let result = work.await;
     if let Err(failure) = &result {
         e.diagnostic("error", &failure.plain());
+        let outcome = match failure {
+            Failure::Interrupted(_) => "interrupted",
+            _ => "failed",
+        };
         e.emit(
             "summary",
             json!({
                 "command": command,
-                "outcome": "failed",
+                "outcome": outcome,
                 "bytes": events::bytes_json(Default::default()),
                 "wall_seconds": t0.elapsed().as_secs_f64(),
             }),
