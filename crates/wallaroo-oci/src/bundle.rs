@@ -380,7 +380,7 @@ async fn write_all(
             path,
             format!(
                 "cannot set aside {} for the bundle on its disk: {e}",
-                size_text(length)
+                crate::registry::size_text(length)
             ),
         )
     })?;
@@ -467,16 +467,6 @@ fn start_write_back(file: &std::fs::File, offset: u64, len: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
-}
-
-/// `bytes` for people: GiB, MiB or KiB with two decimals.
-fn size_text(bytes: u64) -> String {
-    let (unit, name) = match bytes {
-        b if b >= 1 << 30 => (1u64 << 30, "GiB"),
-        b if b >= 1 << 20 => (1 << 20, "MiB"),
-        _ => (1 << 10, "KiB"),
-    };
-    format!("{:.2} {name}", bytes as f64 / unit as f64)
 }
 
 /// Gives `file` its `length`, with the disk space for it where the filesystem can set space

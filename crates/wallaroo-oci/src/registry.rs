@@ -786,6 +786,13 @@ impl Registry {
                 message: format!("upload {digest} to {repo}: {}", put.status()),
             });
         }
+        if put.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(self.err(format!(
+                "upload {digest} to {repo}: {}: {}",
+                put.status(),
+                body_limit(None)
+            )));
+        }
         if put.status() != StatusCode::CREATED {
             return Err(self.err(format!("upload {digest} to {repo}: {}", put.status())));
         }
@@ -813,6 +820,32 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// `bytes` for people: GiB, MiB or KiB with two decimals.
+pub(crate) fn size_text(bytes: u64) -> String {
+    let (unit, name) = match bytes {
+        b if b >= 1 << 30 => (1u64 << 30, "GiB"),
+        b if b >= 1 << 20 => (1 << 20, "MiB"),
+        _ => (1 << 10, "KiB"),
+    };
+    format!("{:.2} {name}", bytes as f64 / unit as f64)
+}
+
+/// What a 413 answer to an upload means, and the way out: something between wallaroo and the
+/// registry's storage (most often an ingress or reverse proxy kept at its default, 1m for
+/// ingress-nginx) limits request bodies. `request` is the body refused, when known.
+pub(crate) fn body_limit(request: Option<u64>) -> String {
+    let what = match request {
+        Some(n) => format!("a request body of {}", size_text(n)),
+        None => "the blob in one request".to_string(),
+    };
+    format!(
+        "the registry, or a proxy or ingress in front of it, refused {what}; lift its body \
+         limit where the registry is exposed (ingress-nginx: the annotation \
+         `nginx.ingress.kubernetes.io/proxy-body-size: \"0\"`; nginx: `client_max_body_size 0;`; \
+         Harbor's chart sets this on its own ingress)"
+    )
 }
 
 /// Passes chunks through while hashing them; at the end, an error instead of the last

@@ -409,6 +409,15 @@ impl Registry {
             if status == StatusCode::RANGE_NOT_SATISFIABLE {
                 return Ok(Chunks::OutOfRange { sent });
             }
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                return Err(OciError::Registry {
+                    registry: host.clone(),
+                    message: format!(
+                        "PATCH {repo} upload: {status}: {}",
+                        crate::registry::body_limit(Some(n))
+                    ),
+                });
+            }
             if status != StatusCode::ACCEPTED {
                 return Err(if status.is_server_error() {
                     OciError::Unavailable {

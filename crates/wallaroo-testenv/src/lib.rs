@@ -11,6 +11,7 @@ pub mod env;
 pub mod faultproxy;
 mod kubeapi;
 pub mod lbdouble;
+pub mod nginx;
 pub mod paths;
 mod pki;
 pub mod process;

@@ -126,12 +126,13 @@ fn provision_lock() -> Result<File, Error> {
 }
 
 /// The programs the environment and the tests take from Debian, with their packages.
-const DEBIAN: [(&str, &str); 5] = [
+const DEBIAN: [(&str, &str); 6] = [
     ("docker-registry", "docker-registry"),
     ("htpasswd", "apache2-utils"),
     ("unzip", "unzip"),
     ("skopeo", "skopeo"),
     ("openssl", "openssl"),
+    ("nginx", "nginx"),
 ];
 
 fn apt_install(packages: &[&str]) -> Result<(), Error> {
