@@ -29,6 +29,55 @@ fn run(env: &Env, dir: &Path, args: &[String]) -> Output {
     command(env, dir, args).output().unwrap()
 }
 
+/// What a run interrupted by [`interrupt_once_bytes_move`] left: its stdout (JSON lines),
+/// exit code and stderr.
+struct Interrupted {
+    stdout: String,
+    code: Option<i32>,
+    stderr: String,
+}
+
+/// Runs wallaroo with `args` (`--json` among them) and sends it SIGINT once a `step_progress`
+/// event shows bytes moved, calling `before` just then; reads the run to its end.
+fn interrupt_once_bytes_move(
+    env: &Env,
+    dir: &Path,
+    args: &[String],
+    mut before: impl FnMut(),
+) -> Interrupted {
+    let mut child = command(env, dir, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut sent = false;
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if !sent && event["type"] == "step_progress" && event["bytes"]["moved"].as_u64() > Some(0) {
+            before();
+            let kill = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+            sent = true;
+        }
+        lines.push(std::mem::take(&mut line));
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(sent, "no bytes moved before the end:\n{}", lines.concat());
+    Interrupted {
+        stdout: lines.concat(),
+        code: status.code(),
+        stderr,
+    }
+}
+
 /// The release preset in the vendor registry, a spec that mirrors it into `scratch`, and
 /// the apply arguments that target every image of it.
 fn setup(env: &Env, scratch: &ScratchRegistry, dir: &Path, ns: &str) -> Vec<String> {
@@ -265,36 +314,12 @@ fn a_ctrl_c_in_the_middle_ends_the_stream_with_an_interrupted_summary() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = setup(env, &scratch, dir.path(), "interrupted");
     args.extend(["--json", "--parallelism", "2"].map(String::from));
-    let mut child = command(env, dir.path(), &args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut sent = false;
-    let mut line = String::new();
-    while reader.read_line(&mut line).unwrap() > 0 {
-        let event: Value = serde_json::from_str(&line).unwrap();
-        if !sent && event["type"] == "step_progress" && event["bytes"]["moved"].as_u64() > Some(0) {
-            let kill = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(kill.success());
-            sent = true;
-        }
-        lines.push(std::mem::take(&mut line));
-    }
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(sent, "no bytes moved before the end:\n{}", lines.concat());
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("Interrupt received"), "{stderr}");
-    let events = events(&lines.concat());
+    let run = interrupt_once_bytes_move(env, dir.path(), &args, || {});
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("Interrupt received"), "{}", run.stderr);
+    let events = events(&run.stdout);
     let summary = events.last().unwrap();
-    assert_eq!(summary["type"], "summary", "{}", lines.concat());
+    assert_eq!(summary["type"], "summary", "{}", run.stdout);
     assert_eq!(summary["outcome"], "interrupted");
     let skipped = summary["steps"]["skipped"].as_u64().unwrap();
     assert!(skipped > 0, "{summary}");
@@ -327,38 +352,15 @@ fn a_ctrl_c_during_bundle_create_leaves_no_file_and_says_interrupted() {
     let dir = tempfile::tempdir().unwrap();
     setup(env, &scratch, dir.path(), "bundlestop");
     let args = ["bundle", "create", "--out", "release.tar", "--json"].map(String::from);
-    let mut child = command(env, dir.path(), &args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut sent = false;
-    let mut line = String::new();
-    while reader.read_line(&mut line).unwrap() > 0 {
-        let event: Value = serde_json::from_str(&line).unwrap();
-        if !sent && event["type"] == "step_progress" && event["bytes"]["moved"].as_u64() > Some(0) {
-            // The archive is being written: its place on the disk is claimed whole.
-            assert!(dir.path().join("release.tar.partial").exists());
-            let kill = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(kill.success());
-            sent = true;
-        }
-        lines.push(std::mem::take(&mut line));
-    }
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(sent, "no bytes moved before the end:\n{}", lines.concat());
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("Interrupt received"), "{stderr}");
-    let events = events(&lines.concat());
+    let run = interrupt_once_bytes_move(env, dir.path(), &args, || {
+        // The archive is being written: its place on the disk is claimed whole.
+        assert!(dir.path().join("release.tar.partial").exists());
+    });
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("Interrupt received"), "{}", run.stderr);
+    let events = events(&run.stdout);
     let summary = events.last().unwrap();
-    assert_eq!(summary["type"], "summary", "{}", lines.concat());
+    assert_eq!(summary["type"], "summary", "{}", run.stdout);
     assert_eq!(summary["outcome"], "interrupted");
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

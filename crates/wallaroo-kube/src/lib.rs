@@ -72,12 +72,6 @@ pub enum KubeError {
     Connect(String),
 }
 
-/// Registers every cluster kind, talking through a new client.
-pub async fn register(kinds: &mut KindRegistry, config: ClusterConfig) -> Result<(), KubeError> {
-    register_with(kinds, Cluster::connect().await?, config);
-    Ok(())
-}
-
 /// A client for the cluster of the current kubeconfig (`KUBECONFIG`, or in-cluster).
 pub async fn connect() -> Result<kube::Client, KubeError> {
     kube::Client::try_default()

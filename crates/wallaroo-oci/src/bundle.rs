@@ -562,13 +562,13 @@ async fn stream_blob(
                         continue;
                     }
                     Err(e) => {
-                        read_error = Some(std::io::Error::other(e.to_string()));
+                        read_error = Some(e);
                         break;
                     }
                 }
             }
             Err(e) => {
-                read_error = Some(e);
+                read_error = Some(err(path, format!("{}: {e}", image.source)));
                 break;
             }
         };
@@ -592,7 +592,7 @@ async fn stream_blob(
     drop(batches);
     let hashed = writer.await.expect("the blob writer does not panic");
     if let Some(e) = read_error {
-        return Err(err(path, format!("{}: {e}", image.source)));
+        return Err(e);
     }
     let got = hashed.map_err(|e| err(path, e))?;
     if received != size || got != digest {
@@ -836,6 +836,33 @@ impl ImageSource for Bundle {
     }
 }
 
+/// Reads `size` bytes of `file` from `at` through `buf` and hashes them: how many there were
+/// (fewer where the file ends early) and their `sha256:` digest.
+fn hash_region(
+    file: &std::fs::File,
+    at: u64,
+    size: u64,
+    buf: &mut [u8],
+    progress: Option<&wallaroo_engine::StepProgress>,
+) -> std::io::Result<(u64, String)> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = Sha256::new();
+    let mut done = 0u64;
+    while done < size {
+        let want = (size - done).min(buf.len() as u64) as usize;
+        let n = file.read_at(&mut buf[..want], at + done)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        done += n as u64;
+        if let Some(p) = progress {
+            p.add_moved(n as u64);
+        }
+    }
+    Ok((done, format!("sha256:{}", hex(&hasher.finalize()))))
+}
+
 /// Tells the kernel that `file` will be read front to back (a larger read-ahead).
 fn read_sequentially(file: &std::fs::File) {
     #[cfg(target_os = "linux")]
@@ -918,36 +945,20 @@ pub fn verify_counted(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    use std::os::unix::fs::FileExt;
                     let file = std::fs::File::open(path)?;
                     read_sequentially(&file);
                     let mut buf = vec![0u8; 1 << 20];
                     let (mut bytes, mut problems) = (0u64, Vec::new());
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(digest, at, size)) = blobs.get(i) else {
-                            break;
-                        };
-                        let mut hasher = Sha256::new();
-                        let mut done = 0u64;
-                        while done < size {
-                            let want = (size - done).min(buf.len() as u64) as usize;
-                            let n = file.read_at(&mut buf[..want], at + done)?;
-                            if n == 0 {
-                                break;
-                            }
-                            hasher.update(&buf[..n]);
-                            done += n as u64;
-                            if let Some(p) = progress {
-                                p.add_moved(n as u64);
-                            }
-                        }
-                        bytes += done;
-                        if done < size {
+                    while let Some(&(digest, at, size)) =
+                        blobs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        let (read, got) = hash_region(&file, at, size, &mut buf, progress)?;
+                        bytes += read;
+                        if read < size {
                             problems.push(format!(
-                                "blob {digest} is cut short: the archive ends after {done} of its {size} bytes"
+                                "blob {digest} is cut short: the archive ends after {read} of its {size} bytes"
                             ));
-                        } else if format!("sha256:{}", hex(&hasher.finalize())) != digest {
+                        } else if got != digest {
                             problems.push(format!("blob {digest} does not match its digest"));
                         }
                     }

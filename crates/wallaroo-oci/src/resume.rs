@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::registry::{BlobStream, ImageSource, OciError, Registry};
+use crate::registry::{BlobStream, ImageSource, OciError, Registry, size_text};
 
 /// Blobs at least this large are uploaded resumably. Chunking costs a request and, in
 /// distribution, a saved hash state per chunk: with every blob of the mirror benchmark's
@@ -309,16 +309,15 @@ impl Registry {
             }
         };
         if let Some(progress) = wallaroo_engine::progress::current() {
-            let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
             match (&report.restarted, report.resumed_at) {
                 (Some(why), _) => progress.note(format!(
                     "blob {digest} ({}) sent again from the start: {why}",
-                    gib(size)
+                    size_text(size)
                 )),
                 (None, Some(at)) => progress.note(format!(
                     "blob {digest} ({}): the last run's upload taken up at {}",
-                    gib(size),
-                    gib(at)
+                    size_text(size),
+                    size_text(at)
                 )),
                 (None, None) => {}
             }

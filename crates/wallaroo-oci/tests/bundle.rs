@@ -80,6 +80,30 @@ async fn a_bundle_round_trips_into_the_private_registry_and_damage_is_found() {
 
     // Load: every image from the archive into the private registry, digests unchanged.
     let bundle = Bundle::open(&file).unwrap();
+
+    // GNU tar reads the archive (written in place, blobs side by side) as a plain tar: every
+    // blob the bundle lists and the three layout files, nothing else.
+    let listed = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    let mut names: Vec<String> = String::from_utf8(listed.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = bundle
+        .manifest
+        .blobs
+        .keys()
+        .map(|d| format!("blobs/{}", d.replacen(':', "/", 1)))
+        .chain(["index.json", "oci-layout", "wallaroo-bundle.json"].map(String::from))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
     let private = registry(env, &env.private);
     let ns = unique("frombundle");
     for input in &inputs {
