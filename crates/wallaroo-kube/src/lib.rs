@@ -14,6 +14,7 @@ mod namespace;
 mod node;
 mod output;
 pub mod preflight;
+pub mod pullcheck;
 mod secret;
 pub mod state_backend;
 pub mod support;
@@ -127,11 +128,15 @@ pub fn register_with(kinds: &mut KindRegistry, cluster: impl Into<Cluster>, conf
 /// A kube error as a resource error, naming what was done.
 pub(crate) fn kube_err(what: impl std::fmt::Display) -> impl FnOnce(kube::Error) -> ResourceError {
     move |e| {
-        let detail = match &e {
-            kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-            other => other.to_string(),
-        };
-        ResourceError::new(format!("{what}: {detail}"))
+        ResourceError::new(format!("{what}: {}", short_error(&e)))
+    }
+}
+
+/// A kube error in a line: the API server's message and code, or the client's error.
+pub(crate) fn short_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
     }
 }
 

@@ -113,16 +113,7 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
     // The pull secret of the private registry, in the release's namespace and, for the
     // NVIDIA device plugin, in kube-system.
     let mut plugin_pull_secret = None;
-    if let Some(reg) = registry.filter(|r| r.username.is_some()) {
-        let (user, password) = (
-            reg.username.clone().unwrap_or_default(),
-            reg.password.as_ref().map(|p| p.expose()).unwrap_or(""),
-        );
-        // `auth` (base64 of user:password) is what kubelets and containerd read.
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        let auth = json!({
-            "auths": { reg.host.clone(): { "username": user, "password": password, "auth": basic } }
-        });
+    if let Some(auth) = registry.and_then(pull_secret_config) {
         let mut pull_secret = |namespace: &str, deps: Vec<Address>| {
             let addr = Address::named("secret", &format!("{namespace}/{PULL_SECRET}"));
             set.insert(
@@ -133,7 +124,7 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
                         ("namespace", json!(namespace)),
                         ("name", json!(PULL_SECRET)),
                         ("type", json!("kubernetes.io/dockerconfigjson")),
-                        ("data", json!({".dockerconfigjson": auth.to_string()})),
+                        ("data", json!({".dockerconfigjson": auth})),
                     ]),
                 )
                 .sensitive(["data"])
@@ -470,6 +461,21 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
         }
     }
     Ok(set)
+}
+
+/// The `.dockerconfigjson` of the private registry's pull secret (`None` without a user):
+/// what the release's pods, the NVIDIA plugin and the plan's pull check pull with.
+pub fn pull_secret_config(reg: &wallaroo_spec::model::PrivateRegistry) -> Option<String> {
+    let user = reg.username.clone()?;
+    let password = reg.password.as_ref().map(|p| p.expose()).unwrap_or("");
+    // `auth` (base64 of user:password) is what kubelets and containerd read.
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    Some(
+        json!({
+            "auths": { reg.host.clone(): { "username": user, "password": password, "auth": basic } }
+        })
+        .to_string(),
+    )
 }
 
 fn parse_address(block: &'static str, text: &str) -> Result<Address, DesiredError> {

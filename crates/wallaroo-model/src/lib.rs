@@ -12,7 +12,9 @@ pub mod sensitive;
 pub mod tls;
 pub mod values;
 
-pub use desired::{DesiredError, PULL_SECRET, TLS_SECRET, from_spec, from_spec_with};
+pub use desired::{
+    DesiredError, PULL_SECRET, TLS_SECRET, from_spec, from_spec_with, pull_secret_config,
+};
 pub use images::{
     CHART_ORIGIN, ImagePin, MirrorImage, chart_source, image_sources, image_target, plan_images,
     plan_schema, set_plan_images, split_reference,

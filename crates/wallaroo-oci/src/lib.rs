@@ -13,6 +13,7 @@ mod copy;
 pub mod docker_config;
 mod image;
 pub mod pins;
+pub mod probe;
 pub mod referrers;
 mod registry;
 pub mod release;

@@ -2,23 +2,32 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 pub use wallaroo_kube::preflight::{Check, Outcome};
 use wallaroo_kube::preflight::{PreflightInput, RegistryProbe};
+use wallaroo_kube::pullcheck::{PoolNodes, PullCheckInput};
 use wallaroo_spec::Spec;
 
 use crate::error::OperationError;
+use crate::workspace::Workspace;
 
-/// Runs the checks for a spec, with the helm binary the release will be installed with.
-pub async fn checks(spec: &Spec, helm: &Path) -> Result<Vec<Check>, OperationError> {
-    checks_on(spec, helm, &wallaroo_kube::Cluster::connect().await?).await
+/// How long the pull check waits for every node to pull the probe.
+const PULL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the checks of a workspace's spec, the pull check included.
+pub async fn checks(ws: &Workspace) -> Result<Vec<Check>, OperationError> {
+    checks_on(&ws.spec, &ws.helm, ws.cluster().await?, ws.target.as_deref()).await
 }
 
-/// [`checks`] through a cluster connection the rest of the operation shares.
+/// [`checks`] through a cluster connection the rest of the operation shares. The pull check
+/// runs when `target` (the private registry, to push the probe to) is given and the spec
+/// does not turn it off.
 pub(crate) async fn checks_on(
     spec: &Spec,
     helm: &Path,
     cluster: &wallaroo_kube::Cluster,
+    target: Option<&wallaroo_oci::Registry>,
 ) -> Result<Vec<Check>, OperationError> {
     let mut nodes = BTreeMap::new();
     let mut selectors = BTreeMap::new();
@@ -58,5 +67,72 @@ pub(crate) async fn checks_on(
         registries,
         host,
     };
-    Ok(wallaroo_kube::preflight::run(cluster, &input).await)
+    let (mut checks, pulls) = tokio::join!(
+        wallaroo_kube::preflight::run(cluster, &input),
+        pull_check(spec, cluster, target)
+    );
+    checks.extend(pulls);
+    Ok(checks)
+}
+
+/// The pull check ([`wallaroo_kube::pullcheck`]): pushes the probe into the private
+/// registry, then has one node of each pool pull it.
+async fn pull_check(
+    spec: &Spec,
+    cluster: &wallaroo_kube::Cluster,
+    target: Option<&wallaroo_oci::Registry>,
+) -> Vec<Check> {
+    let (Some(registry), Some(target)) = (&spec.registry, target) else {
+        return Vec::new();
+    };
+    if !registry.pull_check || spec.nodepool.is_empty() {
+        return Vec::new();
+    }
+    let repo = format!(
+        "{}/{}",
+        registry.namespace.trim_matches('/'),
+        wallaroo_oci::probe::PROBE_NAME
+    );
+    let image = match wallaroo_oci::probe::push_probe(target, &repo, &spec.images.platforms).await
+    {
+        Ok(image) => image,
+        Err(e) => {
+            return vec![Check {
+                name: "pull from the private registry".into(),
+                outcome: Outcome::Fail,
+                detail: format!("cannot push the pull check's image: {e}"),
+                hint: Some(
+                    "the registry check above says why; or set `registry { pull_check = false }`"
+                        .into(),
+                ),
+            }];
+        }
+    };
+    let pools = spec
+        .nodepool
+        .iter()
+        .map(|(name, pool)| {
+            let nodes = if pool.nodes.is_empty() {
+                PoolNodes::Selector(wallaroo_kube::selector_text(&pool.selector))
+            } else {
+                PoolNodes::Names(pool.nodes.clone())
+            };
+            (name.clone(), nodes)
+        })
+        .collect();
+    let input = PullCheckInput {
+        pools,
+        image,
+        registry: registry.host.clone(),
+        pull_secret: wallaroo_model::pull_secret_config(registry),
+        pull_secret_name: wallaroo_model::PULL_SECRET.into(),
+        namespace: spec.wallaroo.namespace.clone(),
+        ca_file: registry
+            .ca_file
+            .as_ref()
+            .map(|p| spec.resolve_path(p).display().to_string()),
+        platforms: spec.images.platforms.clone(),
+        timeout: PULL_TIMEOUT,
+    };
+    wallaroo_kube::pullcheck::run(cluster, &input).await
 }

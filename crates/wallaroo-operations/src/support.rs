@@ -60,7 +60,7 @@ pub async fn collect(
     );
     let cluster = wallaroo_kube::Cluster::connect().await;
     let checks = match &cluster {
-        Ok(cluster) => crate::preflight::checks_on(&spec, &helm, cluster).await,
+        Ok(cluster) => crate::preflight::checks_on(&spec, &helm, cluster, None).await,
         Err(e) => Err(OperationError::message(e.to_string())),
     };
     match checks {

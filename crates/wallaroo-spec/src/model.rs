@@ -171,6 +171,11 @@ pub struct PrivateRegistry {
     /// tags); images it did not mirror are never touched.
     #[serde(default)]
     pub prune: bool,
+    /// Prove at every plan that a node of each nodepool can pull from this registry with
+    /// the release's pull secret: a short-lived pod per pool pulls a tiny image wallaroo
+    /// pushes for the purpose. Turn it off where pods cannot be created at plan time.
+    #[serde(default = "yes")]
+    pub pull_check: bool,
 }
 
 /// `images { ... }`: which images to mirror and where they land.

@@ -171,6 +171,39 @@ fn state_file(run_dir: &Path) -> PathBuf {
     run_dir.join("state.json")
 }
 
+fn real_nodes_file(run_dir: &Path) -> PathBuf {
+    run_dir.join("real-nodes.json")
+}
+
+/// The lock that real nodes are started, stopped and recorded under (tests of several
+/// processes share one environment).
+pub(crate) fn state_lock(run_dir: &Path) -> Result<std::fs::File, Error> {
+    let path = run_dir.join("real-nodes.lock");
+    let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    file.lock().map_err(|e| Error::io(&path, e))?;
+    Ok(file)
+}
+
+/// The real nodes recorded in the run directory, by name.
+pub(crate) fn read_real_nodes(run_dir: &Path) -> BTreeMap<String, crate::node::RealNode> {
+    std::fs::read_to_string(real_nodes_file(run_dir))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// Changes the record of real nodes (call under [`state_lock`]).
+pub(crate) fn update_real_nodes(
+    run_dir: &Path,
+    change: impl FnOnce(&mut BTreeMap<String, crate::node::RealNode>),
+) -> Result<(), Error> {
+    let mut nodes = read_real_nodes(run_dir);
+    change(&mut nodes);
+    let path = real_nodes_file(run_dir);
+    std::fs::write(&path, serde_json::to_string_pretty(&nodes).expect("JSON"))
+        .map_err(|e| Error::io(&path, e))
+}
+
 impl Env {
     /// The running environment, if its state file exists and every process is alive.
     pub fn find() -> Option<Env> {
@@ -276,8 +309,12 @@ impl Env {
         ]
     }
 
-    /// Stops every process by PID.
+    /// Stops every process by PID, the real nodes first.
     pub fn down(&self) {
+        for node in read_real_nodes(&self.run_dir).values() {
+            node.stop(self);
+        }
+        let _ = std::fs::remove_file(real_nodes_file(&self.run_dir));
         let mut pids: Vec<u32> = self.procs.values().map(|p| p.pid).collect();
         pids.extend([
             self.vendor.proc.pid,

@@ -12,6 +12,7 @@ pub mod faultproxy;
 mod kubeapi;
 pub mod lbdouble;
 pub mod nginx;
+pub mod node;
 pub mod paths;
 mod pki;
 pub mod process;

@@ -40,6 +40,22 @@ enum Cmd {
         #[arg(long)]
         taint: Vec<String>,
     },
+    /// Start a real node (kubelet, containerd, runc, CNI) named NAME, joined to the control
+    /// plane and tainted `wallaroo-testenv/real-node=true:NoSchedule`; prints its name.
+    RealNode {
+        name: String,
+        /// Leave the private registry's CA out of containerd's certs.d.
+        #[arg(long)]
+        untrusted: bool,
+        /// The sandbox image, instead of the private registry's (e.g. registry.k8s.io/pause:3.10).
+        #[arg(long)]
+        sandbox_image: Option<String>,
+        /// Labels, e.g. wallaroo.ai/node-purpose=general (repeatable).
+        #[arg(long)]
+        label: Vec<String>,
+    },
+    /// Stop the real node NAME (its pods, kubelet, containerd, mounts) and delete its Node.
+    StopNode { name: String },
     /// The main job on a fresh machine: bring the environment up, seed the vendor registry,
     /// add the quickstart's nodes, then run `wallaroo plan` and `wallaroo apply` of
     /// examples/quickstart.hcl against it.
@@ -153,6 +169,37 @@ fn main() -> ExitCode {
                 what: "a running environment".into(),
                 fix: "run `wallaroo-testenv up`".into(),
             }),
+        },
+        Cmd::RealNode {
+            name,
+            untrusted,
+            sandbox_image,
+            label,
+        } => up(&mut |m| eprintln!("wallaroo-testenv: {m}")).and_then(|env| {
+            let opts = wallaroo_testenv::node::NodeOptions {
+                trust_ca: !untrusted,
+                sandbox_image,
+                labels: label
+                    .iter()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            };
+            let started = std::time::Instant::now();
+            let node = env.start_real_node(&name, &opts)?;
+            eprintln!(
+                "wallaroo-testenv: real node {} Ready in {:.1}s (containerd socket {})",
+                node.name,
+                started.elapsed().as_secs_f64(),
+                node.socket.display()
+            );
+            println!("{}", node.name);
+            Ok(())
+        }),
+        Cmd::StopNode { name } => match Env::find() {
+            Some(env) => env.stop_real_node(&name),
+            None => Ok(()),
         },
         Cmd::Seed { preset, private } => seed(&preset, private),
         Cmd::TokenIssuer { port } => token_issuer(port),

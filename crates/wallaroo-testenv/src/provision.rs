@@ -22,6 +22,7 @@ pub struct Binaries {
     pub toxiproxy: PathBuf,
     pub keycloak_home: PathBuf,
     pub registry: PathBuf,
+    pub kubelet: PathBuf,
 }
 
 /// Provisions what is missing, one process at a time (a file lock guards the cache).
@@ -34,6 +35,7 @@ pub fn provision(report: &mut dyn FnMut(&str)) -> Result<Binaries, Error> {
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
+        "kubelet",
     ];
     if k8s.iter().any(|n| !bin(n, v::KUBERNETES).exists()) {
         report(&format!(
@@ -111,6 +113,7 @@ pub fn provision(report: &mut dyn FnMut(&str)) -> Result<Binaries, Error> {
         toxiproxy: bin("toxiproxy-server", v::TOXIPROXY),
         keycloak_home,
         registry,
+        kubelet: bin("kubelet", v::KUBERNETES),
     })
 }
 
@@ -446,4 +449,134 @@ pub fn go_module_dir(module: &str, version: &str) -> Result<PathBuf, Error> {
             what: format!("go mod download {module}@{version}"),
             message: format!("no Dir in {out}"),
         })
+}
+
+/// What a real node runs, each built from the Go module proxy and cached by version.
+#[derive(Debug, Clone)]
+pub struct NodeBinaries {
+    pub kubelet: PathBuf,
+    /// containerd, containerd-shim-runc-v2 and ctr (the shim must be on containerd's PATH).
+    pub containerd_dir: PathBuf,
+    pub runc: PathBuf,
+    /// bridge, host-local and loopback.
+    pub cni_dir: PathBuf,
+    pub crictl: PathBuf,
+}
+
+/// Builds what a real node needs and is missing (the kubelet comes with [`provision`]'s
+/// Kubernetes build).
+pub fn node_binaries(report: &mut dyn FnMut(&str)) -> Result<NodeBinaries, Error> {
+    let kubelet = provision(report)?.kubelet;
+    let _lock = provision_lock()?;
+    let containerd_dir = go_install_all(
+        "containerd",
+        v::CONTAINERD,
+        &[
+            "github.com/containerd/containerd/v2/cmd/containerd",
+            "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+            "github.com/containerd/containerd/v2/cmd/ctr",
+        ],
+        report,
+    )?;
+    let cni_dir = go_install_all(
+        "cni-plugins",
+        v::CNI_PLUGINS,
+        &[
+            "github.com/containernetworking/plugins/plugins/main/bridge",
+            "github.com/containernetworking/plugins/plugins/ipam/host-local",
+            "github.com/containernetworking/plugins/plugins/main/loopback",
+        ],
+        report,
+    )?;
+    // runc's container setup (nsenter) is C: cgo with the machine's gcc; with seccomp, as
+    // distributions build it (containerd gives every sandbox the runtime's default
+    // profile), which takes libseccomp's headers from Debian.
+    let runc = bin("runc", v::RUNC);
+    if !runc.exists() {
+        if !Path::new("/usr/include/seccomp.h").exists() {
+            if which("apt-get").is_some() && is_root() {
+                report("installing libseccomp-dev and pkg-config with apt-get (for runc)");
+                apt_install(&["libseccomp-dev", "pkg-config"])?;
+            } else {
+                return Err(Error::Missing {
+                    what: "libseccomp's headers (to build runc)".into(),
+                    fix: "apt-get install libseccomp-dev pkg-config".into(),
+                });
+            }
+        }
+        report(&format!("building runc {}", v::RUNC));
+        let gobin = build_dir("gobin-runc")?;
+        run(
+            "go install runc",
+            Command::new("go")
+                .args(["install", "-tags", "seccomp"])
+                .arg(format!("github.com/opencontainers/runc@{}", v::RUNC))
+                .env("GOBIN", &gobin)
+                .env("CGO_ENABLED", "1"),
+        )?;
+        std::fs::rename(gobin.join("runc"), &runc).map_err(|e| Error::io(&runc, e))?;
+    }
+    go_install(
+        "crictl",
+        &format!("sigs.k8s.io/cri-tools/cmd/crictl@{}", v::CRICTL),
+        "crictl",
+        v::CRICTL,
+        report,
+    )?;
+    Ok(NodeBinaries {
+        kubelet,
+        containerd_dir,
+        runc,
+        cni_dir,
+        crictl: bin("crictl", v::CRICTL),
+    })
+}
+
+/// `go install` of several packages of one module version into `bin/{name}-{version}/`.
+fn go_install_all(
+    name: &str,
+    version: &str,
+    packages: &[&str],
+    report: &mut dyn FnMut(&str),
+) -> Result<PathBuf, Error> {
+    let target = bin(name, version);
+    if target.is_dir() {
+        return Ok(target);
+    }
+    report(&format!("building {name} {version}"));
+    let gobin = build_dir(&format!("gobin-{name}-{version}"))?;
+    let mut cmd = Command::new("go");
+    cmd.arg("install")
+        .args(packages.iter().map(|p| format!("{p}@{version}")))
+        .env("GOBIN", &gobin);
+    run(&format!("go install ({name} {version})"), &mut cmd)?;
+    std::fs::rename(&gobin, &target).map_err(|e| Error::io(&target, e))?;
+    Ok(target)
+}
+
+/// The sample images' program (`sampleapp.go`), static, for `linux/{arch}`.
+pub fn sample_app(arch: &str) -> Result<PathBuf, Error> {
+    let target = bin(&format!("sample-app-{arch}"), v::SAMPLE_APP);
+    if target.exists() {
+        return Ok(target);
+    }
+    let _lock = provision_lock()?;
+    if target.exists() {
+        return Ok(target);
+    }
+    let dir = build_dir(&format!("sample-app-{}", v::SAMPLE_APP))?;
+    write(&dir.join("go.mod"), "module wallaroo.dev/sample-app\n\ngo 1.22\n")?;
+    write(&dir.join("main.go"), include_str!("sampleapp.go"))?;
+    run(
+        &format!("go build (sample app, {arch})"),
+        Command::new("go")
+            .args(["build", "-trimpath", "-ldflags", "-s -w", "-o"])
+            .arg(&target)
+            .arg(".")
+            .current_dir(&dir)
+            .env("CGO_ENABLED", "0")
+            .env("GOOS", "linux")
+            .env("GOARCH", arch),
+    )?;
+    Ok(target)
 }

@@ -19,7 +19,9 @@ pub fn cluster_role() -> Value {
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": rw},
             // What the helm release and wallaroo's own resources consist of.
             {"apiGroups": [""], "resources": ["secrets", "configmaps", "services", "serviceaccounts", "persistentvolumeclaims"], "verbs": rw},
-            {"apiGroups": [""], "resources": ["pods", "events", "endpoints"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": [""], "resources": ["events", "endpoints"], "verbs": ["get", "list", "watch"]},
+            // The pull check: a short-lived pod per nodepool, in a namespace of its own.
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]},
             // `wallaroo support-bundle`: the last lines of each container's log.
             {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
             {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": rw},

@@ -34,6 +34,9 @@ pub struct ImageSpec {
     pub tag: &'static str,
     pub layers: Vec<(u64, usize)>,
     pub multi_arch: bool,
+    /// Whether a container runtime can run it: a top layer with the sample program
+    /// ([`app_layer`]) as its entrypoint, so its pods really start on a real node.
+    pub runnable: bool,
 }
 
 const MIB: usize = 1 << 20;
@@ -143,18 +146,21 @@ pub fn preset(name: &str) -> Option<Preset> {
                     tag: "2025.1.0-6290",
                     layers: vec![(1, 64 << 10), (11, 32 << 10)],
                     multi_arch: false,
+                    runnable: true,
                 },
                 ImageSpec {
                     name: "fitzroy-mini".into(),
                     tag: "2025.1.0-6290",
                     layers: vec![(1, 64 << 10), (12, 48 << 10)],
                     multi_arch: true,
+                    runnable: true,
                 },
                 ImageSpec {
                     name: "keycloak".into(),
                     tag: "2025.1.0-6290",
                     layers: vec![(2, 16 << 10)],
                     multi_arch: false,
+                    runnable: true,
                 },
             ],
         }),
@@ -185,6 +191,7 @@ pub fn preset(name: &str) -> Option<Preset> {
                         tag: if changed { NEXT } else { RELEASE },
                         layers,
                         multi_arch: i % 13 == 1,
+                        runnable: false,
                     }
                 })
                 .collect();
@@ -289,9 +296,17 @@ pub fn seed(
                 layer_descs.push(json!({"mediaType": media_type, "digest": d, "size": len}));
                 diff_ids.push(diff_id);
             }
+            let mut image_config = json!({"Labels": {"ai.wallaroo.image": image.name, "ai.wallaroo.version": image.tag}});
+            if image.runnable {
+                let (gz, diff_id) = app_layer(arch)?;
+                pushed += push_blob(&client, registry, &repo, &gz)?;
+                layer_descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&gz), "size": gz.len()}));
+                diff_ids.push(diff_id);
+                image_config["Entrypoint"] = json!(["/app", image.name]);
+            }
             let config = serde_json::to_vec(&json!({
                 "architecture": arch, "os": "linux",
-                "config": {"Labels": {"ai.wallaroo.image": image.name, "ai.wallaroo.version": image.tag}},
+                "config": image_config,
                 "rootfs": {"type": "layers", "diff_ids": diff_ids},
             }))
             .expect("JSON");
@@ -338,6 +353,89 @@ pub fn seed(
     }
     push_chart(env, preset, registry, path, chart_dir)?;
     Ok(pushed)
+}
+
+/// A gzip of a tar holding the sample program (built for `linux/{arch}`) as `/app`; returns
+/// it and the tar's digest (the layer's diff id).
+pub fn app_layer(arch: &str) -> Result<(Vec<u8>, String), Error> {
+    let program = crate::provision::sample_app(arch)?;
+    let bytes = std::fs::read(&program).map_err(|e| Error::io(&program, e))?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o755);
+    header.set_mtime(0);
+    header.set_cksum();
+    tar.append_data(&mut header, "app", bytes.as_slice())
+        .expect("in-memory tar");
+    let tar = tar.into_inner().expect("in-memory tar");
+    let diff_id = digest(&tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).expect("in-memory gzip");
+    Ok((gz.finish().expect("in-memory gzip"), diff_id))
+}
+
+/// Pushes a runnable image of the sample program alone to `repo:tag`: an OCI index of
+/// `arches` (one platform gives a plain manifest). The test node's sandbox (pause) image is
+/// one. Returns the digest the tag names.
+pub fn app_image(
+    env: &Env,
+    registry: &Registry,
+    repo: &str,
+    tag: &str,
+    arches: &[&str],
+) -> Result<String, Error> {
+    let client = https_client(&env.ca_file)?;
+    let mut entries = Vec::new();
+    let mut last = String::new();
+    for arch in arches {
+        let (gz, diff_id) = app_layer(arch)?;
+        push_blob(&client, registry, repo, &gz)?;
+        let config = serde_json::to_vec(&json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Entrypoint": ["/app"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }))
+        .expect("JSON");
+        push_blob(&client, registry, repo, &config)?;
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&gz), "size": gz.len()}],
+        }))
+        .expect("JSON");
+        last = digest(&manifest);
+        let reference = if arches.len() > 1 { last.clone() } else { tag.to_string() };
+        put_manifest(
+            &client,
+            registry,
+            repo,
+            &reference,
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+        )?;
+        entries.push(json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": last, "size": manifest.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+    }
+    if arches.len() > 1 {
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries,
+        }))
+        .expect("JSON");
+        put_manifest(
+            &client,
+            registry,
+            repo,
+            tag,
+            "application/vnd.oci.image.index.v1+json",
+            &index,
+        )?;
+        last = digest(&index);
+    }
+    Ok(last)
 }
 
 /// A gzip of a tar holding one file of seeded random bytes; returns it and the tar's

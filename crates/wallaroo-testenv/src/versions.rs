@@ -57,3 +57,17 @@ pub const GGCR: &str = "v0.22.1";
 pub const ORAS: &str = "v1.3.6";
 /// github.com/sigstore/cosign/v2: signs test images the way vendors do.
 pub const COSIGN: &str = "v2.6.5";
+
+/// A real node's runtime, each built from the Go module proxy (the kubelet comes from the
+/// Kubernetes build above): github.com/containerd/containerd/v2 (containerd, its runc shim,
+/// ctr).
+pub const CONTAINERD: &str = "v2.4.2";
+/// github.com/opencontainers/runc: the newest release that is not a release candidate.
+pub const RUNC: &str = "v1.5.3";
+/// github.com/containernetworking/plugins: bridge, host-local and loopback.
+pub const CNI_PLUGINS: &str = "v1.10.0";
+/// sigs.k8s.io/cri-tools: crictl.
+pub const CRICTL: &str = "v1.37.0";
+/// The sample images' program (`crates/wallaroo-testenv/src/sampleapp.go`): bump when it
+/// changes, so the cache builds it again.
+pub const SAMPLE_APP: &str = "v1";

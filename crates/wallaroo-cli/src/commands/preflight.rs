@@ -9,8 +9,8 @@ use crate::report::Failure;
 
 pub async fn run(global: &Global) -> Result<ExitCode, Failure> {
     let options = super::workspace(global);
-    let spec = wallaroo_operations::workspace::load_spec(&options)?;
-    let checks = wallaroo_operations::preflight::checks(&spec, &options.helm_binary()).await?;
+    let ws = wallaroo_operations::Workspace::open(&options)?;
+    let checks = wallaroo_operations::preflight::checks(&ws).await?;
     print!("{}", render(&checks));
     let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
     if failed > 0 {
