@@ -484,8 +484,20 @@ registry "private" {{
         taints: &serde_json::Value,
         capacity: &serde_json::Value,
     ) -> Result<Vec<String>, Error> {
-        let api = self.api()?;
         let names: Vec<String> = (1..=n).map(|i| format!("{prefix}-{i}")).collect();
+        self.add_named_nodes(&names, labels, taints, capacity)?;
+        Ok(names)
+    }
+
+    /// Creates kwok nodes named `names`, as [`Env::add_nodes`] does.
+    pub fn add_named_nodes(
+        &self,
+        names: &[String],
+        labels: &serde_json::Value,
+        taints: &serde_json::Value,
+        capacity: &serde_json::Value,
+    ) -> Result<(), Error> {
+        let api = self.api()?;
         let node = |name: &str| {
             let mut node_labels = json!({"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok"});
             if let (Some(m), Some(extra)) = (node_labels.as_object_mut(), labels.as_object()) {
@@ -520,8 +532,7 @@ registry "private" {{
             workers
                 .into_iter()
                 .try_for_each(|w| w.join().expect("a node-creating thread does not panic"))
-        })?;
-        Ok(names)
+        })
     }
 }
 

@@ -286,6 +286,22 @@ fn token_issuer(port: u16) -> Result<(), wallaroo_testenv::Error> {
     wallaroo_testenv::tokenauth::serve(listener, issuer)
 }
 
+/// What the sandbox adds to its copy of the quickstart: the release's pods tolerate the
+/// test kit's real node.
+const SANDBOX_TOLERATION: &str = r#"
+# Added by the sandbox: the general services run on the test kit's real node (node-1),
+# which they tolerate; the engine stays on its kwok pipelines node.
+scheduling {
+  tolerations = [
+    { key = "wallaroo-testenv/real-node", operator = "Equal", value = "true", effect = "NoSchedule" },
+  ]
+  node_selectors = {
+    conductor-wallsvc = { "kubernetes.io/hostname" = "node-1" }
+    keycloak          = { "kubernetes.io/hostname" = "node-1" }
+  }
+}
+"#;
+
 fn sandbox() -> Result<(), wallaroo_testenv::Error> {
     use std::process::Command;
     use wallaroo_testenv::Error;
@@ -303,21 +319,38 @@ fn sandbox() -> Result<(), wallaroo_testenv::Error> {
         "wallaroo",
         &repo.join("tests/charts/wallaroo-sample"),
     )?;
-    env.add_nodes(
-        "node",
-        4,
+    // node-1 is a real node (kubelet, containerd, runc): the quickstart's general services
+    // pull from the private registry and run there. node-2 to node-4 are kwok nodes.
+    if !env.real_nodes().contains_key("node-1") {
+        eprintln!("wallaroo-testenv: starting the real node node-1");
+        env.start_real_node("node-1", &wallaroo_testenv::node::NodeOptions::default())?;
+    }
+    let api = env.api()?;
+    let missing: Vec<String> = ["node-2", "node-3", "node-4"]
+        .iter()
+        .filter(|n| api.get(&format!("/api/v1/nodes/{n}")).is_err())
+        .map(|n| n.to_string())
+        .collect();
+    env.add_named_nodes(
+        &missing,
         &serde_json::json!({}),
         &serde_json::json!([]),
         &serde_json::json!({}),
     )?;
 
-    // The quickstart and its TLS files, copied so the lockfile lands in the sandbox.
+    // The quickstart and its TLS files, copied so the lockfile lands in the sandbox. The
+    // copy gains a toleration of the real node's taint (a mark of the test kit's node, not
+    // of Wallaroo's pools).
     let dir = env.run_dir.join("sandbox");
     std::fs::create_dir_all(dir.join("tls")).map_err(|e| Error::io(&dir, e))?;
     for f in ["quickstart.hcl", "tls/wallaroo.crt", "tls/wallaroo.key"] {
         std::fs::copy(repo.join("examples").join(f), dir.join(f))
             .map_err(|e| Error::io(&dir, e))?;
     }
+    let spec_path = dir.join("quickstart.hcl");
+    let mut spec = std::fs::read_to_string(&spec_path).map_err(|e| Error::io(&spec_path, e))?;
+    spec.push_str(SANDBOX_TOLERATION);
+    std::fs::write(&spec_path, spec).map_err(|e| Error::io(&spec_path, e))?;
     let exe =
         std::env::current_exe().map_err(|e| Error::io(std::path::Path::new("current_exe"), e))?;
     let wallaroo = exe.with_file_name("wallaroo");
