@@ -429,14 +429,20 @@ fn pulled(pod: &Pod, name: &str, events: &[Event]) -> Pulled {
                     reason.as_str(),
                     "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "RegistryUnavailable"
                 ) {
-                    // The event's message is the runtime's whole error.
+                    // The kubelet's "Failed to pull image ..." event carries the runtime's
+                    // whole error; the status only says `Error: ErrImagePull` or backs off.
                     let message = mine
                         .iter()
                         .filter(|e| e.reason.as_deref() == Some("Failed"))
                         .filter_map(|e| e.message.clone())
+                        .filter(|m| !m.starts_with("Error: "))
                         .next_back()
-                        .or(w.message.clone())
+                        .or(w.message.clone().filter(|m| !m.starts_with("Back-off")))
                         .unwrap_or_default();
+                    if message.is_empty() {
+                        // The event may come a moment after the status.
+                        return Pulled::Waiting(reason);
+                    }
                     return Pulled::Failed { reason, message };
                 }
             }
@@ -541,10 +547,13 @@ fn diagnose(input: &PullCheckInput, reason: &str, message: &str) -> (String, Str
 
 /// The sandbox image named in a FailedCreatePodSandBox message, e.g.
 /// `failed to get sandbox image "registry.k8s.io/pause:3.10": ...`.
+/// containerd 2.4 says `failed to pull image "127.0.0.1:9/pause:3.10"`.
 fn sandbox_image(message: &str) -> Option<String> {
-    let at = message.find("sandbox image \"")? + "sandbox image \"".len();
-    let rest = &message[at..];
-    Some(rest[..rest.find('"')?].to_string())
+    ["sandbox image \"", "pull image \""].iter().find_map(|lead| {
+        let at = message.find(lead)? + lead.len();
+        let rest = &message[at..];
+        Some(rest[..rest.find('"')?].to_string())
+    })
 }
 
 #[cfg(test)]
@@ -579,8 +588,12 @@ mod tests {
 
     #[test]
     fn a_refused_login_names_the_pull_secret() {
+        let with_secret = PullCheckInput {
+            pull_secret: Some("{}".into()),
+            ..input()
+        };
         let (what, hint) = diagnose(
-            &input(),
+            &with_secret,
             "ErrImagePull",
             "failed to authorize: failed to fetch anonymous token: unexpected status: 401 Unauthorized",
         );
@@ -598,6 +611,16 @@ mod tests {
         assert!(what.contains("registry.k8s.io/pause:3.10"), "{what}");
         assert!(what.contains("not in the private registry"), "{what}");
         assert!(hint.contains("pinned_images"), "{hint}");
+    }
+
+    #[test]
+    fn containerd_2_4_names_the_sandbox_image_it_could_not_pull() {
+        let (what, _) = diagnose(
+            &input(),
+            "FailedCreatePodSandBox",
+            "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to pull image \"127.0.0.1:9/pause:3.10\": failed to pull and unpack image: connection refused",
+        );
+        assert!(what.contains("uses, 127.0.0.1:9/pause:3.10, is not in the private registry"), "{what}");
     }
 
     #[test]
