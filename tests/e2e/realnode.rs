@@ -42,9 +42,10 @@ fn seed_tiny(env: &Env) {
 /// general services pinned to it and tolerating its taint.
 fn spec_on(env: &Env, id: &str, node: &RealNode) -> (tempfile::TempDir, String) {
     let op = operator_spec(env, id, None);
-    let mut spec = op
-        .spec
-        .replace(&format!("\"{}\"", op.nodes[0]), &format!("\"{}\"", node.name));
+    let mut spec = op.spec.replace(
+        &format!("\"{}\"", op.nodes[0]),
+        &format!("\"{}\"", node.name),
+    );
     spec.push_str(&format!(
         r#"
 scheduling {{
@@ -99,18 +100,22 @@ fn wait<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
 /// moment to go from a real node).
 fn check_namespaces_gone(env: &Env) {
     let api = env.api().unwrap();
-    wait("the pull check's namespace to go", Duration::from_secs(60), || {
-        let list = api.get("/api/v1/namespaces").unwrap();
-        let left: Vec<String> = list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|n| n["metadata"]["name"].as_str())
-            .filter(|n| n.starts_with("wallaroo-pull-check-"))
-            .map(String::from)
-            .collect();
-        left.is_empty().then_some(())
-    });
+    wait(
+        "the pull check's namespace to go",
+        Duration::from_secs(60),
+        || {
+            let list = api.get("/api/v1/namespaces").unwrap();
+            let left: Vec<String> = list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|n| n["metadata"]["name"].as_str())
+                .filter(|n| n.starts_with("wallaroo-pull-check-"))
+                .map(String::from)
+                .collect();
+            left.is_empty().then_some(())
+        },
+    );
 }
 
 #[test]
@@ -165,35 +170,46 @@ fn a_node_without_the_ca_stops_the_plan_and_with_it_the_release_runs_there() {
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(
-        said.contains(&format!("node {name} pulled {}/{id}/wallaroo-pull-check@sha256:", env.private.address())),
+        said.contains(&format!(
+            "node {name} pulled {}/{id}/wallaroo-pull-check@sha256:",
+            env.private.address()
+        )),
         "{said}"
     );
     let out = wallaroo(env, dir, &spec, &["apply", "--auto-approve"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let api = env.api().unwrap();
     let prefix = format!("{}/{id}/", env.private.address());
-    let running: Vec<(String, String)> = wait("the release's pods to run on the real node", Duration::from_secs(90), || {
-        let pods = api.get(&format!("/api/v1/namespaces/{id}/pods")).ok()?;
-        let on_node: Vec<&Value> = pods["items"]
-            .as_array()?
-            .iter()
-            .filter(|p| p["spec"]["nodeName"] == name.as_str())
-            .collect();
-        let running: Vec<(String, String)> = on_node
-            .iter()
-            .filter(|p| p["status"]["phase"] == "Running")
-            .map(|p| {
-                (
-                    p["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-                    p["status"]["containerStatuses"][0]["imageID"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                )
-            })
-            .collect();
-        (running.len() == 2 && running.iter().all(|(_, image)| !image.is_empty())).then_some(running)
-    });
+    let running: Vec<(String, String)> = wait(
+        "the release's pods to run on the real node",
+        Duration::from_secs(90),
+        || {
+            let pods = api.get(&format!("/api/v1/namespaces/{id}/pods")).ok()?;
+            let on_node: Vec<&Value> = pods["items"]
+                .as_array()?
+                .iter()
+                .filter(|p| p["spec"]["nodeName"] == name.as_str())
+                .collect();
+            let running: Vec<(String, String)> = on_node
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .map(|p| {
+                    (
+                        p["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        p["status"]["containerStatuses"][0]["imageID"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                })
+                .collect();
+            (running.len() == 2 && running.iter().all(|(_, image)| !image.is_empty()))
+                .then_some(running)
+        },
+    );
     for (pod, image) in &running {
         assert!(
             image.starts_with(&prefix),
@@ -202,7 +218,10 @@ fn a_node_without_the_ca_stops_the_plan_and_with_it_the_release_runs_there() {
     }
     // The runtime itself has them: containerd lists the mirrored images.
     let images = node.crictl(&["images", "-o", "json"]).unwrap();
-    assert!(images.contains(&format!("{prefix}conductor-wallsvc")), "{images}");
+    assert!(
+        images.contains(&format!("{prefix}conductor-wallsvc")),
+        "{images}"
+    );
     check_namespaces_gone(env);
 
     let out = wallaroo(env, dir, &spec, &["destroy", "--auto-approve"], &[]);
@@ -230,14 +249,15 @@ fn the_pull_check_names_a_missing_pull_secret_a_sandbox_image_outside_and_a_left
     std::fs::create_dir_all(&docker).unwrap();
     let auth = {
         use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            env.private.username, env.private.password
-        ))
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", env.private.username, env.private.password))
     };
     std::fs::write(
         docker.join("config.json"),
-        format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#, env.private.address()),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            env.private.address()
+        ),
     )
     .unwrap();
     let anonymous = spec
@@ -246,18 +266,26 @@ fn the_pull_check_names_a_missing_pull_secret_a_sandbox_image_outside_and_a_left
     let (code, said) = preflight(&anonymous, &[("DOCKER_CONFIG", docker.to_str().unwrap())]);
     assert_eq!(code, Some(1), "{said}");
     assert!(
-        said.contains(&format!("node {name}: the private registry refused an anonymous pull"))
-            && said.contains("the release has no pull secret"),
+        said.contains(&format!(
+            "node {name}: the private registry refused an anonymous pull"
+        )) && said.contains("the release has no pull secret"),
         "{said}"
     );
 
     // The mirror's platform filter leaves out the node's architecture.
-    let other = if wallaroo_testenv::node::host_arch() == "amd64" { "linux/arm64" } else { "linux/amd64" };
+    let other = if wallaroo_testenv::node::host_arch() == "amd64" {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    };
     let filtered = format!("{spec}\nimages {{\n  platforms = [\"{other}\"]\n}}\n");
     let (code, said) = preflight(&filtered, &[]);
     assert_eq!(code, Some(1), "{said}");
     assert!(
-        said.contains(&format!("node {name} is linux/{}, which the mirror leaves out", wallaroo_testenv::node::host_arch())),
+        said.contains(&format!(
+            "node {name} is linux/{}, which the mirror leaves out",
+            wallaroo_testenv::node::host_arch()
+        )),
         "{said}"
     );
 
@@ -279,7 +307,10 @@ fn the_pull_check_names_a_missing_pull_secret_a_sandbox_image_outside_and_a_left
         )
         .unwrap();
     let _stop2 = Stopping(env, outside.clone());
-    let moved = spec.replace(&format!("\"{}\"", node.name), &format!("\"{}\"", node2.name));
+    let moved = spec.replace(
+        &format!("\"{}\"", node.name),
+        &format!("\"{}\"", node2.name),
+    );
     let (code, said) = preflight(&moved, &[]);
     assert_eq!(code, Some(1), "{said}");
     assert!(

@@ -87,6 +87,27 @@ pub enum Command {
     /// Write one .tar.gz for vendor support: versions, preflight, lockfile, the plan, nodes,
     /// pods, events, container logs and the helm release, with every secret redacted.
     SupportBundle(SupportBundleArgs),
+    /// Print the least Role and ClusterRole (with bindings) that let an identity apply this
+    /// spec and chart, from the release as a plan renders it.
+    Rbac(RbacArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RbacArgs {
+    /// The ServiceAccount to bind them to, as NAMESPACE/NAME.
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        default_value = "wallaroo-system/wallaroo"
+    )]
+    pub service_account: String,
+    /// The name of the Roles and bindings.
+    #[arg(long, default_value = "wallaroo")]
+    pub name: String,
+    /// Grant everything cluster-wide in one ClusterRole (an identity that installs into
+    /// many namespaces), instead of a Role in each namespace.
+    #[arg(long)]
+    pub cluster_wide: bool,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Images(a) => runtime.block_on(commands::images::run(g, a)),
         Command::Bundle(a) => runtime.block_on(commands::bundle::run(g, a)),
         Command::SupportBundle(a) => runtime.block_on(commands::support::run(g, a)),
+        Command::Rbac(a) => runtime.block_on(commands::rbac::run(g, a)),
     };
     match result {
         Ok(code) => code,

@@ -380,7 +380,7 @@ impl HelmReleaseKind {
 const OBJECT_READS: usize = 16;
 
 /// Kinds a chart may render that live outside any namespace.
-const CLUSTER_SCOPED: &[&str] = &[
+pub(crate) const CLUSTER_SCOPED: &[&str] = &[
     "Namespace",
     "ClusterRole",
     "ClusterRoleBinding",
@@ -544,7 +544,7 @@ impl ResourceKind for HelmReleaseKind {
 /// The documents of a manifest helm rendered, split where helm splits them (a line that is
 /// `---`, with what may follow it on that line), so that one document it cannot read does
 /// not hide the others.
-fn manifest_documents(manifest: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn manifest_documents(manifest: &str) -> impl Iterator<Item = &str> {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut at = 0;

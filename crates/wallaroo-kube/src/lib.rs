@@ -13,6 +13,7 @@ pub mod kots;
 mod namespace;
 mod node;
 mod output;
+pub mod permissions;
 pub mod preflight;
 pub mod pullcheck;
 mod secret;
@@ -127,9 +128,7 @@ pub fn register_with(kinds: &mut KindRegistry, cluster: impl Into<Cluster>, conf
 
 /// A kube error as a resource error, naming what was done.
 pub(crate) fn kube_err(what: impl std::fmt::Display) -> impl FnOnce(kube::Error) -> ResourceError {
-    move |e| {
-        ResourceError::new(format!("{what}: {}", short_error(&e)))
-    }
+    move |e| ResourceError::new(format!("{what}: {}", short_error(&e)))
 }
 
 /// A kube error in a line: the API server's message and code, or the client's error.

@@ -427,7 +427,10 @@ fn pulled(pod: &Pod, name: &str, events: &[Event]) -> Pulled {
                 let reason = w.reason.clone().unwrap_or_default();
                 if matches!(
                     reason.as_str(),
-                    "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "RegistryUnavailable"
+                    "ErrImagePull"
+                        | "ImagePullBackOff"
+                        | "InvalidImageName"
+                        | "RegistryUnavailable"
                 ) {
                     // The kubelet's "Failed to pull image ..." event carries the runtime's
                     // whole error; the status only says `Error: ErrImagePull` or backs off.
@@ -473,7 +476,9 @@ fn diagnose(input: &PullCheckInput, reason: &str, message: &str) -> (String, Str
         let sandbox = sandbox_image(message).unwrap_or_else(|| "its sandbox (pause) image".into());
         let outside = !sandbox.starts_with(&format!("{host}/"));
         let what = if outside {
-            format!("the sandbox image the node's runtime uses, {sandbox}, is not in the private registry")
+            format!(
+                "the sandbox image the node's runtime uses, {sandbox}, is not in the private registry"
+            )
         } else {
             format!("the node cannot get its sandbox image {sandbox}")
         };
@@ -506,7 +511,13 @@ fn diagnose(input: &PullCheckInput, reason: &str, message: &str) -> (String, Str
             ),
         );
     }
-    if m.contains("401") || m.contains("unauthorized") || m.contains("403") || m.contains("forbidden") || m.contains("authorization failed") || m.contains("no basic auth") {
+    if m.contains("401")
+        || m.contains("unauthorized")
+        || m.contains("403")
+        || m.contains("forbidden")
+        || m.contains("authorization failed")
+        || m.contains("no basic auth")
+    {
         if input.pull_secret.is_none() {
             return (
                 "the private registry refused an anonymous pull".into(),
@@ -533,7 +544,12 @@ fn diagnose(input: &PullCheckInput, reason: &str, message: &str) -> (String, Str
             format!("add {host} to the DNS the nodes use (or their /etc/hosts)"),
         );
     }
-    if m.contains("connection refused") || m.contains("i/o timeout") || m.contains("no route to host") || m.contains("network is unreachable") || m.contains("deadline exceeded") {
+    if m.contains("connection refused")
+        || m.contains("i/o timeout")
+        || m.contains("no route to host")
+        || m.contains("network is unreachable")
+        || m.contains("deadline exceeded")
+    {
         return (
             format!("the node cannot reach the registry at {host}"),
             "open the way from the nodes to the registry's host and port (firewall, proxy, NO_PROXY of the runtime)".into(),
@@ -549,11 +565,13 @@ fn diagnose(input: &PullCheckInput, reason: &str, message: &str) -> (String, Str
 /// `failed to get sandbox image "registry.k8s.io/pause:3.10": ...`.
 /// containerd 2.4 says `failed to pull image "127.0.0.1:9/pause:3.10"`.
 fn sandbox_image(message: &str) -> Option<String> {
-    ["sandbox image \"", "pull image \""].iter().find_map(|lead| {
-        let at = message.find(lead)? + lead.len();
-        let rest = &message[at..];
-        Some(rest[..rest.find('"')?].to_string())
-    })
+    ["sandbox image \"", "pull image \""]
+        .iter()
+        .find_map(|lead| {
+            let at = message.find(lead)? + lead.len();
+            let rest = &message[at..];
+            Some(rest[..rest.find('"')?].to_string())
+        })
 }
 
 #[cfg(test)]
@@ -582,7 +600,10 @@ mod tests {
             "failed to pull and unpack image: failed to resolve reference: failed to do request: Head \"https://private.example:5000/v2/x/manifests/y\": tls: failed to verify certificate: x509: certificate signed by unknown authority",
         );
         assert!(what.contains("does not trust"), "{what}");
-        assert!(hint.contains("/etc/containerd/certs.d/private.example:5000/ca.crt"), "{hint}");
+        assert!(
+            hint.contains("/etc/containerd/certs.d/private.example:5000/ca.crt"),
+            "{hint}"
+        );
         assert!(hint.contains("/etc/ssl/private-ca.crt"), "{hint}");
     }
 
@@ -598,7 +619,10 @@ mod tests {
             "failed to authorize: failed to fetch anonymous token: unexpected status: 401 Unauthorized",
         );
         assert!(what.contains("refused the credentials"), "{what}");
-        assert!(hint.contains("`wallaroo-registry` in namespace `wallaroo`"), "{hint}");
+        assert!(
+            hint.contains("`wallaroo-registry` in namespace `wallaroo`"),
+            "{hint}"
+        );
     }
 
     #[test]
@@ -620,7 +644,10 @@ mod tests {
             "FailedCreatePodSandBox",
             "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to pull image \"127.0.0.1:9/pause:3.10\": failed to pull and unpack image: connection refused",
         );
-        assert!(what.contains("uses, 127.0.0.1:9/pause:3.10, is not in the private registry"), "{what}");
+        assert!(
+            what.contains("uses, 127.0.0.1:9/pause:3.10, is not in the private registry"),
+            "{what}"
+        );
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub const PROBE_NAME: &str = "wallaroo-pull-check";
 /// Its tag (the pod pulls it by digest).
 pub const PROBE_TAG: &str = "1";
 /// The platforms of the probe when the mirror copies every platform.
-pub const COMMON_PLATFORMS: [&str; 4] = ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"];
+pub const COMMON_PLATFORMS: [&str; 4] =
+    ["linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"];
 
 /// The probe's layer: a gzip of a tar holding one small text file, made the same way
 /// every time (no timestamps).
@@ -62,11 +63,16 @@ pub async fn push_probe(
 ) -> Result<String, OciError> {
     let mut wanted: Vec<serde_json::Value> = platforms.iter().filter_map(|p| platform(p)).collect();
     if wanted.is_empty() || platforms.iter().any(|p| p == "all") {
-        wanted = COMMON_PLATFORMS.iter().filter_map(|p| platform(p)).collect();
+        wanted = COMMON_PLATFORMS
+            .iter()
+            .filter_map(|p| platform(p))
+            .collect();
     }
     let (gz, diff_id) = layer();
     let layer_digest = sha256(&gz);
-    registry.put_small_blob(repo, &layer_digest, gz.clone()).await?;
+    registry
+        .put_small_blob(repo, &layer_digest, gz.clone())
+        .await?;
     let mut entries = Vec::new();
     for p in &wanted {
         let mut config = json!({
@@ -79,7 +85,9 @@ pub async fn push_probe(
         }
         let config = serde_json::to_vec(&config).expect("JSON");
         let config_digest = sha256(&config);
-        registry.put_small_blob(repo, &config_digest, config.clone()).await?;
+        registry
+            .put_small_blob(repo, &config_digest, config.clone())
+            .await?;
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -92,7 +100,9 @@ pub async fn push_probe(
             digest: sha256(&manifest),
             bytes: manifest,
         };
-        registry.put_manifest(repo, &manifest.digest, &manifest).await?;
+        registry
+            .put_manifest(repo, &manifest.digest, &manifest)
+            .await?;
         entries.push(json!({
             "mediaType": manifest.media_type, "digest": manifest.digest,
             "size": manifest.bytes.len(), "platform": p,

@@ -101,6 +101,7 @@ impl Workspace {
         );
         if let (Some(k), Some(target)) = (&key, &self.target)
             && let Some(held) = self.render_cache.load::<Vec<String>>("airgap", k)
+            && let Some(kinds) = self.render_cache.load("kinds", k)
         {
             let mut all_there = true;
             for image in &held {
@@ -108,10 +109,13 @@ impl Workspace {
                 all_there &= target.manifest_digest(&repo, &reference).await?.is_some();
             }
             if all_there {
+                *self.rendered_kinds.lock().expect("kinds lock") = Some(kinds);
                 return Ok(());
             }
         }
         let yaml = wallaroo_oci::release::render_manifests(&render, &chart).await?;
+        let kinds = wallaroo_kube::permissions::rendered_kinds(&yaml);
+        *self.rendered_kinds.lock().expect("kinds lock") = Some(kinds.clone());
         let rendered = wallaroo_oci::release::rendered_containers(&yaml).map_err(|e| {
             OperationError::message(format!("the rendered release cannot be read: {e}"))
         })?;
@@ -140,6 +144,7 @@ impl Workspace {
         if problems.is_empty() {
             if let Some(k) = &key {
                 self.render_cache.store("airgap", k, &held);
+                self.render_cache.store("kinds", k, &kinds);
             }
             return Ok(());
         }

@@ -15,6 +15,7 @@ mod error;
 pub mod images;
 pub mod offline;
 pub mod output;
+pub mod permissions;
 pub mod plan;
 pub mod preflight;
 pub mod prepare;

@@ -36,8 +36,7 @@ pub struct PlanOutcome {
 pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, OperationError> {
     let _lock = ws.store.lock("wallaroo plan", request.lock_timeout)?;
     let cluster = ws.fresh_cluster().await?;
-    let preflight =
-        crate::preflight::checks_on(&ws.spec, &ws.helm, cluster, ws.target.as_deref());
+    let preflight = crate::preflight::checks_on(&ws.spec, &ws.helm, cluster, ws.target.as_deref());
     let work = async {
         let state = ws.store.load()?;
         let opts = PlanOptions {

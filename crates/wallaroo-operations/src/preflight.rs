@@ -17,7 +17,13 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the checks of a workspace's spec, the pull check included.
 pub async fn checks(ws: &Workspace) -> Result<Vec<Check>, OperationError> {
-    checks_on(&ws.spec, &ws.helm, ws.cluster().await?, ws.target.as_deref()).await
+    checks_on(
+        &ws.spec,
+        &ws.helm,
+        ws.cluster().await?,
+        ws.target.as_deref(),
+    )
+    .await
 }
 
 /// [`checks`] through a cluster connection the rest of the operation shares. The pull check
@@ -93,8 +99,7 @@ async fn pull_check(
         registry.namespace.trim_matches('/'),
         wallaroo_oci::probe::PROBE_NAME
     );
-    let image = match wallaroo_oci::probe::push_probe(target, &repo, &spec.images.platforms).await
-    {
+    let image = match wallaroo_oci::probe::push_probe(target, &repo, &spec.images.platforms).await {
         Ok(image) => image,
         Err(e) => {
             return vec![Check {

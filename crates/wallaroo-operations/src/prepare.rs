@@ -75,6 +75,9 @@ impl Workspace {
         if resolved {
             self.no_shared_nodes().await?;
             self.air_gap(&mut desired, &images).await?;
+            if self.check_permissions {
+                self.permissions(&desired).await?;
+            }
         }
         let mirror = self.target.as_ref().map(|target| {
             // Large uploads in progress are recorded beside the lockfile, so that the

@@ -82,6 +82,13 @@ pub struct Workspace {
     pub(crate) notes: std::sync::Mutex<Vec<String>>,
     /// What earlier renders of the chart found (see [`crate::render_cache`]).
     pub(crate) render_cache: crate::render_cache::RenderCache,
+    /// The kinds of the objects the release renders (from the air-gap check's render, or
+    /// the cache of it): what apply will ask the API server to create.
+    pub(crate) rendered_kinds:
+        std::sync::Mutex<Option<Vec<wallaroo_kube::permissions::RenderedKind>>>,
+    /// Whether a plan asks the API server if the identity may do everything apply needs
+    /// (`wallaroo rbac`, which writes the Role, does not).
+    pub check_permissions: bool,
     /// The cluster, connected on first use: one client for the whole operation, and the
     /// reads its steps share (see [`wallaroo_kube::Cluster`]).
     cluster: tokio::sync::OnceCell<wallaroo_kube::Cluster>,
@@ -154,6 +161,8 @@ impl Workspace {
             chart: std::sync::Mutex::new(None),
             notes: std::sync::Mutex::new(Vec::new()),
             render_cache: crate::render_cache::RenderCache::beside(&spec.lockfile_path()),
+            rendered_kinds: std::sync::Mutex::new(None),
+            check_permissions: true,
             cluster: tokio::sync::OnceCell::new(),
             spec,
         })

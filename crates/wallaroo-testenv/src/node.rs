@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::Error;
 use crate::env::{Env, Proc, Registry};
 use crate::process::{alive, free_port, spawn, stop, wait_until};
 use crate::provision::{NodeBinaries, node_binaries};
-use crate::Error;
 
 /// The taint every real node carries: `key=value:Effect`.
 pub const REAL_NODE_TAINT: &str = "wallaroo-testenv/real-node=true:NoSchedule";
@@ -167,7 +167,13 @@ impl Env {
             .clone()
             .unwrap_or_else(|| private_pause.clone());
         if opts.sandbox_image.is_none() {
-            crate::seed::app_image(self, &self.private, PAUSE_REPOSITORY, PAUSE_TAG, &[host_arch()])?;
+            crate::seed::app_image(
+                self,
+                &self.private,
+                PAUSE_REPOSITORY,
+                PAUSE_TAG,
+                &[host_arch()],
+            )?;
         }
 
         let bridge = format!("wtbr{index}");
@@ -276,19 +282,27 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
             std::env::var("PATH").unwrap_or_default()
         );
         let mut cmd = Command::new(bins.containerd_dir.join("containerd"));
-        cmd.arg("--config").arg(dir.join("containerd.toml")).env("PATH", &path);
+        cmd.arg("--config")
+            .arg(dir.join("containerd.toml"))
+            .env("PATH", &path);
         let log_name = format!("containerd-{}", node.name);
         let pid = spawn(&log_name, cmd, &self.run_dir)?;
         node.containerd = Proc { pid, port: 0 };
         let ctr = bins.containerd_dir.join("ctr");
-        wait_until(&log_name, pid, Duration::from_secs(30), &self.run_dir, || {
-            Command::new(&ctr)
-                .arg("--address")
-                .arg(&node.socket)
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })?;
+        wait_until(
+            &log_name,
+            pid,
+            Duration::from_secs(30),
+            &self.run_dir,
+            || {
+                Command::new(&ctr)
+                    .arg("--address")
+                    .arg(&node.socket)
+                    .arg("version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+        )?;
 
         // Load the sandbox image as an operator does, through a hosts directory that
         // trusts the CA whatever the node's own says.
@@ -307,7 +321,10 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
                     .args(["--namespace", "k8s.io", "images", "pull", "--hosts-dir"])
                     .arg(&kit_hosts)
                     .arg("--user")
-                    .arg(format!("{}:{}", self.private.username, self.private.password))
+                    .arg(format!(
+                        "{}:{}",
+                        self.private.username, self.private.password
+                    ))
                     .arg(private_pause),
             )?;
         }
@@ -357,7 +374,11 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
             &dir.join("kubelet.yaml"),
             &serde_json::to_string_pretty(&config).expect("JSON"),
         )?;
-        let labels: Vec<String> = opts.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels: Vec<String> = opts
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let mut cmd = Command::new(&bins.kubelet);
         cmd.arg(format!("--config={}", dir.join("kubelet.yaml").display()))
             .arg(format!("--kubeconfig={}", self.admin_kubeconfig.display()))
@@ -372,26 +393,32 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
         node.kubelet = Proc { pid, port };
         let api = self.api()?;
         let started = Instant::now();
-        wait_until(&log_name, pid, Duration::from_secs(120), &self.run_dir, || {
-            // A Node object left by an earlier node of this name is not this one.
-            api.get(&format!("/api/v1/nodes/{}", node.name))
-                .ok()
-                .filter(|n| {
-                    n["status"]["nodeInfo"]["containerRuntimeVersion"]
-                        .as_str()
-                        .is_some_and(|v| v.starts_with("containerd://"))
-                })
-                .and_then(|n| {
-                    n["status"]["conditions"].as_array().map(|c| {
-                        c.iter().any(|c| {
-                            c["type"] == "Ready"
-                                && c["status"] == "True"
-                                && started.elapsed() > Duration::from_millis(500)
+        wait_until(
+            &log_name,
+            pid,
+            Duration::from_secs(120),
+            &self.run_dir,
+            || {
+                // A Node object left by an earlier node of this name is not this one.
+                api.get(&format!("/api/v1/nodes/{}", node.name))
+                    .ok()
+                    .filter(|n| {
+                        n["status"]["nodeInfo"]["containerRuntimeVersion"]
+                            .as_str()
+                            .is_some_and(|v| v.starts_with("containerd://"))
+                    })
+                    .and_then(|n| {
+                        n["status"]["conditions"].as_array().map(|c| {
+                            c.iter().any(|c| {
+                                c["type"] == "Ready"
+                                    && c["status"] == "True"
+                                    && started.elapsed() > Duration::from_millis(500)
+                            })
                         })
                     })
-                })
-                .unwrap_or(false)
-        })?;
+                    .unwrap_or(false)
+            },
+        )?;
         Ok(())
     }
 
@@ -437,12 +464,19 @@ fn next_bridge_index(nodes: &BTreeMap<String, RealNode>) -> usize {
 /// The cgroup v1 hierarchies (or the v2 one) the kubelet manages.
 fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
     let base = Path::new("/sys/fs/cgroup");
-    let v1: Vec<PathBuf> = ["cpu", "cpuacct", "cpuset", "memory", "pids", "devices", "freezer", "blkio", "hugetlb", "systemd"]
-        .iter()
-        .map(|c| base.join(c))
-        .filter(|p| p.is_dir())
-        .collect();
-    let roots = if v1.is_empty() { vec![base.to_path_buf()] } else { v1 };
+    let v1: Vec<PathBuf> = [
+        "cpu", "cpuacct", "cpuset", "memory", "pids", "devices", "freezer", "blkio", "hugetlb",
+        "systemd",
+    ]
+    .iter()
+    .map(|c| base.join(c))
+    .filter(|p| p.is_dir())
+    .collect();
+    let roots = if v1.is_empty() {
+        vec![base.to_path_buf()]
+    } else {
+        v1
+    };
     roots
         .into_iter()
         .map(|r| r.join("wallaroo-testenv").join(name))

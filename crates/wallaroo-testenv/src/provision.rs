@@ -565,7 +565,10 @@ pub fn sample_app(arch: &str) -> Result<PathBuf, Error> {
         return Ok(target);
     }
     let dir = build_dir(&format!("sample-app-{}", v::SAMPLE_APP))?;
-    write(&dir.join("go.mod"), "module wallaroo.dev/sample-app\n\ngo 1.22\n")?;
+    write(
+        &dir.join("go.mod"),
+        "module wallaroo.dev/sample-app\n\ngo 1.22\n",
+    )?;
     write(&dir.join("main.go"), include_str!("sampleapp.go"))?;
     run(
         &format!("go build (sample app, {arch})"),

@@ -406,7 +406,11 @@ pub fn app_image(
         }))
         .expect("JSON");
         last = digest(&manifest);
-        let reference = if arches.len() > 1 { last.clone() } else { tag.to_string() };
+        let reference = if arches.len() > 1 {
+            last.clone()
+        } else {
+            tag.to_string()
+        };
         put_manifest(
             &client,
             registry,

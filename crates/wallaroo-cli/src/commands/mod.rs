@@ -10,6 +10,7 @@ pub mod images;
 pub mod output;
 pub mod plan;
 pub mod preflight;
+pub mod rbac;
 pub mod state;
 pub mod support;
 pub mod validate;
