@@ -177,7 +177,12 @@ fn a_node_without_the_ca_stops_the_plan_and_with_it_the_release_runs_there() {
         "{said}"
     );
     let out = wallaroo(env, dir, &spec, &["apply", "--auto-approve"], &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("Pods: 3 of 3 Ready; 2 pulled their images from the registry, 1 on simulated nodes (no pull)."),
+        "{said}"
+    );
     let api = env.api().unwrap();
     let prefix = format!("{}/{id}/", env.private.address());
     let running: Vec<(String, String)> = wait(
@@ -223,6 +228,32 @@ fn a_node_without_the_ca_stops_the_plan_and_with_it_the_release_runs_there() {
         "{images}"
     );
     check_namespaces_gone(env);
+
+    // Without the check (turned off), an upgrade whose new pods must pull on a node that no
+    // longer trusts the CA fails in helm's wait; the apply summary names each stuck pod
+    // with the kubelet's reason and message.
+    node.trust_ca(env, &env.private, false).unwrap();
+    for image in ["conductor-wallsvc", "keycloak"] {
+        let _ = node.crictl(&["rmi", &format!("{prefix}{image}:2025.1.0-6290")]);
+    }
+    let unchecked = spec
+        .replace(
+            "  ca_file   = var.private_ca_file\n",
+            "  ca_file   = var.private_ca_file\n  pull_check = false\n",
+        )
+        .replace(
+            "timeout = \"2m\"",
+            "timeout = \"20s\"\n  values  = { deploymentStage = \"upgraded\" }",
+        );
+    assert_ne!(unchecked, spec);
+    let out = wallaroo(env, dir, &unchecked, &["apply", "--auto-approve"], &[]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("Pods: "), "{said}");
+    assert!(
+        said.contains(&format!(" on node {name} is stuck: ")) && said.contains("x509"),
+        "{said}"
+    );
 
     let out = wallaroo(env, dir, &spec, &["destroy", "--auto-approve"], &[]);
     assert!(out.status.success(), "{}", text(&out));

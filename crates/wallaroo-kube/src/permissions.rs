@@ -210,9 +210,9 @@ pub fn rbac_yaml(
     sa_name: &str,
     cluster_wide: bool,
 ) -> String {
-    // scope -> (group, verbs) -> resources
-    let mut scopes: BTreeMap<Option<String>, BTreeMap<String, BTreeMap<String, BTreeSet<String>>>> =
-        BTreeMap::new();
+    // scope (a namespace, or cluster-wide) -> group -> resource -> verbs
+    type Verbs = BTreeMap<String, BTreeSet<String>>;
+    let mut scopes: BTreeMap<Option<String>, BTreeMap<String, Verbs>> = BTreeMap::new();
     for n in needs {
         let scope = if cluster_wide {
             None

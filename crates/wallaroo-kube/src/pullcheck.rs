@@ -438,8 +438,7 @@ fn pulled(pod: &Pod, name: &str, events: &[Event]) -> Pulled {
                         .iter()
                         .filter(|e| e.reason.as_deref() == Some("Failed"))
                         .filter_map(|e| e.message.clone())
-                        .filter(|m| !m.starts_with("Error: "))
-                        .next_back()
+                        .rfind(|m| !m.starts_with("Error: "))
                         .or(w.message.clone().filter(|m| !m.starts_with("Back-off")))
                         .unwrap_or_default();
                     if message.is_empty() {
@@ -661,4 +660,143 @@ mod tests {
         );
         assert!(what.contains("does not resolve"), "{what}");
     }
+}
+
+/// How the release's pods stand after an apply: whether their images were pulled and they
+/// are Ready, and which are stuck pulling (with the kubelet's reason and message).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PodsReport {
+    pub total: usize,
+    pub ready: usize,
+    /// Pods whose every container's image was pulled by a real runtime.
+    pub pulled: usize,
+    /// Pods on simulated (kwok) nodes: Ready without pulling anything.
+    pub simulated: usize,
+    pub stuck: Vec<StuckPod>,
+}
+
+/// A pod whose node cannot pull one of its images.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StuckPod {
+    pub pod: String,
+    pub node: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The pods of namespace `ns`, as [`PodsReport`] counts them. Pods gone since `since` (an
+/// upgrade helm rolled back, say) that failed to pull are named too, from their events.
+pub async fn release_pods(
+    cluster: &Cluster,
+    ns: &str,
+    since: std::time::SystemTime,
+) -> Result<PodsReport, kube::Error> {
+    let client = cluster.client().clone();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let nodes: Api<Node> = Api::all(client);
+    let all = ListParams::default();
+    let (pods, events) = tokio::join!(pods.list(&all), events.list(&all));
+    let pods = pods?;
+    let events = events.map(|l| l.items).unwrap_or_default();
+    let mut simulated_nodes: BTreeMap<String, bool> = BTreeMap::new();
+    let mut report = PodsReport::default();
+    for pod in &pods.items {
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        report.total += 1;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let status = pod.status.as_ref();
+        let ready = status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if ready {
+            report.ready += 1;
+        }
+        let simulated = if node.is_empty() {
+            false
+        } else {
+            match simulated_nodes.get(&node) {
+                Some(s) => *s,
+                None => {
+                    let s = nodes
+                        .get_opt(&node)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|n| simulated(&n));
+                    simulated_nodes.insert(node.clone(), s);
+                    s
+                }
+            }
+        };
+        let containers = status
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default();
+        if simulated {
+            report.simulated += 1;
+        } else if !containers.is_empty() && containers.iter().all(|c| !c.image_id.is_empty()) {
+            report.pulled += 1;
+        }
+        if let Pulled::Failed { reason, message } = pulled(pod, &name, &events) {
+            report.stuck.push(StuckPod {
+                pod: name,
+                node,
+                reason,
+                message: one_line(&message),
+            });
+        }
+    }
+    // Pods that are gone but could not pull while they lived, during this run.
+    let since = k8s_openapi::jiff::Timestamp::try_from(since).ok();
+    let live: std::collections::BTreeSet<String> = pods
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    let mut gone: BTreeMap<String, StuckPod> = BTreeMap::new();
+    for e in &events {
+        let Some(pod) = e.involved_object.name.clone() else {
+            continue;
+        };
+        let when = e
+            .last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or(e.event_time.as_ref().map(|t| t.0));
+        let recent = match (since, when) {
+            (Some(since), Some(when)) => when >= since,
+            _ => false,
+        };
+        let message = e.message.clone().unwrap_or_default();
+        if e.involved_object.kind.as_deref() == Some("Pod")
+            && !live.contains(&pod)
+            && recent
+            && e.reason.as_deref() == Some("Failed")
+            && message.starts_with("Failed to pull image")
+        {
+            let node = e
+                .source
+                .as_ref()
+                .and_then(|s| s.host.clone())
+                .unwrap_or_default();
+            gone.insert(
+                pod.clone(),
+                StuckPod {
+                    pod: format!("{pod} (since removed)"),
+                    node,
+                    reason: "ErrImagePull".into(),
+                    message: one_line(&message),
+                },
+            );
+        }
+    }
+    report.stuck.extend(gone.into_values());
+    Ok(report)
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use wallaroo_engine::{
     Address, ApplyOptions, ApplyReport, ApplyReporter, Plan, PlanMode, PlanOptions,
 };
+pub use wallaroo_kube::pullcheck::{PodsReport, StuckPod};
 use wallaroo_oci::MirrorStats;
 use wallaroo_state::StateLock;
 
@@ -44,6 +45,9 @@ pub struct ApplyOutcome {
     pub report: ApplyReport,
     /// What mirroring copied, when the spec mirrors images.
     pub mirror: Option<MirrorStats>,
+    /// After an apply that installed or upgraded the release: how its pods stand (pulled,
+    /// Ready, stuck pulling). `None` when the release was not touched or could not be read.
+    pub pods: Option<PodsReport>,
 }
 
 /// Takes the run lock and makes the plan (or reads the saved one and refuses it when the
@@ -120,6 +124,7 @@ impl Run<'_> {
         options: &ApplyOptions,
         reporter: &dyn ApplyReporter,
     ) -> Result<ApplyOutcome, OperationError> {
+        let started = std::time::SystemTime::now();
         let report = self
             .prepared
             .engine
@@ -131,9 +136,36 @@ impl Run<'_> {
                 reporter,
             )
             .await?;
+        // The release's pods, when this run installed or upgraded it.
+        let release_touched = self.plan.mode == PlanMode::Apply
+            && self.plan.changes.iter().any(|c| {
+                c.kind == "helm_release"
+                    && matches!(
+                        report.steps.get(&c.address),
+                        Some(
+                            wallaroo_engine::StepResult::Applied { .. }
+                                | wallaroo_engine::StepResult::Failed { .. }
+                        )
+                    )
+            });
+        let pods = if release_touched {
+            match self.ws.cluster().await {
+                Ok(cluster) => wallaroo_kube::pullcheck::release_pods(
+                    cluster,
+                    &self.ws.spec.wallaroo.namespace,
+                    started,
+                )
+                .await
+                .ok(),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
         Ok(ApplyOutcome {
             report,
             mirror: self.prepared.mirror.as_ref().map(|m| m.stats()),
+            pods,
         })
     }
 }

@@ -144,6 +144,7 @@ async fn execute(
                 verb,
                 &RunSummary::of(&report, t0.elapsed(), lockfile(&ws)),
                 None,
+                None,
             );
             return Ok(ExitCode::SUCCESS);
         }
@@ -208,7 +209,13 @@ async fn execute(
         ExitCode::from(1)
     };
     if let Some(e) = events {
-        summary_event(e, verb, &summary, outcome.mirror.as_ref());
+        summary_event(
+            e,
+            verb,
+            &summary,
+            outcome.mirror.as_ref(),
+            outcome.pods.as_ref(),
+        );
         return Ok(exit);
     }
 
@@ -256,6 +263,9 @@ async fn execute(
             HumanBytes(summary.bytes.present)
         );
     }
+    if let Some(p) = &outcome.pods {
+        print!("{}", pods_text(p));
+    }
     if summary.skipped > 0 {
         println!("\n{} step(s) did not run:", summary.skipped);
         for (address, step) in &report.steps {
@@ -284,11 +294,31 @@ fn lockfile(ws: &Workspace) -> String {
     }
 }
 
+/// The release's pods after apply: how many pulled and are Ready, and each stuck pulling.
+fn pods_text(p: &wallaroo_operations::apply::PodsReport) -> String {
+    let mut out = format!(
+        "Pods: {} of {} Ready; {} pulled their images from the registry",
+        p.ready, p.total, p.pulled
+    );
+    if p.simulated > 0 {
+        out.push_str(&format!(", {} on simulated nodes (no pull)", p.simulated));
+    }
+    out.push_str(".\n");
+    for s in &p.stuck {
+        out.push_str(&format!(
+            "  pod {} on node {} is stuck: {}: {}\n",
+            s.pod, s.node, s.reason, s.message
+        ));
+    }
+    out
+}
+
 fn summary_event(
     events: &Events,
     verb: &str,
     s: &RunSummary,
     mirror: Option<&wallaroo_operations::MirrorStats>,
+    pods: Option<&wallaroo_operations::apply::PodsReport>,
 ) {
     let mut event = json!({
         "command": verb,
@@ -306,6 +336,9 @@ fn summary_event(
             "blobs_mounted": m.blobs_mounted,
             "blobs_present": m.blobs_present,
         });
+    }
+    if let Some(p) = pods {
+        event["pods"] = serde_json::to_value(p).expect("pods serialize");
     }
     events.emit("summary", event);
 }
