@@ -243,7 +243,7 @@ fn a_node_without_the_ca_stops_the_plan_and_with_it_the_release_runs_there() {
         )
         .replace(
             "timeout = \"2m\"",
-            "timeout = \"20s\"\n  values  = { deploymentStage = \"upgraded\" }",
+            "timeout = \"45s\"\n  values  = { deploymentStage = \"upgraded\" }",
         );
     assert_ne!(unchecked, spec);
     let out = wallaroo(env, dir, &unchecked, &["apply", "--auto-approve"], &[]);

@@ -70,9 +70,10 @@ pub async fn push_probe(
     }
     let (gz, diff_id) = layer();
     let layer_digest = sha256(&gz);
-    registry
-        .put_small_blob(repo, &layer_digest, gz.clone())
-        .await?;
+    // Everything is made here first: when the tag already names this exact index (every
+    // plan after the first), one HEAD request is all the check costs the registry.
+    let mut blobs = vec![(layer_digest.clone(), gz.clone())];
+    let mut manifests = Vec::new();
     let mut entries = Vec::new();
     for p in &wanted {
         let mut config = json!({
@@ -85,9 +86,6 @@ pub async fn push_probe(
         }
         let config = serde_json::to_vec(&config).expect("JSON");
         let config_digest = sha256(&config);
-        registry
-            .put_small_blob(repo, &config_digest, config.clone())
-            .await?;
         let manifest = serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -100,13 +98,12 @@ pub async fn push_probe(
             digest: sha256(&manifest),
             bytes: manifest,
         };
-        registry
-            .put_manifest(repo, &manifest.digest, &manifest)
-            .await?;
         entries.push(json!({
             "mediaType": manifest.media_type, "digest": manifest.digest,
             "size": manifest.bytes.len(), "platform": p,
         }));
+        blobs.push((config_digest, config));
+        manifests.push(manifest);
     }
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -119,8 +116,20 @@ pub async fn push_probe(
         digest: sha256(&index),
         bytes: index,
     };
+    let reference = format!("{}/{repo}@{}", registry.host(), index.digest);
+    if registry.manifest_digest(repo, PROBE_TAG).await?.as_deref() == Some(index.digest.as_str()) {
+        return Ok(reference);
+    }
+    for (digest, bytes) in blobs {
+        registry.put_small_blob(repo, &digest, bytes).await?;
+    }
+    for manifest in &manifests {
+        registry
+            .put_manifest(repo, &manifest.digest, manifest)
+            .await?;
+    }
     registry.put_manifest(repo, PROBE_TAG, &index).await?;
-    Ok(format!("{}/{repo}@{}", registry.host(), index.digest))
+    Ok(reference)
 }
 
 impl Registry {

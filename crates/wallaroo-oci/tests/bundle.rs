@@ -387,7 +387,7 @@ async fn a_bundle_its_disk_cannot_hold_fails_at_the_start_and_leaves_nothing() {
     let env = seed("tiny", path.clone()).await;
     let vendor: Arc<dyn ImageSource> = Arc::new(registry(env, &env.vendor));
     let inputs = inputs(env, &vendor, "tiny", &path).await;
-    // A filesystem of 64 KiB (tmpfs), far smaller than the bundle (about 250 KiB).
+    // A filesystem of 64 KiB (tmpfs), far smaller than the bundle (about 1.6 MiB).
     let dir = tempfile::tempdir().unwrap();
     let mounted = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
@@ -410,7 +410,7 @@ async fn a_bundle_its_disk_cannot_hold_fails_at_the_start_and_leaves_nothing() {
         .unwrap();
     let err = result.unwrap_err().to_string();
     assert!(
-        err.contains("cannot set aside") && err.contains("KiB for the bundle on its disk"),
+        err.contains("cannot set aside") && err.contains("iB for the bundle on its disk"),
         "{err}"
     );
     assert!(left.is_empty(), "{left:?}");

@@ -128,7 +128,7 @@ impl RealNode {
             .args(["link", "delete", &self.bridge])
             .stderr(std::process::Stdio::null())
             .status();
-        remove_cgroups(&self.name);
+        remove_cgroups(&cgroup_name(&self.name, &self.dir));
         if let Ok(api) = env.api() {
             let _ = api.delete(&format!("/api/v1/nodes/{}", self.name));
         }
@@ -331,8 +331,9 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
 
         // The kubelet, in a cgroup subtree of its own so that several real nodes on one
         // machine never take each other's pods for orphans.
-        let cgroup_root = format!("/wallaroo-testenv/{}", node.name);
-        make_cgroups(&node.name)?;
+        let cgroup = cgroup_name(&node.name, &dir);
+        let cgroup_root = format!("/wallaroo-testenv/{cgroup}");
+        make_cgroups(&cgroup)?;
         let port = free_port();
         let healthz = free_port();
         let mut taints = vec![REAL_NODE_TAINT.to_string()];
@@ -459,6 +460,16 @@ fn next_bridge_index(nodes: &BTreeMap<String, RealNode>) -> usize {
                 && !Path::new("/sys/class/net").join(&name).exists()
         })
         .unwrap_or(250)
+}
+
+/// The node's cgroup under `/wallaroo-testenv`: its name and a hash of its directory, so two
+/// environments on one machine (a sandbox and a fresh run beside it) never share one.
+fn cgroup_name(name: &str, dir: &Path) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in dir.as_os_str().as_encoded_bytes() {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    format!("{name}-{h:08x}")
 }
 
 /// The cgroup v1 hierarchies (or the v2 one) the kubelet manages.

@@ -298,10 +298,11 @@ pub fn seed(
             }
             let mut image_config = json!({"Labels": {"ai.wallaroo.image": image.name, "ai.wallaroo.version": image.tag}});
             if image.runnable {
+                // The program is the base layer, so the top layer stays the image's own.
                 let (gz, diff_id) = app_layer(arch)?;
                 pushed += push_blob(&client, registry, &repo, &gz)?;
-                layer_descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&gz), "size": gz.len()}));
-                diff_ids.push(diff_id);
+                layer_descs.insert(0, json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&gz), "size": gz.len()}));
+                diff_ids.insert(0, diff_id);
                 image_config["Entrypoint"] = json!(["/app", image.name]);
             }
             let config = serde_json::to_vec(&json!({
