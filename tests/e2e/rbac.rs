@@ -142,3 +142,43 @@ fn a_cronjob_the_identity_may_not_create_stops_the_plan_and_wallaroo_rbac_grants
         "/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}"
     ));
 }
+
+/// The test kit's ServiceAccount is made from what `wallaroo rbac --cluster-wide` prints for
+/// the quickstart (`crates/wallaroo-testenv/src/rbac-quickstart.yaml`); this keeps that file
+/// current (`WALLAROO_BLESS=1` rewrites it), so the role every test runs as follows the
+/// command, not a hand-kept list.
+#[test]
+fn the_test_kits_role_is_what_wallaroo_rbac_prints_for_the_quickstart() {
+    let env = shared();
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    wallaroo_testenv::seed::seed(
+        env,
+        &preset,
+        &env.vendor,
+        "wallaroo",
+        &repo().join("tests/charts/wallaroo-sample"),
+    )
+    .unwrap();
+    let id = unique("rbackit");
+    let op = operator_spec(env, &id, None);
+    std::fs::write(op.dir.path().join("wallaroo.hcl"), &op.spec).unwrap();
+    let (code, yaml, err) = run(env, op.dir.path(), &["rbac", "--cluster-wide"]);
+    assert_eq!(code, Some(0), "{err}");
+    let kept = repo().join("crates/wallaroo-testenv/src/rbac-quickstart.yaml");
+    if std::env::var_os("WALLAROO_BLESS").is_some() {
+        std::fs::write(&kept, &yaml).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&kept).unwrap(),
+        yaml,
+        "the test kit's role is stale: run WALLAROO_BLESS=1 cargo test -p wallaroo-cli --test e2e_rbac"
+    );
+    // And what the kit grants holds every rule of it.
+    let granted = wallaroo_testenv::rbac::cluster_role();
+    for rule in wallaroo_testenv::rbac::rules_of(&yaml) {
+        assert!(
+            granted["rules"].as_array().unwrap().contains(&rule),
+            "{rule} is not granted to the test kit's ServiceAccount"
+        );
+    }
+}

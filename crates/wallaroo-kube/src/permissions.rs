@@ -112,6 +112,9 @@ pub fn needs(t: &Touches) -> BTreeSet<Need> {
     let ns = t.namespace.as_str();
     // wallaroo creates the release's namespace.
     add("", "namespaces", None, &["get", "create", "patch"]);
+    // Preflight: the nodepools' nodes, and whether there is a storage class.
+    add("", "nodes", None, &["get", "list"]);
+    add("storage.k8s.io", "storageclasses", None, &["list"]);
     for secrets_ns in &t.secrets_in {
         add("", "secrets", Some(secrets_ns), MANAGE);
     }

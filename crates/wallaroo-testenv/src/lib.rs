@@ -17,7 +17,7 @@ pub mod paths;
 mod pki;
 pub mod process;
 pub mod provision;
-mod rbac;
+pub mod rbac;
 pub mod seed;
 pub mod tokenauth;
 pub mod versions;
