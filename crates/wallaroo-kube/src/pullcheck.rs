@@ -191,6 +191,11 @@ fn name_of(node: &Node) -> String {
     node.metadata.name.clone().unwrap_or_default()
 }
 
+/// The check's pod for the `i`th pool it pulls on.
+fn pod_name(i: usize) -> String {
+    format!("pull-{i}")
+}
+
 /// A random suffix for the check's namespace.
 fn suffix() -> String {
     let mut b = [0u8; 4];
@@ -231,7 +236,21 @@ async fn pods_pull(
         );
     }
     let results = in_namespace(&client, &ns_name, input, picked, started).await;
-    // Delete everything the check made; pods go with the namespace.
+    // Delete everything the check made. The pods first, at once (grace 0: the API server
+    // forgets them without waiting for the kubelet, which stops the containers after), so
+    // the namespace has nothing left that makes it linger.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns_name);
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::background()
+    };
+    futures_util::future::join_all((0..picked.len()).map(|i| {
+        let name = pod_name(i);
+        let pods = &pods;
+        let now = &now;
+        async move { pods.delete(&name, now).await }
+    }))
+    .await;
     let _ = namespaces
         .delete(
             &ns_name,
@@ -276,7 +295,7 @@ async fn in_namespace(
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut pod_pool: BTreeMap<String, String> = BTreeMap::new();
     for (i, (pool, node)) in picked.iter().enumerate() {
-        let name = format!("pull-{i}");
+        let name = pod_name(i);
         let mut spec = json!({
             "nodeName": name_of(node),
             "restartPolicy": "Never",
