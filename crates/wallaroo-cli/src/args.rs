@@ -87,6 +87,9 @@ pub enum Command {
     /// Write one .tar.gz for vendor support: versions, preflight, lockfile, the plan, nodes,
     /// pods, events, container logs and the helm release, with every secret redacted.
     SupportBundle(SupportBundleArgs),
+    /// Serve the Language Server Protocol on stdin and stdout, for editors: diagnostics (as
+    /// `validate` gives them), completion, hover, go to definition, outline, formatting.
+    Lsp,
     /// Print the least Role and ClusterRole (with bindings) that let an identity apply this
     /// spec and chart, from the release as a plan renders it.
     Rbac(RbacArgs),

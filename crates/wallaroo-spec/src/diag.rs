@@ -104,6 +104,13 @@ impl SpecDiagnostic {
         }
     }
 
+    /// The byte range the problem points at (its primary label), when it has a place.
+    pub fn span(&self) -> Option<Range<usize>> {
+        self.labels
+            .first()
+            .map(|l| l.offset()..l.offset() + l.len())
+    }
+
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self

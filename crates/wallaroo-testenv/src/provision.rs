@@ -138,6 +138,12 @@ const DEBIAN: [(&str, &str); 6] = [
     ("nginx", "nginx"),
 ];
 
+/// Programs only some tests run, installed when one asks ([`program`]), never by `up`.
+const ON_DEMAND: [(&str, &str); 1] = [
+    // An editor with a built-in LSP client, for the language server's test.
+    ("nvim", "neovim"),
+];
+
 fn apt_install(packages: &[&str]) -> Result<(), Error> {
     run(
         "apt-get update",
@@ -162,6 +168,7 @@ pub fn program(tool: &str) -> Result<PathBuf, Error> {
     }
     let deb = DEBIAN
         .iter()
+        .chain(ON_DEMAND.iter())
         .find(|(t, _)| *t == tool)
         .map(|(_, d)| *d)
         .unwrap_or(tool);
