@@ -11,18 +11,11 @@ use serde_json::Value;
 use wallaroo_testenv::{shared, unique};
 
 mod common;
-use common::{operator_spec, repo};
+use common::{operator_spec, repo, sample_chart_copy, seed_tiny};
 
 /// The sample chart and a nightly CronJob running one of the release's images.
 fn chart_with_cronjob(dir: &Path) -> std::path::PathBuf {
-    let chart = dir.join("wallaroo");
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(repo().join("tests/charts/wallaroo-sample"))
-        .arg(&chart)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let chart = sample_chart_copy(dir);
     std::fs::write(
         chart.join("templates/cronjob.yaml"),
         r#"apiVersion: batch/v1
@@ -150,15 +143,7 @@ fn a_cronjob_the_identity_may_not_create_stops_the_plan_and_wallaroo_rbac_grants
 #[test]
 fn the_test_kits_role_is_what_wallaroo_rbac_prints_for_the_quickstart() {
     let env = shared();
-    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
-    wallaroo_testenv::seed::seed(
-        env,
-        &preset,
-        &env.vendor,
-        "wallaroo",
-        &repo().join("tests/charts/wallaroo-sample"),
-    )
-    .unwrap();
+    seed_tiny(env);
     let id = unique("rbackit");
     let op = operator_spec(env, &id, None);
     std::fs::write(op.dir.path().join("wallaroo.hcl"), &op.spec).unwrap();

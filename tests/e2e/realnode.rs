@@ -15,7 +15,7 @@ use wallaroo_testenv::node::{NodeOptions, RealNode};
 use wallaroo_testenv::{Env, shared, unique};
 
 mod common;
-use common::{operator_spec, repo};
+use common::{operator_spec, seed_tiny};
 
 /// Stops the real node when the test ends, passed or not.
 struct Stopping<'a>(&'a Env, String);
@@ -24,18 +24,6 @@ impl Drop for Stopping<'_> {
     fn drop(&mut self) {
         let _ = self.0.stop_real_node(&self.1);
     }
-}
-
-fn seed_tiny(env: &Env) {
-    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
-    wallaroo_testenv::seed::seed(
-        env,
-        &preset,
-        &env.vendor,
-        "wallaroo",
-        &repo().join("tests/charts/wallaroo-sample"),
-    )
-    .unwrap();
 }
 
 /// The operator's quickstart with the real node as the general pool's first node, the

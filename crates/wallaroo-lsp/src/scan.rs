@@ -101,21 +101,8 @@ pub fn outline(text: &str) -> Vec<Span> {
             continue;
         }
         match c {
-            '#' => {
-                // A comment: to the end of the line.
-                for n in chars.by_ref() {
-                    if n == '\n' {
-                        line += 1;
-                        col = 0;
-                        break;
-                    }
-                }
-                if brackets == 0 {
-                    stmt.clear();
-                    stmt_start = None;
-                }
-            }
-            '/' if chars.peek() == Some(&'/') => {
+            '#' | '/' if c == '#' || chars.peek() == Some(&'/') => {
+                // A comment (`#` or `//`): to the end of the line.
                 for n in chars.by_ref() {
                     if n == '\n' {
                         line += 1;

@@ -52,3 +52,30 @@ pub fn operator_spec(env: &wallaroo_testenv::Env, id: &str, path: Option<&str>) 
     spec.push_str("helm {\n  timeout = \"2m\"\n}\n");
     OperatorSpec { dir, nodes, spec }
 }
+
+/// Seeds the vendor registry with the `tiny` preset under `wallaroo`, where the quickstart
+/// reads it (a no-op when it is there).
+pub fn seed_tiny(env: &wallaroo_testenv::Env) {
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    wallaroo_testenv::seed::seed(
+        env,
+        &preset,
+        &env.vendor,
+        "wallaroo",
+        &repo().join("tests/charts/wallaroo-sample"),
+    )
+    .unwrap();
+}
+
+/// A copy of the sample chart at `dir/wallaroo`, for a test to add templates to.
+pub fn sample_chart_copy(dir: &Path) -> PathBuf {
+    let chart = dir.join("wallaroo");
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("tests/charts/wallaroo-sample"))
+        .arg(&chart)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    chart
+}
