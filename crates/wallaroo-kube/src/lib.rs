@@ -19,6 +19,7 @@ pub mod pullcheck;
 mod secret;
 pub mod state_backend;
 pub mod support;
+pub mod troubleshoot;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -198,6 +198,23 @@ pub fn plan_schema() -> Value {
             ordered.insert(k, v);
             if after_drift {
                 ordered.insert(PLAN_IMAGES.into(), images.clone());
+                ordered.insert(
+                    "vendor_preflight".into(),
+                    serde_json::json!({
+                        "type": "array",
+                        "description": "The vendor's troubleshoot.sh preflight analyzers the release carries, each with its outcome (a failing one stops the plan, so a plan holds passes and warnings).",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "check": {"type": "string"},
+                                "outcome": {"enum": ["pass", "warn", "fail"]},
+                                "message": {"type": "string"}
+                            },
+                            "required": ["check", "outcome", "message"],
+                            "additionalProperties": false
+                        }
+                    }),
+                );
             }
         }
         *props = ordered;

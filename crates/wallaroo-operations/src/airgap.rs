@@ -102,6 +102,7 @@ impl Workspace {
         if let (Some(k), Some(target)) = (&key, &self.target)
             && let Some(held) = self.render_cache.load::<Vec<String>>("airgap", k)
             && let Some(kinds) = self.render_cache.load("kinds", k)
+            && let Some(specs) = self.render_cache.load::<Vec<String>>("preflights", k)
         {
             let mut all_there = true;
             for image in &held {
@@ -110,12 +111,15 @@ impl Workspace {
             }
             if all_there {
                 *self.rendered_kinds.lock().expect("kinds lock") = Some(kinds);
+                *self.vendor_preflight_specs.lock().expect("specs lock") = Some(specs);
                 return Ok(());
             }
         }
         let yaml = wallaroo_oci::release::render_manifests(&render, &chart).await?;
         let kinds = wallaroo_kube::permissions::rendered_kinds(&yaml);
         *self.rendered_kinds.lock().expect("kinds lock") = Some(kinds.clone());
+        let specs = wallaroo_kube::troubleshoot::preflight_specs(&yaml);
+        *self.vendor_preflight_specs.lock().expect("specs lock") = Some(specs.clone());
         let rendered = wallaroo_oci::release::rendered_containers(&yaml).map_err(|e| {
             OperationError::message(format!("the rendered release cannot be read: {e}"))
         })?;
@@ -145,6 +149,15 @@ impl Workspace {
             if let Some(k) = &key {
                 self.render_cache.store("airgap", k, &held);
                 self.render_cache.store("kinds", k, &kinds);
+                // The cache holds no secret: specs that show one are rendered again instead.
+                let secrets = wallaroo_model::sensitive::secret_strings(&self.spec);
+                if !specs.iter().any(|s| {
+                    secrets
+                        .iter()
+                        .any(|x| !x.is_empty() && s.contains(x.as_str()))
+                }) {
+                    self.render_cache.store("preflights", k, &specs);
+                }
             }
             return Ok(());
         }

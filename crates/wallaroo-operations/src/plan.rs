@@ -59,11 +59,14 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
             .plan(&prepared.desired, state.as_ref(), &opts)
             .await?;
         wallaroo_model::set_plan_images(&mut plan, &prepared.images);
-        Ok::<_, OperationError>(plan)
+        set_vendor_checks(&mut plan, &prepared.vendor_checks);
+        Ok::<_, OperationError>((plan, prepared.vendor_checks))
     };
     tokio::pin!(preflight, work);
     let failed = |checks: &[Check]| checks.iter().any(|c| c.outcome == Outcome::Fail);
-    tokio::select! {
+    // The vendor's preflights run inside the plan's work (they need the rendered release);
+    // when they fail, our own checks are listed with them.
+    let (checks, planned) = tokio::select! {
         biased;
         checks = &mut preflight => {
             let checks = checks?;
@@ -71,17 +74,47 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
                 // The plan's reads are dropped unfinished.
                 return Err(OperationError::Preflight(checks));
             }
-            let plan = work.await?;
-            Ok(PlanOutcome { plan, preflight: checks })
+            (checks, work.await)
         }
-        planned = &mut work => {
-            let checks = preflight.await?;
-            if failed(&checks) {
-                return Err(OperationError::Preflight(checks));
-            }
-            Ok(PlanOutcome { plan: planned?, preflight: checks })
+        planned = &mut work => (preflight.await?, planned),
+    };
+    match planned {
+        Err(OperationError::Preflight(vendor)) => {
+            let mut all = checks;
+            all.extend(vendor);
+            Err(OperationError::Preflight(all))
+        }
+        _ if failed(&checks) => Err(OperationError::Preflight(checks)),
+        Err(e) => Err(e),
+        Ok((plan, vendor)) => {
+            let mut all = checks;
+            all.extend(vendor);
+            Ok(PlanOutcome {
+                plan,
+                preflight: all,
+            })
         }
     }
+}
+
+/// The vendor's preflight outcomes in the plan (`vendor_preflight`), so that JSON and
+/// Markdown plans carry them.
+fn set_vendor_checks(plan: &mut Plan, checks: &[Check]) {
+    if checks.is_empty() {
+        return;
+    }
+    let list: Vec<serde_json::Value> = checks
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "check": c.name.trim_start_matches("vendor preflight: "),
+                "outcome": format!("{:?}", c.outcome).to_lowercase(),
+                "message": c.detail,
+            })
+        })
+        .collect();
+    plan.inputs
+        .insert("vendor_preflight".into(), serde_json::Value::Array(list));
 }
 
 /// Saves a plan file (no secrets are in it).

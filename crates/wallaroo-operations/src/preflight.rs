@@ -141,3 +141,66 @@ async fn pull_check(
     };
     wallaroo_kube::pullcheck::run(cluster, &input).await
 }
+
+impl Workspace {
+    /// The vendor's troubleshoot preflights: the `Preflight` specs the release carries and
+    /// those the spec names, run with the real `preflight` program. Every analyzer's outcome
+    /// is a check; a failing one (or a program that cannot run them) stops the plan, with
+    /// [`OperationError::Preflight`].
+    pub(crate) async fn vendor_preflights(&self) -> Result<Vec<Check>, OperationError> {
+        let t = &self.spec.troubleshoot;
+        if !t.preflights {
+            return Ok(Vec::new());
+        }
+        let mut specs = self
+            .vendor_preflight_specs
+            .lock()
+            .expect("specs lock")
+            .clone()
+            .unwrap_or_default();
+        for file in &t.preflight_specs {
+            let path = self.spec.resolve_path(file);
+            specs.push(std::fs::read_to_string(&path).map_err(|e| {
+                OperationError::message(format!(
+                    "cannot read the preflight spec {} (troubleshoot {{ preflight_specs }}): {e}",
+                    path.display()
+                ))
+            })?);
+        }
+        if specs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let configured = t
+            .preflight_program
+            .as_ref()
+            .map(|p| self.spec.resolve_path(p));
+        let failed = |detail: String, hint: &str| {
+            OperationError::Preflight(vec![Check {
+                name: "vendor preflight".into(),
+                outcome: Outcome::Fail,
+                detail,
+                hint: Some(hint.into()),
+            }])
+        };
+        let Some(program) = wallaroo_kube::troubleshoot::find_program(configured.as_deref()) else {
+            return Err(failed(
+                format!(
+                    "the release carries {} troubleshoot preflight spec(s), and the `preflight` program is not installed",
+                    specs.len()
+                ),
+                "install troubleshoot's `preflight` (the air-gap guide's `kubectl preflight`), name it with troubleshoot { preflight_program } or WALLAROO_PREFLIGHT, or set troubleshoot { preflights = false }",
+            ));
+        };
+        let checks = wallaroo_kube::troubleshoot::run_preflight(
+            &program,
+            crate::prepare::helm_kubeconfig().as_deref(),
+            &specs,
+        )
+        .await
+        .map_err(|e| failed(e, "the vendor's preflight program could not run its checks"))?;
+        if checks.iter().any(|c| c.outcome == Outcome::Fail) {
+            return Err(OperationError::Preflight(checks));
+        }
+        Ok(checks)
+    }
+}

@@ -34,6 +34,9 @@ pub struct Prepared {
     pub engine: Engine,
     /// The image kind, for what its copies did.
     pub mirror: Option<Arc<wallaroo_oci::ImageKind>>,
+    /// The vendor's troubleshoot preflights, all passed or warned (a failure stops the
+    /// plan before this is made).
+    pub vendor_checks: Vec<crate::preflight::Check>,
 }
 
 impl Workspace {
@@ -60,6 +63,7 @@ impl Workspace {
             }
         };
         let mut desired = wallaroo_model::from_spec_with(&self.spec, &images)?;
+        let mut vendor_checks = Vec::new();
         let mut kinds = cluster_kinds(
             &self.spec,
             self.delete_data,
@@ -78,6 +82,7 @@ impl Workspace {
             if self.check_permissions {
                 self.permissions(&desired).await?;
             }
+            vendor_checks = self.vendor_preflights().await?;
         }
         let mirror = self.target.as_ref().map(|target| {
             // Large uploads in progress are recorded beside the lockfile, so that the
@@ -104,6 +109,7 @@ impl Workspace {
             desired,
             engine: Engine::new(kinds),
             mirror,
+            vendor_checks,
         })
     }
 }

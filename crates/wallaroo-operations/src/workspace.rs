@@ -86,6 +86,9 @@ pub struct Workspace {
     /// the cache of it): what apply will ask the API server to create.
     pub(crate) rendered_kinds:
         std::sync::Mutex<Option<Vec<wallaroo_kube::permissions::RenderedKind>>>,
+    /// The troubleshoot `Preflight` specs the release carries (from the air-gap check's
+    /// render, or the cache of it).
+    pub(crate) vendor_preflight_specs: std::sync::Mutex<Option<Vec<String>>>,
     /// Whether a plan asks the API server if the identity may do everything apply needs
     /// (`wallaroo rbac`, which writes the Role, does not).
     pub check_permissions: bool,
@@ -162,6 +165,7 @@ impl Workspace {
             notes: std::sync::Mutex::new(Vec::new()),
             render_cache: crate::render_cache::RenderCache::beside(&spec.lockfile_path()),
             rendered_kinds: std::sync::Mutex::new(None),
+            vendor_preflight_specs: std::sync::Mutex::new(None),
             check_permissions: true,
             cluster: tokio::sync::OnceCell::new(),
             spec,

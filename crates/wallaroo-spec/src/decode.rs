@@ -30,6 +30,7 @@ const BLOCKS: &[(&str, Label, bool)] = &[
     ("scheduling", Label::None, false),
     ("private_pypi", Label::None, false),
     ("gpu", Label::None, false),
+    ("troubleshoot", Label::None, false),
     ("verify", Label::None, false),
     ("kots", Label::None, false),
     ("user", Label::Name("the user's email"), true),
@@ -197,6 +198,9 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
     let gpu = one("gpu")
         .and_then(|b| d.block(&ev, b, "/gpu"))
         .unwrap_or_default();
+    let troubleshoot = one("troubleshoot")
+        .and_then(|b| d.block(&ev, b, "/troubleshoot"))
+        .unwrap_or_default();
     let verify: Option<Verify> = one("verify").and_then(|b| d.block(&ev, b, "/verify"));
     if let (Some(v), Some(b)) = (&verify, one("verify")) {
         if v.keys.is_empty() {
@@ -298,6 +302,7 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
         scheduling,
         private_pypi,
         gpu,
+        troubleshoot,
         verify,
         kots,
         user,

@@ -30,6 +30,8 @@ pub struct Spec {
     pub scheduling: Scheduling,
     pub private_pypi: Option<PrivatePypi>,
     pub gpu: Gpu,
+    /// The vendor's own troubleshoot checks.
+    pub troubleshoot: Troubleshoot,
     /// Vendor signatures every image must carry before it is mirrored or bundled.
     pub verify: Option<Verify>,
     /// Settings of the kots method.
@@ -515,6 +517,34 @@ pub struct Import {
 pub struct Removed {
     /// `false`: forget it, leave it in the cluster. `true`: delete it as usual.
     pub destroy: bool,
+}
+
+/// `troubleshoot { ... }`: the vendor's troubleshoot.sh checks (the air-gap guide's
+/// `kubectl preflight`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Troubleshoot {
+    /// Run the troubleshoot `Preflight` specs the release carries (Secrets and ConfigMaps
+    /// labelled `troubleshoot.sh/kind: preflight`, `kind: Preflight` documents) and those in
+    /// `preflight_specs` at every plan; a failing analyzer stops the plan.
+    #[serde(default = "yes")]
+    pub preflights: bool,
+    /// More Preflight spec files, relative to the spec.
+    #[serde(default)]
+    pub preflight_specs: Vec<PathBuf>,
+    /// The troubleshoot `preflight` program; default `$WALLAROO_PREFLIGHT`, else `preflight`
+    /// or `kubectl-preflight` on the PATH.
+    pub preflight_program: Option<PathBuf>,
+}
+
+impl Default for Troubleshoot {
+    fn default() -> Self {
+        Troubleshoot {
+            preflights: true,
+            preflight_specs: Vec::new(),
+            preflight_program: None,
+        }
+    }
 }
 
 /// `gpu { ... }`: the NVIDIA device plugin.

@@ -25,6 +25,7 @@ pub fn spec_schema() -> Value {
     let scheduling = sub(g.subschema_for::<Scheduling>());
     let private_pypi = sub(g.subschema_for::<PrivatePypi>());
     let gpu = sub(g.subschema_for::<Gpu>());
+    let troubleshoot = sub(g.subschema_for::<Troubleshoot>());
     let verify = sub(g.subschema_for::<Verify>());
     let user = sub(g.subschema_for::<User>());
     let state = sub(g.subschema_for::<StateSettings>());
@@ -56,6 +57,7 @@ pub fn spec_schema() -> Value {
             "scheduling": scheduling,
             "private_pypi": private_pypi,
             "gpu": gpu,
+            "troubleshoot": troubleshoot,
             "verify": verify,
             "kots": kots,
             "user": by_name(user),

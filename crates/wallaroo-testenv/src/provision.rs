@@ -225,6 +225,18 @@ pub fn go_program(name: &str) -> Result<PathBuf, Error> {
             format!("github.com/sigstore/cosign/v2/cmd/cosign@{}", v::COSIGN),
             "cosign",
         ),
+        // troubleshoot.sh's `preflight` and `support-bundle` (its `cmd/troubleshoot`), built
+        // together by a throwaway module that carries the module's own `replace` lines.
+        "preflight" | "support-bundle" => {
+            let target = bin(name, v::TROUBLESHOOT);
+            if !target.exists() {
+                let _lock = provision_lock()?;
+                if !target.exists() {
+                    build_troubleshoot()?;
+                }
+            }
+            return Ok(target);
+        }
         "ggcr-registry" => {
             let target = bin(name, v::GGCR);
             if !target.exists() {
@@ -248,6 +260,47 @@ pub fn go_program(name: &str) -> Result<PathBuf, Error> {
         go_install(name, &pkg, built, version, &mut |_| {})?;
     }
     Ok(target)
+}
+
+/// troubleshoot's two programs from github.com/replicatedhq/troubleshoot (its go.mod has
+/// `replace` lines, so `go install` refuses it): `preflight` and `support-bundle`.
+fn build_troubleshoot() -> Result<(), Error> {
+    let dir = build_dir(&format!("troubleshoot-{}", v::TROUBLESHOOT))?;
+    write(
+        &dir.join("go.mod"),
+        &format!(
+            "module wallaroo.dev/testenv-troubleshoot\n\ngo 1.26\n\nrequire github.com/replicatedhq/troubleshoot {}\n\nreplace (\n\tgithub.com/StackExchange/wmi => github.com/yusufpapurcu/wmi v1.2.2\n\tgithub.com/go-ole/go-ole => github.com/go-ole/go-ole v1.2.6\n)\n",
+            v::TROUBLESHOOT
+        ),
+    )?;
+    run(
+        "go mod download (troubleshoot)",
+        Command::new("go")
+            .args(["mod", "download", "github.com/replicatedhq/troubleshoot"])
+            .current_dir(&dir)
+            .env("GOFLAGS", "-mod=mod"),
+    )?;
+    let out = dir.join("out");
+    run(
+        "go build (troubleshoot)",
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(format!("{}/", out.display()))
+            .args([
+                "github.com/replicatedhq/troubleshoot/cmd/preflight",
+                "github.com/replicatedhq/troubleshoot/cmd/troubleshoot",
+            ])
+            .current_dir(&dir)
+            .env("GOFLAGS", "-mod=mod"),
+    )?;
+    for (built, name) in [
+        ("preflight", "preflight"),
+        ("troubleshoot", "support-bundle"),
+    ] {
+        let target = bin(name, v::TROUBLESHOOT);
+        std::fs::rename(out.join(built), &target).map_err(|e| Error::io(&target, e))?;
+    }
+    Ok(())
 }
 
 /// go-containerregistry's registry (`pkg/registry`, disk blobs, the options `crane registry

@@ -71,3 +71,7 @@ pub const CRICTL: &str = "v1.37.0";
 /// The sample images' program (`crates/wallaroo-testenv/src/sampleapp.go`): bump when it
 /// changes, so the cache builds it again.
 pub const SAMPLE_APP: &str = "v1";
+
+/// github.com/replicatedhq/troubleshoot: `preflight` and `support-bundle`, the air-gap
+/// guide's `kubectl preflight` and `kubectl support-bundle`.
+pub const TROUBLESHOOT: &str = "v0.133.0";

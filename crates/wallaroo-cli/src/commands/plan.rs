@@ -21,7 +21,12 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> 
         lock_timeout: parse_duration(&args.lock_timeout)?,
     };
     let outcome = wallaroo_operations::plan::plan(&ws, &request).await?;
-    if outcome.preflight.iter().any(|c| c.outcome == Outcome::Warn) {
+    // Shown when something warns, and always when the vendor's own checks ran.
+    if outcome
+        .preflight
+        .iter()
+        .any(|c| c.outcome == Outcome::Warn || c.name.starts_with("vendor preflight"))
+    {
         eprint!(
             "Preflight:\n{}",
             super::preflight::render(&outcome.preflight)

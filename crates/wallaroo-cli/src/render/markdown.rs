@@ -21,6 +21,26 @@ pub fn plan(plan: &Plan) -> String {
     for w in &plan.warnings {
         out.push_str(&format!("> ⚠️ {w}\n\n"));
     }
+    if let Some(checks) = plan
+        .inputs
+        .get("vendor_preflight")
+        .and_then(Value::as_array)
+    {
+        out.push_str("| vendor preflight | outcome | message |\n|---|---|---|\n");
+        for c in checks {
+            let mark = match c["outcome"].as_str().unwrap_or("") {
+                "pass" => "✅ pass",
+                "warn" => "⚠️ warn",
+                _ => "❌ fail",
+            };
+            out.push_str(&format!(
+                "| {} | {mark} | {} |\n",
+                c["check"].as_str().unwrap_or("").replace('|', "\\|"),
+                c["message"].as_str().unwrap_or("").replace('|', "\\|")
+            ));
+        }
+        out.push('\n');
+    }
     if !plan.drift.is_empty() {
         out.push_str(&format!(
             "<details><summary>⚠️ {} object(s) changed outside of wallaroo</summary>\n\n",
