@@ -85,9 +85,13 @@ pub async fn run_preflight(
     let mut cmd = tokio::process::Command::new(program);
     // Run where it leaves nothing behind: the program saves a "preflight bundle" of what it
     // collected to its working directory.
-    cmd.args(["--interactive=false", "--format=json"])
+    // Never let it reach out: troubleshoot's programs update themselves from the internet
+    // unless told not to (flag and environment both, for older and newer releases).
+    cmd.args(["--interactive=false", "--format=json", "--auto-update=false"])
         .args(&files)
         .current_dir(dir.path())
+        .env("PREFLIGHT_AUTO_UPDATE", "false")
+        .env("TROUBLESHOOT_AUTO_UPDATE", "false")
         .stdin(std::process::Stdio::null());
     if let Some(k) = kubeconfig {
         cmd.env("KUBECONFIG", k);
