@@ -310,6 +310,129 @@ user "{id}@example.com" {{
         values.contains("visible"),
         "the release's plain values are there: {values}"
     );
+    // In troubleshoot's layout, made by the real `support-bundle` (with the vendor's specs
+    // from the cluster and ours): every file read back for the marker search below, and the
+    // real `support-bundle analyze` reads it with a vendor's analyzers.
+    let program = wallaroo_testenv::provision::go_program("support-bundle").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+        .args(["support-bundle", "--out", "troubleshoot.tar.gz"])
+        .current_dir(case.dir.path())
+        .envs(env.exports())
+        .env("WALLAROO_VAR_admin_password", &case.markers[0])
+        .env("WALLAROO_VAR_marker", &case.markers[1])
+        .env("WALLAROO_E2E_FROM_ENV", &case.markers[2])
+        .env("WALLAROO_SUPPORT_BUNDLE", &program)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    case.keep("support-bundle (troubleshoot)", said.clone());
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("a troubleshoot support bundle"), "{said}");
+    let bundle = case.dir.path().join("troubleshoot.tar.gz");
+    let file = std::fs::File::open(&bundle).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut names = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        case.keep(
+            &format!("troubleshoot bundle {name}"),
+            String::from_utf8_lossy(&data).into_owned(),
+        );
+        names.push(name);
+    }
+    for want in [
+        "/wallaroo/versions.json",
+        "/wallaroo/wallaroo.lock.json",
+        "/wallaroo/plan.json",
+        "/cluster-info/cluster_version.json",
+        "/version.yaml",
+    ] {
+        assert!(
+            names.iter().any(|n| n.ends_with(want)),
+            "{want} in {names:?}"
+        );
+    }
+    // The node label that holds a marker is in troubleshoot's own collection of nodes, which
+    // its redactors do not know to hide: wallaroo's scrub did.
+    let nodes = case
+        .seen
+        .borrow()
+        .iter()
+        .find(|(w, _)| {
+            w.starts_with("troubleshoot bundle") && w.ends_with("cluster-resources/nodes.json")
+        })
+        .map(|(_, t)| t.clone())
+        .expect("troubleshoot collected the nodes");
+    assert!(
+        nodes.contains("\"example.com/owner\": \"(sensitive)\""),
+        "{nodes}"
+    );
+    let analyzers = case.dir.path().join("vendor-analyzers.yaml");
+    std::fs::write(
+        &analyzers,
+        r#"apiVersion: troubleshoot.sh/v1beta2
+kind: Analyzer
+metadata:
+  name: vendor
+spec:
+  analyzers:
+    - clusterVersion:
+        checkName: Kubernetes version
+        outcomes:
+          - fail:
+              when: "< 1.29.0"
+              message: too old
+          - pass:
+              message: supported
+    - textAnalyze:
+        checkName: Wallaroo release
+        fileName: wallaroo/versions.json
+        regex: '"release": "2025\.1\.0-6290"'
+        outcomes:
+          - pass:
+              message: the release wallaroo installs
+          - fail:
+              message: another release
+"#,
+    )
+    .unwrap();
+    let analyzed = Command::new(&program)
+        .arg("analyze")
+        .arg(&analyzers)
+        .arg("--bundle")
+        .arg(&bundle)
+        .args(["--output", "json"])
+        .env("TROUBLESHOOT_AUTO_UPDATE", "false")
+        .output()
+        .unwrap();
+    let results: serde_json::Value = serde_json::from_slice(&analyzed.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&analyzed.stdout),
+            String::from_utf8_lossy(&analyzed.stderr)
+        )
+    });
+    let passed: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["IsPass"] == true)
+        .filter_map(|r| r["Title"].as_str())
+        .collect();
+    assert_eq!(
+        passed,
+        ["Kubernetes version", "Wallaroo release"],
+        "{results}"
+    );
+
     let registry_password = env.private.password.clone();
     case.ok(&["destroy", "--auto-approve"]);
 

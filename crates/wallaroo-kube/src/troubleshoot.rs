@@ -87,12 +87,16 @@ pub async fn run_preflight(
     // collected to its working directory.
     // Never let it reach out: troubleshoot's programs update themselves from the internet
     // unless told not to (flag and environment both, for older and newer releases).
-    cmd.args(["--interactive=false", "--format=json", "--auto-update=false"])
-        .args(&files)
-        .current_dir(dir.path())
-        .env("PREFLIGHT_AUTO_UPDATE", "false")
-        .env("TROUBLESHOOT_AUTO_UPDATE", "false")
-        .stdin(std::process::Stdio::null());
+    cmd.args([
+        "--interactive=false",
+        "--format=json",
+        "--auto-update=false",
+    ])
+    .args(&files)
+    .current_dir(dir.path())
+    .env("PREFLIGHT_AUTO_UPDATE", "false")
+    .env("TROUBLESHOOT_AUTO_UPDATE", "false")
+    .stdin(std::process::Stdio::null());
     if let Some(k) = kubeconfig {
         cmd.env("KUBECONFIG", k);
     }
@@ -187,4 +191,86 @@ mod tests {
         );
         assert_eq!(checks[1].outcome, Outcome::Pass);
     }
+}
+
+/// Where the `support-bundle` program is: `$WALLAROO_SUPPORT_BUNDLE`, else `support-bundle` or
+/// `kubectl-support_bundle` on the PATH.
+pub fn find_support_bundle() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("WALLAROO_SUPPORT_BUNDLE") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).find_map(|dir| {
+        ["support-bundle", "kubectl-support_bundle"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A troubleshoot `SupportBundle` spec that collects the cluster's view of `namespace`
+/// (cluster info and resources, the last `log_lines` of every container's log) and carries
+/// `files` (already redacted) under `wallaroo/` in the bundle.
+pub fn support_bundle_spec(
+    namespace: &str,
+    log_lines: i64,
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> String {
+    // JSON strings are YAML strings: every file goes in verbatim, quoted.
+    let q = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    let mut out = format!(
+        "apiVersion: troubleshoot.sh/v1beta2\nkind: SupportBundle\nmetadata:\n  name: wallaroo\nspec:\n  collectors:\n    - clusterInfo: {{}}\n    - clusterResources:\n        namespaces: [{ns}]\n    - logs:\n        name: wallaroo/logs\n        namespace: {ns}\n        limits:\n          maxLines: {log_lines}\n",
+        ns = q(namespace)
+    );
+    for (name, bytes) in files {
+        out.push_str(&format!(
+            "    - data:\n        name: wallaroo\n        collectorName: {}\n        data: {}\n",
+            q(name),
+            q(&String::from_utf8_lossy(bytes))
+        ));
+    }
+    out
+}
+
+/// Runs `program` (troubleshoot's `support-bundle`) on `spec` plus the vendor's specs in the
+/// cluster (`--load-cluster-specs`), and returns the archive it wrote (in a directory the
+/// caller keeps alive).
+pub async fn run_support_bundle(
+    program: &Path,
+    kubeconfig: Option<&Path>,
+    spec: &str,
+    dir: &Path,
+) -> Result<PathBuf, String> {
+    let spec_file = dir.join("wallaroo-support-bundle.yaml");
+    std::fs::write(&spec_file, spec).map_err(|e| format!("{}: {e}", spec_file.display()))?;
+    let out = dir.join("bundle");
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args([
+        "--interactive=false",
+        "--auto-update=false",
+        "--load-cluster-specs",
+        "-o",
+    ])
+    .arg(&out)
+    .arg(&spec_file)
+    .current_dir(dir)
+    .env("TROUBLESHOOT_AUTO_UPDATE", "false")
+    .stdin(std::process::Stdio::null());
+    if let Some(k) = kubeconfig {
+        cmd.env("KUBECONFIG", k);
+    }
+    let result = cmd
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let archive = dir.join("bundle.tar.gz");
+    if !archive.exists() {
+        return Err(format!(
+            "{} wrote no bundle (exit {}): {}",
+            program.display(),
+            result.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&result.stderr).trim()
+        ));
+    }
+    Ok(archive)
 }

@@ -20,6 +20,8 @@ pub struct SupportBundle {
     pub files: BTreeMap<String, Vec<u8>>,
     /// What the files must not hold.
     secrets: BTreeSet<String>,
+    /// The installation's namespace (troubleshoot's collectors look there).
+    namespace: String,
 }
 
 /// What [`SupportBundle::write`] wrote.
@@ -29,6 +31,11 @@ pub struct Written {
     pub bytes: u64,
     /// Secret strings replaced by `(sensitive)` across the files.
     pub scrubbed: usize,
+}
+
+/// troubleshoot's `support-bundle` program, when this host has it.
+pub fn support_bundle_program() -> Option<std::path::PathBuf> {
+    wallaroo_kube::troubleshoot::find_support_bundle()
 }
 
 /// Collects everything but the plan (which the caller renders and adds with
@@ -42,6 +49,7 @@ pub async fn collect(
     let mut bundle = SupportBundle {
         files: BTreeMap::new(),
         secrets: wallaroo_model::sensitive::secret_strings(&spec),
+        namespace: spec.wallaroo.namespace.clone(),
     };
     let helm_version = tokio::process::Command::new(&helm)
         .args(["version", "--short"])
@@ -119,21 +127,90 @@ impl SupportBundle {
         );
     }
 
+    /// Replaces every secret string in every file by `(sensitive)`; returns how many.
+    fn scrub(&mut self) -> usize {
+        let mut scrubbed = 0;
+        for bytes in self.files.values_mut() {
+            let (clean, n) = scrub_bytes(bytes, &self.secrets);
+            *bytes = clean;
+            scrubbed += n;
+        }
+        scrubbed
+    }
+
+    /// A bundle in troubleshoot's layout, so that `support-bundle analyze` and the vendor's
+    /// analyzers read it: the real `support-bundle` `program` collects with the vendor's
+    /// specs from the cluster (`--load-cluster-specs`) and a spec of ours that adds these
+    /// files (under `wallaroo/`). Every file of what it wrote is scrubbed again of every
+    /// secret the spec knows, whatever troubleshoot's own redactors missed.
+    pub async fn write_troubleshoot(
+        mut self,
+        out: &Path,
+        program: &Path,
+        log_lines: i64,
+    ) -> Result<Written, OperationError> {
+        let mut scrubbed = self.scrub();
+        let spec = wallaroo_kube::troubleshoot::support_bundle_spec(
+            &self.namespace,
+            log_lines,
+            &self.files,
+        );
+        let dir = tempfile::tempdir()
+            .map_err(|e| OperationError::message(format!("a temporary directory: {e}")))?;
+        let archive = wallaroo_kube::troubleshoot::run_support_bundle(
+            program,
+            crate::prepare::helm_kubeconfig().as_deref(),
+            &spec,
+            dir.path(),
+        )
+        .await
+        .map_err(OperationError::message)?;
+        let err = |e: std::io::Error| {
+            OperationError::message(format!("cannot write {}: {e}", out.display()))
+        };
+        let read = std::fs::File::open(&archive).map_err(err)?;
+        let mut input = tar::Archive::new(flate2::read::GzDecoder::new(read));
+        let partial = out.with_extension("partial");
+        let file = std::fs::File::create(&partial).map_err(err)?;
+        let mut output = tar::Builder::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::default(),
+        ));
+        let (mut files, mut bytes) = (0, 0u64);
+        for entry in input.entries().map_err(err)? {
+            let mut entry = entry.map_err(err)?;
+            let mut header = entry.header().clone();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).map_err(err)?;
+            if header.entry_type().is_file() {
+                let (clean, n) = scrub_bytes(&data, &self.secrets);
+                scrubbed += n;
+                data = clean;
+                header.set_size(data.len() as u64);
+                header.set_cksum();
+                files += 1;
+                bytes += data.len() as u64;
+            }
+            let path = entry.path().map_err(err)?.into_owned();
+            output
+                .append_data(&mut header, path, data.as_slice())
+                .map_err(err)?;
+        }
+        let mut gz = output.into_inner().map_err(err)?;
+        gz.flush().map_err(err)?;
+        gz.finish().map_err(err)?.sync_all().map_err(err)?;
+        std::fs::rename(&partial, out).map_err(err)?;
+        Ok(Written {
+            files,
+            bytes,
+            scrubbed,
+        })
+    }
+
     /// Scrubs every file and writes the `.tar.gz` (to a temporary name, renamed when
     /// complete).
     pub fn write(mut self, out: &Path) -> Result<Written, OperationError> {
-        let mut scrubbed = 0;
-        for bytes in self.files.values_mut() {
-            let mut text = String::from_utf8_lossy(bytes).into_owned();
-            for s in &self.secrets {
-                let n = text.matches(s.as_str()).count();
-                if n > 0 {
-                    scrubbed += n;
-                    text = text.replace(s.as_str(), wallaroo_spec::REDACTED);
-                }
-            }
-            *bytes = text.into_bytes();
-        }
+        let scrubbed = self.scrub();
         let err = |e: std::io::Error| {
             OperationError::message(format!("cannot write {}: {e}", out.display()))
         };
@@ -167,4 +244,30 @@ impl SupportBundle {
             scrubbed,
         })
     }
+}
+
+/// `data` with every occurrence of every secret replaced by `(sensitive)`, and how many.
+fn scrub_bytes(data: &[u8], secrets: &BTreeSet<String>) -> (Vec<u8>, usize) {
+    let mut data = data.to_vec();
+    let mut count = 0;
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        let needle = s.as_bytes();
+        if data.len() < needle.len() {
+            continue;
+        }
+        let mut out = Vec::with_capacity(data.len());
+        let mut i = 0;
+        while i < data.len() {
+            if data[i..].starts_with(needle) {
+                out.extend_from_slice(wallaroo_spec::REDACTED.as_bytes());
+                i += needle.len();
+                count += 1;
+            } else {
+                out.push(data[i]);
+                i += 1;
+            }
+        }
+        data = out;
+    }
+    (data, count)
 }

@@ -36,10 +36,24 @@ pub async fn run(global: &Global, args: &SupportBundleArgs) -> Result<ExitCode, 
         ),
         Err(e) => bundle.add("plan.error.txt", e.into_bytes()),
     }
-    let written = bundle.write(&args.out)?;
+    // troubleshoot's layout when its `support-bundle` is at hand (the air-gap guide makes it
+    // a requirement of the admin host), else wallaroo's own archive.
+    let program = wallaroo_operations::support::support_bundle_program();
+    let written = match &program {
+        Some(p) => {
+            bundle
+                .write_troubleshoot(&args.out, p, args.log_lines)
+                .await?
+        }
+        None => bundle.write(&args.out)?,
+    };
     println!(
-        "Wrote {} ({} files, {} bytes before compression; secrets redacted).",
+        "Wrote {}{} ({} files, {} bytes before compression; secrets redacted).",
         args.out.display(),
+        match &program {
+            Some(p) => format!(", a troubleshoot support bundle made by {}", p.display()),
+            None => ", wallaroo's own layout (troubleshoot's `support-bundle` was not found: set WALLAROO_SUPPORT_BUNDLE or put it on the PATH for troubleshoot's layout)".into(),
+        },
         written.files,
         written.bytes
     );
