@@ -157,42 +157,6 @@ pub fn parse_results(stdout: &str) -> Option<Vec<Check>> {
     Some(checks)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn specs_are_found_in_labelled_secrets_configmaps_and_preflight_documents() {
-        let spec = "apiVersion: troubleshoot.sh/v1beta2\nkind: Preflight\nmetadata:\n  name: p\nspec:\n  analyzers: []\n";
-        let encoded = base64::engine::general_purpose::STANDARD.encode(spec);
-        let manifests = format!(
-            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: a\n  labels:\n    troubleshoot.sh/kind: preflight\ndata:\n  preflight.yaml: {encoded}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  labels:\n    troubleshoot.sh/kind: preflight\ndata:\n  preflight.yaml: |\n    apiVersion: troubleshoot.sh/v1beta2\n    kind: Preflight\n    metadata:\n      name: q\n---\n{spec}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\ndata:\n  x: \"kind: Preflight\"\n"
-        );
-        let found = preflight_specs(&manifests);
-        assert_eq!(found.len(), 3, "{found:?}");
-        assert_eq!(found[0], spec);
-        assert!(found[1].contains("name: q"));
-    }
-
-    #[test]
-    fn results_become_checks_failures_first() {
-        let checks = parse_results(
-            r#"{"pass": [{"title": "Kubernetes version", "message": "ok"}], "fail": [{"title": "Node count", "message": "needs 3 nodes", "uri": "https://example.com/nodes"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(checks[0].name, "vendor preflight: Node count");
-        assert_eq!(checks[0].outcome, Outcome::Fail);
-        assert!(
-            checks[0]
-                .hint
-                .as_deref()
-                .unwrap()
-                .contains("https://example.com/nodes")
-        );
-        assert_eq!(checks[1].outcome, Outcome::Pass);
-    }
-}
-
 /// Where the `support-bundle` program is: `$WALLAROO_SUPPORT_BUNDLE`, else `support-bundle` or
 /// `kubectl-support_bundle` on the PATH.
 pub fn find_support_bundle() -> Option<PathBuf> {
@@ -273,4 +237,40 @@ pub async fn run_support_bundle(
         ));
     }
     Ok(archive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_found_in_labelled_secrets_configmaps_and_preflight_documents() {
+        let spec = "apiVersion: troubleshoot.sh/v1beta2\nkind: Preflight\nmetadata:\n  name: p\nspec:\n  analyzers: []\n";
+        let encoded = base64::engine::general_purpose::STANDARD.encode(spec);
+        let manifests = format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: a\n  labels:\n    troubleshoot.sh/kind: preflight\ndata:\n  preflight.yaml: {encoded}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  labels:\n    troubleshoot.sh/kind: preflight\ndata:\n  preflight.yaml: |\n    apiVersion: troubleshoot.sh/v1beta2\n    kind: Preflight\n    metadata:\n      name: q\n---\n{spec}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\ndata:\n  x: \"kind: Preflight\"\n"
+        );
+        let found = preflight_specs(&manifests);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0], spec);
+        assert!(found[1].contains("name: q"));
+    }
+
+    #[test]
+    fn results_become_checks_failures_first() {
+        let checks = parse_results(
+            r#"{"pass": [{"title": "Kubernetes version", "message": "ok"}], "fail": [{"title": "Node count", "message": "needs 3 nodes", "uri": "https://example.com/nodes"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(checks[0].name, "vendor preflight: Node count");
+        assert_eq!(checks[0].outcome, Outcome::Fail);
+        assert!(
+            checks[0]
+                .hint
+                .as_deref()
+                .unwrap()
+                .contains("https://example.com/nodes")
+        );
+        assert_eq!(checks[1].outcome, Outcome::Pass);
+    }
 }
