@@ -58,6 +58,11 @@ stringData:
                   message: no Linux node
               - pass:
                   message: Linux nodes found
+        - nodeResources:
+            checkName: Support contract
+            outcomes:
+              - pass:
+                  message: registered with token {{ .Values.supportToken | default "none" }}
         - storageClass:
             checkName: Storage class
             storageClassName: wallaroo-fast
@@ -67,6 +72,9 @@ stringData:
               - pass:
                   message: storage class wallaroo-fast found
 "#;
+
+/// A sensitive value the vendor's check prints in its message.
+const TOKEN: &str = "SupportTokenMarker7431";
 
 fn run(
     env: &wallaroo_testenv::Env,
@@ -79,6 +87,7 @@ fn run(
         .current_dir(dir)
         .envs(env.exports())
         .env("WALLAROO_PREFLIGHT", preflight)
+        .env("WALLAROO_VAR_support_token", TOKEN)
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
@@ -99,7 +108,11 @@ fn the_vendors_preflights_run_in_every_plan_and_a_failure_stops_it() {
     std::fs::write(chart.join("templates/preflight.yaml"), PREFLIGHT).unwrap();
     let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
     wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &id, &chart).unwrap();
-    let op = operator_spec(env, &id, Some(&id));
+    let mut op = operator_spec(env, &id, Some(&id));
+    op.spec = op.spec.replace(
+        "helm {\n  timeout = \"2m\"\n}\n",
+        "variable \"support_token\" {\n  type      = string\n  sensitive = true\n}\n\nhelm {\n  timeout = \"2m\"\n  values  = { supportToken = var.support_token }\n}\n",
+    );
     let dir = op.dir.path();
     // The storage class the vendor's check asks for, made by the cluster's admin.
     let _ = env.api().unwrap().create(
@@ -120,11 +133,16 @@ fn the_vendors_preflights_run_in_every_plan_and_a_failure_stops_it() {
     ] {
         assert!(err.contains(needle), "`{needle}` missing from:\n{err}");
     }
+    assert!(
+        err.contains("Support contract: registered with token (sensitive)") && !err.contains(TOKEN),
+        "{err}"
+    );
     let (code, json, err) = run(env, dir, &["plan", "--json"], &preflight);
     assert_eq!(code, Some(0), "{err}");
     let plan: Value = serde_json::from_str(&json).unwrap();
     let vendor = plan["vendor_preflight"].as_array().unwrap();
-    assert_eq!(vendor.len(), 4, "{vendor:?}");
+    assert_eq!(vendor.len(), 5, "{vendor:?}");
+    assert!(!json.contains(TOKEN));
     assert!(
         vendor
             .iter()
@@ -149,8 +167,8 @@ fn the_vendors_preflights_run_in_every_plan_and_a_failure_stops_it() {
 
     // A failing analyzer stops plan and apply before any change.
     let failing = op.spec.replace(
-        "helm {\n  timeout = \"2m\"\n}\n",
-        "helm {\n  timeout = \"2m\"\n  values  = { minNodes = 100000 }\n}\n",
+        "  values  = { supportToken = var.support_token }\n",
+        "  values  = { supportToken = var.support_token, minNodes = 100000 }\n",
     );
     assert_ne!(failing, op.spec);
     std::fs::write(dir.join("wallaroo.hcl"), &failing).unwrap();
@@ -176,6 +194,7 @@ fn the_vendors_preflights_run_in_every_plan_and_a_failure_stops_it() {
         .current_dir(dir)
         .envs(env.exports())
         .env("PATH", "/usr/bin:/bin")
+        .env("WALLAROO_VAR_support_token", TOKEN)
         .env("NO_COLOR", "1")
         .output()
         .map(|o| {

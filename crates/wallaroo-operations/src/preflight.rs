@@ -198,6 +198,25 @@ impl Workspace {
         )
         .await
         .map_err(|e| failed(e, "the vendor's preflight program could not run its checks"))?;
+        // An analyzer's message is the vendor's text, templated from the release's values:
+        // no secret of the spec goes on from it.
+        let secrets = wallaroo_model::sensitive::secret_strings(&self.spec);
+        let scrub = |text: &str| {
+            secrets
+                .iter()
+                .filter(|s| !s.is_empty())
+                .fold(text.to_string(), |t, s| {
+                    t.replace(s.as_str(), wallaroo_spec::REDACTED)
+                })
+        };
+        let checks: Vec<Check> = checks
+            .into_iter()
+            .map(|c| Check {
+                name: scrub(&c.name),
+                detail: scrub(&c.detail),
+                ..c
+            })
+            .collect();
         if checks.iter().any(|c| c.outcome == Outcome::Fail) {
             return Err(OperationError::Preflight(checks));
         }
