@@ -13,7 +13,6 @@ use serde_json::json;
 use wallaroo_testenv::{shared, unique};
 
 mod common;
-use common::repo;
 
 struct Case {
     env: &'static wallaroo_testenv::Env,
@@ -108,15 +107,7 @@ impl Case {
 #[test]
 fn a_marker_secret_in_every_place_appears_in_no_view_file_or_state() {
     let env = shared();
-    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
-    wallaroo_testenv::seed::seed(
-        env,
-        &preset,
-        &env.vendor,
-        "wallaroo",
-        &repo().join("tests/charts/wallaroo-sample"),
-    )
-    .unwrap();
+    common::seed_tiny(env);
     let id = unique("secrets");
     let common::OperatorSpec { dir, nodes, spec } = common::operator_spec(env, &id, None);
     let nonce = unique("m").replace('-', "");

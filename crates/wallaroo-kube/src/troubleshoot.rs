@@ -53,19 +53,21 @@ pub fn preflight_specs(manifests: &str) -> Vec<String> {
 /// Where the `preflight` program is: `configured` (the spec's), `$WALLAROO_PREFLIGHT`, else
 /// `preflight` or `kubectl-preflight` on the PATH.
 pub fn find_program(configured: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = configured {
-        return Some(p.to_path_buf());
+    match configured {
+        Some(p) => Some(p.to_path_buf()),
+        None => find("WALLAROO_PREFLIGHT", &["preflight", "kubectl-preflight"]),
     }
-    if let Some(p) = std::env::var_os("WALLAROO_PREFLIGHT") {
+}
+
+/// A program named by environment variable `var`, else the first of `names` on the PATH
+/// (troubleshoot's programs go by their own names or as kubectl plugins).
+fn find(var: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(var) {
         return Some(PathBuf::from(p));
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).find_map(|dir| {
-        ["preflight", "kubectl-preflight"]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.is_file())
-    })
+    std::env::split_paths(&path)
+        .find_map(|dir| names.iter().map(|n| dir.join(n)).find(|p| p.is_file()))
 }
 
 /// Runs `program` on `specs` (YAML texts) against the cluster of `kubeconfig`, and turns
@@ -160,16 +162,10 @@ pub fn parse_results(stdout: &str) -> Option<Vec<Check>> {
 /// Where the `support-bundle` program is: `$WALLAROO_SUPPORT_BUNDLE`, else `support-bundle` or
 /// `kubectl-support_bundle` on the PATH.
 pub fn find_support_bundle() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("WALLAROO_SUPPORT_BUNDLE") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).find_map(|dir| {
-        ["support-bundle", "kubectl-support_bundle"]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.is_file())
-    })
+    find(
+        "WALLAROO_SUPPORT_BUNDLE",
+        &["support-bundle", "kubectl-support_bundle"],
+    )
 }
 
 /// A troubleshoot `SupportBundle` spec that collects the cluster's view of `namespace`
