@@ -87,12 +87,43 @@ pub enum Command {
     /// Write one .tar.gz for vendor support: versions, preflight, lockfile, the plan, nodes,
     /// pods, events, container logs and the helm release, with every secret redacted.
     SupportBundle(SupportBundleArgs),
+    /// Write a commented starting spec (to -c, default ./wallaroo.hcl) from what you know:
+    /// version, registries, domain. Secrets become sensitive variables, never values.
+    Init(InitArgs),
     /// Serve the Language Server Protocol on stdin and stdout, for editors: diagnostics (as
     /// `validate` gives them), completion, hover, go to definition, outline, formatting.
     Lsp,
     /// Print the least Role and ClusterRole (with bindings) that let an identity apply this
     /// spec and chart, from the release as a plan renders it.
     Rbac(RbacArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The Wallaroo version, e.g. 2025.1.0-6290.
+    #[arg(long, value_name = "VERSION")]
+    pub wallaroo_version: Option<String>,
+    /// The license channel (default: from the version, `2025.1.x` -> `2025-1`).
+    #[arg(long)]
+    pub license_channel: Option<String>,
+    /// The instance's DNS suffix.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// aks, eks, gke, oke or kurl.
+    #[arg(long)]
+    pub kubernetes_distribution: Option<String>,
+    /// The vendor registry (default registry.wallaroo.ai).
+    #[arg(long)]
+    pub vendor_registry: Option<String>,
+    /// The private registry inside the air gap, host[:port].
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// The private registry's namespace (default wallaroo).
+    #[arg(long)]
+    pub registry_namespace: Option<String>,
+    /// Overwrite the file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

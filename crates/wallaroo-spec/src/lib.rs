@@ -12,6 +12,7 @@ pub mod format;
 pub mod model;
 pub mod schema;
 mod secret;
+pub mod starter;
 mod vars;
 
 use std::path::{Path, PathBuf};

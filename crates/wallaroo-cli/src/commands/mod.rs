@@ -7,6 +7,7 @@ pub mod completions;
 pub mod fmt;
 pub mod graph;
 pub mod images;
+pub mod init;
 pub mod output;
 pub mod plan;
 pub mod preflight;
