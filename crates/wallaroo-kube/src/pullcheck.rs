@@ -110,14 +110,13 @@ pub async fn run(cluster: &Cluster, input: &PullCheckInput) -> Vec<Check> {
     let mut checks: BTreeMap<String, Check> = BTreeMap::new();
     for (pool, which) in &input.pools {
         let nodes: Vec<Node> = match which {
+            // All of a pool's nodes at once (one round trip behind a slow link, not one each).
             PoolNodes::Names(names) => {
-                let mut found = Vec::new();
-                for n in names {
-                    if let Ok(Some(node)) = nodes_api.get_opt(n).await {
-                        found.push(node);
-                    }
-                }
-                found
+                futures_util::future::join_all(names.iter().map(|n| nodes_api.get_opt(n)))
+                    .await
+                    .into_iter()
+                    .filter_map(|r| r.ok().flatten())
+                    .collect()
             }
             PoolNodes::Selector(s) => cluster
                 .nodes_matching(s)
@@ -302,7 +301,13 @@ async fn in_namespace(
             "terminationGracePeriodSeconds": 0,
             "automountServiceAccountToken": false,
             "tolerations": [{"operator": "Exists"}],
-            "containers": [{"name": "pull", "image": input.image, "imagePullPolicy": "Always"}],
+            // Admitted under the `restricted` Pod Security Standard, which many clusters
+            // enforce by default.
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "pull", "image": input.image, "imagePullPolicy": "Always",
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+            }],
         });
         if input.pull_secret.is_some() {
             spec["imagePullSecrets"] = json!([{"name": "pull-check"}]);
