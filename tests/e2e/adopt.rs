@@ -114,6 +114,26 @@ helm {{
         .find(|a| a["path"] == "values")
         .unwrap()["after"]
         .clone();
+    // As an operator writes it: only what differs from the chart's own defaults (the keys
+    // left out are where the chart's values.yaml already says the same).
+    let defaults: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(chart_dir.join("values.yaml")).unwrap())
+            .unwrap();
+    let mut values = values;
+    let left_out: Vec<String> = values
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, v)| defaults.get(k.as_str()) == Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in &left_out {
+        values.as_object_mut().unwrap().remove(k);
+    }
+    assert!(
+        left_out.iter().any(|k| k == "kubernetes_distribution") && left_out.len() >= 4,
+        "{left_out:?}"
+    );
     std::fs::write(dir.path().join("values.json"), values.to_string()).unwrap();
 
     // By hand.

@@ -46,6 +46,9 @@ pub struct ReleaseInfo {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReleaseChart {
     pub metadata: ChartMetadata,
+    /// The chart's own default values (its values.yaml), which helm keeps with the release.
+    #[serde(default)]
+    pub values: Value,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +75,40 @@ pub fn decode_release(data: &[u8]) -> Result<HelmRelease, String> {
 }
 
 /// Splits `config` into (values, secret values) along the key shape of `secret_shape`.
+/// Adds to `live` every key of `desired` that `live` lacks and whose value is `defaults`'s
+/// (the chart's) at the same place, recursing into maps.
+fn fill_defaults(live: &mut Value, desired: &Value, defaults: &Value) {
+    let (Some(want), Some(defaults)) = (desired.as_object(), defaults.as_object()) else {
+        return;
+    };
+    if !live.is_object() {
+        *live = json!({});
+    }
+    let have = live.as_object_mut().expect("made an object above");
+    for (k, wanted) in want {
+        let Some(default) = defaults.get(k) else {
+            continue;
+        };
+        match have.get_mut(k) {
+            Some(present) if present.is_object() && wanted.is_object() => {
+                fill_defaults(present, wanted, default);
+            }
+            Some(_) => {}
+            None if wanted == default => {
+                have.insert(k.clone(), wanted.clone());
+            }
+            None if wanted.is_object() && default.is_object() => {
+                let mut nested = json!({});
+                fill_defaults(&mut nested, wanted, default);
+                if nested.as_object().is_some_and(|m| !m.is_empty()) {
+                    have.insert(k.clone(), nested);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
 fn split(config: &Value, secret_shape: &Value) -> (Value, Value) {
     let (mut values, mut secrets) = (config.clone(), json!({}));
     fn walk(values: &mut Value, secrets: &mut Value, shape: &Value) {
@@ -481,7 +518,13 @@ impl ResourceKind for HelmReleaseKind {
         } else {
             release.config.clone()
         };
-        let (values, secret_values) = split(&config, &shape);
+        let (mut values, secret_values) = split(&config, &shape);
+        // A key the spec sets to exactly the chart's own default, which the release's
+        // values do not name (an install made by hand leaves most keys at their defaults),
+        // is no change: helm computes the same value either way.
+        if let Some(desired) = req.desired.and_then(|d| d.get("values")) {
+            fill_defaults(&mut values, desired, &release.chart.values);
+        }
         // Helm does not record where the chart came from, nor the timeout used.
         let same = |k: &str| {
             req.prior
@@ -562,6 +605,23 @@ pub(crate) fn manifest_documents(manifest: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_left_at_the_charts_defaults_count_as_set() {
+        let defaults = json!({"ingress_mode": "internal", "assays": {"enabled": true, "version": "v2"}, "tolerations": [], "domainSuffix": "example.com"});
+        let desired = json!({"ingress_mode": "internal", "assays": {"enabled": true, "version": "v1"}, "tolerations": [], "domainSuffix": "corp.example", "extra": 1});
+        // The operator set only the domain and assays' version by hand.
+        let mut live = json!({"domainSuffix": "corp.example", "assays": {"version": "v1"}});
+        fill_defaults(&mut live, &desired, &defaults);
+        assert_eq!(
+            live,
+            json!({"domainSuffix": "corp.example", "assays": {"version": "v1", "enabled": true}, "ingress_mode": "internal", "tolerations": []})
+        );
+        // A value the chart does not default to stays a difference.
+        let mut live = json!({});
+        fill_defaults(&mut live, &json!({"ingress_mode": "external"}), &defaults);
+        assert_eq!(live, json!({}));
+    }
 
     #[test]
     fn a_manifest_splits_where_helm_splits_it_and_a_bad_document_hides_no_other() {
