@@ -427,7 +427,19 @@ pub(crate) const CLUSTER_SCOPED: &[&str] = &[
     "PersistentVolume",
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
     "IngressClass",
+    // Rendered by charts other projects wrote: metrics-server and kueue (APIService),
+    // secrets-store-csi-driver (CSIDriver).
+    "APIService",
+    "CSIDriver",
+    "CSINode",
+    "RuntimeClass",
+    "VolumeSnapshotClass",
+    "FlowSchema",
+    "PriorityLevelConfiguration",
+    "Node",
 ];
 
 /// The paths where `rendered` has a value `live` does not match. Objects are compared key by

@@ -324,6 +324,26 @@ mod tests {
         );
     }
 
+    /// Kinds that charts written by others render (metrics-server's APIService,
+    /// secrets-store-csi-driver's CSIDriver) live outside namespaces.
+    #[test]
+    fn cluster_scoped_kinds_of_foreign_charts_are_asked_cluster_wide() {
+        let kinds = rendered_kinds(
+            "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata:\n  name: v1beta1.metrics.k8s.io\n---\napiVersion: storage.k8s.io/v1\nkind: CSIDriver\nmetadata:\n  name: secrets-store.csi.k8s.io\n",
+        );
+        let n = needs(&Touches {
+            namespace: "ns".into(),
+            release: kinds,
+            helm: true,
+            ..Touches::default()
+        });
+        for resource in ["apiservices", "csidrivers"] {
+            let mine: Vec<&Need> = n.iter().filter(|x| x.resource == resource).collect();
+            assert!(!mine.is_empty(), "{resource}");
+            assert!(mine.iter().all(|x| x.namespace.is_none()), "{mine:?}");
+        }
+    }
+
     #[test]
     fn the_yaml_has_a_role_per_namespace_and_a_cluster_role() {
         let t = Touches {
