@@ -218,7 +218,8 @@ fn a_node_without_the_ca_stops_the_plan_and_with_it_the_release_runs_there() {
     check_namespaces_gone(env);
 
     // Without the check (turned off), an upgrade whose new pods must pull on a node that no
-    // longer trusts the CA fails in helm's wait; the apply summary names each stuck pod
+    // longer trusts the CA fails in helm's wait (90 s: on a loaded machine the kubelet may
+    // not have tried a pull sooner); the apply summary names each stuck pod
     // with the kubelet's reason and message.
     node.trust_ca(env, &env.private, false).unwrap();
     for image in ["conductor-wallsvc", "keycloak"] {
@@ -231,7 +232,7 @@ fn a_node_without_the_ca_stops_the_plan_and_with_it_the_release_runs_there() {
         )
         .replace(
             "timeout = \"2m\"",
-            "timeout = \"45s\"\n  values  = { deploymentStage = \"upgraded\" }",
+            "timeout = \"90s\"\n  values  = { deploymentStage = \"upgraded\" }",
         );
     assert_ne!(unchecked, spec);
     let out = wallaroo(env, dir, &unchecked, &["apply", "--auto-approve"], &[]);

@@ -51,9 +51,7 @@ impl Workspace {
                     .unwrap_or_else(|| "default".into()),
             );
         }
-        t.pull_check = self.target.is_some()
-            && !spec.nodepool.is_empty()
-            && spec.registry.as_ref().is_some_and(|r| r.pull_check);
+        t.pull_check = crate::preflight::pull_check_runs(spec, self.target.is_some());
         t
     }
 

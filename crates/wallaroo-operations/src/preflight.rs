@@ -81,6 +81,12 @@ pub(crate) async fn checks_on(
     Ok(checks)
 }
 
+/// Whether plans run the pull check: a private registry to push the probe to (`has_target`),
+/// the check on, and nodepools to pull on.
+pub(crate) fn pull_check_runs(spec: &Spec, has_target: bool) -> bool {
+    has_target && !spec.nodepool.is_empty() && spec.registry.as_ref().is_some_and(|r| r.pull_check)
+}
+
 /// The pull check ([`wallaroo_kube::pullcheck`]): pushes the probe into the private
 /// registry, then has one node of each pool pull it.
 async fn pull_check(
@@ -91,7 +97,7 @@ async fn pull_check(
     let (Some(registry), Some(target)) = (&spec.registry, target) else {
         return Vec::new();
     };
-    if !registry.pull_check || spec.nodepool.is_empty() {
+    if !pull_check_runs(spec, true) {
         return Vec::new();
     }
     let repo = format!(

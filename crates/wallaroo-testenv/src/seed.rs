@@ -386,26 +386,85 @@ pub fn app_image(
     tag: &str,
     arches: &[&str],
 ) -> Result<String, Error> {
+    one_layer_image(
+        env,
+        registry,
+        repo,
+        tag,
+        arches,
+        &OCI,
+        json!({"Entrypoint": ["/app"]}),
+        |_, arch| app_layer(arch),
+    )
+}
+
+/// The media types of an image's parts, and whether its manifests are pretty-printed (as
+/// docker writes them).
+struct Flavor {
+    manifest: &'static str,
+    index: &'static str,
+    config: &'static str,
+    layer: &'static str,
+    pretty: bool,
+}
+
+const OCI: Flavor = Flavor {
+    manifest: "application/vnd.oci.image.manifest.v1+json",
+    index: "application/vnd.oci.image.index.v1+json",
+    config: "application/vnd.oci.image.config.v1+json",
+    layer: "application/vnd.oci.image.layer.v1.tar+gzip",
+    pretty: false,
+};
+
+const DOCKER: Flavor = Flavor {
+    manifest: "application/vnd.docker.distribution.manifest.v2+json",
+    index: "application/vnd.docker.distribution.manifest.list.v2+json",
+    config: "application/vnd.docker.container.image.v1+json",
+    layer: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    pretty: true,
+};
+
+/// Pushes an image of one gzip layer per platform (`layer(n, arch)`, with its diff id) and
+/// `config` as its container config to `repo:tag`: a manifest, or with several `arches` an
+/// index of them. Returns the digest the tag names.
+#[allow(clippy::too_many_arguments)]
+fn one_layer_image(
+    env: &Env,
+    registry: &Registry,
+    repo: &str,
+    tag: &str,
+    arches: &[&str],
+    flavor: &Flavor,
+    config: Value,
+    layer: impl Fn(usize, &str) -> Result<(Vec<u8>, String), Error>,
+) -> Result<String, Error> {
+    let bytes = |v: &Value| {
+        if flavor.pretty {
+            serde_json::to_vec_pretty(v)
+        } else {
+            serde_json::to_vec(v)
+        }
+        .expect("JSON")
+    };
     let client = https_client(&env.ca_file)?;
     let mut entries = Vec::new();
     let mut last = String::new();
-    for arch in arches {
-        let (gz, diff_id) = app_layer(arch)?;
+    for (n, arch) in arches.iter().enumerate() {
+        let (gz, diff_id) = layer(n, arch)?;
         push_blob(&client, registry, repo, &gz)?;
-        let config = serde_json::to_vec(&json!({
+        let image_config = serde_json::to_vec(&json!({
             "architecture": arch, "os": "linux",
-            "config": {"Entrypoint": ["/app"]},
+            "config": config,
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         }))
         .expect("JSON");
-        push_blob(&client, registry, repo, &config)?;
-        let manifest = serde_json::to_vec(&json!({
+        push_blob(&client, registry, repo, &image_config)?;
+        let manifest = bytes(&json!({
             "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&gz), "size": gz.len()}],
-        }))
-        .expect("JSON");
+            "mediaType": flavor.manifest,
+            "config": {"mediaType": flavor.config, "digest": digest(&image_config), "size": image_config.len()},
+            "layers": [{"mediaType": flavor.layer, "digest": digest(&gz), "size": gz.len()}],
+        }));
         last = digest(&manifest);
         let reference = if arches.len() > 1 {
             last.clone()
@@ -417,27 +476,19 @@ pub fn app_image(
             registry,
             repo,
             &reference,
-            "application/vnd.oci.image.manifest.v1+json",
+            flavor.manifest,
             &manifest,
         )?;
         entries.push(json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": last, "size": manifest.len(),
+            "mediaType": flavor.manifest, "digest": last, "size": manifest.len(),
             "platform": {"architecture": arch, "os": "linux"},
         }));
     }
     if arches.len() > 1 {
-        let index = serde_json::to_vec(&json!({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries,
-        }))
-        .expect("JSON");
-        put_manifest(
-            &client,
-            registry,
-            repo,
-            tag,
-            "application/vnd.oci.image.index.v1+json",
-            &index,
-        )?;
+        let index = bytes(&json!({
+            "schemaVersion": 2, "mediaType": flavor.index, "manifests": entries,
+        }));
+        put_manifest(&client, registry, repo, tag, flavor.index, &index)?;
         last = digest(&index);
     }
     Ok(last)
@@ -1017,49 +1068,16 @@ pub fn docker_image(
     layer_seed: u64,
     arches: &[&str],
 ) -> Result<String, Error> {
-    const MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    const LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-    let client = https_client(&env.ca_file)?;
-    let mut entries = Vec::new();
-    let mut last = String::new();
-    for (n, arch) in arches.iter().enumerate() {
-        let (gz, diff_id) = layer(layer_seed + n as u64, 24 << 10);
-        push_blob(&client, registry, repo, &gz)?;
-        let config = serde_json::to_vec(&json!({
-            "architecture": arch, "os": "linux",
-            "config": {"Cmd": ["/bin/true"]},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        }))
-        .expect("JSON");
-        push_blob(&client, registry, repo, &config)?;
-        let manifest = serde_json::to_vec_pretty(&json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": digest(&config), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": digest(&gz), "size": gz.len()}],
-        }))
-        .expect("JSON");
-        last = digest(&manifest);
-        let reference = if arches.len() > 1 {
-            last.clone()
-        } else {
-            tag.to_string()
-        };
-        put_manifest(&client, registry, repo, &reference, MANIFEST, &manifest)?;
-        entries.push(json!({
-            "mediaType": MANIFEST, "digest": last, "size": manifest.len(),
-            "platform": {"architecture": arch, "os": "linux"},
-        }));
-    }
-    if arches.len() > 1 {
-        let list = serde_json::to_vec_pretty(&json!({
-            "schemaVersion": 2, "mediaType": LIST, "manifests": entries,
-        }))
-        .expect("JSON");
-        put_manifest(&client, registry, repo, tag, LIST, &list)?;
-        last = digest(&list);
-    }
-    Ok(last)
+    one_layer_image(
+        env,
+        registry,
+        repo,
+        tag,
+        arches,
+        &DOCKER,
+        json!({"Cmd": ["/bin/true"]}),
+        |n, _| Ok(layer(layer_seed + n as u64, 24 << 10)),
+    )
 }
 
 /// The sample chart at `sample`, made as strict as production charts are, into
