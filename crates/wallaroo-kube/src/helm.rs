@@ -74,70 +74,6 @@ pub fn decode_release(data: &[u8]) -> Result<HelmRelease, String> {
     serde_json::from_slice(&json).map_err(|e| format!("not a helm release: {e}"))
 }
 
-/// Splits `config` into (values, secret values) along the key shape of `secret_shape`.
-/// Adds to `live` every key of `desired` that `live` lacks and whose value is `defaults`'s
-/// (the chart's) at the same place, recursing into maps.
-fn fill_defaults(live: &mut Value, desired: &Value, defaults: &Value) {
-    let (Some(want), Some(defaults)) = (desired.as_object(), defaults.as_object()) else {
-        return;
-    };
-    if !live.is_object() {
-        *live = json!({});
-    }
-    let have = live.as_object_mut().expect("made an object above");
-    for (k, wanted) in want {
-        let Some(default) = defaults.get(k) else {
-            continue;
-        };
-        match have.get_mut(k) {
-            Some(present) if present.is_object() && wanted.is_object() => {
-                fill_defaults(present, wanted, default);
-            }
-            Some(_) => {}
-            None if wanted == default => {
-                have.insert(k.clone(), wanted.clone());
-            }
-            None if wanted.is_object() && default.is_object() => {
-                let mut nested = json!({});
-                fill_defaults(&mut nested, wanted, default);
-                if nested.as_object().is_some_and(|m| !m.is_empty()) {
-                    have.insert(k.clone(), nested);
-                }
-            }
-            None => {}
-        }
-    }
-}
-
-fn split(config: &Value, secret_shape: &Value) -> (Value, Value) {
-    let (mut values, mut secrets) = (config.clone(), json!({}));
-    fn walk(values: &mut Value, secrets: &mut Value, shape: &Value) {
-        let (Some(v), Some(s)) = (values.as_object_mut(), shape.as_object()) else {
-            return;
-        };
-        for (k, sub) in s {
-            match (sub.is_object(), v.get_mut(k)) {
-                (true, Some(inner)) if inner.is_object() => {
-                    let mut nested = json!({});
-                    walk(inner, &mut nested, sub);
-                    if nested.as_object().is_some_and(|m| !m.is_empty()) {
-                        secrets[k] = nested;
-                    }
-                    if inner.as_object().is_some_and(|m| m.is_empty()) {
-                        v.remove(k);
-                    }
-                }
-                (_, Some(_)) => {
-                    secrets[k] = v.remove(k).unwrap_or(Value::Null);
-                }
-                _ => {}
-            }
-        }
-    }
-    walk(&mut values, &mut secrets, secret_shape);
-    (values, secrets)
-}
-
 impl HelmReleaseKind {
     async fn stored(&self, ns: &str, name: &str) -> Result<Option<HelmRelease>, ResourceError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
@@ -530,12 +466,12 @@ impl ResourceKind for HelmReleaseKind {
         } else {
             release.config.clone()
         };
-        let (mut values, secret_values) = split(&config, &shape);
+        let (mut values, secret_values) = wallaroo_engine::json::split(&config, &shape);
         // A key the spec sets to exactly the chart's own default, which the release's
         // values do not name (an install made by hand leaves most keys at their defaults),
         // is no change: helm computes the same value either way.
         if let Some(desired) = req.desired.and_then(|d| d.get("values")) {
-            fill_defaults(&mut values, desired, &release.chart.values);
+            wallaroo_engine::json::fill_defaults(&mut values, desired, &release.chart.values);
         }
         // Helm does not record where the chart came from, nor the timeout used.
         let same = |k: &str| {
@@ -624,14 +560,18 @@ mod tests {
         let desired = json!({"ingress_mode": "internal", "assays": {"enabled": true, "version": "v1"}, "tolerations": [], "domainSuffix": "corp.example", "extra": 1});
         // The operator set only the domain and assays' version by hand.
         let mut live = json!({"domainSuffix": "corp.example", "assays": {"version": "v1"}});
-        fill_defaults(&mut live, &desired, &defaults);
+        wallaroo_engine::json::fill_defaults(&mut live, &desired, &defaults);
         assert_eq!(
             live,
             json!({"domainSuffix": "corp.example", "assays": {"version": "v1", "enabled": true}, "ingress_mode": "internal", "tolerations": []})
         );
         // A value the chart does not default to stays a difference.
         let mut live = json!({});
-        fill_defaults(&mut live, &json!({"ingress_mode": "external"}), &defaults);
+        wallaroo_engine::json::fill_defaults(
+            &mut live,
+            &json!({"ingress_mode": "external"}),
+            &defaults,
+        );
         assert_eq!(live, json!({}));
     }
 
@@ -652,7 +592,7 @@ mod tests {
     fn secret_values_split_along_their_shape() {
         let config = json!({"a": 1, "ociRegistry": {"enabled": true, "password": "p"}, "privatePypi": {"password": "q"}});
         let shape = json!({"ociRegistry": {"password": "x"}, "privatePypi": {"password": "y"}});
-        let (values, secrets) = split(&config, &shape);
+        let (values, secrets) = wallaroo_engine::json::split(&config, &shape);
         assert_eq!(values, json!({"a": 1, "ociRegistry": {"enabled": true}}));
         assert_eq!(
             secrets,

@@ -248,7 +248,10 @@ impl KeycloakUserKind {
         id: &str,
         desired: &Attrs,
     ) -> Result<(), ResourceError> {
-        let password = str_attr(desired, "password")?;
+        // Without a password in the spec the user's own is left as it is.
+        let Some(password) = desired.get("password").and_then(Value::as_str) else {
+            return Ok(());
+        };
         let temporary = desired
             .get("temporary")
             .and_then(Value::as_bool)

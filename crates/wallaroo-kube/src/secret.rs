@@ -40,11 +40,16 @@ impl ResourceKind for SecretKind {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(kube_err(format!("reading secret {ns}/{name}"))(e)),
         };
+        let wanted = req.desired.and_then(|d| d.get("data"));
         let data: BTreeMap<String, Value> = secret
             .data
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| (k, Value::String(String::from_utf8_lossy(&v.0).into_owned())))
+            .map(|(k, v)| {
+                let live = String::from_utf8_lossy(&v.0).into_owned();
+                let want = wanted.and_then(|w| w.get(&k)).and_then(Value::as_str);
+                (k, Value::String(same_json(live, want)))
+            })
             .collect();
         Ok(Some(Attrs::from([
             ("namespace".to_string(), json!(ns)),
@@ -88,5 +93,39 @@ impl ResourceKind for SecretKind {
         let (ns, name) = (str_attr(prior, "namespace")?, str_attr(prior, "name")?);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         delete_if_present(&api, name, format!("secret {ns}/{name}")).await
+    }
+}
+
+/// `live`, or `want` when the two are the same JSON document written differently (a
+/// `.dockerconfigjson` made by `kubectl create secret docker-registry` orders its keys
+/// as Go does, wallaroo's as serde does): the same content is no change.
+fn same_json(live: String, want: Option<&str>) -> String {
+    let Some(want) = want else {
+        return live;
+    };
+    if live == want {
+        return live;
+    }
+    match (
+        serde_json::from_str::<Value>(&live),
+        serde_json::from_str::<Value>(want),
+    ) {
+        (Ok(a), Ok(b)) if a.is_object() && a == b => want.to_string(),
+        _ => live,
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::same_json;
+
+    #[test]
+    fn the_same_json_in_another_key_order_is_the_same_data() {
+        let kubectl = r#"{"auths":{"r:5000":{"username":"u","password":"p","auth":"dTpw"}}}"#;
+        let ours = r#"{"auths":{"r:5000":{"auth":"dTpw","password":"p","username":"u"}}}"#;
+        assert_eq!(same_json(kubectl.into(), Some(ours)), ours);
+        let other = r#"{"auths":{"r:5000":{"username":"u","password":"q","auth":"dTpx"}}}"#;
+        assert_eq!(same_json(other.into(), Some(ours)), other);
+        assert_eq!(same_json("plain".into(), Some("other")), "plain");
     }
 }

@@ -346,8 +346,14 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
                         }),
                     ),
                     ("temporary", json!(user.temporary)),
-                    ("password", json!(user.password.expose())),
-                ]),
+                ])
+                .into_iter()
+                .chain(
+                    user.password
+                        .as_ref()
+                        .map(|p| ("password".to_string(), json!(p.expose()))),
+                )
+                .collect(),
             )
             .sensitive(["password"])
             .depends_on([release.clone()]),
@@ -461,6 +467,28 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
         }
     }
     Ok(set)
+}
+
+/// The users a plan would create (or replace) though the spec gives them no password:
+/// Keycloak would then hold a user nobody can sign in as. The plan stops on them.
+pub fn users_without_password(plan: &wallaroo_engine::Plan, desired: &DesiredSet) -> Vec<String> {
+    plan.changes
+        .iter()
+        .filter(|c| {
+            c.kind == "keycloak_user"
+                && matches!(
+                    c.action,
+                    wallaroo_engine::Action::Create | wallaroo_engine::Action::Replace
+                )
+        })
+        .filter(|c| {
+            desired
+                .resources
+                .get(&c.address)
+                .is_some_and(|r| !r.attrs.contains_key("password"))
+        })
+        .map(|c| c.address.to_string())
+        .collect()
 }
 
 /// The `.dockerconfigjson` of the private registry's pull secret (`None` without a user):

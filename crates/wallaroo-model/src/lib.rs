@@ -8,12 +8,14 @@
 
 pub mod desired;
 pub mod images;
+pub mod inverse;
 pub mod sensitive;
 pub mod tls;
 pub mod values;
 
 pub use desired::{
     DesiredError, PULL_SECRET, TLS_SECRET, from_spec, from_spec_with, pull_secret_config,
+    users_without_password,
 };
 pub use images::{
     CHART_ORIGIN, ImagePin, MirrorImage, chart_source, image_sources, image_target, plan_images,

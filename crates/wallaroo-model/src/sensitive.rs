@@ -39,7 +39,7 @@ pub fn secret_strings(spec: &wallaroo_spec::Spec) -> BTreeSet<String> {
         add(Some(&k.admin_console_password));
     }
     for u in spec.user.values() {
-        add(Some(&u.password));
+        add(u.password.as_ref());
     }
     out
 }
@@ -123,14 +123,34 @@ fn cut_at_list(values: &Value, pointer: &str) -> Option<String> {
     (!kept.is_empty()).then_some(kept)
 }
 
+/// Removes the part at `pointer`, and the maps it leaves empty (helm's stored values, split
+/// the same way, have no empty map there either).
 fn take(values: &mut Value, pointer: &str) -> Option<Value> {
     let segs = segments(pointer);
     let (last, parents) = segs.split_last()?;
-    let mut node = values;
+    let mut node = &mut *values;
     for seg in parents {
         node = node.as_object_mut()?.get_mut(seg)?;
     }
-    node.as_object_mut()?.remove(last)
+    let part = node.as_object_mut()?.remove(last)?;
+    for depth in (1..=parents.len()).rev() {
+        let (key, above) = parents[..depth].split_last().expect("depth >= 1");
+        let mut node = &mut *values;
+        for seg in above {
+            node = node.as_object_mut()?.get_mut(seg)?;
+        }
+        let map = node.as_object_mut()?;
+        if map
+            .get(key)
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+        {
+            map.remove(key);
+        } else {
+            break;
+        }
+    }
+    Some(part)
 }
 
 fn put(secrets: &mut Value, pointer: &str, part: Value) {
@@ -181,7 +201,7 @@ mod tests {
         );
         assert_eq!(
             values,
-            json!({"domainSuffix": "example.com", "extra": {"plain": "x"}, "marked": {"deep": {}}, "a/b": {}})
+            json!({"domainSuffix": "example.com", "extra": {"plain": "x"}})
         );
         assert_eq!(
             secrets,

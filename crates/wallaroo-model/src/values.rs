@@ -56,7 +56,7 @@ pub const VALUE_SOURCES: &[(&str, &str)] = &[
     ("privatePypi", "private_pypi"),
 ];
 
-fn values_with(spec: &Spec, image_registry: bool) -> (Value, Value) {
+pub(crate) fn values_with(spec: &Spec, image_registry: bool) -> (Value, Value) {
     let mut v = json!({
         "kubernetes_distribution": spec.wallaroo.kubernetes_distribution,
         "ingress_mode": spec.networking.ingress_mode,
@@ -82,17 +82,26 @@ fn values_with(spec: &Spec, image_registry: bool) -> (Value, Value) {
     }
     if let Some(edge) = &spec.edge_registry {
         v["ociRegistry"] = json!({
-            "enabled": true, "registry": edge.url, "email": edge.email,
-            "username": edge.username, "observability": edge.observability,
+            "enabled": true, "registry": edge.url, "observability": edge.observability,
         });
+        // Keys the spec leaves unset are left out, not written as null.
+        if let Some(email) = &edge.email {
+            v["ociRegistry"]["email"] = json!(email);
+        }
+        if let Some(username) = &edge.username {
+            v["ociRegistry"]["username"] = json!(username);
+        }
         if let Some(p) = &edge.password {
             secrets["ociRegistry"] = json!({ "password": p.expose() });
         }
     }
     if let Some(pypi) = &spec.private_pypi {
         v["privatePypi"] = json!({
-            "enabled": true, "url": pypi.url, "username": pypi.username, "onlyPrivate": pypi.only_private,
+            "enabled": true, "url": pypi.url, "onlyPrivate": pypi.only_private,
         });
+        if let Some(username) = &pypi.username {
+            v["privatePypi"]["username"] = json!(username);
+        }
         if let Some(p) = &pypi.password {
             secrets["privatePypi"] = json!({ "password": p.expose() });
         }

@@ -98,6 +98,7 @@ pub async fn start<'w>(
                 .engine
                 .plan(&prepared.desired, state.as_ref(), &opts)
                 .await?;
+            crate::plan::refuse_passwordless_users(&plan, &prepared.desired)?;
             wallaroo_model::set_plan_images(&mut plan, &prepared.images);
             (plan, prepared, false)
         }

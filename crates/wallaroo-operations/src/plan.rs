@@ -58,6 +58,7 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
             .engine
             .plan(&prepared.desired, state.as_ref(), &opts)
             .await?;
+        refuse_passwordless_users(&plan, &prepared.desired)?;
         wallaroo_model::set_plan_images(&mut plan, &prepared.images);
         set_vendor_checks(&mut plan, &prepared.vendor_checks);
         Ok::<_, OperationError>((plan, prepared.vendor_checks))
@@ -95,6 +96,27 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
             })
         }
     }
+}
+
+/// Stops a plan that would create a user the spec gives no password.
+pub(crate) fn refuse_passwordless_users(
+    plan: &Plan,
+    desired: &wallaroo_engine::DesiredSet,
+) -> Result<(), OperationError> {
+    let passwordless = wallaroo_model::users_without_password(plan, desired);
+    if passwordless.is_empty() {
+        return Ok(());
+    }
+    let one = passwordless.len() == 1;
+    Err(OperationError::Message(format!(
+        "{} {} not in Keycloak, and the spec gives no password to create {} with: add \
+         `password = var.NAME` to {}, or an `import \"ADDRESS\" {{ id = \"USERNAME\" }}` block \
+         when the user is there under another username",
+        passwordless.join(", "),
+        if one { "is" } else { "are" },
+        if one { "it" } else { "them" },
+        if one { "its block" } else { "their blocks" },
+    )))
 }
 
 /// The vendor's preflight outcomes in the plan (`vendor_preflight`), so that JSON and

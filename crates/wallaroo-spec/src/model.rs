@@ -576,7 +576,11 @@ fn default_plugin_version() -> String {
 pub struct User {
     #[serde(default)]
     pub role: Role,
-    pub password: Secret,
+    /// The password set when wallaroo creates the user, and again whenever it changes
+    /// here. Optional for a user that already exists (one made in the console, or adopted
+    /// by `wallaroo init --from-cluster`): without it wallaroo never sets or compares the
+    /// password, and a plan that would have to create the user stops and asks for one.
+    pub password: Option<Secret>,
     /// The user must change the password at first login.
     #[serde(default = "yes")]
     pub temporary: bool,

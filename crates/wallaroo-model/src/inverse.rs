@@ -1,0 +1,1101 @@
+//! The values mapping read backwards: the spec of an install that is already running. A
+//! release installed by hand (the operator's values files, `--set`s and `--set-file`s, as
+//! helm keeps them), nodes labelled and tainted with kubectl and users made in Keycloak
+//! become the spec that says the same, so that its first plan changes nothing.
+//!
+//! Each value the operator set lands on the spec attribute [`crate::values`] maps it from,
+//! or stays in `helm { values }` where no attribute does. A round trip proves it: the
+//! written spec is parsed, its values computed by [`chart_values`] and compared with the
+//! release's as the helm kind compares them; whatever differs is kept from the release in
+//! `helm { values }`, and what still differs is reported. Secrets become sensitive
+//! `variable`s: no secret is ever part of what is written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+use wallaroo_engine::json::{fill_defaults, merge, split};
+use wallaroo_spec::model::{NODE_PURPOSE_LABEL, Toleration, nodepool_defaults};
+
+use crate::desired::{PULL_SECRET, TLS_SECRET};
+use crate::values::values_with;
+
+/// What is running, as `wallaroo init --from-cluster` reads it.
+#[derive(Debug, Clone)]
+pub struct LiveInstall {
+    pub release_name: String,
+    pub namespace: String,
+    /// The release's newest revision.
+    pub revision: u32,
+    pub chart_name: String,
+    pub chart_version: String,
+    /// The values the operator set (helm's `config`: values files, `--set`, `--set-file`
+    /// merged). Sensitive.
+    pub config: Value,
+    /// The chart's own defaults (its values.yaml), which helm keeps with the release.
+    pub chart_defaults: Value,
+    /// Every node of the cluster.
+    pub nodes: Vec<LiveNode>,
+    /// Pull secrets in the release's namespace: name -> registry host -> username.
+    pub pull_secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Secrets in the release's namespace: name -> type.
+    pub secrets: BTreeMap<String, String>,
+    /// Keycloak's users (not its admin, not service accounts), or why they could not be read.
+    pub users: Result<Vec<LiveUser>, String>,
+    /// Secret strings seen while reading (registry passwords, Keycloak's admin password,
+    /// TLS keys): a value that holds one is written as a variable. Never written.
+    pub known_secrets: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LiveNode {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// `key=value:Effect`.
+    pub taints: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveUser {
+    pub username: String,
+    pub email: Option<String>,
+    pub admin: bool,
+}
+
+/// What the cluster cannot say: where the release came from and the registries' CAs.
+#[derive(Debug, Clone, Default)]
+pub struct Hints {
+    pub license_channel: Option<String>,
+    pub vendor_registry: Option<String>,
+    pub vendor_username: Option<String>,
+    pub vendor_ca_file: Option<PathBuf>,
+    pub registry_ca_file: Option<PathBuf>,
+    /// Keycloak's base URL, when not the one the chart serves.
+    pub keycloak_url: Option<String>,
+    /// Where the spec will be written (relative paths in it resolve there).
+    pub base_dir: PathBuf,
+}
+
+/// A sensitive variable the written spec declares, to be set before `plan`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub name: String,
+    pub description: String,
+}
+
+/// The written spec, the variables it needs and what could not be mapped.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub text: String,
+    pub variables: Vec<Variable>,
+    pub report: Vec<String>,
+}
+
+/// Marks a string to be written as an expression (`var.NAME`), not a quoted string.
+const EXPR: char = '\u{1}';
+
+fn expr(text: &str) -> Value {
+    Value::String(format!("{EXPR}{text}"))
+}
+
+/// Where the operator put the values of one install, and what has been said of them.
+struct Draft<'a> {
+    live: &'a LiveInstall,
+    hints: &'a Hints,
+    /// The release's values with the chart's defaults under them.
+    effective: Value,
+    /// The operator's values not (yet) mapped to an attribute.
+    rest: Value,
+    /// Blocks as (name with labels, attributes in order).
+    blocks: Vec<(String, Vec<(String, Value)>)>,
+    variables: Vec<Variable>,
+    report: Vec<String>,
+}
+
+impl Draft<'_> {
+    fn get(&self, path: &[&str]) -> Option<&Value> {
+        path.iter().try_fold(&self.effective, |v, k| v.get(*k))
+    }
+
+    /// Takes a key out of what is left for `helm { values }`.
+    fn take(&mut self, path: &[&str]) {
+        take(&mut self.rest, path);
+    }
+
+    fn variable(&mut self, name: &str, description: impl Into<String>) -> Value {
+        if !self.variables.iter().any(|v| v.name == name) {
+            self.variables.push(Variable {
+                name: name.into(),
+                description: description.into(),
+            });
+        }
+        expr(&format!("var.{name}"))
+    }
+
+    fn block(&mut self, name: impl Into<String>, attrs: Vec<(&str, Value)>) {
+        let attrs: Vec<(String, Value)> = attrs
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        self.blocks.push((name.into(), attrs));
+    }
+}
+
+fn take(v: &mut Value, path: &[&str]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let Some(parent) = parents.iter().try_fold(&mut *v, |v, k| v.get_mut(*k)) else {
+        return;
+    };
+    if let Some(m) = parent.as_object_mut() {
+        m.remove(*last);
+    }
+    // Parents left empty go too.
+    if !parents.is_empty()
+        && parents
+            .iter()
+            .try_fold(&*v, |v, k| v.get(*k))
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+    {
+        take(v, parents);
+    }
+}
+
+fn str_of(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str)
+}
+
+/// The spec of `live`. `hints` supply what the cluster does not know.
+pub fn spec_from_live(live: &LiveInstall, hints: &Hints) -> Generated {
+    let mut config = live.config.clone();
+    if !config.is_object() {
+        config = json!({});
+    }
+    let mut effective = if live.chart_defaults.is_object() {
+        live.chart_defaults.clone()
+    } else {
+        json!({})
+    };
+    merge(&mut effective, &config);
+    let mut d = Draft {
+        live,
+        hints,
+        effective,
+        rest: config,
+        blocks: Vec::new(),
+        variables: Vec::new(),
+        report: Vec::new(),
+    };
+    map_values(&mut d);
+    // The values no attribute maps, with their secrets made variables.
+    let mut extra = d.rest.clone();
+    let mut secret_paths = Vec::new();
+    secret_leaves(
+        &mut extra,
+        &mut Vec::new(),
+        &live.known_secrets,
+        &mut secret_paths,
+    );
+    for (path, var) in &secret_paths {
+        let value = d.variable(
+            var,
+            format!("The release's value {} (a secret).", path.join(".")),
+        );
+        set_path(&mut extra, path, value);
+        d.report.push(format!(
+            "the value {} looks secret: it is read from variable {var}",
+            path.join(".")
+        ));
+    }
+    // Round trip: what the spec gives against what the release has.
+    let mut overrides = json!({});
+    for round in 0..2 {
+        let mut values = extra.clone();
+        merge(&mut values, &overrides);
+        let text = render(&d, &values);
+        let diffs = match round_trip(&d, &text) {
+            Ok(diffs) => diffs,
+            Err(e) => {
+                d.report
+                    .push(format!("the written spec does not validate: {e}"));
+                return finish(d, &values);
+            }
+        };
+        if diffs.is_empty() {
+            return finish(d, &values);
+        }
+        for (path, live_value) in diffs {
+            let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+            match live_value {
+                Some(v) if round == 0 => set_path(&mut overrides, &path, v),
+                Some(v) => d.report.push(format!(
+                    "the plan will change the release's value {}: it is {} now",
+                    keys.join("."),
+                    shown(&v, &live.known_secrets)
+                )),
+                None if round == 0 => {}
+                None => d.report.push(format!(
+                    "the plan will add the value {} to the release (the spec always sets it; \
+                     the release and the chart's defaults do not)",
+                    keys.join(".")
+                )),
+            }
+        }
+        if round == 1 {
+            return finish(d, &values);
+        }
+    }
+    unreachable!("the loop returns in its second round")
+}
+
+fn shown(v: &Value, secrets: &BTreeSet<String>) -> String {
+    if crate::sensitive::holds_secret(v, secrets) {
+        wallaroo_spec::REDACTED.to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// The spec with the whole report at its top.
+fn finish(d: Draft<'_>, values: &Value) -> Generated {
+    Generated {
+        text: render(&d, values),
+        variables: d.variables,
+        report: d.report,
+    }
+}
+
+const DISTRIBUTIONS: &[&str] = &["aks", "eks", "gke", "oke", "kurl"];
+
+/// Every values key [`crate::values`] maps, back to its attribute.
+fn map_values(d: &mut Draft<'_>) {
+    let live = d.live;
+    // wallaroo { ... }
+    let version = live.chart_version.clone();
+    let channel = d.hints.license_channel.clone().unwrap_or_else(|| {
+        let mut parts = version.split(['.', '-']);
+        match (parts.next(), parts.next()) {
+            (Some(y), Some(m)) => format!("{y}-{m}"),
+            _ => "CHANGE ME".into(),
+        }
+    });
+    let domain = match str_of(d.get(&["domainSuffix"])) {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => {
+            d.report.push(
+                "the release sets no domainSuffix: `domain` is a placeholder to change".into(),
+            );
+            "wallaroo.example.com".into()
+        }
+    };
+    d.take(&["domainSuffix"]);
+    let prefix = str_of(d.get(&["domainPrefix"])).unwrap_or("").to_string();
+    d.take(&["domainPrefix"]);
+    let distribution = match str_of(d.get(&["kubernetes_distribution"])) {
+        Some(s) if DISTRIBUTIONS.contains(&s) => {
+            let s = s.to_string();
+            d.take(&["kubernetes_distribution"]);
+            s
+        }
+        other => {
+            d.report.push(format!(
+                "kubernetes_distribution is {}, not one of {}: kept in helm {{ values }}",
+                other.map_or("not set".into(), |s| format!("`{s}`")),
+                DISTRIBUTIONS.join(", ")
+            ));
+            "kurl".into()
+        }
+    };
+    let mut wallaroo = vec![
+        ("version", json!(version)),
+        ("license_channel", json!(channel)),
+    ];
+    if live.namespace != "wallaroo" {
+        wallaroo.push(("namespace", json!(live.namespace)));
+    }
+    wallaroo.push(("domain", json!(domain)));
+    if !prefix.is_empty() {
+        wallaroo.push(("domain_prefix", json!(prefix)));
+    }
+    wallaroo.push(("kubernetes_distribution", json!(distribution)));
+    if live.release_name != "wallaroo" {
+        wallaroo.push(("release_name", json!(live.release_name)));
+    }
+    if live.chart_name != "wallaroo" {
+        wallaroo.push(("chart", json!(live.chart_name)));
+    }
+    if let Some(url) = &d.hints.keycloak_url {
+        wallaroo.push(("keycloak_url", json!(url)));
+    }
+    d.block("wallaroo", wallaroo);
+
+    // source "wallaroo" { ... }: not in the cluster; from the flags.
+    let vendor = d
+        .hints
+        .vendor_registry
+        .clone()
+        .unwrap_or_else(|| "registry.wallaroo.ai".into());
+    let username = d.hints.vendor_username.clone().unwrap_or_else(|| {
+        d.report.push(
+            "the vendor registry's user is not in the cluster: `source { username }` is a \
+             placeholder (or pass --vendor-username)"
+                .into(),
+        );
+        "CHANGE ME".into()
+    });
+    let password = d.variable(
+        "vendor_password",
+        "The password or token for the vendor registry, from Wallaroo.",
+    );
+    let ca = d.hints.vendor_ca_file.as_ref().map(|p| json!(p));
+    d.block(
+        "source \"wallaroo\"",
+        vec![
+            ("registry", json!(vendor)),
+            ("username", json!(username)),
+            ("password", password),
+            ("ca_file", ca.unwrap_or(Value::Null)),
+        ],
+    );
+
+    map_registry(d);
+    map_nodepools(d);
+    map_tls(d);
+
+    // networking { ... }
+    let mut networking = Vec::new();
+    match str_of(d.get(&["ingress_mode"])) {
+        Some(m @ ("none" | "external")) => {
+            networking.push(("ingress_mode", json!(m)));
+            d.take(&["ingress_mode"]);
+        }
+        Some("internal") => d.take(&["ingress_mode"]),
+        _ => {}
+    }
+    let ext = ["apilb", "external_inference_endpoints_enabled"];
+    if let Some(b) = d.get(&ext).and_then(Value::as_bool) {
+        if b {
+            networking.push(("external_inference_endpoints", json!(true)));
+        }
+        d.take(&ext);
+    }
+    if !networking.is_empty() {
+        d.block("networking", networking);
+    }
+
+    // assays { ... }
+    let enabled = d.get(&["assays", "enabled"]).and_then(Value::as_bool);
+    let version = str_of(d.get(&["assays", "version"])).map(String::from);
+    let assays = match (enabled, version.as_deref()) {
+        (Some(false), _) => Some("disabled"),
+        (_, Some(v @ ("v1" | "v2"))) => Some(v),
+        _ => None,
+    };
+    if let Some(a) = assays {
+        d.take(&["assays", "enabled"]);
+        d.take(&["assays", "version"]);
+        if a != "v2" {
+            d.block("assays", vec![("version", json!(a))]);
+        }
+    }
+
+    // scheduling { ... }
+    let mut scheduling = Vec::new();
+    if let Some(k) = str_of(d.get(&["nodeAffinityKey"])).map(String::from) {
+        if k != NODE_PURPOSE_LABEL {
+            scheduling.push(("affinity_key", json!(k)));
+        }
+        d.take(&["nodeAffinityKey"]);
+    }
+    if let Some(v) = str_of(d.get(&["engineAffinity"])).map(String::from) {
+        if v != "pipelines" {
+            scheduling.push(("engine_affinity", json!(v)));
+        }
+        d.take(&["engineAffinity"]);
+    }
+    if let Some(t) = d.get(&["tolerations"]).cloned()
+        && serde_json::from_value::<Vec<Toleration>>(t.clone()).is_ok()
+    {
+        if t.as_array().is_some_and(|a| !a.is_empty()) {
+            scheduling.push(("tolerations", t));
+        }
+        d.take(&["tolerations"]);
+    }
+    if let Some(s) = d.get(&["nodeSelectors"]).cloned()
+        && serde_json::from_value::<BTreeMap<String, BTreeMap<String, String>>>(s.clone()).is_ok()
+    {
+        if s.as_object().is_some_and(|m| !m.is_empty()) {
+            scheduling.push(("node_selectors", s));
+        }
+        d.take(&["nodeSelectors"]);
+    }
+    if !scheduling.is_empty() {
+        d.block("scheduling", scheduling);
+    }
+
+    // edge_registry { ... } and private_pypi { ... }
+    if d.get(&["ociRegistry", "enabled"]).and_then(Value::as_bool) == Some(true) {
+        let field = |d: &Draft<'_>, k: &str| d.get(&["ociRegistry", k]).cloned();
+        let url = field(d, "registry").unwrap_or(json!(""));
+        let email = field(d, "email").filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+        let username = field(d, "username").filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+        let observability = field(d, "observability").filter(|v| v == &json!(true));
+        let password = d
+            .live
+            .config
+            .pointer("/ociRegistry/password")
+            .is_some()
+            .then(|| {
+                d.variable(
+                    "edge_registry_password",
+                    "The password of the edge OCI registry (the release's ociRegistry.password).",
+                )
+            });
+        for k in [
+            "enabled",
+            "registry",
+            "email",
+            "username",
+            "observability",
+            "password",
+        ] {
+            d.take(&["ociRegistry", k]);
+        }
+        d.block(
+            "edge_registry",
+            vec![
+                ("url", url),
+                ("email", email.unwrap_or(Value::Null)),
+                ("username", username.unwrap_or(Value::Null)),
+                ("password", password.unwrap_or(Value::Null)),
+                ("observability", observability.unwrap_or(Value::Null)),
+            ],
+        );
+    }
+    if d.get(&["privatePypi", "enabled"]).and_then(Value::as_bool) == Some(true) {
+        let field = |d: &Draft<'_>, k: &str| d.get(&["privatePypi", k]).cloned();
+        let url = field(d, "url").unwrap_or(json!(""));
+        let username = field(d, "username").filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+        let only = field(d, "onlyPrivate").filter(|v| v == &json!(true));
+        let password = d
+            .live
+            .config
+            .pointer("/privatePypi/password")
+            .is_some()
+            .then(|| {
+                d.variable(
+                    "private_pypi_password",
+                    "The password of the private PyPI mirror (the release's privatePypi.password).",
+                )
+            });
+        for k in ["enabled", "url", "username", "onlyPrivate", "password"] {
+            d.take(&["privatePypi", k]);
+        }
+        d.block(
+            "private_pypi",
+            vec![
+                ("url", url),
+                ("username", username.unwrap_or(Value::Null)),
+                ("password", password.unwrap_or(Value::Null)),
+                ("only_private", only.unwrap_or(Value::Null)),
+            ],
+        );
+    }
+
+    map_users(d);
+}
+
+/// `registry "private"` from `imageRegistry` (`host/namespace`) and the pull secret.
+fn map_registry(d: &mut Draft<'_>) {
+    let Some(image_registry) = str_of(d.get(&["imageRegistry"])).map(String::from) else {
+        d.report.push(
+            "the release sets no imageRegistry: its images come from where the chart says, \
+             so no `registry \"private\"` is written"
+                .into(),
+        );
+        return;
+    };
+    let Some((host, namespace)) = image_registry.split_once('/') else {
+        d.report.push(format!(
+            "imageRegistry `{image_registry}` has no namespace (host/namespace): kept in helm {{ values }}"
+        ));
+        return;
+    };
+    d.take(&["imageRegistry"]);
+    let pull = d.get(&["imagePullSecrets"]).cloned();
+    let names: Vec<String> = pull
+        .as_ref()
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    if names == [PULL_SECRET] {
+        d.take(&["imagePullSecrets"]);
+    } else if !names.is_empty() {
+        d.report.push(format!(
+            "imagePullSecrets names {}, not wallaroo's `{PULL_SECRET}`: kept in helm {{ values }}; \
+             wallaroo adds a `{PULL_SECRET}` pull secret of its own",
+            names.join(", ")
+        ));
+    }
+    let username = names
+        .iter()
+        .chain(std::iter::once(&PULL_SECRET.to_string()))
+        .find_map(|n| d.live.pull_secrets.get(n)?.get(host).cloned());
+    let mut attrs = vec![("host", json!(host)), ("namespace", json!(namespace))];
+    match username {
+        Some(u) => {
+            let password = d.variable(
+                "registry_password",
+                format!("The password of {u} at the private registry {host}."),
+            );
+            attrs.push(("username", json!(u)));
+            attrs.push(("password", password));
+        }
+        None => d.report.push(format!(
+            "no pull secret in {} holds a login for {host}: the registry is written without a user",
+            d.live.namespace
+        )),
+    }
+    match &d.hints.registry_ca_file {
+        Some(ca) => attrs.push(("ca_file", json!(ca))),
+        None => d.report.push(format!(
+            "the CA of {host}'s certificate is not in the cluster: set `registry {{ ca_file }}` \
+             (or pass --registry-ca-file) when a private CA signs it"
+        )),
+    }
+    d.block("registry \"private\"", attrs);
+}
+
+/// `tls { secret_name }` from `deploymentStage: cust` and `custTlsSecret`.
+fn map_tls(d: &mut Draft<'_>) {
+    if str_of(d.get(&["deploymentStage"])) != Some("cust") {
+        return;
+    }
+    let name = str_of(d.get(&["custTlsSecret"]))
+        .unwrap_or(TLS_SECRET)
+        .to_string();
+    d.take(&["deploymentStage"]);
+    d.take(&["custTlsSecret"]);
+    match d.live.secrets.get(&name).map(String::as_str) {
+        Some("kubernetes.io/tls") => {}
+        Some(other) => d.report.push(format!(
+            "the TLS Secret {} is of type {other}, not kubernetes.io/tls",
+            name
+        )),
+        None => d.report.push(format!(
+            "the TLS Secret {name} the release names is not in {}",
+            d.live.namespace
+        )),
+    }
+    d.block("tls", vec![("secret_name", json!(name))]);
+}
+
+/// The guide's pool of a `wallaroo.ai/node-purpose` value.
+fn pool_of(purpose: &str) -> String {
+    match purpose {
+        "pipelines" => "pipelines-x86".into(),
+        other => other.to_string(),
+    }
+}
+
+fn pool_order(name: &str) -> (usize, &str) {
+    let rank = ["general", "persistent", "pipelines-x86"]
+        .iter()
+        .position(|p| *p == name)
+        .unwrap_or(3);
+    (rank, name)
+}
+
+fn wallaroo_key(key: &str) -> bool {
+    key.starts_with("wallaroo.ai/")
+}
+
+/// Labels Kubernetes, its distributions and its tools set on their own (`kubernetes.io`,
+/// `k8s.io` and their subdomains): never an operator's pool label.
+fn system_label(key: &str) -> bool {
+    let Some((domain, _)) = key.split_once('/') else {
+        return false;
+    };
+    ["kubernetes.io", "k8s.io"]
+        .iter()
+        .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+}
+
+/// Labels clouds give every node of a node group: preferred as a pool's selector.
+const NODE_GROUP_LABELS: &[&str] = &[
+    "eks.amazonaws.com/nodegroup",
+    "cloud.google.com/gke-nodepool",
+    "kubernetes.azure.com/agentpool",
+    "agentpool",
+    "oci.oraclecloud.com/node-pool-id",
+];
+
+fn map_nodepools(d: &mut Draft<'_>) {
+    let nodes = &d.live.nodes;
+    let mut groups: BTreeMap<String, Vec<&LiveNode>> = BTreeMap::new();
+    for n in nodes {
+        match n.labels.get(NODE_PURPOSE_LABEL) {
+            Some(purpose) => groups.entry(pool_of(purpose)).or_default().push(n),
+            None => {
+                let marks: Vec<&String> = n
+                    .taints
+                    .iter()
+                    .filter(|t| wallaroo_key(t))
+                    .chain(n.labels.keys().filter(|k| wallaroo_key(k)))
+                    .collect();
+                if !marks.is_empty() {
+                    d.report.push(format!(
+                        "node {} carries {} but no {NODE_PURPOSE_LABEL} label: in no pool",
+                        n.name,
+                        marks
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    if groups.is_empty() {
+        d.report.push(format!(
+            "no node carries {NODE_PURPOSE_LABEL}: no nodepool is written"
+        ));
+    }
+    let mut names: Vec<String> = groups.keys().cloned().collect();
+    names.sort_by(|a, b| pool_order(a).cmp(&pool_order(b)));
+    for name in names {
+        let members = &groups[&name];
+        let (default_labels, default_taints) = nodepool_defaults(&name).unwrap_or_else(|| {
+            let purpose = members[0].labels[NODE_PURPOSE_LABEL].clone();
+            (
+                BTreeMap::from([(NODE_PURPOSE_LABEL.to_string(), purpose)]),
+                Vec::new(),
+            )
+        });
+        let mut attrs = Vec::new();
+        // A label the operator gave exactly these nodes selects them; else their names.
+        let selector = pool_selector(members, nodes);
+        match &selector {
+            Some((k, v)) => attrs.push(("selector", json!({ k.clone(): v }))),
+            None => attrs.push((
+                "nodes",
+                json!(members.iter().map(|n| &n.name).collect::<Vec<_>>()),
+            )),
+        }
+        // Wallaroo's labels every node of the pool carries, beyond the pool's own.
+        let mut labels = BTreeMap::new();
+        for (k, v) in &members[0].labels {
+            if wallaroo_key(k)
+                && !default_labels.contains_key(k)
+                && members.iter().all(|n| n.labels.get(k) == Some(v))
+            {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        if nodepool_defaults(&name).is_none() {
+            labels.extend(default_labels.clone());
+        }
+        if !labels.is_empty() {
+            attrs.push(("labels", json!(labels)));
+        }
+        // Wallaroo's taints: those the pool's nodes share, else the guide's.
+        let sets: Vec<Vec<String>> = members
+            .iter()
+            .map(|n| {
+                let mut t: Vec<String> = n
+                    .taints
+                    .iter()
+                    .filter(|t| wallaroo_key(t))
+                    .cloned()
+                    .collect();
+                t.sort();
+                t
+            })
+            .collect();
+        let mut counts: BTreeMap<&Vec<String>, usize> = BTreeMap::new();
+        for s in sets.iter().filter(|s| !s.is_empty()) {
+            *counts.entry(s).or_default() += 1;
+        }
+        let mut default_sorted = default_taints.clone();
+        default_sorted.sort();
+        let chosen: Vec<String> = counts
+            .iter()
+            .max_by_key(|(_, c)| **c)
+            .map(|(s, _)| (*s).clone())
+            .unwrap_or_else(|| default_sorted.clone());
+        if chosen != default_sorted {
+            attrs.push(("taints", json!(chosen)));
+        }
+        for (n, set) in members.iter().zip(&sets) {
+            if *set != chosen {
+                let missing: Vec<&String> = chosen.iter().filter(|t| !set.contains(t)).collect();
+                let extra: Vec<&String> = set.iter().filter(|t| !chosen.contains(t)).collect();
+                let mut what = Vec::new();
+                if !missing.is_empty() {
+                    what.push(format!(
+                        "add the taint {}",
+                        missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                if !extra.is_empty() {
+                    what.push(format!(
+                        "remove {}",
+                        extra
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                d.report.push(format!(
+                    "node {} is labelled for pool {name} but its taints differ: the plan will {} \
+                     (write `taints = [...]` in nodepool \"{name}\" to keep it as it is)",
+                    n.name,
+                    what.join(" and ")
+                ));
+            }
+        }
+        if let Some((k, v)) = &selector {
+            let which = match members.len() {
+                1 => "its node is the only one".to_string(),
+                n => format!("its {n} nodes are the only ones"),
+            };
+            d.report.push(format!(
+                "nodepool {name}: {which} labelled {k}={v}, so it selects by that label \
+                 (nodes that join with it join the pool)"
+            ));
+        }
+        d.block(format!("nodepool \"{name}\""), attrs);
+    }
+}
+
+/// A label (not Kubernetes' own, not Wallaroo's) that exactly `members` carry among `all`.
+fn pool_selector(members: &[&LiveNode], all: &[LiveNode]) -> Option<(String, String)> {
+    let first = members.first()?;
+    let mut candidates: Vec<(&String, &String)> = first
+        .labels
+        .iter()
+        .filter(|(k, _)| !system_label(k) && !wallaroo_key(k))
+        .filter(|(k, v)| members.iter().all(|n| n.labels.get(*k) == Some(*v)))
+        .filter(|(k, v)| {
+            all.iter().filter(|n| n.labels.get(*k) == Some(*v)).count() == members.len()
+        })
+        .collect();
+    candidates.sort_by_key(|(k, _)| (!NODE_GROUP_LABELS.contains(&k.as_str()), (*k).clone()));
+    candidates
+        .first()
+        .map(|(k, v)| ((*k).clone(), (*v).clone()))
+}
+
+fn map_users(d: &mut Draft<'_>) {
+    let users = match &d.live.users {
+        Ok(u) => u.clone(),
+        Err(why) => {
+            d.report.push(format!(
+                "Keycloak's users were not read ({why}): no user is written"
+            ));
+            return;
+        }
+    };
+    let mut imports = Vec::new();
+    for u in users {
+        let Some(email) = u.email.clone().filter(|e| !e.is_empty()) else {
+            d.report.push(format!(
+                "Keycloak user {} has no email, and wallaroo's users are named by email: not \
+                 written; to manage it, add `user \"EMAIL\" {{}}` with `import \"user[\\\"EMAIL\\\"]\" \
+                 {{ id = \"{}\" }}` (apply then gives it that email)",
+                u.username, u.username
+            ));
+            continue;
+        };
+        let mut attrs = Vec::new();
+        if u.admin {
+            attrs.push(("role", json!("admin")));
+        }
+        d.block(format!("user {}", quoted(&email)), attrs);
+        if !u.username.eq_ignore_ascii_case(&email) {
+            imports.push((email, u.username));
+        }
+    }
+    for (email, username) in imports {
+        d.block(
+            format!("import {}", quoted(&format!("user[{}]", quoted(&email)))),
+            vec![("id", json!(username))],
+        );
+    }
+}
+
+/// Secret-looking leaves of the values left for `helm { values }`: by key name, or by a
+/// value that holds a secret read elsewhere, or a private key. Each becomes a variable
+/// named after its path.
+fn secret_leaves(
+    v: &mut Value,
+    path: &mut Vec<String>,
+    known: &BTreeSet<String>,
+    out: &mut Vec<(Vec<String>, String)>,
+) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                path.push(k.clone());
+                secret_leaves(child, path, known, out);
+                path.pop();
+            }
+        }
+        Value::String(s) => {
+            let key = path
+                .last()
+                .map(|k| k.to_ascii_lowercase())
+                .unwrap_or_default();
+            let by_name = SECRET_KEY_PARTS.iter().any(|p| key.contains(p));
+            let private_key = s.contains("-----BEGIN") && s.contains("PRIVATE KEY");
+            let holds = known
+                .iter()
+                .any(|k| !k.is_empty() && s.contains(k.as_str()));
+            if (by_name && !s.is_empty()) || private_key || holds {
+                out.push((path.clone(), variable_name(path)));
+            }
+        }
+        Value::Array(a) => {
+            // A list holding a secret is one value (helm replaces lists whole).
+            if crate::sensitive::holds_secret(&Value::Array(a.clone()), known) {
+                out.push((path.clone(), variable_name(path)));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Parts of a values key that name a secret (`adminPassword`, `apiToken`, `license`, ...).
+const SECRET_KEY_PARTS: &[&str] = &[
+    "password",
+    "passwd",
+    "token",
+    "apikey",
+    "api_key",
+    "accesskey",
+    "access_key",
+    "secretkey",
+    "secret_key",
+    "privatekey",
+    "private_key",
+    "license",
+    "credential",
+];
+
+fn variable_name(path: &[String]) -> String {
+    let mut name = String::from("helm");
+    for seg in path {
+        name.push('_');
+        let mut prev_lower = false;
+        for c in seg.chars() {
+            if c.is_ascii_uppercase() && prev_lower {
+                name.push('_');
+            }
+            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+            name.push(if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            });
+        }
+    }
+    name
+}
+
+fn set_path(v: &mut Value, path: &[String], value: Value) {
+    let mut node = v;
+    for seg in path {
+        if !node.is_object() {
+            *node = json!({});
+        }
+        node = node
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(seg.clone())
+            .or_insert(Value::Null);
+    }
+    *node = value;
+}
+
+/// The leaves where the written spec's values differ from the release's, compared as the
+/// helm kind compares them (secret values apart, keys left at the chart's defaults filled
+/// in), each with the release's value there (`None`: the release has none).
+fn round_trip(d: &Draft<'_>, text: &str) -> Result<Vec<(Vec<String>, Option<Value>)>, String> {
+    let inputs = wallaroo_spec::VarInputs {
+        env: d
+            .variables
+            .iter()
+            .map(|v| (v.name.clone(), format!("placeholder-of-{}", v.name)))
+            .collect(),
+        ..Default::default()
+    };
+    let spec = wallaroo_spec::parse_str("wallaroo.hcl", text, &d.hints.base_dir, &inputs).map_err(
+        |e| {
+            e.0.iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    )?;
+    let (desired, secrets) = values_with(&spec, true);
+    let (mut live, _) = split(&d.live.config, &secrets);
+    fill_defaults(&mut live, &desired, &d.live.chart_defaults);
+    let mut out = Vec::new();
+    differences(&live, &desired, &mut Vec::new(), &mut out);
+    // Where the release names nothing, helm computes the chart's default: written out, the
+    // spec then says the same.
+    for (path, value) in &mut out {
+        if value.is_none() {
+            *value = path
+                .iter()
+                .try_fold(&d.live.chart_defaults, |v, k| v.get(k))
+                .cloned();
+        }
+    }
+    Ok(out)
+}
+
+fn differences(
+    live: &Value,
+    want: &Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, Option<Value>)>,
+) {
+    match (live, want) {
+        (Value::Object(l), Value::Object(w)) => {
+            let keys: BTreeSet<&String> = l.keys().chain(w.keys()).collect();
+            for k in keys {
+                path.push(k.clone());
+                match (l.get(k), w.get(k)) {
+                    (Some(a), Some(b)) => differences(a, b, path, out),
+                    (a, _) => out.push((path.clone(), a.cloned())),
+                }
+                path.pop();
+            }
+        }
+        (a, b) if a != b => out.push((path.clone(), Some(a.clone()))),
+        _ => {}
+    }
+}
+
+fn quoted(s: &str) -> String {
+    // HCL strings escape as JSON's do, and template sequences double their sigil.
+    serde_json::to_string(s)
+        .expect("strings serialize")
+        .replace("${", "$${")
+        .replace("%{", "%%{")
+}
+
+fn is_identifier(k: &str) -> bool {
+    let mut chars = k.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A JSON value as an HCL expression.
+fn hcl(v: &Value, indent: usize) -> String {
+    let pad = "  ".repeat(indent + 1);
+    let end = "  ".repeat(indent);
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => match s.strip_prefix(EXPR) {
+            Some(e) => e.to_string(),
+            None => quoted(s),
+        },
+        Value::Array(a) if a.is_empty() => "[]".into(),
+        Value::Array(a) if a.iter().all(|v| !v.is_object() && !v.is_array()) => format!(
+            "[{}]",
+            a.iter()
+                .map(|v| hcl(v, indent))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Array(a) => {
+            let items: Vec<String> = a
+                .iter()
+                .map(|v| format!("{pad}{},\n", hcl(v, indent + 1)))
+                .collect();
+            format!("[\n{}{end}]", items.concat())
+        }
+        Value::Object(m) if m.is_empty() => "{}".into(),
+        Value::Object(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| {
+                    let key = if is_identifier(k) {
+                        k.clone()
+                    } else {
+                        quoted(k)
+                    };
+                    format!("{pad}{key} = {}\n", hcl(v, indent + 1))
+                })
+                .collect();
+            format!("{{\n{}{end}}}", items.concat())
+        }
+    }
+}
+
+/// The spec's text: report, variables, blocks, then `helm { values }`.
+fn render(d: &Draft<'_>, extra: &Value) -> String {
+    let live = d.live;
+    let mut out = format!(
+        "# Written by `wallaroo init --from-cluster` from helm release {}/{} (revision {}, \
+         chart {} {}).\n# Set the variables below (WALLAROO_VAR_NAME=...), then `wallaroo plan` \
+         should change nothing\n# in the release, the nodes or the users.\n",
+        live.namespace, live.release_name, live.revision, live.chart_name, live.chart_version
+    );
+    if !d.report.is_empty() {
+        out.push_str("#\n# What could not be mapped as it is:\n");
+        for line in &d.report {
+            out.push_str(&format!("#   - {line}\n"));
+        }
+    }
+    out.push_str(
+        "#\n# Every object found under the spec's names (namespace, release, nodes, users, \
+         secrets)\n# is adopted by the first plan; `import` blocks are only needed where a \
+         name differs.\n\n",
+    );
+    for v in &d.variables {
+        out.push_str(&format!(
+            "variable {} {{\n  type = string\n  sensitive = true\n  description = {}\n}}\n\n",
+            quoted(&v.name),
+            quoted(&v.description)
+        ));
+    }
+    for (name, attrs) in &d.blocks {
+        out.push_str(&format!("{name} {{\n"));
+        for (k, v) in attrs {
+            out.push_str(&format!("  {k} = {}\n", hcl(v, 1)));
+        }
+        out.push_str("}\n\n");
+    }
+    if extra.as_object().is_some_and(|m| !m.is_empty()) {
+        out.push_str(
+            "helm {\n  # Values the release was installed with that no spec attribute maps, kept \
+             as they are.\n",
+        );
+        out.push_str(&format!("  values = {}\n}}\n", hcl(extra, 1)));
+    }
+    let out = out.trim_end().to_string() + "\n";
+    wallaroo_spec::format::format_hcl(&out).unwrap_or(out)
+}
+
+#[cfg(test)]
+mod tests;
