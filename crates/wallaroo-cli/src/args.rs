@@ -89,7 +89,7 @@ pub enum Command {
     SupportBundle(SupportBundleArgs),
     /// Write a commented starting spec (to -c, default ./wallaroo.hcl) from what you know:
     /// version, registries, domain. Secrets become sensitive variables, never values.
-    Init(InitArgs),
+    Init(Box<InitArgs>),
     /// Serve the Language Server Protocol on stdin and stdout, for editors: diagnostics (as
     /// `validate` gives them), completion, hover, go to definition, outline, formatting.
     Lsp,
@@ -100,26 +100,55 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
+    /// Write the spec of the install that is running (the cluster of KUBECONFIG): its helm
+    /// release's values, the nodes of its pools, its registry and TLS Secret, Keycloak's
+    /// users. Secrets become variables. The next plan then changes nothing.
+    #[arg(long)]
+    pub from_cluster: bool,
+    /// With --from-cluster: the helm release's name (default: the release of the chart
+    /// `wallaroo`, found by looking).
+    #[arg(long, requires = "from_cluster")]
+    pub release: Option<String>,
+    /// With --from-cluster: the release's namespace (default: every namespace is searched).
+    #[arg(long, requires = "from_cluster")]
+    pub namespace: Option<String>,
+    /// With --from-cluster: only nodes with these labels join a pool, as KEY=VALUE[,KEY=VALUE]
+    /// (for a cluster whose other labelled nodes belong to another install).
+    #[arg(long, requires = "from_cluster", value_name = "SELECTOR")]
+    pub nodes: Option<String>,
+    /// With --from-cluster: Keycloak's base URL, when not the one the chart serves
+    /// (https://keycloak.DOMAIN/auth).
+    #[arg(long, requires = "from_cluster")]
+    pub keycloak_url: Option<String>,
+    /// The vendor registry's user (the cluster does not know it).
+    #[arg(long)]
+    pub vendor_username: Option<String>,
+    /// PEM file of the CA that signs the vendor registry's certificate.
+    #[arg(long, value_name = "PATH")]
+    pub vendor_ca_file: Option<PathBuf>,
+    /// PEM file of the CA that signs the private registry's certificate.
+    #[arg(long, value_name = "PATH")]
+    pub registry_ca_file: Option<PathBuf>,
     /// The Wallaroo version, e.g. 2025.1.0-6290.
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", conflicts_with = "from_cluster")]
     pub wallaroo_version: Option<String>,
     /// The license channel (default: from the version, `2025.1.x` -> `2025-1`).
     #[arg(long)]
     pub license_channel: Option<String>,
     /// The instance's DNS suffix.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from_cluster")]
     pub domain: Option<String>,
     /// aks, eks, gke, oke or kurl.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from_cluster")]
     pub kubernetes_distribution: Option<String>,
     /// The vendor registry (default registry.wallaroo.ai).
     #[arg(long)]
     pub vendor_registry: Option<String>,
     /// The private registry inside the air gap, host[:port].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from_cluster")]
     pub registry: Option<String>,
     /// The private registry's namespace (default wallaroo).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from_cluster")]
     pub registry_namespace: Option<String>,
     /// Overwrite the file if it exists.
     #[arg(long)]

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         Command::Bundle(a) => runtime.block_on(commands::bundle::run(g, a)),
         Command::SupportBundle(a) => runtime.block_on(commands::support::run(g, a)),
         Command::Rbac(a) => runtime.block_on(commands::rbac::run(g, a)),
-        Command::Init(a) => commands::init::run(g, a),
+        Command::Init(a) => runtime.block_on(commands::init::run(g, a)),
         Command::Lsp => match wallaroo_lsp::run_stdio() {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => Err(report::Failure::message(format!("wallaroo lsp: {e}"))),

@@ -23,6 +23,14 @@ pub struct KeycloakUserKind {
 
 const ADMIN_SECRET: &str = "keycloak-admin-secret";
 
+/// A user of Keycloak's master realm, as `wallaroo init --from-cluster` reads it.
+#[derive(Debug, Clone)]
+pub struct KeycloakUser {
+    pub username: String,
+    pub email: Option<String>,
+    pub admin: bool,
+}
+
 impl KeycloakUserKind {
     pub fn new(client: kube::Client, config: std::sync::Arc<ClusterConfig>) -> Self {
         let http = reqwest::Client::builder()
@@ -132,6 +140,65 @@ impl KeycloakUserKind {
             )));
         }
         Ok(r)
+    }
+
+    /// The realm's users, with whether each holds the admin role: all but Keycloak's own
+    /// admin (the one in `keycloak-admin-secret`) and clients' service accounts.
+    pub async fn list_users(&self) -> Result<Vec<KeycloakUser>, ResourceError> {
+        let token = self.token().await?;
+        let admin = self.admin_user().await?;
+        let mut out = Vec::new();
+        let mut first = 0;
+        loop {
+            let page: Vec<Value> = self
+                .call(
+                    &token,
+                    reqwest::Method::GET,
+                    &format!("/admin/realms/master/users?first={first}&max=100"),
+                    None,
+                )
+                .await?
+                .json()
+                .await
+                .map_err(|e| ResourceError::new(e.to_string()))?;
+            let n = page.len();
+            for u in page {
+                let username = u["username"].as_str().unwrap_or_default().to_string();
+                if username == admin
+                    || username.starts_with("service-account-")
+                    || u.get("serviceAccountClientId").is_some()
+                {
+                    continue;
+                }
+                let id = u["id"].as_str().unwrap_or_default();
+                out.push(KeycloakUser {
+                    admin: self.is_admin(&token, id).await?,
+                    email: u["email"].as_str().map(String::from),
+                    username,
+                });
+            }
+            if n < 100 {
+                break;
+            }
+            first += n;
+        }
+        out.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(out)
+    }
+
+    async fn admin_user(&self) -> Result<String, ResourceError> {
+        let ns = &self.config.namespace;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let secret = api
+            .get(ADMIN_SECRET)
+            .await
+            .map_err(kube_err(format!("reading {ns}/{ADMIN_SECRET}")))?;
+        Ok(secret
+            .data
+            .unwrap_or_default()
+            .get("KEYCLOAK_ADMIN_USER")
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .unwrap_or_default())
     }
 
     async fn find(&self, token: &str, email: &str) -> Result<Option<Value>, ResourceError> {

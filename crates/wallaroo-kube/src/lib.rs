@@ -8,6 +8,7 @@
 mod cluster;
 mod daemonset;
 mod helm;
+pub mod inventory;
 mod keycloak;
 pub mod kots;
 mod namespace;
@@ -28,13 +29,14 @@ use wallaroo_engine::{KindRegistry, ResourceError};
 
 pub use cluster::{Cluster, selector_text};
 pub use helm::{HelmRelease, decode_release};
+pub use keycloak::KeycloakUser;
 pub use node::{SharedNode, shared_nodes};
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "wallaroo";
 
 /// How the kinds reach the cluster and its services.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct ClusterConfig {
     /// The helm binary.
     pub helm: PathBuf,

@@ -53,6 +53,9 @@ pub struct LiveNode {
     pub labels: BTreeMap<String, String>,
     /// `key=value:Effect`.
     pub taints: Vec<String>,
+    /// The node may join a pool (`init --nodes SELECTOR` leaves the others out; they still
+    /// count when a label is checked to select a pool's nodes and no others).
+    pub in_scope: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -194,7 +197,7 @@ pub fn spec_from_live(live: &LiveInstall, hints: &Hints) -> Generated {
     let mut extra = d.rest.clone();
     let mut secret_paths = Vec::new();
     secret_leaves(
-        &mut extra,
+        &extra,
         &mut Vec::new(),
         &live.known_secrets,
         &mut secret_paths,
@@ -416,8 +419,13 @@ fn map_values(d: &mut Draft<'_>) {
         }
         d.take(&["engineAffinity"]);
     }
+    // Only tolerations the spec writes back exactly as they are (every field present);
+    // others stay in helm { values } whole.
     if let Some(t) = d.get(&["tolerations"]).cloned()
-        && serde_json::from_value::<Vec<Toleration>>(t.clone()).is_ok()
+        && serde_json::from_value::<Vec<Toleration>>(t.clone())
+            .ok()
+            .and_then(|parsed| serde_json::to_value(parsed).ok())
+            .is_some_and(|back| back == t)
     {
         if t.as_array().is_some_and(|a| !a.is_empty()) {
             scheduling.push(("tolerations", t));
@@ -640,7 +648,7 @@ const NODE_GROUP_LABELS: &[&str] = &[
 fn map_nodepools(d: &mut Draft<'_>) {
     let nodes = &d.live.nodes;
     let mut groups: BTreeMap<String, Vec<&LiveNode>> = BTreeMap::new();
-    for n in nodes {
+    for n in nodes.iter().filter(|n| n.in_scope) {
         match n.labels.get(NODE_PURPOSE_LABEL) {
             Some(purpose) => groups.entry(pool_of(purpose)).or_default().push(n),
             None => {
@@ -841,14 +849,14 @@ fn map_users(d: &mut Draft<'_>) {
 /// value that holds a secret read elsewhere, or a private key. Each becomes a variable
 /// named after its path.
 fn secret_leaves(
-    v: &mut Value,
+    v: &Value,
     path: &mut Vec<String>,
     known: &BTreeSet<String>,
     out: &mut Vec<(Vec<String>, String)>,
 ) {
     match v {
         Value::Object(m) => {
-            for (k, child) in m.iter_mut() {
+            for (k, child) in m {
                 path.push(k.clone());
                 secret_leaves(child, path, known, out);
                 path.pop();
@@ -868,11 +876,9 @@ fn secret_leaves(
                 out.push((path.clone(), variable_name(path)));
             }
         }
-        Value::Array(a) => {
-            // A list holding a secret is one value (helm replaces lists whole).
-            if crate::sensitive::holds_secret(&Value::Array(a.clone()), known) {
-                out.push((path.clone(), variable_name(path)));
-            }
+        // A list holding a secret is one value (helm replaces lists whole).
+        Value::Array(_) if crate::sensitive::holds_secret(v, known) => {
+            out.push((path.clone(), variable_name(path)));
         }
         _ => {}
     }
@@ -930,10 +936,13 @@ fn set_path(v: &mut Value, path: &[String], value: Value) {
     *node = value;
 }
 
+/// Paths of values and the release's value at each (`None`: it has none).
+type Differences = Vec<(Vec<String>, Option<Value>)>;
+
 /// The leaves where the written spec's values differ from the release's, compared as the
 /// helm kind compares them (secret values apart, keys left at the chart's defaults filled
 /// in), each with the release's value there (`None`: the release has none).
-fn round_trip(d: &Draft<'_>, text: &str) -> Result<Vec<(Vec<String>, Option<Value>)>, String> {
+fn round_trip(d: &Draft<'_>, text: &str) -> Result<Differences, String> {
     let inputs = wallaroo_spec::VarInputs {
         env: d
             .variables
@@ -968,12 +977,7 @@ fn round_trip(d: &Draft<'_>, text: &str) -> Result<Vec<(Vec<String>, Option<Valu
     Ok(out)
 }
 
-fn differences(
-    live: &Value,
-    want: &Value,
-    path: &mut Vec<String>,
-    out: &mut Vec<(Vec<String>, Option<Value>)>,
-) {
+fn differences(live: &Value, want: &Value, path: &mut Vec<String>, out: &mut Differences) {
     match (live, want) {
         (Value::Object(l), Value::Object(w)) => {
             let keys: BTreeSet<&String> = l.keys().chain(w.keys()).collect();

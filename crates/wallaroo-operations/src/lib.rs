@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod discover;
 mod error;
 pub mod images;
+pub mod init;
 pub mod offline;
 pub mod output;
 pub mod permissions;

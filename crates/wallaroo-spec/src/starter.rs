@@ -11,9 +11,12 @@ pub struct Starter {
     pub domain: Option<String>,
     /// The vendor registry (`registry.wallaroo.ai` by default).
     pub vendor_registry: Option<String>,
+    pub vendor_username: Option<String>,
+    pub vendor_ca_file: Option<std::path::PathBuf>,
     /// The private registry inside the air gap, `host[:port]`.
     pub registry: Option<String>,
     pub registry_namespace: Option<String>,
+    pub registry_ca_file: Option<std::path::PathBuf>,
     pub kubernetes_distribution: Option<String>,
 }
 
@@ -72,9 +75,9 @@ wallaroo {{
 # air gap, made with `wallaroo bundle create`).
 source "wallaroo" {{
   registry = {vendor}
-  username = "CHANGE ME" # the vendor registry user from Wallaroo
+  username = {vendor_username}
   password = var.vendor_password
-  license  = var.vendor_password
+  license  = var.vendor_password{vendor_ca}
 }}
 
 # The registry inside the air gap that the cluster pulls from.
@@ -83,7 +86,7 @@ registry "private" {{
   namespace = {namespace}
   username  = "wallaroo"
   password  = var.registry_password
-  # ca_file = "ca.crt" # the CA of its certificate, when it is private
+  {registry_ca}
 }}
 
 # The guide's three nodepools: name the nodes (CHANGE ME), or select them by a label they
@@ -116,6 +119,19 @@ user "admin@example.com" {{
         vendor = or(&s.vendor_registry, "registry.wallaroo.ai"),
         registry = or(&s.registry, "registry.internal.example.com"),
         namespace = or(&s.registry_namespace, "wallaroo"),
+        vendor_username = match &s.vendor_username {
+            Some(u) => quoted(u),
+            None => "\"CHANGE ME\" # the vendor registry user from Wallaroo".into(),
+        },
+        vendor_ca = s
+            .vendor_ca_file
+            .as_ref()
+            .map(|p| format!("\n  ca_file  = {}", quoted(&p.display().to_string())))
+            .unwrap_or_default(),
+        registry_ca = match &s.registry_ca_file {
+            Some(p) => format!("ca_file   = {}", quoted(&p.display().to_string())),
+            None => "# ca_file = \"ca.crt\" # the CA of its certificate, when it is private".into(),
+        },
     );
     crate::format::format_hcl(&text).unwrap_or(text)
 }

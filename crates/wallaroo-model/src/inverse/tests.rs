@@ -25,6 +25,7 @@ fn node(name: &str, labels: &[(&str, &str)], taints: &[&str]) -> LiveNode {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         taints: taints.iter().map(|t| t.to_string()).collect(),
+        in_scope: true,
     }
 }
 
@@ -247,6 +248,19 @@ fn nodes_group_into_the_guides_pools_by_label_or_by_name() {
         "{report}"
     );
     assert!(!report.contains("n-pipe-2"), "{report}");
+}
+
+#[test]
+fn nodes_out_of_scope_join_no_pool_but_keep_a_label_from_being_a_selector() {
+    let mut live = hand_install();
+    // Another install's general node, outside the scope, labelled `pool=gen` too.
+    let mut other = node("elsewhere", &[(PURPOSE, "general"), ("pool", "gen")], &[]);
+    other.in_scope = false;
+    live.nodes.push(other);
+    let g = spec_from_live(&live, &hints());
+    let spec = parse(&g);
+    assert_eq!(spec.nodepool["general"].nodes, vec!["n-general"]);
+    assert!(spec.nodepool["general"].selector.is_empty());
 }
 
 #[test]
