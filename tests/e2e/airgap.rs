@@ -182,10 +182,21 @@ fn every_rendered_image_is_in_the_private_registry_or_the_plan_stops() {
     std::fs::write(&spec_file, &spec).unwrap();
     let (code, out) = run(env, dir.path(), &["plan"]);
     assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("wallaroo sets cache.image.registry, cache.image.repository"),
-        "{out}"
-    );
+    // What each key does, learned by rendering the chart with markers.
+    for want in [
+        format!(
+            "wallaroo sets cache.image.registry = \"{}\": it replaces the host in 1 image (learned by render)",
+            env.private.address()
+        ),
+        format!(
+            "wallaroo sets cache.image.repository = \"{id}/cache\": it replaces the path and name in 1 image (learned by render)"
+        ),
+        format!(
+            "wallaroo sets worker.repository = \"{id}/worker\": it replaces the path and name in 1 image (learned by render)"
+        ),
+    ] {
+        assert!(out.contains(&want), "{want}\nnot in:\n{out}");
+    }
     let (code, out) = run(env, dir.path(), &["apply", "--auto-approve"]);
     assert_eq!(code, 0, "{out}");
     let api = env.api().unwrap();

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use wallaroo_engine::json::{fill_defaults, merge, split};
 use wallaroo_spec::model::{NODE_PURPOSE_LABEL, Toleration, nodepool_defaults};
 
@@ -122,7 +122,7 @@ impl Draft<'_> {
 
     /// Takes a key out of what is left for `helm { values }`.
     fn take(&mut self, path: &[&str]) {
-        take(&mut self.rest, path);
+        crate::values::remove_path(&mut self.rest, path);
     }
 
     fn variable(&mut self, name: &str, description: impl Into<String>) -> Value {
@@ -142,28 +142,6 @@ impl Draft<'_> {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         self.blocks.push((name.into(), attrs));
-    }
-}
-
-fn take(v: &mut Value, path: &[&str]) {
-    let Some((last, parents)) = path.split_last() else {
-        return;
-    };
-    let Some(parent) = parents.iter().try_fold(&mut *v, |v, k| v.get_mut(*k)) else {
-        return;
-    };
-    if let Some(m) = parent.as_object_mut() {
-        m.remove(*last);
-    }
-    // Parents left empty go too.
-    if !parents.is_empty()
-        && parents
-            .iter()
-            .try_fold(&*v, |v, k| v.get(*k))
-            .and_then(Value::as_object)
-            .is_some_and(Map::is_empty)
-    {
-        take(v, parents);
     }
 }
 

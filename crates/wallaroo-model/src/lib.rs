@@ -9,6 +9,7 @@
 pub mod desired;
 pub mod images;
 pub mod inverse;
+pub mod learn;
 pub mod sensitive;
 pub mod tls;
 pub mod values;

@@ -23,10 +23,57 @@ pub fn chart_values(spec: &Spec) -> (Value, Value) {
 /// but without the image registry keys of [`image_values`] (unless `helm { values }` sets
 /// them), so that rendered references name the vendor's images, which are what is mirrored.
 /// Sensitive: never show it.
+/// A key the operator already pointed at the private registry in `helm { values }` reads
+/// as the chart wrote it here, so that discovery still learns the vendor's image behind it.
 pub fn render_values(spec: &Spec) -> Value {
     let (mut v, secrets) = values_with(spec, false);
     merge(&mut v, &secrets);
+    if let Some(reg) = &spec.registry {
+        let mut private = Vec::new();
+        leaves_naming(&spec.helm.values, &reg.host, &mut Vec::new(), &mut private);
+        for path in private {
+            let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+            remove_path(&mut v, &keys);
+        }
+    }
     v
+}
+
+/// Paths of the string leaves of `v` that name `host`.
+fn leaves_naming(v: &Value, host: &str, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                at.push(k.clone());
+                leaves_naming(child, host, at, out);
+                at.pop();
+            }
+        }
+        Value::String(s) if s == host || s.starts_with(&format!("{host}/")) => out.push(at.clone()),
+        _ => {}
+    }
+}
+
+/// Removes the value at `path` (and the maps it leaves empty).
+pub(crate) fn remove_path(v: &mut Value, path: &[&str]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let Some(parent) = parents.iter().try_fold(&mut *v, |v, k| v.get_mut(*k)) else {
+        return;
+    };
+    if let Some(m) = parent.as_object_mut() {
+        m.remove(*last);
+    }
+    if !parents.is_empty()
+        && parents
+            .iter()
+            .try_fold(&*v, |v, k| v.get(*k))
+            .and_then(Value::as_object)
+            .is_some_and(serde_json::Map::is_empty)
+    {
+        remove_path(v, parents);
+    }
 }
 
 /// The spec setting each chart values key comes from, for messages about a chart that

@@ -166,16 +166,6 @@ pub struct ImageKeys {
 /// Reads the image keys of a chart and of its subcharts (unpacked under `charts/`, or packaged
 /// there as `.tgz`), from their `values.yaml`.
 pub fn image_keys(chart: &Chart) -> Result<ImageKeys, OciError> {
-    let err = |message: String| OciError::Chart {
-        chart: format!("{}:{}", chart.repo, chart.version),
-        message,
-    };
-    let mut out = ImageKeys::default();
-    read_keys(&chart.archive, &[], &mut out, true).map_err(err)?;
-    Ok(out)
-}
-
-fn read_keys(tgz: &[u8], prefix: &[String], out: &mut ImageKeys, top: bool) -> Result<(), String> {
     fn walk(v: &serde_json::Value, at: &mut Vec<String>, keys: &mut Vec<ImageKey>) {
         if let serde_json::Value::Object(m) = v {
             if let Some(repository) = m.get("repository").and_then(|r| r.as_str())
@@ -199,6 +189,65 @@ fn read_keys(tgz: &[u8], prefix: &[String], out: &mut ImageKeys, top: bool) -> R
             }
         }
     }
+    let mut out = ImageKeys::default();
+    each_values_file(chart, &mut |sub, values| {
+        if sub.is_empty() {
+            out.global_image_registry |= values["global"]
+                .as_object()
+                .is_some_and(|g| g.contains_key("imageRegistry"));
+        }
+        walk(&values, &mut sub.to_vec(), &mut out.keys);
+    })?;
+    Ok(out)
+}
+
+/// The chart's default values as the release sees them: its own `values.yaml`, and each
+/// subchart's under the subchart's name.
+pub fn default_values(chart: &Chart) -> Result<serde_json::Value, OciError> {
+    let mut files: Vec<(Vec<String>, serde_json::Value)> = Vec::new();
+    each_values_file(chart, &mut |sub, values| files.push((sub.to_vec(), values)))?;
+    // A parent's values for a subchart win over the subchart's own, as in helm: parents
+    // first, each file under what is already there.
+    files.sort_by_key(|(sub, _)| sub.len());
+    let mut tree = serde_json::json!({});
+    for (sub, values) in files {
+        let mut node = &mut tree;
+        for seg in &sub {
+            if !node.is_object() {
+                *node = serde_json::json!({});
+            }
+            node = node
+                .as_object_mut()
+                .expect("made an object above")
+                .entry(seg.clone())
+                .or_insert(serde_json::Value::Null);
+        }
+        let mut merged = values;
+        if node.is_object() {
+            wallaroo_engine::json::merge(&mut merged, node);
+        }
+        *node = merged;
+    }
+    Ok(tree)
+}
+
+/// Calls `visit` with each `values.yaml` of a chart and its subcharts, and where in the
+/// release's values it sits (empty for the chart's own).
+fn each_values_file(
+    chart: &Chart,
+    visit: &mut dyn FnMut(&[String], serde_json::Value),
+) -> Result<(), OciError> {
+    read_values(&chart.archive, &[], visit).map_err(|message| OciError::Chart {
+        chart: format!("{}:{}", chart.repo, chart.version),
+        message,
+    })
+}
+
+fn read_values(
+    tgz: &[u8],
+    prefix: &[String],
+    visit: &mut dyn FnMut(&[String], serde_json::Value),
+) -> Result<(), String> {
     let gz = flate2::read::GzDecoder::new(tgz);
     let mut tar = tar::Archive::new(gz);
     for entry in tar.entries().map_err(|e| e.to_string())? {
@@ -220,13 +269,7 @@ fn read_keys(tgz: &[u8], prefix: &[String], out: &mut ImageKeys, top: bool) -> R
             entry.read_to_end(&mut body).map_err(|e| e.to_string())?;
             let values: serde_json::Value =
                 serde_saphyr::from_slice(&body).map_err(|e| format!("{}: {e}", path.display()))?;
-            if top && sub.is_empty() {
-                out.global_image_registry |= values["global"]
-                    .as_object()
-                    .is_some_and(|g| g.contains_key("imageRegistry"));
-            }
-            let mut at = sub.clone();
-            walk(&values, &mut at, &mut out.keys);
+            visit(&sub, values);
         } else if parts.len() == 3 && parts[1] == "charts" && parts[2].ends_with(".tgz") {
             entry.read_to_end(&mut body).map_err(|e| e.to_string())?;
             // A packaged subchart: its files sit under its own name.
@@ -247,7 +290,7 @@ fn read_keys(tgz: &[u8], prefix: &[String], out: &mut ImageKeys, top: bool) -> R
             if let Some(name) = name {
                 let mut sub = prefix.to_vec();
                 sub.push(name);
-                read_keys(&body, &sub, out, false)?;
+                read_values(&body, &sub, visit)?;
             }
         }
     }

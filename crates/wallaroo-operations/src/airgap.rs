@@ -33,19 +33,49 @@ impl Workspace {
             return Ok(());
         };
         let keys = wallaroo_oci::release::image_keys(&chart)?;
-
-        let (rewrites, why) = if self.spec.images.rewrite {
-            rewrites(&self.spec, &keys, images)
-        } else {
-            (Value::Null, Vec::new())
+        let Some(release) = desired
+            .resources
+            .values()
+            .find(|r| r.kind == "helm_release")
+        else {
+            return Ok(());
         };
+        let mut release_values = release.attrs.get("values").cloned().unwrap_or(Value::Null);
+        if let Some(secret) = release.attrs.get("secret_values") {
+            wallaroo_engine::json::merge(&mut release_values, secret);
+        }
+
+        // What each image key does, learned from the chart's own render; the guess by
+        // naming convention only where the chart cannot be rendered with markers.
+        let mut learned = wallaroo_model::learn::Learned::default();
+        let (mut rewrites, why) = if !self.spec.images.rewrite {
+            (Value::Null, Vec::new())
+        } else {
+            match self
+                .learn(&chart, kube_version.clone(), &release_values, images)
+                .await
+            {
+                Ok(Some(l)) => {
+                    learned = l;
+                    (learned.values.clone(), learned.evidence.clone())
+                }
+                Ok(None) => rewrites(&self.spec, &keys, images),
+                Err(e) => {
+                    desired.warnings.push(format!(
+                        "air gap: the chart's image keys could not be learned by render ({e}); \
+                         keys are set by naming convention"
+                    ));
+                    rewrites(&self.spec, &keys, images)
+                }
+            }
+        };
+        // The operator's values win: a key written in `helm { values }` is never rewritten.
+        drop_paths_of(&mut rewrites, &self.spec.helm.values);
         let release = desired
             .resources
             .values_mut()
-            .find(|r| r.kind == "helm_release");
-        let Some(release) = release else {
-            return Ok(());
-        };
+            .find(|r| r.kind == "helm_release")
+            .expect("found above");
         if let Some(values) = release.attrs.get_mut("values")
             && rewrites.is_object()
         {
@@ -144,7 +174,7 @@ impl Workspace {
                 }
             }
         }
-        let problems = check(&reg.host, &rendered, &mirrored, &allowed, &keys);
+        let problems = check(&reg.host, &rendered, &mirrored, &allowed, &keys, &learned);
         if problems.is_empty() {
             if let Some(k) = &key {
                 self.render_cache.store("airgap", k, &held);
@@ -178,6 +208,174 @@ impl Workspace {
                 .collect::<Vec<_>>()
                 .join("\n")
         )))
+    }
+}
+
+impl Workspace {
+    /// Learns the image keys' values by rendering the chart twice side by side: with the
+    /// chart's own image keys (the vendor's references, as discovery read them) and with a
+    /// marker in every candidate key the operator did not set. Cached: the same chart, values
+    /// and images learn nothing new. `None` when the chart has no candidate key.
+    async fn learn(
+        &self,
+        chart: &wallaroo_oci::release::Chart,
+        kube_version: Option<String>,
+        release_values: &Value,
+        images: &[wallaroo_model::MirrorImage],
+    ) -> Result<Option<wallaroo_model::learn::Learned>, OperationError> {
+        use wallaroo_model::learn;
+        let Some(reg) = &self.spec.registry else {
+            return Ok(None);
+        };
+        let defaults = wallaroo_oci::release::default_values(chart)?;
+        let candidates = learn::candidates(&defaults, &self.spec.helm.values);
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let markers = learn::markers(&candidates);
+        let mut marked_values = release_values.clone();
+        wallaroo_engine::json::merge(&mut marked_values, &markers.values);
+        let default_values = wallaroo_model::render_values(&self.spec);
+        let key = self.render_cache.key(
+            &crate::render_cache::RenderInputs {
+                helm: &self.helm,
+                chart_digest: &chart.manifest.digest,
+                release: &self.spec.wallaroo.release_name,
+                namespace: Some(&self.spec.wallaroo.namespace),
+                kube_version: kube_version.as_deref(),
+                values: Some(&marked_values),
+            },
+            &[
+                b"learn/1",
+                serde_json::to_string(images).unwrap_or_default().as_bytes(),
+                default_values.to_string().as_bytes(),
+                reg.host.as_bytes(),
+                reg.namespace.as_bytes(),
+                self.spec.images.path.as_bytes(),
+            ],
+        );
+        if let Some(k) = &key
+            && let Some((values, evidence, unsolved)) =
+                self.render_cache
+                    .load::<(Value, Vec<String>, Vec<[String; 5]>)>("learn", k)
+        {
+            return Ok(Some(learn::Learned {
+                values,
+                evidence,
+                unsolved: unsolved
+                    .into_iter()
+                    .map(
+                        |[object, container, reference, target, why]| learn::Unsolved {
+                            object,
+                            container,
+                            reference,
+                            target,
+                            why,
+                        },
+                    )
+                    .collect(),
+            }));
+        }
+        let redact: Vec<String> = wallaroo_model::sensitive::secret_strings(&self.spec)
+            .into_iter()
+            .collect();
+        let render = |values: Value| wallaroo_oci::release::Render {
+            helm: &self.helm,
+            kube_version: kube_version.clone(),
+            values: Some(values),
+            release: self.spec.wallaroo.release_name.clone(),
+            namespace: Some(self.spec.wallaroo.namespace.clone()),
+            redact: redact.clone(),
+        };
+        let (with_defaults, with_markers) = (render(default_values), render(marked_values));
+        let (a, b) = tokio::join!(
+            wallaroo_oci::release::render_manifests(&with_defaults, chart),
+            wallaroo_oci::release::render_manifests(&with_markers, chart),
+        );
+        // Each container's image, and each string of its args, command and env (an
+        // operator told its images there), numbered to pair the two renders.
+        let observed = |yaml: String| -> Result<Vec<learn::Observed>, OperationError> {
+            let mut seen: std::collections::BTreeMap<(String, String, String), usize> =
+                Default::default();
+            Ok(wallaroo_oci::release::rendered_containers(&yaml)
+                .map_err(|e| OperationError::message(format!("the rendered release: {e}")))?
+                .into_iter()
+                .map(|r| {
+                    let n = seen
+                        .entry((r.object.clone(), r.container.clone(), r.field.clone()))
+                        .or_default();
+                    *n += 1;
+                    let (field, reference) = if r.field == "image" {
+                        (r.field, r.image)
+                    } else {
+                        let named = r.image.rsplit('=').next().unwrap_or(&r.image).to_string();
+                        (format!("{} #{n}", r.field), named)
+                    };
+                    learn::Observed {
+                        object: r.object,
+                        container: r.container,
+                        field,
+                        reference,
+                    }
+                })
+                .collect())
+        };
+        let (default, marked) = (observed(a?)?, observed(b?)?);
+        let targets: std::collections::BTreeMap<(String, String, String), String> = images
+            .iter()
+            .filter(|i| {
+                i.origin != wallaroo_model::CHART_ORIGIN && !i.origin.starts_with("referrer of ")
+            })
+            .map(|i| {
+                (
+                    wallaroo_model::split_reference(&i.source),
+                    wallaroo_model::image_target(&self.spec, reg, i).1,
+                )
+            })
+            .collect();
+        let target_of = |r: &str| -> Option<String> {
+            targets.get(&wallaroo_model::split_reference(r)).cloned()
+        };
+        let learned = learn::solve(&markers, &default, &marked, &defaults, &target_of);
+        if let Some(k) = &key {
+            let unsolved: Vec<[String; 5]> = learned
+                .unsolved
+                .iter()
+                .map(|u| {
+                    [
+                        u.object.clone(),
+                        u.container.clone(),
+                        u.reference.clone(),
+                        u.target.clone(),
+                        u.why.clone(),
+                    ]
+                })
+                .collect();
+            self.render_cache
+                .store("learn", k, &(&learned.values, &learned.evidence, &unsolved));
+        }
+        Ok(Some(learned))
+    }
+}
+
+/// Removes from `values` every leaf `fixed` sets (the operator's own values win).
+fn drop_paths_of(values: &mut Value, fixed: &Value) {
+    let (Some(v), Some(f)) = (values.as_object_mut(), fixed.as_object()) else {
+        return;
+    };
+    for (k, fv) in f {
+        match v.get_mut(k) {
+            Some(child) if child.is_object() && fv.is_object() => {
+                drop_paths_of(child, fv);
+                if child.as_object().is_some_and(|m| m.is_empty()) {
+                    v.remove(k);
+                }
+            }
+            Some(_) => {
+                v.remove(k);
+            }
+            None => {}
+        }
     }
 }
 
@@ -256,6 +454,7 @@ fn check(
     mirrored: &Mirrored,
     allowed: &BTreeSet<String>,
     keys: &ImageKeys,
+    learned: &wallaroo_model::learn::Learned,
 ) -> Vec<String> {
     let mut problems = BTreeSet::new();
     for r in rendered {
@@ -272,7 +471,18 @@ fn check(
             } else {
                 "points outside the private registry".to_string()
             };
-            problems.insert(format!("{at}: {} {reason}{}", r.image, hint(r, keys)));
+            // What the render taught about it, when no values could move it.
+            let taught = learned
+                .unsolved
+                .iter()
+                .find(|u| u.object == r.object && u.container == r.container)
+                .map(|u| format!("; learned by render: {}", u.why))
+                .unwrap_or_default();
+            problems.insert(format!(
+                "{at}: {} {reason}{}{taught}",
+                r.image,
+                hint(r, keys)
+            ));
         } else {
             // An image named in args, command or env: only a mirrored image's vendor name is
             // known to be one.

@@ -1,0 +1,547 @@
+//! Image keys learned from the chart's own render, not assumed from a naming convention.
+//!
+//! Charts name their images in many ways: a host-only `global.imageRegistry` (Bitnami), a
+//! prefix of host and path (`imageRegistry`, Wallaroo's), `registry` + `repository` + `tag` +
+//! `digest` splits, a whole reference in one string, maps of images, images assembled from
+//! several keys. Instead of guessing, the release is rendered once with a distinct marker in
+//! every candidate key ([`candidates`], [`markers`]): where each marker lands in each rendered
+//! reference shows what that key does there. [`solve`] then chooses the values that turn every
+//! rendered reference into exactly the target wallaroo mirrors it to, consistently across all
+//! the images a key moves, and says for each key what it does and in how many images. Keys
+//! the operator set in `helm { values }` take no marker: their values stay, as written.
+//!
+//! Pure: the two renders (the chart's defaults and the markers) are the caller's.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+/// What a candidate key's marker stands for, from its name and its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Part of an image's name: registry, repository, a prefix, a whole reference.
+    Name,
+    /// A tag.
+    Tag,
+    /// A digest (`sha256:...`).
+    Digest,
+}
+
+/// A values key that may take part in an image reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub path: Vec<String>,
+    pub default: Value,
+    pub role: Role,
+}
+
+/// Words in a values key that make it a candidate (`imageRegistry`, `image.repository`,
+/// `images.foo`, `tag`, `digest`, `registryPrefix`).
+const KEY_WORDS: &[&str] = &["registry", "repository", "image", "tag", "digest", "prefix"];
+/// Keys with those words that are not parts of a reference.
+const NOT_KEYS: &[&str] = &["pullpolicy", "pullsecret", "tagsuffix"];
+
+/// The candidate keys of a chart's values (its own and its subcharts', under their names):
+/// string (or null) leaves whose key, or whose parent's key, names an image part. `fixed`
+/// (the operator's `helm { values }`) are left out: their values stay as written.
+pub fn candidates(values: &Value, fixed: &Value) -> Vec<Candidate> {
+    fn walk(
+        v: &Value,
+        fixed: Option<&Value>,
+        path: &mut Vec<String>,
+        parent_image: bool,
+        out: &mut Vec<Candidate>,
+    ) {
+        let Value::Object(m) = v else {
+            return;
+        };
+        for (k, child) in m {
+            let lower = k.to_ascii_lowercase();
+            let excluded = NOT_KEYS.iter().any(|w| lower.contains(w));
+            let named = KEY_WORDS.iter().any(|w| lower.contains(w)) && !excluded;
+            let fixed_child = fixed.and_then(|f| f.get(k));
+            path.push(k.clone());
+            match child {
+                Value::Object(_) => walk(child, fixed_child, path, named || lower == "global", out),
+                Value::String(_) | Value::Null
+                    if (named || parent_image) && !excluded && fixed_child.is_none() =>
+                {
+                    let text = child.as_str().unwrap_or("");
+                    let role = if lower.contains("digest") || text.starts_with("sha256:") {
+                        Role::Digest
+                    } else if lower.contains("tag") || (parent_image && looks_like_tag(text)) {
+                        Role::Tag
+                    } else {
+                        Role::Name
+                    };
+                    out.push(Candidate {
+                        path: path.clone(),
+                        default: child.clone(),
+                        role,
+                    });
+                }
+                _ => {}
+            }
+            path.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(values, Some(fixed), &mut Vec::new(), false, &mut out);
+    out
+}
+
+/// `v1.2.3`, `2025.1.0-6290`, `latest`: no `/`, no host.
+fn looks_like_tag(text: &str) -> bool {
+    !text.is_empty()
+        && !text.contains('/')
+        && !text.contains(':')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == 'v' || text == "latest")
+}
+
+/// A marker per candidate, and the values that set them all.
+#[derive(Debug, Clone)]
+pub struct Markers {
+    pub values: Value,
+    /// Marker text -> the key it was put in, and its role.
+    pub keys: BTreeMap<String, (Vec<String>, Role)>,
+}
+
+/// The markers: a host and a path segment for name keys (`wlm7.invalid/wlm7p`), a SemVer
+/// tag for tags (templates compare them), a well-formed digest for digests. Each is unique
+/// and none is found inside another.
+pub fn markers(candidates: &[Candidate]) -> Markers {
+    let mut values = json!({});
+    let mut keys = BTreeMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        let marker = match c.role {
+            Role::Name => format!("wlm{i}x.invalid/wlm{i}p"),
+            Role::Tag => format!("9.9.{i}-wlm{i}t"),
+            Role::Digest => format!("sha256:{:0>64}", format!("{i:x}f")),
+        };
+        let mut node = &mut values;
+        for seg in &c.path {
+            if !node.is_object() {
+                *node = json!({});
+            }
+            node = node
+                .as_object_mut()
+                .expect("made an object above")
+                .entry(seg.clone())
+                .or_insert(Value::Null);
+        }
+        *node = json!(marker);
+        keys.insert(marker, (c.path.clone(), c.role));
+    }
+    Markers { values, keys }
+}
+
+/// One container's image as a render named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// `Kind/name` of the object, the container's name and where in it (`image`, or the
+    /// n-th `args`/`command`/`env` string that names an image): the same place in the two
+    /// renders.
+    pub object: String,
+    pub container: String,
+    pub field: String,
+    pub reference: String,
+}
+
+/// A reference no choice of values could turn into its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsolved {
+    pub object: String,
+    pub container: String,
+    pub reference: String,
+    pub target: String,
+    /// What each key tried does there, or that no key reaches it.
+    pub why: String,
+}
+
+/// What the render taught: values that point every image at its target, one line per key
+/// saying what it does and in how many images, and the references nothing could move.
+#[derive(Debug, Clone, Default)]
+pub struct Learned {
+    pub values: Value,
+    pub evidence: Vec<String>,
+    pub unsolved: Vec<Unsolved>,
+}
+
+/// Where a reference's name ends (before `:tag` and `@digest`).
+fn name_end(reference: &str) -> usize {
+    let end = reference.find('@').unwrap_or(reference.len());
+    let slash = reference[..end].rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..end].rfind(':') {
+        Some(i) => slash + i,
+        None => end,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Lit(String),
+    Key(String),
+}
+
+/// `reference` as literal text and markers.
+fn pieces(reference: &str, markers: &Markers) -> Vec<(usize, usize, Piece)> {
+    let mut found: Vec<(usize, usize, String)> = Vec::new();
+    for m in markers.keys.keys() {
+        let mut from = 0;
+        while let Some(i) = reference[from..].find(m.as_str()) {
+            let at = from + i;
+            found.push((at, at + m.len(), m.clone()));
+            from = at + m.len();
+        }
+    }
+    found.sort();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for (start, end, m) in found {
+        if start < pos {
+            continue;
+        }
+        if start > pos {
+            out.push((pos, start, Piece::Lit(reference[pos..start].to_string())));
+        }
+        out.push((start, end, Piece::Key(m)));
+        pos = end;
+    }
+    if pos < reference.len() {
+        out.push((
+            pos,
+            reference.len(),
+            Piece::Lit(reference[pos..].to_string()),
+        ));
+    }
+    out
+}
+
+/// Every way the name pieces can spell `target`, each key's value a non-empty part, a key
+/// met twice the same both times. Splits fall at `/` boundaries or where a literal matches.
+fn spellings(
+    pieces: &[Piece],
+    target: &str,
+    pos: usize,
+    given: &mut BTreeMap<String, String>,
+    out: &mut Vec<BTreeMap<String, String>>,
+) {
+    if out.len() >= 64 {
+        return;
+    }
+    let Some((first, rest)) = pieces.split_first() else {
+        if pos == target.len() {
+            out.push(given.clone());
+        }
+        return;
+    };
+    match first {
+        Piece::Lit(l) => {
+            if target[pos..].starts_with(l.as_str()) {
+                spellings(rest, target, pos + l.len(), given, out);
+            }
+        }
+        Piece::Key(k) => {
+            if let Some(v) = given.get(k).cloned() {
+                if target[pos..].starts_with(v.as_str()) {
+                    spellings(rest, target, pos + v.len(), given, out);
+                }
+                return;
+            }
+            let ends: Vec<usize> = (pos + 1..=target.len())
+                .filter(|&e| {
+                    e == target.len()
+                        || target[e..].starts_with('/')
+                        || matches!(rest.first(), Some(Piece::Lit(l)) if target[e..].starts_with(l.as_str()))
+                })
+                .collect();
+            for e in ends {
+                given.insert(k.clone(), target[pos..e].to_string());
+                spellings(rest, target, e, given, out);
+                given.remove(k);
+            }
+        }
+    }
+}
+
+fn slashes(s: &str) -> usize {
+    s.matches('/').count()
+}
+
+/// Learns the values that point every image at its target.
+///
+/// `default` is the render with the chart's own image keys (what discovery read: the
+/// vendor's references), `marked` the render with [`markers`] set. `target_of` gives the
+/// mirrored target of a default reference (`None`: not mirrored, left alone).
+pub fn solve(
+    markers: &Markers,
+    default: &[Observed],
+    marked: &[Observed],
+    defaults: &Value,
+    target_of: &dyn Fn(&str) -> Option<String>,
+) -> Learned {
+    let default_of = |path: &[String]| -> String {
+        path.iter()
+            .try_fold(defaults, |v, k| v.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    // Each image: the ways its name can be spelled, best first.
+    struct Image {
+        object: String,
+        container: String,
+        reference: String,
+        want: String,
+        options: Vec<BTreeMap<String, String>>,
+        why: String,
+    }
+    let mut images = Vec::new();
+    let mut seen = BTreeSet::new();
+    for m in marked {
+        let Some(d) = default
+            .iter()
+            .find(|d| d.object == m.object && d.container == m.container && d.field == m.field)
+        else {
+            continue;
+        };
+        let Some(target) = target_of(&d.reference) else {
+            continue;
+        };
+        if !seen.insert((m.object.clone(), m.container.clone(), m.field.clone())) {
+            continue;
+        }
+        let source_tail = &d.reference[name_end(&d.reference)..];
+        let target_name = &target[..name_end(&target)];
+        let want = format!("{target_name}{source_tail}");
+        let all = pieces(&m.reference, markers);
+        let cut = name_end(&m.reference);
+        let mut name: Vec<Piece> = Vec::new();
+        let mut tail_has_name_key = false;
+        for (start, end, p) in &all {
+            if *end <= cut {
+                name.push(p.clone());
+            } else if *start < cut {
+                // A literal across the name's end: its part before the end.
+                if let Piece::Lit(l) = p {
+                    name.push(Piece::Lit(l[..cut - start].to_string()));
+                }
+            } else if let Piece::Key(k) = p
+                && markers.keys[k].1 == Role::Name
+            {
+                tail_has_name_key = true;
+            }
+        }
+        let marked_tail_empty = cut == m.reference.len();
+        let mut options = Vec::new();
+        let mut why = String::new();
+        if tail_has_name_key {
+            why = "a name key lands in its tag".into();
+        } else if !name.iter().any(|p| matches!(p, Piece::Key(_))) {
+            why = if m.reference == d.reference {
+                "no values key reaches it (written in the template)".into()
+            } else {
+                "no values key reaches its name".into()
+            };
+        } else {
+            // A key that is the whole reference (`image: repo:tag`) carries its tag too.
+            let straddler = marked_tail_empty && !source_tail.is_empty();
+            let mut found = Vec::new();
+            spellings(&name, target_name, 0, &mut BTreeMap::new(), &mut found);
+            if straddler && let Some(Piece::Key(last)) = name.last() {
+                for f in &mut found {
+                    if let Some(v) = f.get_mut(last) {
+                        v.push_str(source_tail);
+                    }
+                }
+            } else if straddler {
+                found.clear();
+            }
+            // Best first: each value as many `/`s as the key's default has (a host stays a
+            // host, a repository a repository).
+            found.sort_by_key(|f| {
+                f.iter()
+                    .map(|(k, v)| {
+                        let d = default_of(&markers.keys[k].0);
+                        slashes(v).abs_diff(slashes(&d))
+                    })
+                    .sum::<usize>()
+            });
+            if found.is_empty() {
+                let keys: Vec<String> = name
+                    .iter()
+                    .filter_map(|p| match p {
+                        Piece::Key(k) => Some(markers.keys[k].0.join(".")),
+                        Piece::Lit(_) => None,
+                    })
+                    .collect();
+                let lits: Vec<String> = name
+                    .iter()
+                    .filter_map(|p| match p {
+                        Piece::Lit(l) if l != "/" => Some(format!("`{l}`")),
+                        _ => None,
+                    })
+                    .collect();
+                why = format!(
+                    "{} {} only part of it; the template writes {} itself",
+                    keys.join(", "),
+                    if keys.len() == 1 { "sets" } else { "set" },
+                    if lits.is_empty() {
+                        "the rest".to_string()
+                    } else {
+                        lits.join(", ")
+                    }
+                );
+            }
+            options = found;
+        }
+        images.push(Image {
+            object: m.object.clone(),
+            container: m.container.clone(),
+            reference: d.reference.clone(),
+            want,
+            options,
+            why,
+        });
+    }
+    // One value per key across every image: the choice that leaves the fewest images
+    // unsolved, best options first (a bounded search; charts have few shared keys).
+    struct Search<'a> {
+        images: &'a [Image],
+        chosen: BTreeMap<String, String>,
+        skipped: Vec<usize>,
+        best: Option<(BTreeMap<String, String>, Vec<usize>)>,
+        budget: usize,
+    }
+    impl Search<'_> {
+        fn run(&mut self, i: usize) {
+            if self.budget == 0 {
+                return;
+            }
+            self.budget -= 1;
+            if let Some((_, best)) = &self.best
+                && self.skipped.len() >= best.len()
+            {
+                return;
+            }
+            let Some(image) = self.images.get(i) else {
+                self.best = Some((self.chosen.clone(), self.skipped.clone()));
+                return;
+            };
+            for o in &image.options {
+                if o.iter()
+                    .all(|(k, v)| self.chosen.get(k).is_none_or(|c| c == v))
+                {
+                    let added: Vec<String> = o
+                        .keys()
+                        .filter(|k| !self.chosen.contains_key(*k))
+                        .cloned()
+                        .collect();
+                    self.chosen
+                        .extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    self.run(i + 1);
+                    for k in added {
+                        self.chosen.remove(&k);
+                    }
+                    if self.best.as_ref().is_some_and(|(_, s)| s.is_empty()) {
+                        return;
+                    }
+                }
+            }
+            // Or leave this image unsolved.
+            self.skipped.push(i);
+            self.run(i + 1);
+            self.skipped.pop();
+        }
+    }
+    let mut search = Search {
+        images: &images,
+        chosen: BTreeMap::new(),
+        skipped: Vec::new(),
+        best: None,
+        budget: 20_000,
+    };
+    search.run(0);
+    let (chosen, skipped) = search
+        .best
+        .unwrap_or_else(|| (BTreeMap::new(), (0..images.len()).collect()));
+    let mut learned = Learned::default();
+    let mut values = json!({});
+    let mut uses: BTreeMap<Vec<String>, (usize, BTreeSet<&'static str>)> = BTreeMap::new();
+    for (marker, value) in &chosen {
+        let (path, _) = &markers.keys[marker];
+        let mut node = &mut values;
+        for seg in path {
+            if !node.is_object() {
+                *node = json!({});
+            }
+            node = node
+                .as_object_mut()
+                .expect("made an object above")
+                .entry(seg.clone())
+                .or_insert(Value::Null);
+        }
+        *node = json!(value);
+    }
+    for (i, image) in images.iter().enumerate() {
+        if skipped.contains(&i) {
+            learned.unsolved.push(Unsolved {
+                object: image.object.clone(),
+                container: image.container.clone(),
+                reference: image.reference.clone(),
+                target: image.want.clone(),
+                why: if image.why.is_empty() {
+                    "the values its keys need differ from those other images need".into()
+                } else {
+                    image.why.clone()
+                },
+            });
+            continue;
+        }
+        let option = image
+            .options
+            .iter()
+            .find(|o| o.iter().all(|(k, v)| chosen.get(k) == Some(v)))
+            .expect("a chosen image has a chosen option");
+        let host_end = image.want.find('/').unwrap_or(image.want.len());
+        let name_end = name_end(&image.want);
+        for (marker, v) in option {
+            let start = image.want.find(v.as_str()).unwrap_or(0);
+            let end = start + v.len();
+            let part = match (start == 0, end <= host_end, end >= name_end) {
+                (true, true, _) => "the host",
+                (true, false, true) => "the whole reference",
+                (true, false, false) => "host and path",
+                (false, _, true) => "the path and name",
+                (false, _, false) => "part of the path",
+            };
+            let e = uses.entry(markers.keys[marker].0.clone()).or_default();
+            e.0 += 1;
+            e.1.insert(part);
+        }
+    }
+    for (path, (n, parts)) in uses {
+        let key = path.join(".");
+        let value = path
+            .iter()
+            .try_fold(&values, |v, k| v.get(k))
+            .cloned()
+            .unwrap_or(Value::Null);
+        learned.evidence.push(format!(
+            "{key} = {value}: it replaces {} in {n} image{} (learned by render)",
+            parts.into_iter().collect::<Vec<_>>().join(" / "),
+            if n == 1 { "" } else { "s" }
+        ));
+    }
+    learned.values = values;
+    learned
+}
+
+#[cfg(test)]
+mod tests;
