@@ -297,6 +297,60 @@ fn read_values(
     Ok(())
 }
 
+/// The image keys' values learned from two renders side by side (see
+/// [`wallaroo_model::learn`]): `with_defaults` renders the chart's own image keys (the
+/// vendor's references), `with_markers` a marker in every candidate key. `target_of` gives the
+/// mirrored target of a vendor reference.
+pub async fn learn_image_values(
+    chart: &Chart,
+    with_defaults: &Render<'_>,
+    with_markers: &Render<'_>,
+    markers: &wallaroo_model::learn::Markers,
+    defaults: &serde_json::Value,
+    target_of: &dyn Fn(&str) -> Option<String>,
+) -> Result<wallaroo_model::learn::Learned, OciError> {
+    let (a, b) = tokio::join!(
+        render_manifests(with_defaults, chart),
+        render_manifests(with_markers, chart),
+    );
+    let err = |message: String| OciError::Chart {
+        chart: format!("{}:{}", chart.repo, chart.version),
+        message,
+    };
+    let default = observed(&a?).map_err(err)?;
+    let marked = observed(&b?).map_err(err)?;
+    Ok(wallaroo_model::learn::solve(
+        markers, &default, &marked, defaults, target_of,
+    ))
+}
+
+/// Each container's image, and each string of its args, command and env (an operator told
+/// its images there), numbered so that two renders pair up.
+fn observed(yaml: &str) -> Result<Vec<wallaroo_model::learn::Observed>, String> {
+    let mut seen: std::collections::BTreeMap<(String, String, String), usize> = Default::default();
+    Ok(rendered_containers(yaml)?
+        .into_iter()
+        .map(|r| {
+            let n = seen
+                .entry((r.object.clone(), r.container.clone(), r.field.clone()))
+                .or_default();
+            *n += 1;
+            let (field, reference) = if r.field == "image" {
+                (r.field, r.image)
+            } else {
+                let named = r.image.rsplit('=').next().unwrap_or(&r.image).to_string();
+                (format!("{} #{n}", r.field), named)
+            };
+            wallaroo_model::learn::Observed {
+                object: r.object,
+                container: r.container,
+                field,
+                reference,
+            }
+        })
+        .collect())
+}
+
 /// Every `image:` string of the containers in rendered manifests (several YAML documents).
 pub fn images_in_manifests(yaml: &str) -> Result<BTreeSet<String>, String> {
     fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>) {

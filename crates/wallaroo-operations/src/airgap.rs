@@ -287,40 +287,6 @@ impl Workspace {
             namespace: Some(self.spec.wallaroo.namespace.clone()),
             redact: redact.clone(),
         };
-        let (with_defaults, with_markers) = (render(default_values), render(marked_values));
-        let (a, b) = tokio::join!(
-            wallaroo_oci::release::render_manifests(&with_defaults, chart),
-            wallaroo_oci::release::render_manifests(&with_markers, chart),
-        );
-        // Each container's image, and each string of its args, command and env (an
-        // operator told its images there), numbered to pair the two renders.
-        let observed = |yaml: String| -> Result<Vec<learn::Observed>, OperationError> {
-            let mut seen: std::collections::BTreeMap<(String, String, String), usize> =
-                Default::default();
-            Ok(wallaroo_oci::release::rendered_containers(&yaml)
-                .map_err(|e| OperationError::message(format!("the rendered release: {e}")))?
-                .into_iter()
-                .map(|r| {
-                    let n = seen
-                        .entry((r.object.clone(), r.container.clone(), r.field.clone()))
-                        .or_default();
-                    *n += 1;
-                    let (field, reference) = if r.field == "image" {
-                        (r.field, r.image)
-                    } else {
-                        let named = r.image.rsplit('=').next().unwrap_or(&r.image).to_string();
-                        (format!("{} #{n}", r.field), named)
-                    };
-                    learn::Observed {
-                        object: r.object,
-                        container: r.container,
-                        field,
-                        reference,
-                    }
-                })
-                .collect())
-        };
-        let (default, marked) = (observed(a?)?, observed(b?)?);
         let targets: std::collections::BTreeMap<(String, String, String), String> = images
             .iter()
             .filter(|i| {
@@ -336,7 +302,15 @@ impl Workspace {
         let target_of = |r: &str| -> Option<String> {
             targets.get(&wallaroo_model::split_reference(r)).cloned()
         };
-        let learned = learn::solve(&markers, &default, &marked, &defaults, &target_of);
+        let learned = wallaroo_oci::release::learn_image_values(
+            chart,
+            &render(default_values),
+            &render(marked_values),
+            &markers,
+            &defaults,
+            &target_of,
+        )
+        .await?;
         if let Some(k) = &key {
             let unsolved: Vec<[String; 5]> = learned
                 .unsolved

@@ -1,0 +1,127 @@
+//! Image keys learned from the render, through the binary, on the convention that stopped the
+//! default path before: a chart whose `global.imageRegistry`, when set, replaces its
+//! `imageRegistry` prefix (host **and** path) whole, as Wallaroo's own chart treats its
+//! registry keys. With no values written for the air gap the plan learns that and sets it,
+//! saying so; apply runs every image from the private registry. With the operator's own
+//! prefix written in `helm { values }`, that value stays, discovery still finds the vendor's
+//! images behind it, and the same chart mirrors and installs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use wallaroo_testenv::{shared, unique};
+
+mod common;
+
+fn run(env: &wallaroo_testenv::Env, dir: &Path, args: &[&str]) -> (i32, String) {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+        .args(args)
+        .current_dir(dir)
+        .envs(env.exports())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The images the release's Deployments run.
+fn running(env: &wallaroo_testenv::Env, ns: &str) -> Vec<String> {
+    let api = env.api().unwrap();
+    let list = api
+        .get(&format!("/apis/apps/v1/namespaces/{ns}/deployments"))
+        .unwrap();
+    let mut images: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| {
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|c| c["image"].as_str().unwrap().to_string())
+        .collect();
+    images.sort();
+    images
+}
+
+#[test]
+fn a_prefix_global_registry_is_learned_and_the_operators_own_prefix_wins() {
+    let env = shared();
+    let path = unique("learn");
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    let charts = tempfile::tempdir().unwrap();
+    let chart = common::sample_chart_copy(charts.path());
+    let helpers = chart.join("templates/_helpers.tpl");
+    let text = std::fs::read_to_string(&helpers).unwrap();
+    assert!(text.contains("{{ .root.Values.imageRegistry }}/"));
+    std::fs::write(
+        &helpers,
+        text.replace(
+            "{{ .root.Values.imageRegistry }}/",
+            "{{ .root.Values.global.imageRegistry | default .root.Values.imageRegistry }}/",
+        ),
+    )
+    .unwrap();
+    let values = chart.join("values.yaml");
+    // Above the image list, which seeding rewrites.
+    let text = std::fs::read_to_string(&values).unwrap();
+    std::fs::write(&values, format!("global:\n  imageRegistry: \"\"\n{text}")).unwrap();
+    wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &path, &chart).unwrap();
+    let private = env.private.address();
+
+    // No values written for the air gap.
+    let id = unique("learn");
+    let common::OperatorSpec { dir, spec, .. } = common::operator_spec(env, &id, Some(&path));
+    std::fs::write(dir.path().join("wallaroo.hcl"), &spec).unwrap();
+    let (code, out) = run(env, dir.path(), &["plan"]);
+    assert_eq!(code, 0, "{out}");
+    let want = format!(
+        "wallaroo sets global.imageRegistry = \"{private}/{id}\": it replaces host and path in 3 images (learned by render)"
+    );
+    assert!(out.contains(&want), "{want}\nnot in:\n{out}");
+    let (code, out) = run(env, dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}");
+    let images = running(env, &id);
+    assert_eq!(images.len(), 3, "{images:?}");
+    for image in &images {
+        assert!(image.starts_with(&format!("{private}/{id}/")), "{images:?}");
+    }
+    let (code, out) = run(env, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "the next plan is clean:\n{out}");
+
+    // The operator's own prefix, written by hand: it stays, and the vendor's images are
+    // still discovered and mirrored behind it.
+    let id = unique("learn");
+    let common::OperatorSpec { dir, spec, .. } = common::operator_spec(env, &id, Some(&path));
+    let spec = spec.replace(
+        "helm {\n  timeout = \"2m\"\n}",
+        &format!(
+            "helm {{\n  timeout = \"2m\"\n  values = {{\n    global = {{\n      imageRegistry = \"{private}/{id}\"\n    }}\n  }}\n}}"
+        ),
+    );
+    assert!(spec.contains("imageRegistry = "), "{spec}");
+    std::fs::write(dir.path().join("wallaroo.hcl"), &spec).unwrap();
+    let (code, out) = run(env, dir.path(), &["plan"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("wallaroo sets global.imageRegistry"), "{out}");
+    for name in ["conductor-wallsvc", "fitzroy-mini", "keycloak"] {
+        let mirrored = format!("+ image[\"{id}/{name}:2025.1.0-6290\"]");
+        assert!(out.contains(&mirrored), "{mirrored} not in:\n{out}");
+    }
+    let (code, out) = run(env, dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}");
+    let images = running(env, &id);
+    assert_eq!(images.len(), 3, "{images:?}");
+    for image in &images {
+        assert!(image.starts_with(&format!("{private}/{id}/")), "{images:?}");
+    }
+}
