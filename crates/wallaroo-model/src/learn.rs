@@ -471,10 +471,22 @@ pub fn solve(
     let (chosen, skipped) = search
         .best
         .unwrap_or_else(|| (BTreeMap::new(), (0..images.len()).collect()));
+    // A key whose chosen value is the chart's own needs no setting.
+    let unchanged: Vec<String> = chosen
+        .iter()
+        .filter(|(m, v)| {
+            let (path, _) = &markers.keys[*m];
+            path.iter()
+                .try_fold(defaults, |d, k| d.get(k))
+                .and_then(Value::as_str)
+                == Some(v.as_str())
+        })
+        .map(|(m, _)| m.clone())
+        .collect();
     let mut learned = Learned::default();
     let mut values = json!({});
     let mut uses: BTreeMap<Vec<String>, (usize, BTreeSet<&'static str>)> = BTreeMap::new();
-    for (marker, value) in &chosen {
+    for (marker, value) in chosen.iter().filter(|(m, _)| !unchanged.contains(m)) {
         let (path, _) = &markers.keys[marker];
         let mut node = &mut values;
         for seg in path {
@@ -511,15 +523,21 @@ pub fn solve(
             .expect("a chosen image has a chosen option");
         let host_end = image.want.find('/').unwrap_or(image.want.len());
         let name_end = name_end(&image.want);
-        for (marker, v) in option {
+        for (marker, v) in option.iter().filter(|(m, _)| !unchanged.contains(m)) {
             let start = image.want.find(v.as_str()).unwrap_or(0);
             let end = start + v.len();
-            let part = match (start == 0, end <= host_end, end >= name_end) {
-                (true, true, _) => "the host",
-                (true, false, true) => "the whole reference",
-                (true, false, false) => "host and path",
-                (false, _, true) => "the path and name",
-                (false, _, false) => "part of the path",
+            let part = if start == 0 && end == image.want.len() && name_end < end {
+                "the whole reference"
+            } else if start == 0 && end >= name_end {
+                "host, path and name"
+            } else if start == 0 && end <= host_end {
+                "the host"
+            } else if start == 0 {
+                "host and path"
+            } else if end >= name_end {
+                "the path and name"
+            } else {
+                "part of the path"
             };
             let e = uses.entry(markers.keys[marker].0.clone()).or_default();
             e.0 += 1;

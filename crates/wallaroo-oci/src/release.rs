@@ -231,6 +231,30 @@ pub fn default_values(chart: &Chart) -> Result<serde_json::Value, OciError> {
     Ok(tree)
 }
 
+/// A `values.yaml` as helm reads it: a key given twice keeps its last value (lws's chart
+/// repeats `tag`). Some charts carry more comment lines in a row than the YAML parser
+/// buffers while it looks ahead (node-feature-discovery's); those are read again without
+/// their whole-line comments, which carry no value.
+fn parse_values(body: &[u8]) -> Result<serde_json::Value, serde_saphyr::Error> {
+    let options = || {
+        serde_saphyr::options! {
+            duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
+        }
+    };
+    match serde_saphyr::from_slice_with_options(body, options()) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            let text = String::from_utf8_lossy(body);
+            let bare: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            serde_saphyr::from_str_with_options(&bare, options()).map_err(|_| first)
+        }
+    }
+}
+
 /// Calls `visit` with each `values.yaml` of a chart and its subcharts, and where in the
 /// release's values it sits (empty for the chart's own).
 fn each_values_file(
@@ -267,8 +291,7 @@ fn read_values(
             }
             sub.extend(inner.chunks(2).map(|c| c[1].clone()));
             entry.read_to_end(&mut body).map_err(|e| e.to_string())?;
-            let values: serde_json::Value =
-                serde_saphyr::from_slice(&body).map_err(|e| format!("{}: {e}", path.display()))?;
+            let values = parse_values(&body).map_err(|e| format!("{}: {e}", path.display()))?;
             visit(&sub, values);
         } else if parts.len() == 3 && parts[1] == "charts" && parts[2].ends_with(".tgz") {
             entry.read_to_end(&mut body).map_err(|e| e.to_string())?;

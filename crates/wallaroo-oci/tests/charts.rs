@@ -297,12 +297,9 @@ async fn discovery_matches_what_third_party_charts_publish() {
 /// mirroring puts there. kyverno leaves `registry` empty and supplies `ghcr.io` (or Docker
 /// Hub) in its templates, so its keys are matched by repository alone; metrics-server and
 /// secrets-store-csi-driver put the host in `repository`.
-#[tokio::test]
-async fn third_party_image_keys_point_at_the_private_registry() {
-    let env = tokio::task::spawn_blocking(wallaroo_testenv::shared)
-        .await
-        .unwrap();
-    let spec = wallaroo_spec::parse_str(
+/// The spec the corpus is air-gapped for: a private registry, no values written.
+fn airgap_spec() -> wallaroo_spec::Spec {
+    wallaroo_spec::parse_str(
         "rewrite.hcl",
         r#"
 wallaroo {
@@ -320,59 +317,152 @@ registry "private" {
         Path::new("."),
         &Default::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// What a plan does for a chart with an empty `helm { values }`: discovery, then the image
+/// keys learned by rendering with markers; and the targets the images are mirrored to.
+async fn learn(
+    env: &wallaroo_testenv::Env,
+    spec: &wallaroo_spec::Spec,
+    chart: &Chart,
+) -> (wallaroo_model::learn::Learned, BTreeSet<String>) {
     let reg = spec.registry.clone().unwrap();
-    for case in [
-        Case {
-            module: "github.com/kyverno/kyverno",
-            version: "v1.13.2",
-            dir: "charts/kyverno",
-        },
-        Case {
-            module: "sigs.k8s.io/metrics-server",
-            version: "v0.7.2",
-            dir: "charts/metrics-server",
-        },
-        Case {
-            module: "sigs.k8s.io/secrets-store-csi-driver",
-            version: "v1.4.7",
-            dir: "charts/secrets-store-csi-driver",
-        },
-    ] {
-        let module = case.module;
-        let chart = package(&env.helm, &module_chart(&case));
-        let mirrored: Vec<wallaroo_model::MirrorImage> = images(env, &chart, None)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|source| wallaroo_model::MirrorImage {
-                source,
-                origin: "helm template".into(),
-                pin: None,
-            })
-            .collect();
-        let keys = wallaroo_oci::release::image_keys(&chart).unwrap();
-        let declared: Vec<wallaroo_model::DeclaredImage> = keys
-            .keys
-            .iter()
-            .map(|k| wallaroo_model::DeclaredImage {
-                path: k.path.clone(),
-                registry: k.registry.clone(),
-                registry_key: k.registry_key,
-                repository: k.repository.clone(),
-            })
-            .collect();
-        let (values, why) =
-            wallaroo_model::image_rewrites(&spec, &declared, keys.global_image_registry, &mirrored);
-        assert!(!why.is_empty(), "{module}: no key rewritten");
-        let targets: BTreeSet<String> = mirrored
-            .iter()
-            .map(|i| wallaroo_model::image_target(&spec, &reg, i).1)
-            .collect();
+    let mirrored: Vec<wallaroo_model::MirrorImage> = images(env, chart, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|source| wallaroo_model::MirrorImage {
+            source,
+            origin: "helm template".into(),
+            pin: None,
+        })
+        .collect();
+    let targets: std::collections::BTreeMap<(String, String, String), String> = mirrored
+        .iter()
+        .map(|i| {
+            (
+                wallaroo_model::split_reference(&i.source),
+                wallaroo_model::image_target(spec, &reg, i).1,
+            )
+        })
+        .collect();
+    let defaults = wallaroo_oci::release::default_values(chart).unwrap();
+    let markers =
+        wallaroo_model::learn::markers(&wallaroo_model::learn::candidates(&defaults, &json!({})));
+    let render = |values: serde_json::Value| Render {
+        helm: &env.helm,
+        kube_version: Some(wallaroo_testenv::versions::KUBERNETES.to_string()),
+        values: Some(values),
+        release: "corpus".into(),
+        namespace: Some("corpus".into()),
+        redact: Vec::new(),
+    };
+    let target_of =
+        |r: &str| -> Option<String> { targets.get(&wallaroo_model::split_reference(r)).cloned() };
+    let learned = wallaroo_oci::release::learn_image_values(
+        chart,
+        &render(json!({})),
+        &render(markers.values.clone()),
+        &markers,
+        &defaults,
+        &target_of,
+    )
+    .await
+    .unwrap();
+    (learned, targets.into_values().collect())
+}
+
+/// Whether a rendered reference is one of the mirrored targets (by digest when it has one,
+/// as a node pulls it).
+fn is_target(image: &str, targets: &BTreeSet<String>) -> bool {
+    if targets.contains(image) {
+        return true;
+    }
+    let Some((name, digest)) = image.split_once('@') else {
+        return false;
+    };
+    let name = name
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .map_or(name, |(n, _)| n);
+    targets.contains(&format!("{name}@{digest}"))
+}
+
+/// The corpus air-gapped with no values written: for every chart the keys the render taught
+/// point every rendered image at exactly its mirrored target, and no chart needs the guess by
+/// naming convention. The charts written by other projects, and two built to be hard.
+#[tokio::test]
+async fn every_chart_is_air_gapped_by_what_its_render_teaches() {
+    let env = tokio::task::spawn_blocking(wallaroo_testenv::shared)
+        .await
+        .unwrap();
+    let spec = airgap_spec();
+    let corpus = [
+        ("github.com/kyverno/kyverno", "v1.13.2", "charts/kyverno"),
+        (
+            "sigs.k8s.io/metrics-server",
+            "v0.7.2",
+            "charts/metrics-server",
+        ),
+        (
+            "sigs.k8s.io/secrets-store-csi-driver",
+            "v1.4.7",
+            "charts/secrets-store-csi-driver",
+        ),
+        (
+            "github.com/open-policy-agent/gatekeeper/v3",
+            "v3.18.0",
+            "charts/gatekeeper",
+        ),
+        ("sigs.k8s.io/external-dns", "v0.15.0", "charts/external-dns"),
+        (
+            "sigs.k8s.io/node-feature-discovery",
+            "v0.16.6",
+            "deployment/helm/node-feature-discovery",
+        ),
+        ("sigs.k8s.io/kueue", "v0.17.0", "charts/kueue"),
+        ("sigs.k8s.io/jobset", "v0.8.0", "charts/jobset"),
+        ("sigs.k8s.io/lws", "v0.6.1", "charts/lws"),
+        ("github.com/aquasecurity/trivy", "v0.74.0", "helm/trivy"),
+        (
+            "sigs.k8s.io/kube-network-policies",
+            "v0.8.0",
+            "charts/kube-network-policies",
+        ),
+    ];
+    let mut dirs: Vec<(String, PathBuf)> = corpus
+        .iter()
+        .map(|(module, version, dir)| {
+            (
+                format!("{module}@{version}"),
+                module_chart(&Case {
+                    module,
+                    version,
+                    dir,
+                }),
+            )
+        })
+        .collect();
+    dirs.push((
+        "tests/charts/hard-images".into(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/hard-images"),
+    ));
+    let mut report = String::new();
+    for (name, dir) in dirs {
+        let chart = package(&env.helm, &dir);
+        let (learned, targets) = learn(env, &spec, &chart).await;
+        assert!(
+            learned.unsolved.is_empty(),
+            "{name}: {:#?}",
+            learned.unsolved
+        );
+        assert!(!learned.evidence.is_empty(), "{name}: nothing learned");
+        // Verify as the plan does: render with what was learned, every image a target.
         let render = Render {
             helm: &env.helm,
             kube_version: Some(wallaroo_testenv::versions::KUBERNETES.to_string()),
-            values: Some(values),
+            values: Some(learned.values.clone()),
             release: "corpus".into(),
             namespace: Some("corpus".into()),
             redact: Vec::new(),
@@ -381,15 +471,47 @@ registry "private" {
             .await
             .unwrap();
         let rendered = wallaroo_oci::release::rendered_containers(&yaml).unwrap();
-        assert!(!rendered.is_empty(), "{module}");
+        assert!(!rendered.is_empty(), "{name}");
         for r in rendered.iter().filter(|r| r.field == "image") {
             assert!(
-                targets.contains(&r.image),
-                "{module}: {} container {} runs {}, not one of {targets:?}",
+                is_target(&r.image, &targets),
+                "{name}: {} container {} runs {}, not one of {targets:?}\n{:#?}",
                 r.object,
                 r.container,
-                r.image
+                r.image,
+                learned.evidence
             );
         }
+        report.push_str(&format!("{name}:\n  {}\n", learned.evidence.join("\n  ")));
     }
+    eprintln!("{report}");
+}
+
+/// An image written in a template: no values can move it, and the render says so.
+#[tokio::test]
+async fn an_image_written_in_a_template_is_named_with_why() {
+    let env = tokio::task::spawn_blocking(wallaroo_testenv::shared)
+        .await
+        .unwrap();
+    let chart = package(
+        &env.helm,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/hardcoded-image"),
+    );
+    let (learned, _) = learn(env, &airgap_spec(), &chart).await;
+    assert_eq!(learned.unsolved.len(), 1, "{:#?}", learned.unsolved);
+    let u = &learned.unsolved[0];
+    assert_eq!(
+        (
+            u.object.as_str(),
+            u.container.as_str(),
+            u.reference.as_str()
+        ),
+        ("Deployment/app", "wait", "docker.io/library/busybox:1.36")
+    );
+    assert!(u.why.contains("written in the template"), "{u:?}");
+    // The app's own image was learned all the same.
+    assert_eq!(
+        learned.values["image"]["repository"],
+        json!("private.example.com:5000/mirror/app")
+    );
 }
