@@ -64,7 +64,11 @@ pub fn candidates(values: &Value, fixed: &Value) -> Vec<Candidate> {
             match child {
                 Value::Object(_) => walk(child, fixed_child, path, named || lower == "global", out),
                 Value::String(_) | Value::Null
-                    if (named || parent_image) && !excluded && fixed_child.is_none() =>
+                    if (named
+                        || parent_image
+                        || child.as_str().is_some_and(looks_like_reference))
+                        && !excluded
+                        && fixed_child.is_none() =>
                 {
                     let text = child.as_str().unwrap_or("");
                     let role = if lower.contains("digest") || text.starts_with("sha256:") {
@@ -88,6 +92,19 @@ pub fn candidates(values: &Value, fixed: &Value) -> Vec<Candidate> {
     let mut out = Vec::new();
     walk(values, Some(fixed), &mut Vec::new(), false, &mut out);
     out
+}
+
+/// `registry.example:5000/team/app:1.0` (or `@sha256:...`): a whole reference with a
+/// registry host, under whatever key.
+fn looks_like_reference(text: &str) -> bool {
+    let Some((first, rest)) = text.split_once('/') else {
+        return false;
+    };
+    let host = first.contains('.') || first.contains(':') || first == "localhost";
+    let last = rest.rsplit('/').next().unwrap_or(rest);
+    host && !text.contains(char::is_whitespace)
+        && !text.contains("://")
+        && (last.contains(':') || last.contains('@'))
 }
 
 /// `v1.2.3`, `2025.1.0-6290`, `latest`: no `/`, no host.

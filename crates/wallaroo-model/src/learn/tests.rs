@@ -111,6 +111,15 @@ fn every_convention_is_learned_from_where_the_markers_land() {
             .any(|p| p.contains("pullPolicy") || p == "replicas"),
         "{paths:?}"
     );
+    // A whole reference under a key that does not say so is a candidate too.
+    let extra = candidates(
+        &json!({"refs": {"a": "quay.io/x/y:1", "b": "not/a-ref", "c": "https://host/x:1"}}),
+        &json!({}),
+    );
+    assert_eq!(
+        extra.iter().map(|c| c.path.join(".")).collect::<Vec<_>>(),
+        ["refs.a"]
+    );
     let roles: BTreeMap<String, Role> = cands.iter().map(|c| (c.path.join("."), c.role)).collect();
     assert_eq!(roles["images.conductor"], Role::Tag);
     assert_eq!(roles["images.sidecar"], Role::Name);
