@@ -206,9 +206,10 @@ pub struct Images {
     /// outside stops the plan.
     #[serde(default)]
     pub allow_external: Vec<String>,
-    /// Point the chart's own image keys (`registry`/`repository` objects in its and its
-    /// subcharts' values, `global.imageRegistry`) at the private registry. Turn off for a
-    /// chart whose keys mean something else; the air-gap check still runs.
+    /// Point the chart's own image keys at the private registry, as the chart's own render
+    /// shows they work (a marker in each candidate key): every rendered reference becomes
+    /// exactly its mirrored target. Keys written in `helm { values }` are never rewritten.
+    /// Turn off to set them all by hand; the air-gap check still runs.
     #[serde(default = "yes")]
     pub rewrite: bool,
 }
