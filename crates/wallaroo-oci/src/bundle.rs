@@ -10,14 +10,12 @@
 //! the private registry already.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::copy::blob_digests;
 use crate::registry::{BlobStream, ImageSource, Manifest, OciError, sha256};
@@ -43,6 +41,99 @@ pub struct BundleManifest {
     /// Blobs the images need that a delta bundle leaves out: the previous release has them.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub omitted: BTreeSet<String>,
+    /// Programs the far side's apply runs (helm, wallaroo), carried beside the images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<BundleTool>,
+}
+
+/// A program a bundle carries: `tools/{os}-{arch}/{name}` in the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleTool {
+    pub name: String,
+    /// `linux/amd64`.
+    pub platform: String,
+    /// Its version as it reports it (`v3.16.4`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub digest: String,
+    pub size: u64,
+}
+
+impl BundleTool {
+    /// Where it sits in the archive.
+    pub fn entry(&self) -> String {
+        format!("tools/{}/{}", self.platform.replace('/', "-"), self.name)
+    }
+}
+
+/// A program to put in a bundle, from the local disk.
+#[derive(Debug, Clone)]
+pub struct ToolFile {
+    pub name: String,
+    pub platform: String,
+    pub version: Option<String>,
+    pub path: PathBuf,
+}
+
+/// The small file that travels with a bundle's parts (`release.tar.index.json`): every part,
+/// every file in the archive and every tool, by digest. Signed, it vouches for every byte.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleIndex {
+    pub format_version: u32,
+    pub wallaroo_version: String,
+    pub release: String,
+    /// The archive's length, all parts together.
+    pub size: u64,
+    pub parts: Vec<BundlePart>,
+    /// Each file of the archive: name -> (offset of its content, size, digest).
+    pub files: BTreeMap<String, (u64, u64, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<BundleTool>,
+}
+
+/// One part of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundlePart {
+    /// Its file name, beside the index.
+    pub file: String,
+    pub size: u64,
+    /// The part's digest, to check a copy of it alone; none for a bundle in one file, whose
+    /// files' digests the index lists all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// The index of the bundle at `path` (`release.tar` -> `release.tar.index.json`).
+pub fn index_path(path: &Path) -> PathBuf {
+    if path.to_string_lossy().ends_with(INDEX_SUFFIX) {
+        return path.to_path_buf();
+    }
+    PathBuf::from(format!("{}{INDEX_SUFFIX}", path.display()))
+}
+
+/// The bundle an index belongs to (`release.tar.index.json` -> `release.tar`).
+fn base_of(path: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    match text.strip_suffix(INDEX_SUFFIX) {
+        Some(b) => PathBuf::from(b),
+        None => path.to_path_buf(),
+    }
+}
+
+const INDEX_SUFFIX: &str = ".index.json";
+/// The signature beside an index, as `cosign sign-blob` would write it.
+pub fn signature_path(index: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.sig", index.display()))
+}
+
+/// How `create` lays a bundle out beyond its images.
+#[derive(Debug, Default)]
+pub struct CreateOptions<'a> {
+    /// Numbered parts of at most this many bytes instead of one file.
+    pub split: Option<u64>,
+    /// Signs the index with this key.
+    pub sign: Option<&'a crate::signing::SigningKey>,
+    pub tools: Vec<ToolFile>,
 }
 
 /// One image of a bundle.
@@ -62,6 +153,9 @@ pub struct CreateReport {
     pub blobs: usize,
     pub bytes: u64,
     pub omitted: usize,
+    /// The files written: the parts (or the one archive), then the index and its signature.
+    pub files: Vec<PathBuf>,
+    pub tools: usize,
 }
 
 fn err(path: &Path, message: impl std::fmt::Display) -> OciError {
@@ -88,24 +182,33 @@ pub async fn create(
     images: &[BundleInput],
     skip: &BTreeSet<String>,
 ) -> Result<CreateReport, OciError> {
-    let partial = PathBuf::from(format!("{}.partial", out.display()));
-    let mut unfinished = Unfinished(Some(partial.clone()));
-    let report = write_all(&partial, release, images, skip).await?;
-    tokio::fs::rename(&partial, out)
-        .await
-        .map_err(|e| err(out, e))?;
-    unfinished.0 = None;
+    create_with(out, release, images, skip, &CreateOptions::default()).await
+}
+
+/// [`create`], with parts, a signature and tools as `options` say. The parts (or the one
+/// archive) are written as `.partial` files and renamed once whole; the index (each part's
+/// digest, each file's place and digest) is written last, then its signature.
+pub async fn create_with(
+    out: &Path,
+    release: &str,
+    images: &[BundleInput],
+    skip: &BTreeSet<String>,
+    options: &CreateOptions<'_>,
+) -> Result<CreateReport, OciError> {
+    let mut unfinished = Unfinished(Vec::new());
+    let report = write_all(out, release, images, skip, options, &mut unfinished).await?;
+    unfinished.0.clear();
     Ok(report)
 }
 
 /// The `.partial` archive of a `create` that has not finished: removed when `create` fails or
 /// is stopped (its future dropped, as on Ctrl-C), so that no file that looks like a bundle,
 /// nor the disk space claimed for one, is left behind.
-struct Unfinished(Option<PathBuf>);
+struct Unfinished(Vec<PathBuf>);
 
 impl Drop for Unfinished {
     fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
+        for path in self.0.drain(..) {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -164,12 +267,19 @@ enum Entry {
         size: u64,
         image: usize,
     },
+    /// A program copied from the local disk.
+    Tool {
+        name: String,
+        path: PathBuf,
+        size: u64,
+        digest: String,
+    },
 }
 
 impl Entry {
     fn name(&self) -> String {
         match self {
-            Entry::Small { name, .. } => name.clone(),
+            Entry::Small { name, .. } | Entry::Tool { name, .. } => name.clone(),
             Entry::Blob { digest, .. } => blob_path(digest),
         }
     }
@@ -177,9 +287,34 @@ impl Entry {
     fn size(&self) -> u64 {
         match self {
             Entry::Small { bytes, .. } => bytes.len() as u64,
-            Entry::Blob { size, .. } => *size,
+            Entry::Blob { size, .. } | Entry::Tool { size, .. } => *size,
         }
     }
+
+    fn digest(&self) -> String {
+        match self {
+            Entry::Small { bytes, .. } => sha256(bytes),
+            Entry::Blob { digest, .. } | Entry::Tool { digest, .. } => digest.clone(),
+        }
+    }
+}
+
+/// The digest and length of a local file.
+fn file_digest(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((format!("sha256:{}", hex(&hasher.finalize())), len))
 }
 
 fn tar_header(name: &str, size: u64) -> [u8; 512] {
@@ -210,6 +345,7 @@ async fn lay_out(
     release: &str,
     images: &[BundleInput],
     skip: &BTreeSet<String>,
+    tools: &[ToolFile],
 ) -> Result<Layout, OciError> {
     let mut manifest = BundleManifest {
         format_version: BUNDLE_FORMAT_VERSION,
@@ -219,6 +355,7 @@ async fn lay_out(
         blobs: BTreeMap::new(),
         manifests: BTreeMap::new(),
         omitted: BTreeSet::new(),
+        tools: Vec::new(),
     };
     // Each image's manifests (and the OCI wrapper of a docker one, below), several images at
     // once: at a release's 40 images and a far registry, one after another is seconds.
@@ -314,6 +451,29 @@ async fn lay_out(
             digest: top.digest.clone(),
         });
     }
+    for t in tools {
+        let (digest, size) = {
+            let p = t.path.clone();
+            tokio::task::spawn_blocking(move || file_digest(&p))
+                .await
+                .expect("hashing does not panic")
+                .map_err(|e| err(path, format!("{}: {e}", t.path.display())))?
+        };
+        let tool = BundleTool {
+            name: t.name.clone(),
+            platform: t.platform.clone(),
+            version: t.version.clone(),
+            digest: digest.clone(),
+            size,
+        };
+        entries.push(Entry::Tool {
+            name: tool.entry(),
+            path: t.path.clone(),
+            size,
+            digest,
+        });
+        manifest.tools.push(tool);
+    }
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -339,21 +499,26 @@ async fn lay_out(
 }
 
 /// Writes the archive: every entry's place is known from the manifests (a header of 512
-/// bytes, the content, padding to 512), so the file gets its whole length at once (the
+/// bytes, the content, padding to 512), so the files get their whole length at once (the
 /// disk's space is claimed before a byte is read: a disk too small fails at the start, not
 /// after hours) and [`CREATE_CONCURRENCY`] blobs stream into their places side by side, each
-/// checked against its digest and length on the way and never written past its place.
+/// checked against its digest and length on the way and never written past its place. With
+/// `split`, the same bytes go to numbered parts, a write across a part's end continuing in
+/// the next. Then each part is hashed (from the page cache, the parts side by side) for the
+/// index, which is written last and signed.
 async fn write_all(
-    path: &Path,
+    out: &Path,
     release: &str,
     images: &[BundleInput],
     skip: &BTreeSet<String>,
+    options: &CreateOptions<'_>,
+    unfinished: &mut Unfinished,
 ) -> Result<CreateReport, OciError> {
     let Layout {
         entries,
         manifest,
         omitted_bytes,
-    } = lay_out(path, release, images, skip).await?;
+    } = lay_out(out, release, images, skip, &options.tools).await?;
     let progress = wallaroo_engine::progress::current();
     if let Some(p) = &progress {
         let streamed: u64 = entries
@@ -374,19 +539,38 @@ async fn write_all(
     // Two zero blocks end a tar.
     let length = end + 1024;
 
-    let file = std::fs::File::create(path).map_err(|e| err(path, e))?;
-    claim_space(&file, length).map_err(|e| {
+    // The files: one archive, or parts of at most `split` bytes.
+    let (finals, lengths): (Vec<PathBuf>, Vec<u64>) = match options.split {
+        Some(size) if size < length => {
+            let n = length.div_ceil(size) as usize;
+            (1..=n)
+                .map(|i| {
+                    let len = if i == n {
+                        length - size * (n as u64 - 1)
+                    } else {
+                        size
+                    };
+                    (crate::parts::part_path(out, i), len)
+                })
+                .unzip()
+        }
+        _ => (vec![out.to_path_buf()], vec![length]),
+    };
+    let partials: Vec<PathBuf> = finals
+        .iter()
+        .map(|p| PathBuf::from(format!("{}.partial", p.display())))
+        .collect();
+    unfinished.0.extend(partials.iter().cloned());
+    let parts = crate::parts::Parts::create(&partials, &lengths).map_err(|e| {
         err(
-            path,
+            out,
             format!(
                 "cannot set aside {} for the bundle on its disk: {e}",
                 crate::registry::size_text(length)
             ),
         )
     })?;
-    let file = Arc::new(file);
     {
-        use std::os::unix::fs::FileExt;
         let mut headers = Vec::new();
         for (e, at) in entries.iter().zip(&offsets) {
             headers.push((*at, tar_header(&e.name(), e.size()).to_vec()));
@@ -394,16 +578,28 @@ async fn write_all(
                 headers.push((at + 512, bytes.clone()));
             }
         }
-        let file = file.clone();
+        let tools: Vec<(u64, PathBuf)> = entries
+            .iter()
+            .zip(&offsets)
+            .filter_map(|(e, at)| match e {
+                Entry::Tool { path, .. } => Some((at + 512, path.clone())),
+                _ => None,
+            })
+            .collect();
+        let parts = parts.clone();
         let written = tokio::task::spawn_blocking(move || {
             for (at, bytes) in headers {
-                file.write_all_at(&bytes, at)?;
+                parts.write_all_at(&bytes, at)?;
+            }
+            for (at, path) in tools {
+                let bytes = std::fs::read(&path)?;
+                parts.write_all_at(&bytes, at)?;
             }
             Ok::<_, std::io::Error>(())
         })
         .await
         .expect("the header writer does not panic");
-        written.map_err(|e| err(path, e))?;
+        written.map_err(|e| err(out, e))?;
     }
 
     // Largest first, so the longest stream starts at once and the small ones fill in beside it.
@@ -416,12 +612,12 @@ async fn write_all(
                 size,
                 image,
             } => Some((at + 512, digest.as_str(), *size, &images[*image])),
-            Entry::Small { .. } => None,
+            _ => None,
         })
         .collect();
     blobs.sort_by_key(|b| std::cmp::Reverse(b.2));
     let mut streams = futures_util::stream::iter(blobs.iter().map(|&(at, digest, size, image)| {
-        stream_blob(path, at, digest, size, image, progress.clone())
+        stream_blob(out, &parts, at, digest, size, image, progress.clone())
     }))
     .buffer_unordered(CREATE_CONCURRENCY);
     let mut bytes = 0;
@@ -430,16 +626,146 @@ async fn write_all(
     }
     drop(streams);
 
-    let synced = tokio::task::spawn_blocking(move || file.sync_all())
-        .await
-        .expect("fsync does not panic");
-    synced.map_err(|e| err(path, e))?;
+    let synced = {
+        let parts = parts.clone();
+        tokio::task::spawn_blocking(move || parts.sync_all())
+            .await
+            .expect("fsync does not panic")
+    };
+    synced.map_err(|e| err(out, e))?;
+    // Each part's digest, to check one alone (a bundle in one file needs none: the index
+    // lists every file's digest).
+    let digests: Vec<Option<String>> = if finals.len() > 1 {
+        let parts = parts.clone();
+        tokio::task::spawn_blocking(move || part_digests(&parts))
+            .await
+            .expect("hashing does not panic")
+            .map_err(|e| err(out, e))?
+            .into_iter()
+            .map(Some)
+            .collect()
+    } else {
+        vec![None]
+    };
+    drop(parts);
+
+    // Whole: the parts take their names, stale files of an earlier bundle of that name go,
+    // and the index (then its signature) is written last.
+    for (partial, fin) in partials.iter().zip(&finals) {
+        std::fs::rename(partial, fin).map_err(|e| err(fin, e))?;
+    }
+    unfinished.0.clear();
+    unfinished.0.extend(finals.iter().cloned());
+    if finals.len() > 1 {
+        let _ = std::fs::remove_file(out);
+    }
+    let first_stale = if finals.len() > 1 {
+        finals.len() + 1
+    } else {
+        1
+    };
+    for n in first_stale.. {
+        let stale = crate::parts::part_path(out, n);
+        if !stale.exists() {
+            break;
+        }
+        let _ = std::fs::remove_file(stale);
+    }
+    let index_file = index_path(out);
+    let signature_file = signature_path(&index_file);
+    let _ = std::fs::remove_file(&signature_file);
+    let index = BundleIndex {
+        format_version: BUNDLE_FORMAT_VERSION,
+        wallaroo_version: manifest.wallaroo_version.clone(),
+        release: release.to_string(),
+        size: length,
+        parts: finals
+            .iter()
+            .zip(&lengths)
+            .zip(digests)
+            .map(|((p, &size), digest)| BundlePart {
+                file: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                size,
+                digest,
+            })
+            .collect(),
+        files: entries
+            .iter()
+            .zip(&offsets)
+            .map(|(e, at)| (e.name(), (at + 512, e.size(), e.digest())))
+            .collect(),
+        tools: manifest.tools.clone(),
+    };
+    let index_bytes = serde_json::to_vec_pretty(&index).expect("JSON");
+    std::fs::write(&index_file, &index_bytes).map_err(|e| err(&index_file, e))?;
+    let mut files = finals.clone();
+    files.push(index_file.clone());
+    if let Some(key) = options.sign {
+        let sig = key.sign(&index_bytes).map_err(|e| err(&index_file, e))?;
+        std::fs::write(&signature_file, sig).map_err(|e| err(&signature_file, e))?;
+        files.push(signature_file);
+    }
     Ok(CreateReport {
         images: manifest.images.len(),
         blobs: manifest.blobs.len(),
         bytes,
         omitted: manifest.omitted.len(),
+        files,
+        tools: manifest.tools.len(),
     })
+}
+
+/// Each part's digest, the parts hashed side by side.
+fn part_digests(parts: &crate::parts::Parts) -> std::io::Result<Vec<String>> {
+    part_digests_counted(parts, None)
+}
+
+/// [`part_digests`], counting the bytes hashed in `progress`.
+fn part_digests_counted(
+    parts: &crate::parts::Parts,
+    progress: Option<&wallaroo_engine::StepProgress>,
+) -> std::io::Result<Vec<String>> {
+    let n = parts.paths().len();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, VERIFY_THREADS)
+        .min(n);
+    let results: Vec<std::io::Result<Vec<(usize, String)>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut out = Vec::new();
+                    while let Some(i) =
+                        Some(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                            .filter(|i| *i < n)
+                    {
+                        let file = std::fs::File::open(&parts.paths()[i])?;
+                        read_sequentially(&file);
+                        let len = file.metadata()?.len();
+                        let (_, digest) = hash_region(&file, 0, len, &mut buf, progress)?;
+                        out.push((i, digest));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a hashing thread does not panic"))
+            .collect()
+    });
+    let mut digests = vec![String::new(); n];
+    for r in results {
+        for (i, d) in r? {
+            digests[i] = d;
+        }
+    }
+    Ok(digests)
 }
 
 /// How many written bytes of a blob `create` lets the kernel hold before asking it to start
@@ -450,7 +776,7 @@ const WRITE_BACK: u64 = 16 << 20;
 /// waiting (Linux `sync_file_range`; elsewhere nothing). The archive streams in far faster
 /// than the kernel's own write-back starts, so without this most of it would still be in
 /// memory at the closing fsync, which would then wait for all of it.
-fn start_write_back(file: &std::fs::File, offset: u64, len: u64) {
+pub(crate) fn start_write_back(file: &std::fs::File, offset: u64, len: u64) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -471,7 +797,7 @@ fn start_write_back(file: &std::fs::File, offset: u64, len: u64) {
 
 /// Gives `file` its `length`, with the disk space for it where the filesystem can set space
 /// aside (Linux `fallocate`); elsewhere, or where the filesystem cannot, only its length.
-fn claim_space(file: &std::fs::File, length: u64) -> std::io::Result<()> {
+pub(crate) fn claim_space(file: &std::fs::File, length: u64) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -496,6 +822,7 @@ fn claim_space(file: &std::fs::File, length: u64) -> std::io::Result<()> {
 /// way is taken up again where it stopped, up to the copy's number of attempts.
 async fn stream_blob(
     path: &Path,
+    parts: &crate::parts::Parts,
     at: u64,
     digest: &str,
     size: u64,
@@ -504,14 +831,9 @@ async fn stream_blob(
 ) -> Result<u64, OciError> {
     let (_, repo, _) = wallaroo_model::split_reference(&image.source);
     let mut body = image.from.blob(&repo, digest).await?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| err(path, e))?;
+    let parts = parts.clone();
     let (batches, mut to_write) = tokio::sync::mpsc::channel::<Vec<bytes::Bytes>>(2);
     let writer = tokio::task::spawn_blocking(move || {
-        use std::io::{Seek, Write};
-        file.seek(SeekFrom::Start(at))?;
         let mut hasher = Sha256::new();
         let (mut offset, mut unflushed) = (at, 0);
         while let Some(batch) = to_write.blocking_recv() {
@@ -520,21 +842,12 @@ async fn stream_blob(
                 hasher.update(chunk);
                 len += chunk.len();
             }
-            let mut slices: Vec<std::io::IoSlice> =
-                batch.iter().map(|c| std::io::IoSlice::new(c)).collect();
-            let mut rest = &mut slices[..];
-            while !rest.is_empty() {
-                match file.write_vectored(rest) {
-                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                    Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            // Positional: one file or parts, a batch across a part's end split there.
+            parts.write_chunks_at(&batch, offset)?;
             offset += len as u64;
             unflushed += len as u64;
             if unflushed >= WRITE_BACK {
-                start_write_back(&file, offset - unflushed, unflushed);
+                parts.start_write_back(offset - unflushed, unflushed);
                 unflushed = 0;
             }
             if let Some(p) = &progress {
@@ -658,22 +971,84 @@ async fn oci_wrapper(
 /// A bundle opened for reading: where each blob sits in the tar.
 pub struct Bundle {
     path: PathBuf,
+    parts: crate::parts::Parts,
     pub manifest: BundleManifest,
+    /// The index that travels with it (every part's and file's digest), when it has one.
+    pub index: Option<BundleIndex>,
     /// Blob digest -> (offset of its content, size).
     entries: HashMap<String, (u64, u64)>,
+    /// Every file of the archive by name -> (offset of its content, size).
+    files: HashMap<String, (u64, u64)>,
     /// Manifest media types by digest.
     media_types: HashMap<String, String>,
     /// (repository, tag) of each image's source reference -> top manifest digest.
     tags: HashMap<(String, String), String>,
 }
 
+/// A bundle's parts as its index names them (beside the index), each there and whole in
+/// length; or the one archive at `path`. A missing or short part is named by its number.
+fn locate(path: &Path) -> Result<(crate::parts::Parts, Option<BundleIndex>), OciError> {
+    let index_file = index_path(path);
+    let base = base_of(&index_file);
+    let index: Option<BundleIndex> = match std::fs::read(&index_file) {
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| err(&index_file, format!("not a bundle index: {e}")))?,
+        ),
+        Err(_) => None,
+    };
+    let Some(index) = index else {
+        let parts = crate::parts::Parts::open(std::slice::from_ref(&base)).map_err(|e| err(&base, e))?;
+        return Ok((parts, None));
+    };
+    let dir = index_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let n = index.parts.len();
+    let mut paths = Vec::new();
+    let mut problems = Vec::new();
+    for (i, part) in index.parts.iter().enumerate() {
+        let p = dir.join(&part.file);
+        match std::fs::metadata(&p) {
+            Err(_) => problems.push(format!("part {} of {n} ({}) is missing", i + 1, part.file)),
+            Ok(m) if m.len() < part.size => problems.push(format!(
+                "part {} of {n} ({}) is cut short: {} of its {} bytes",
+                i + 1,
+                part.file,
+                m.len(),
+                part.size
+            )),
+            Ok(m) if m.len() > part.size => problems.push(format!(
+                "part {} of {n} ({}) has {} bytes, not the {} its index names",
+                i + 1,
+                part.file,
+                m.len(),
+                part.size
+            )),
+            Ok(_) => {}
+        }
+        paths.push(p);
+    }
+    if !problems.is_empty() {
+        return Err(err(&base, problems.join("; ")));
+    }
+    let parts = crate::parts::Parts::open(&paths).map_err(|e| err(&base, e))?;
+    Ok((parts, Some(index)))
+}
+
 impl Bundle {
-    /// Indexes the archive at `path` (reading headers only; contents are skipped by seeking).
+    /// Indexes the archive at `path` (reading headers only; contents are skipped by
+    /// seeking): one file, or the parts its index (`path.index.json`, or `path` itself when
+    /// it is the index) names, read in place.
     pub fn open(path: &Path) -> Result<Bundle, OciError> {
-        let file = std::fs::File::open(path).map_err(|e| err(path, e))?;
-        let length = file.metadata().map_err(|e| err(path, e))?.len();
-        let mut archive = tar::Archive::new(file);
+        let (parts, index) = locate(path)?;
+        let path = base_of(&index_path(path));
+        let path = path.as_path();
+        let length = parts.len();
+        let mut archive = tar::Archive::new(parts.reader());
         let mut entries = HashMap::new();
+        let mut files = HashMap::new();
         let mut manifest = None;
         for entry in archive.entries_with_seek().map_err(|e| err(path, e))? {
             let mut entry = entry.map_err(|e| err(path, e))?;
@@ -694,6 +1069,7 @@ impl Bundle {
                     ),
                 ));
             }
+            files.insert(name.clone(), (entry.raw_file_position(), entry.size()));
             if let Some(hex) = name.strip_prefix("blobs/sha256/") {
                 entries.insert(
                     format!("sha256:{hex}"),
@@ -737,22 +1113,35 @@ impl Bundle {
             .collect();
         Ok(Bundle {
             path: path.to_path_buf(),
+            parts,
             manifest,
+            index,
             entries,
+            files,
             media_types,
             tags,
         })
     }
 
-    fn read_small(&self, file: &mut std::fs::File, digest: &str) -> Result<Vec<u8>, OciError> {
-        use std::io::{Read, Seek};
-        let (offset, size) = self.entries[digest];
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| err(&self.path, e))?;
+    fn read_region(&self, offset: u64, size: u64) -> Result<Vec<u8>, OciError> {
         let mut bytes = vec![0u8; size as usize];
-        file.read_exact(&mut bytes)
-            .map_err(|e| err(&self.path, e))?;
+        let mut done = 0;
+        while done < bytes.len() {
+            let n = self
+                .parts
+                .read_at(&mut bytes[done..], offset + done as u64)
+                .map_err(|e| err(&self.path, e))?;
+            if n == 0 {
+                return Err(err(&self.path, "the archive ends early"));
+            }
+            done += n;
+        }
         Ok(bytes)
+    }
+
+    fn read_small(&self, digest: &str) -> Result<Vec<u8>, OciError> {
+        let (offset, size) = self.entries[digest];
+        self.read_region(offset, size)
     }
 
     pub fn path(&self) -> &Path {
@@ -763,6 +1152,69 @@ impl Bundle {
     pub fn has(&self, digest: &str) -> bool {
         self.entries.contains_key(digest)
     }
+
+    /// Writes the programs the bundle carries for `platform` (all, when `None`) into `dir`,
+    /// executable, each checked against its digest: their paths.
+    pub fn extract_tools(
+        &self,
+        dir: &Path,
+        platform: Option<&str>,
+    ) -> Result<Vec<PathBuf>, OciError> {
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+        let mut out = Vec::new();
+        for t in &self.manifest.tools {
+            if platform.is_some_and(|p| p != t.platform) {
+                continue;
+            }
+            let Some(&(at, size)) = self.files.get(&t.entry()) else {
+                return Err(err(
+                    &self.path,
+                    format!("{} is listed but not in the archive", t.entry()),
+                ));
+            };
+            let bytes = self.read_region(at, size)?;
+            if sha256(&bytes) != t.digest {
+                return Err(err(
+                    &self.path,
+                    format!("{} does not match its digest {}", t.entry(), t.digest),
+                ));
+            }
+            let target = if platform.is_some() {
+                dir.join(&t.name)
+            } else {
+                dir.join(t.platform.replace('/', "-")).join(&t.name)
+            };
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| err(parent, e))?;
+            }
+            let partial = PathBuf::from(format!("{}.partial", target.display()));
+            std::fs::write(&partial, &bytes).map_err(|e| err(&partial, e))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| err(&partial, e))?;
+            std::fs::rename(&partial, &target).map_err(|e| err(&target, e))?;
+            out.push(target);
+        }
+        Ok(out)
+    }
+
+    /// The program `name` the bundle carries for `platform`.
+    pub fn tool(&self, name: &str, platform: &str) -> Option<&BundleTool> {
+        self.manifest
+            .tools
+            .iter()
+            .find(|t| t.name == name && t.platform == platform)
+    }
+}
+
+/// This machine's platform as bundles name it (`linux/amd64`).
+pub fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("{}/{arch}", std::env::consts::OS)
 }
 
 #[async_trait::async_trait]
@@ -783,8 +1235,7 @@ impl ImageSource for Bundle {
         let Some(media_type) = self.media_types.get(&digest) else {
             return Ok(None);
         };
-        let mut file = std::fs::File::open(&self.path).map_err(|e| err(&self.path, e))?;
-        let bytes = self.read_small(&mut file, &digest)?;
+        let bytes = self.read_small(&digest)?;
         if sha256(&bytes) != digest {
             return Err(OciError::Digest {
                 registry: self.name(),
@@ -808,13 +1259,8 @@ impl ImageSource for Bundle {
         let Some(&(start, size)) = self.entries.get(digest) else {
             return self.blob(repo, digest).await;
         };
-        let mut file = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(|e| err(&self.path, e))?;
-        file.seek(SeekFrom::Start(start + offset.min(size)))
-            .await
-            .map_err(|e| err(&self.path, e))?;
-        Ok(read_stream(file.take(size - offset.min(size))))
+        let skip = offset.min(size);
+        Ok(self.parts.stream(start + skip, size - skip))
     }
 
     async fn blob(&self, _repo: &str, digest: &str) -> Result<BlobStream, OciError> {
@@ -826,13 +1272,7 @@ impl ImageSource for Bundle {
             };
             return Err(err(&self.path, format!("blob {digest} is {why}")));
         };
-        let mut file = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(|e| err(&self.path, e))?;
-        file.seek(SeekFrom::Start(offset))
-            .await
-            .map_err(|e| err(&self.path, e))?;
-        Ok(read_stream(file.take(size)))
+        Ok(self.parts.stream(offset, size))
     }
 }
 
@@ -846,11 +1286,22 @@ fn hash_region(
     progress: Option<&wallaroo_engine::StepProgress>,
 ) -> std::io::Result<(u64, String)> {
     use std::os::unix::fs::FileExt;
+    hash_with(|b, at| file.read_at(b, at), at, size, buf, progress)
+}
+
+/// [`hash_region`] through any positional reader (a bundle's parts).
+fn hash_with(
+    mut read_at: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>,
+    at: u64,
+    size: u64,
+    buf: &mut [u8],
+    progress: Option<&wallaroo_engine::StepProgress>,
+) -> std::io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut done = 0u64;
     while done < size {
         let want = (size - done).min(buf.len() as u64) as usize;
-        let n = file.read_at(&mut buf[..want], at + done)?;
+        let n = read_at(&mut buf[..want], at + done)?;
         if n == 0 {
             break;
         }
@@ -864,7 +1315,7 @@ fn hash_region(
 }
 
 /// Tells the kernel that `file` will be read front to back (a larger read-ahead).
-fn read_sequentially(file: &std::fs::File) {
+pub(crate) fn read_sequentially(file: &std::fs::File) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
@@ -877,21 +1328,6 @@ fn read_sequentially(file: &std::fs::File) {
     let _ = file;
 }
 
-/// A file region as a stream of 256 KiB chunks.
-fn read_stream(reader: tokio::io::Take<tokio::fs::File>) -> BlobStream {
-    Box::pin(futures_util::stream::unfold(reader, |mut r| async move {
-        let mut buf = vec![0u8; 256 << 10];
-        match r.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), r))
-            }
-            Err(e) => Some((Err(e), r)),
-        }
-    }))
-}
-
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VerifyReport {
@@ -899,6 +1335,10 @@ pub struct VerifyReport {
     pub blobs: usize,
     pub bytes: u64,
     pub omitted: usize,
+    /// How many parts were read (1 for a bundle in one file).
+    pub parts: usize,
+    /// The key whose signature of the index was checked.
+    pub signed_by: Option<String>,
     /// Every problem found; empty when the bundle is whole.
     pub problems: Vec<String>,
 }
@@ -919,68 +1359,226 @@ pub fn verify_counted(
     path: &Path,
     progress: Option<&wallaroo_engine::StepProgress>,
 ) -> Result<VerifyReport, OciError> {
-    let bundle = Bundle::open(path)?;
-    if let Some(p) = progress {
-        p.add_total(bundle.manifest.blobs.values().sum());
+    verify_with(path, None, progress)
+}
+
+/// `release.tar.002` beside `release.tar.index.json`: the index and the part's number.
+fn lone_part(path: &Path) -> Option<(PathBuf, usize)> {
+    let text = path.to_string_lossy();
+    let (base, n) = text.rsplit_once('.')?;
+    if n.len() < 3 || !n.chars().all(|c| c.is_ascii_digit()) {
+        return None;
     }
+    let index = index_path(Path::new(base));
+    index.exists().then(|| (index, n.parse().unwrap_or(0)))
+}
+
+/// Checks one part alone against the index beside it (to check a copy before the next part
+/// is made).
+fn verify_part(
+    path: &Path,
+    index_file: &Path,
+    key: Option<&crate::verify::VerifyKey>,
+    progress: Option<&wallaroo_engine::StepProgress>,
+) -> Result<VerifyReport, OciError> {
+    let index = read_index(index_file, key)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = index.parts.len();
+    let Some((i, part)) = index.parts.iter().enumerate().find(|(_, p)| p.file == name) else {
+        return Err(err(
+            path,
+            format!("not a part its index ({}) names", index_file.display()),
+        ));
+    };
+    if let Some(p) = progress {
+        p.add_total(part.size);
+    }
+    let mut report = VerifyReport {
+        parts: 1,
+        ..VerifyReport::default()
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(path, e))?;
+    read_sequentially(&file);
+    let len = file.metadata().map_err(|e| err(path, e))?.len();
+    let (read, digest) =
+        hash_region(&file, 0, len, &mut vec![0u8; 1 << 20], progress).map_err(|e| err(path, e))?;
+    report.bytes = read;
+    if len != part.size {
+        report.problems.push(format!(
+            "part {} of {n} ({}) has {len} bytes, not {}",
+            i + 1,
+            part.file,
+            part.size
+        ));
+    } else if part.digest.as_ref().is_some_and(|d| *d != digest) {
+        report.problems.push(format!(
+            "part {} of {n} ({}) does not match its digest in the index",
+            i + 1,
+            part.file
+        ));
+    }
+    Ok(report)
+}
+
+/// The index at `index_file`, its signature checked first when `key` is given.
+fn read_index(
+    index_file: &Path,
+    key: Option<&crate::verify::VerifyKey>,
+) -> Result<BundleIndex, OciError> {
+    let bytes = std::fs::read(index_file).map_err(|e| err(index_file, e))?;
+    if let Some(key) = key {
+        check_signature(index_file, &bytes, key)?;
+    }
+    serde_json::from_slice(&bytes).map_err(|e| err(index_file, format!("not a bundle index: {e}")))
+}
+
+/// Refuses an index whose signature (beside it, `.sig`) `key` does not verify.
+fn check_signature(
+    index_file: &Path,
+    bytes: &[u8],
+    key: &crate::verify::VerifyKey,
+) -> Result<(), OciError> {
+    let sig_file = signature_path(index_file);
+    let sig = std::fs::read_to_string(&sig_file).map_err(|_| {
+        err(
+            index_file,
+            format!(
+                "the bundle is not signed: there is no {}",
+                sig_file.display()
+            ),
+        )
+    })?;
+    if !crate::signing::verify_blob(key, bytes, &sig) {
+        return Err(err(
+            index_file,
+            format!(
+                "its signature ({}) is not one the key {} made: the index was altered or signed with another key",
+                sig_file.display(),
+                key.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// [`verify_counted`], with the index's signature checked against `key` first (refused
+/// without one). The index (when the bundle has one) vouches for every byte: each part is
+/// hashed whole, and where one differs, the files in it are hashed to name the one the damage
+/// is in. A single part given alone (`release.tar.002`) is checked by itself.
+pub fn verify_with(
+    path: &Path,
+    key: Option<&crate::verify::VerifyKey>,
+    progress: Option<&wallaroo_engine::StepProgress>,
+) -> Result<VerifyReport, OciError> {
+    if let Some((index_file, _)) = lone_part(path) {
+        return verify_part(path, &index_file, key, progress);
+    }
+    let index_file = index_path(path);
+    let mut signed_by = None;
+    if let Some(key) = key {
+        let bytes = std::fs::read(&index_file).map_err(|_| {
+            err(
+                path,
+                format!(
+                    "the bundle is not signed: it has no index ({}) to carry a signature",
+                    index_file.display()
+                ),
+            )
+        })?;
+        check_signature(&index_file, &bytes, key)?;
+        signed_by = Some(key.name.clone());
+    }
+    let bundle = Bundle::open(path)?;
     let mut report = VerifyReport {
         images: bundle.manifest.images.len(),
         omitted: bundle.manifest.omitted.len(),
+        parts: bundle.parts.paths().len(),
+        signed_by,
         ..VerifyReport::default()
     };
-    // Every blob in the archive is read where it sits and hashed, several at once (one
-    // SHA-256 stream is slower than a disk): largest first, so that the longest starts at
-    // once and the rest share the other threads.
-    let mut blobs: Vec<(&str, u64, u64)> = bundle
-        .entries
-        .iter()
-        .map(|(digest, &(at, size))| (digest.as_str(), at, size))
-        .collect();
-    blobs.sort_by_key(|&(digest, _, size)| (std::cmp::Reverse(size), digest));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(2, VERIFY_THREADS);
-    let checked: Vec<Result<(u64, Vec<String>), std::io::Error>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let file = std::fs::File::open(path)?;
-                    read_sequentially(&file);
-                    let mut buf = vec![0u8; 1 << 20];
-                    let (mut bytes, mut problems) = (0u64, Vec::new());
-                    while let Some(&(digest, at, size)) =
-                        blobs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                    {
-                        let (read, got) = hash_region(&file, at, size, &mut buf, progress)?;
-                        bytes += read;
-                        if read < size {
-                            problems.push(format!(
-                                "blob {digest} is cut short: the archive ends after {read} of its {size} bytes"
-                            ));
-                        } else if got != digest {
-                            problems.push(format!("blob {digest} does not match its digest"));
-                        }
-                    }
-                    Ok((bytes, problems))
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a verify thread does not panic"))
-            .collect()
-    });
     let mut problems = Vec::new();
-    for result in checked {
-        let (bytes, found) = result.map_err(|e| err(path, e))?;
-        report.bytes += bytes;
+    if let Some(index) = bundle
+        .index
+        .as_ref()
+        .filter(|i| i.parts.iter().all(|p| p.digest.is_some()))
+    {
+        if let Some(p) = progress {
+            p.add_total(index.size);
+        }
+        let digests = part_digests_counted(&bundle.parts, progress).map_err(|e| err(path, e))?;
+        report.bytes = index.size;
+        let n = index.parts.len();
+        for (i, (part, got)) in index.parts.iter().zip(&digests).enumerate() {
+            if part.digest.as_ref() == Some(got) {
+                continue;
+            }
+            // Which file the damage is in: every file the part holds, hashed again.
+            let (start, len) = {
+                let before: u64 = index.parts[..i].iter().map(|p| p.size).sum();
+                (before, part.size)
+            };
+            let mut culprits = Vec::new();
+            let mut buf = vec![0u8; 1 << 20];
+            for (name, (at, size, digest)) in &index.files {
+                if *at + *size <= start || *at >= start + len {
+                    continue;
+                }
+                let (_, got) = hash_with(
+                    |b, o| bundle.parts.read_at(b, o),
+                    *at,
+                    *size,
+                    &mut buf,
+                    None,
+                )
+                .map_err(|e| err(path, e))?;
+                if got != *digest {
+                    culprits.push(describe_file(&bundle.manifest, name));
+                }
+            }
+            let where_ = if culprits.is_empty() {
+                "in the archive's framing (a tar header or padding), not in a file".to_string()
+            } else {
+                format!("in {}", culprits.join(", "))
+            };
+            problems.push(format!(
+                "part {} of {n} ({}) does not match its digest in the index: the difference is {where_}",
+                i + 1,
+                part.file
+            ));
+        }
+        report.blobs = bundle.entries.len();
+    } else {
+        // One file: every blob hashed, side by side; with an index, each file against the
+        // digest it names too.
+        let (bytes, found) = hash_blobs(&bundle, path, progress)?;
+        report.bytes = bytes;
+        report.blobs = bundle.entries.len();
         problems.extend(found);
+        if let Some(index) = &bundle.index {
+            let mut buf = vec![0u8; 1 << 20];
+            for (name, (at, size, digest)) in &index.files {
+                if name.starts_with("blobs/") {
+                    continue;
+                }
+                let (_, got) = hash_with(
+                    |b, o| bundle.parts.read_at(b, o),
+                    *at,
+                    *size,
+                    &mut buf,
+                    None,
+                )
+                .map_err(|e| err(path, e))?;
+                if got != *digest {
+                    problems.push(format!("{name} does not match its digest in the index"));
+                }
+            }
+        }
     }
     problems.sort();
-    report.blobs = blobs.len();
     report.problems.extend(problems);
-    let mut file = std::fs::File::open(path).map_err(|e| err(path, e))?;
     for (digest, size) in &bundle.manifest.blobs {
         match bundle.entries.get(digest) {
             None => report
@@ -1001,7 +1599,7 @@ pub fn verify_counted(
                     .push(format!("{}: manifest {d} is missing", image.source));
                 continue;
             }
-            let bytes = bundle.read_small(&mut file, &d)?;
+            let bytes = bundle.read_small(&d)?;
             let m = Manifest {
                 media_type: bundle.media_types.get(&d).cloned().unwrap_or_default(),
                 digest: d.clone(),
@@ -1024,6 +1622,82 @@ pub fn verify_counted(
         }
     }
     Ok(report)
+}
+
+/// A file of the archive as a message names it: a blob with the image it belongs to.
+fn describe_file(manifest: &BundleManifest, name: &str) -> String {
+    match name.strip_prefix("blobs/sha256/") {
+        Some(hex) => {
+            let digest = format!("sha256:{hex}");
+            let what = if manifest.manifests.contains_key(&digest) {
+                "manifest"
+            } else {
+                "blob"
+            };
+            format!("{what} {digest}")
+        }
+        None => name.to_string(),
+    }
+}
+
+/// Every blob hashed where it sits, several at once (one SHA-256 stream is slower than a
+/// disk): largest first, so that the longest starts at once and the rest share the other
+/// threads. The bytes read, and the blobs that do not match.
+fn hash_blobs(
+    bundle: &Bundle,
+    path: &Path,
+    progress: Option<&wallaroo_engine::StepProgress>,
+) -> Result<(u64, Vec<String>), OciError> {
+    if let Some(p) = progress {
+        p.add_total(bundle.manifest.blobs.values().sum());
+    }
+    let mut blobs: Vec<(&str, u64, u64)> = bundle
+        .entries
+        .iter()
+        .map(|(digest, &(at, size))| (digest.as_str(), at, size))
+        .collect();
+    blobs.sort_by_key(|&(digest, _, size)| (std::cmp::Reverse(size), digest));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, VERIFY_THREADS);
+    bundle.parts.read_sequentially();
+    let checked: Vec<Result<(u64, Vec<String>), std::io::Error>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut buf = vec![0u8; 1 << 20];
+                    let (mut bytes, mut problems) = (0u64, Vec::new());
+                    while let Some(&(digest, at, size)) =
+                        blobs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        let (read, got) =
+                            hash_with(|b, o| bundle.parts.read_at(b, o), at, size, &mut buf, progress)?;
+                        bytes += read;
+                        if read < size {
+                            problems.push(format!(
+                                "blob {digest} is cut short: the archive ends after {read} of its {size} bytes"
+                            ));
+                        } else if got != digest {
+                            problems.push(format!("blob {digest} does not match its digest"));
+                        }
+                    }
+                    Ok((bytes, problems))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a verify thread does not panic"))
+            .collect()
+    });
+    let (mut total, mut problems) = (0, Vec::new());
+    for result in checked {
+        let (bytes, found) = result.map_err(|e| err(path, e))?;
+        total += bytes;
+        problems.extend(found);
+    }
+    Ok((total, problems))
 }
 
 /// The blobs (manifests, configs, layers) of the images `pins` name (source reference ->

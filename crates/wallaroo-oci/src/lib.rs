@@ -12,12 +12,14 @@ pub mod bundle;
 mod copy;
 pub mod docker_config;
 mod image;
+pub mod parts;
 pub mod pins;
 pub mod probe;
 pub mod referrers;
 mod registry;
 pub mod release;
 pub mod resume;
+pub mod signing;
 pub mod verify;
 
 pub use copy::{BlobLedger, CopyOptions, CopyReport, blob_digests, copy, select_platforms};

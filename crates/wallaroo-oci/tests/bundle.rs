@@ -415,3 +415,266 @@ async fn a_bundle_its_disk_cannot_hold_fails_at_the_start_and_leaves_nothing() {
     );
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The whole delivery across a gap: a bundle split into parts smaller than its largest
+/// layer, signed with a key `cosign generate-key-pair` made, carrying helm. Read in place from
+/// its parts (a copy of them in another directory, as a second machine sees them), checked by
+/// `cosign verify-blob` too; a missing part, a part cut short and one flipped byte are named
+/// by part (and the byte by the blob it falls in); a part is checked alone; an index signed
+/// again with another key, or not signed, is refused.
+#[tokio::test]
+async fn a_split_signed_bundle_is_read_in_place_and_every_damage_is_named() {
+    use wallaroo_oci::bundle::{
+        CreateOptions, ToolFile, create_with, index_path, signature_path, verify_with,
+    };
+    wallaroo_testenv::install_crypto_provider();
+    let path = unique("split");
+    let env = seed("tiny", path.clone()).await;
+    let vendor: Arc<dyn ImageSource> = Arc::new(registry(env, &env.vendor));
+    let inputs = inputs(env, &vendor, "tiny", &path).await;
+    let keys = tempfile::tempdir().unwrap();
+    let (one, two) = (keys.path().join("one"), keys.path().join("two"));
+    let pub_one = wallaroo_testenv::cosign::key_pair(env, &one).unwrap();
+    wallaroo_testenv::cosign::key_pair(env, &two).unwrap();
+    let signer = |dir: &std::path::Path| {
+        wallaroo_oci::signing::SigningKey::from_pem(
+            "cosign.key",
+            &std::fs::read_to_string(dir.join("cosign.key")).unwrap(),
+            "",
+        )
+        .unwrap()
+    };
+    let verifier = wallaroo_oci::verify::VerifyKey::from_pem(
+        "one/cosign.pub",
+        &std::fs::read_to_string(&pub_one).unwrap(),
+    )
+    .unwrap();
+
+    // Parts smaller than the largest layer, so that one spans two parts.
+    let plain = tempfile::tempdir().unwrap();
+    let whole = plain.path().join("release.tar");
+    create(&whole, "2025.1.0-6290", &inputs, &BTreeSet::new())
+        .await
+        .unwrap();
+    let largest = *Bundle::open(&whole)
+        .unwrap()
+        .manifest
+        .blobs
+        .values()
+        .max()
+        .unwrap();
+    let split = (largest * 2 / 3).max(4096);
+    let made = tempfile::tempdir().unwrap();
+    let file = made.path().join("release.tar");
+    let key = signer(&one);
+    let report = create_with(
+        &file,
+        "2025.1.0-6290",
+        &inputs,
+        &BTreeSet::new(),
+        &CreateOptions {
+            split: Some(split),
+            sign: Some(&key),
+            tools: vec![ToolFile {
+                name: "helm".into(),
+                platform: wallaroo_oci::bundle::host_platform(),
+                version: Some(wallaroo_testenv::versions::HELM.into()),
+                path: env.helm.clone(),
+            }],
+        },
+    )
+    .await
+    .unwrap();
+    let parts: Vec<_> = report
+        .files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e.len() == 3 && e != "sig"))
+        .cloned()
+        .collect();
+    assert!(parts.len() >= 3, "{:?}", report.files);
+    for p in &parts {
+        assert!(std::fs::metadata(p).unwrap().len() <= split, "{p:?}");
+    }
+    assert!(!file.exists(), "no whole archive beside the parts");
+
+    // A second machine: only the copied parts, the index and its signature.
+    let far = tempfile::tempdir().unwrap();
+    for f in &report.files {
+        std::fs::copy(f, far.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let far_file = far.path().join("release.tar");
+    let checked = verify_with(&far_file, Some(&verifier), None).unwrap();
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    assert_eq!(checked.parts, parts.len());
+    assert_eq!(checked.signed_by.as_deref(), Some("one/cosign.pub"));
+    // cosign itself accepts the signature with the public key.
+    let index = index_path(&far_file);
+    wallaroo_testenv::cosign::run(
+        env,
+        far.path(),
+        &[
+            "verify-blob",
+            "--key",
+            pub_one.to_str().unwrap(),
+            "--signature",
+            signature_path(&index).to_str().unwrap(),
+            "--insecure-ignore-tlog=true",
+            index.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .unwrap();
+
+    // Read in place from the parts: an image into the private registry, byte for byte, and
+    // the carried helm runs.
+    let bundle = Bundle::open(&far_file).unwrap();
+    let private = registry(env, &env.private);
+    let ns = unique("fromparts");
+    for input in &inputs {
+        let (_, repo, tag) = wallaroo_model::split_reference(&input.source);
+        let target = format!("{ns}/{}", repo.rsplit('/').next().unwrap());
+        copy(
+            &bundle,
+            &repo,
+            &tag,
+            &private,
+            &target,
+            &tag,
+            CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            private
+                .manifest(&target, &tag)
+                .await
+                .unwrap()
+                .unwrap()
+                .digest,
+            input.digest
+        );
+    }
+    let tools = bundle
+        .extract_tools(
+            &far.path().join("bin"),
+            Some(&wallaroo_oci::bundle::host_platform()),
+        )
+        .unwrap();
+    let out = std::process::Command::new(&tools[0])
+        .arg("version")
+        .output()
+        .unwrap();
+    // (helm built with `go install` reports its minor version only: `v3.16`.)
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(printed.contains("Version:\"v3.16"), "{printed}");
+
+    let n = parts.len();
+    let part = |i: usize| far.path().join(format!("release.tar.{i:03}"));
+    // One flipped byte in the middle of a blob that part 2 holds: named by part and blob.
+    let idx = bundle.index.clone().unwrap();
+    let part_two_start = idx.parts[0].size;
+    let (name, (at, _, _)) = idx
+        .files
+        .iter()
+        .find(|(name, (at, size, _))| {
+            name.starts_with("blobs/")
+                && *at >= part_two_start
+                && at + size <= part_two_start + idx.parts[1].size
+        })
+        .or_else(|| {
+            idx.files.iter().find(|(_, (at, size, _))| {
+                *at < part_two_start + idx.parts[1].size && at + size > part_two_start
+            })
+        })
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .unwrap();
+    let flip_at = at.max(part_two_start) - part_two_start;
+    let mut bytes = std::fs::read(part(2)).unwrap();
+    bytes[flip_at as usize] ^= 0x01;
+    std::fs::write(part(2), &bytes).unwrap();
+    let checked = verify_with(&far_file, Some(&verifier), None).unwrap();
+    let digest = name.strip_prefix("blobs/sha256/").unwrap();
+    assert!(
+        checked.problems.iter().any(|p| p.starts_with(&format!(
+            "part 2 of {n} (release.tar.002) does not match its digest in the index: the difference is in "
+        )) && p.contains(digest)),
+        "{:?}",
+        checked.problems
+    );
+    // A part checked alone, as a copy is made: the altered one fails, the first passes.
+    let alone = verify_with(&part(2), None, None).unwrap();
+    assert_eq!(alone.problems.len(), 1, "{:?}", alone.problems);
+    assert!(
+        verify_with(&part(1), None, None)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+    bytes[flip_at as usize] ^= 0x01;
+    std::fs::write(part(2), &bytes).unwrap();
+    // A part cut short, then one missing.
+    std::fs::write(part(2), &bytes[..bytes.len() / 2]).unwrap();
+    let e = Bundle::open(&far_file).err().unwrap().to_string();
+    assert!(
+        e.contains(&format!("part 2 of {n} (release.tar.002) is cut short")),
+        "{e}"
+    );
+    std::fs::remove_file(part(2)).unwrap();
+    let e = verify_with(&far_file, None, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(&format!("part 2 of {n} (release.tar.002) is missing")),
+        "{e}"
+    );
+    std::fs::write(part(2), &bytes).unwrap();
+    assert!(
+        verify_with(&far_file, Some(&verifier), None)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+
+    // The index signed again with another key: refused before anything else.
+    let sig = signature_path(&index);
+    let other = signer(&two).sign(&std::fs::read(&index).unwrap()).unwrap();
+    std::fs::write(&sig, other).unwrap();
+    let e = verify_with(&far_file, Some(&verifier), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("is not one the key one/cosign.pub made"), "{e}");
+    // And with no signature at all.
+    std::fs::remove_file(&sig).unwrap();
+    let e = verify_with(&far_file, Some(&verifier), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("the bundle is not signed"), "{e}");
+
+    // A delta bundle splits the same way and loads from its parts.
+    let first = inputs[0].digest.clone();
+    let skip: BTreeSet<String> = blobs_of(
+        &BTreeMap::from([(env.vendor.address(), vendor.clone())]),
+        &BTreeMap::from([(inputs[0].source.clone(), first)]),
+    )
+    .await
+    .unwrap();
+    let delta = made.path().join("delta.tar");
+    create_with(
+        &delta,
+        "2025.1.0-6290",
+        &inputs,
+        &skip,
+        &CreateOptions {
+            split: Some(split),
+            ..CreateOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let checked = verify_with(&delta, None, None).unwrap();
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    assert!(checked.omitted > 0 && checked.parts >= 2, "{checked:?}");
+}
