@@ -325,18 +325,51 @@ pub enum BundleCommand {
         /// Resolve every tag again instead of using the lockfile's pins.
         #[arg(long)]
         refresh_pins: bool,
+        /// Write numbered parts (FILE.001, FILE.002, ...) of at most SIZE each (e.g. 4GiB,
+        /// 4.7GB, 700MB) instead of one archive; FILE.index.json names each by digest.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        split: Option<u64>,
+        /// Sign the index (every part, file and tool by digest) with this private key, in a
+        /// format cosign uses (`cosign generate-key-pair`'s cosign.key, its password from
+        /// COSIGN_PASSWORD, or a PKCS#8 PEM): FILE.index.json.sig, which `cosign verify-blob`
+        /// checks too.
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<PathBuf>,
+        /// Leave out the programs the far side's apply runs (helm, wallaroo), carried by
+        /// default.
+        #[arg(long)]
+        no_tools: bool,
+        /// The platform to carry the programs for (os/arch; default this machine's).
+        #[arg(long, value_name = "PLATFORM")]
+        tools_platform: Vec<String>,
         /// Write a stream of JSON events to stdout (schemas/events.schema.json).
         #[arg(long)]
         json: bool,
     },
-    /// Check every blob of a bundle against its digest, and that nothing the images need is
-    /// missing.
+    /// Check every byte of a bundle against its index (or every blob against its digest),
+    /// and that nothing the images need is missing. A part given alone (FILE.002) is checked
+    /// by itself.
     Verify {
-        /// The archive.
+        /// The archive, the name its parts share, or one part.
         file: PathBuf,
+        /// The public key (cosign.pub) the index must be signed with.
+        #[arg(long, value_name = "KEY")]
+        key: Option<PathBuf>,
         /// Write a stream of JSON events to stdout (schemas/events.schema.json).
         #[arg(long)]
         json: bool,
+    },
+    /// Write the programs a bundle carries (helm, wallaroo) into DIR, executable, each
+    /// checked against its digest.
+    ExtractTools {
+        /// The directory to write them to.
+        dir: PathBuf,
+        /// The bundle (default: the spec's `source { bundle }`).
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// Only this platform's (os/arch), written straight into DIR.
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Option<String>,
     },
     /// List a bundle's images.
     List {
@@ -383,6 +416,11 @@ pub fn terraform_style(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
         _ => a,
     })
     .collect()
+}
+
+/// `--split`'s size (`4GiB`, `4.7GB`, `700MB`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    wallaroo_operations::bundle::parse_size(text)
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ fn a_bundle_made_on_the_connected_side_lists_the_same_images_inside_the_air_gap(
     .unwrap();
     std::fs::write(
         dir.path().join("airgapped.hcl"),
-        format!("{head}source \"wallaroo\" {{\n  bundle = \"release.tar\"\n}}\n{private}"),
+        format!("{head}source \"wallaroo\" {{\n  bundle         = \"release.tar\"\n  allow_unsigned = true\n}}\n{private}"),
     )
     .unwrap();
 

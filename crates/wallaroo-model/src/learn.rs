@@ -293,7 +293,8 @@ fn slashes(s: &str) -> usize {
 
 /// Learns the values that point every image at its target.
 ///
-/// `default` is the render with the chart's own image keys (what discovery read: the
+/// `already` holds the values the release is installed with (a key already set to what is
+/// needed is not set again). `default` is the render with the chart's own image keys (what discovery read: the
 /// vendor's references), `marked` the render with [`markers`] set. `target_of` gives the
 /// mirrored target of a default reference (`None`: not mirrored, left alone).
 pub fn solve(
@@ -301,6 +302,7 @@ pub fn solve(
     default: &[Observed],
     marked: &[Observed],
     defaults: &Value,
+    already: &Value,
     target_of: &dyn Fn(&str) -> Option<String>,
 ) -> Learned {
     let default_of = |path: &[String]| -> String {
@@ -488,15 +490,18 @@ pub fn solve(
     let (chosen, skipped) = search
         .best
         .unwrap_or_else(|| (BTreeMap::new(), (0..images.len()).collect()));
-    // A key whose chosen value is the chart's own needs no setting.
+    // A key whose chosen value is the chart's own, or what the release's values already
+    // say (`imageRegistry`, which the spec maps), needs no setting.
     let unchanged: Vec<String> = chosen
         .iter()
         .filter(|(m, v)| {
             let (path, _) = &markers.keys[*m];
-            path.iter()
-                .try_fold(defaults, |d, k| d.get(k))
-                .and_then(Value::as_str)
-                == Some(v.as_str())
+            [defaults, already].iter().any(|base| {
+                path.iter()
+                    .try_fold(*base, |d, k| d.get(k))
+                    .and_then(Value::as_str)
+                    == Some(v.as_str())
+            })
         })
         .map(|(m, _)| m.clone())
         .collect();

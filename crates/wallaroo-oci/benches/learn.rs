@@ -156,6 +156,7 @@ fn main() {
                 &render(markers.values.clone()),
                 &markers,
                 &defaults,
+                &json!({}),
                 &target_of,
             ))
             .unwrap();

@@ -998,7 +998,8 @@ fn locate(path: &Path) -> Result<(crate::parts::Parts, Option<BundleIndex>), Oci
         Err(_) => None,
     };
     let Some(index) = index else {
-        let parts = crate::parts::Parts::open(std::slice::from_ref(&base)).map_err(|e| err(&base, e))?;
+        let parts =
+            crate::parts::Parts::open(std::slice::from_ref(&base)).map_err(|e| err(&base, e))?;
         return Ok((parts, None));
     };
     let dir = index_file
@@ -1196,6 +1197,32 @@ impl Bundle {
             out.push(target);
         }
         Ok(out)
+    }
+
+    /// Checks the bundle's index against `key` (its signature) and that the index names the
+    /// same program `name` for `platform` as the archive's list: so that a program about to
+    /// run is the one that was signed, before the whole bundle's bytes are checked.
+    pub fn check_tool_signed(
+        &self,
+        name: &str,
+        platform: &str,
+        key: &crate::verify::VerifyKey,
+    ) -> Result<(), OciError> {
+        let index_file = index_path(&self.path);
+        let index = read_index(&index_file, Some(key))?;
+        let listed = self.tool(name, platform).map(|t| t.digest.clone());
+        let signed = index
+            .tools
+            .iter()
+            .find(|t| t.name == name && t.platform == platform)
+            .map(|t| t.digest.clone());
+        if listed.is_none() || listed != signed {
+            return Err(err(
+                &self.path,
+                format!("its {name} for {platform} is not the one its signed index names"),
+            ));
+        }
+        Ok(())
     }
 
     /// The program `name` the bundle carries for `platform`.
@@ -1557,10 +1584,32 @@ pub fn verify_with(
         report.bytes = bytes;
         report.blobs = bundle.entries.len();
         problems.extend(found);
+        // The programs it carries, against the digests its own list gives.
+        let mut buf = vec![0u8; 1 << 20];
+        if let Some(p) = progress {
+            p.add_total(bundle.manifest.tools.iter().map(|t| t.size).sum());
+        }
+        for t in &bundle.manifest.tools {
+            let Some(&(at, size)) = bundle.files.get(&t.entry()) else {
+                problems.push(format!("{} is listed but missing", t.entry()));
+                continue;
+            };
+            let (read, got) = hash_with(
+                |b, o| bundle.parts.read_at(b, o),
+                at,
+                size,
+                &mut buf,
+                progress,
+            )
+            .map_err(|e| err(path, e))?;
+            report.bytes += read;
+            if got != t.digest || size != t.size {
+                problems.push(format!("{} does not match its digest", t.entry()));
+            }
+        }
         if let Some(index) = &bundle.index {
-            let mut buf = vec![0u8; 1 << 20];
             for (name, (at, size, digest)) in &index.files {
-                if name.starts_with("blobs/") {
+                if name.starts_with("blobs/") || name.starts_with("tools/") {
                     continue;
                 }
                 let (_, got) = hash_with(

@@ -351,8 +351,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         }
     };
     let bytes = (n * mult as f64).floor() as u64;
-    if bytes < 1 << 20 {
-        return Err(format!("`{text}` is under 1 MiB: too small for a part"));
+    if bytes < 64 << 10 {
+        return Err(format!("`{text}` is under 64 KiB: too small for a part"));
     }
     Ok(bytes)
 }
@@ -368,6 +368,7 @@ mod tests {
         assert_eq!(parse_size("700 MB").unwrap(), 700_000_000);
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("10KiB").is_err());
+        assert_eq!(parse_size("512KiB").unwrap(), 512 << 10);
     }
 
     #[test]

@@ -330,6 +330,7 @@ pub async fn learn_image_values(
     with_markers: &Render<'_>,
     markers: &wallaroo_model::learn::Markers,
     defaults: &serde_json::Value,
+    already: &serde_json::Value,
     target_of: &dyn Fn(&str) -> Option<String>,
 ) -> Result<wallaroo_model::learn::Learned, OciError> {
     let (a, b) = tokio::join!(
@@ -343,7 +344,7 @@ pub async fn learn_image_values(
     let default = observed(&a?).map_err(err)?;
     let marked = observed(&b?).map_err(err)?;
     Ok(wallaroo_model::learn::solve(
-        markers, &default, &marked, defaults, target_of,
+        markers, &default, &marked, defaults, already, target_of,
     ))
 }
 

@@ -366,6 +366,7 @@ async fn learn(
         &render(markers.values.clone()),
         &markers,
         &defaults,
+        &json!({}),
         &target_of,
     )
     .await

@@ -308,6 +308,7 @@ impl Workspace {
             &render(marked_values),
             &markers,
             &defaults,
+            release_values,
             &target_of,
         )
         .await?;

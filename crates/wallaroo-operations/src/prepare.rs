@@ -46,6 +46,8 @@ impl Workspace {
         state: Option<&Lockfile>,
         images: Images<'_>,
     ) -> Result<Prepared, OperationError> {
+        // A signed bundle is checked whole before anything is read from it.
+        self.check_bundle().await?;
         let resolved = !matches!(images, Images::Unread);
         let (images, sources) = match images {
             Images::Saved(plan) => {

@@ -92,6 +92,8 @@ pub struct Workspace {
     /// Whether a plan asks the API server if the identity may do everything apply needs
     /// (`wallaroo rbac`, which writes the Role, does not).
     pub check_permissions: bool,
+    /// Whether the bundle's signature and bytes were checked (once per operation).
+    pub(crate) bundle_checked: tokio::sync::OnceCell<()>,
     /// The cluster, connected on first use: one client for the whole operation, and the
     /// reads its steps share (see [`wallaroo_kube::Cluster`]).
     cluster: tokio::sync::OnceCell<wallaroo_kube::Cluster>,
@@ -123,6 +125,7 @@ impl Workspace {
         }
         // With the kots method, `bundle` is KOTS's own air-gap bundle, which kots reads.
         let ours = spec.wallaroo.method == Method::Helm;
+        let mut notes = Vec::new();
         let bundle = match spec
             .source
             .as_ref()
@@ -152,17 +155,30 @@ impl Workspace {
             )?)),
             None => None,
         };
+        let helm = match (&options.helm, std::env::var_os("HELM"), &bundle) {
+            (Some(h), _, _) => h.clone(),
+            (None, Some(h), _) => PathBuf::from(h),
+            (None, None, Some(b)) => match bundle_helm(&spec, b)? {
+                Some((path, note)) => {
+                    notes.push(note);
+                    path
+                }
+                None => "helm".into(),
+            },
+            (None, None, None) => "helm".into(),
+        };
         Ok(Workspace {
             store,
             sources,
             target,
             bundle,
             delete_data: options.delete_data,
-            helm: options.helm_binary(),
+            helm,
             exclude_referrers: options.exclude_referrers,
             allow_external: options.allow_external.clone(),
             chart: std::sync::Mutex::new(None),
-            notes: std::sync::Mutex::new(Vec::new()),
+            notes: std::sync::Mutex::new(notes),
+            bundle_checked: tokio::sync::OnceCell::new(),
             render_cache: crate::render_cache::RenderCache::beside(&spec.lockfile_path()),
             rendered_kinds: std::sync::Mutex::new(None),
             vendor_preflight_specs: std::sync::Mutex::new(None),
@@ -251,7 +267,105 @@ pub fn store_for(options: &WorkspaceOptions) -> Result<StateStore, OperationErro
     state_store(&load_spec(options)?)
 }
 
+/// The helm the bundle carries for this machine, written beside the lockfile (once per
+/// digest), when the spec and the environment name none: its path, and the plan's note
+/// saying which helm runs. With `source { key }`, the signed index must name that helm.
+fn bundle_helm(
+    spec: &Spec,
+    bundle: &wallaroo_oci::bundle::Bundle,
+) -> Result<Option<(PathBuf, String)>, OperationError> {
+    let platform = wallaroo_oci::bundle::host_platform();
+    let Some(tool) = bundle.tool("helm", &platform) else {
+        return Ok(None);
+    };
+    if let Some(key) = spec.source.as_ref().and_then(|s| s.key.as_ref()) {
+        bundle.check_tool_signed("helm", &platform, &bundle_key(spec, key)?)?;
+    }
+    let hex = tool.digest.trim_start_matches("sha256:");
+    let dir = spec
+        .lockfile_path()
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default()
+        .join(".wallaroo-tools")
+        .join(&hex[..16.min(hex.len())]);
+    let path = dir.join("helm");
+    let whole = std::fs::metadata(&path).is_ok_and(|m| m.len() == tool.size);
+    if !whole {
+        bundle.extract_tools(&dir, Some(&platform))?;
+    }
+    let version = tool
+        .version
+        .clone()
+        .unwrap_or_else(|| "of unknown version".into());
+    Ok(Some((
+        path.clone(),
+        format!(
+            "helm: the bundle's ({version}, {}), at {}: $HELM names none",
+            tool.digest,
+            path.display()
+        ),
+    )))
+}
+
+/// The public key of `source { key }`.
+fn bundle_key(
+    spec: &Spec,
+    key: &std::path::Path,
+) -> Result<wallaroo_oci::verify::VerifyKey, OperationError> {
+    let path = spec.resolve_path(key);
+    let pem = std::fs::read_to_string(&path).map_err(|e| {
+        OperationError::message(format!(
+            "source {{ key }}: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    wallaroo_oci::verify::VerifyKey::from_pem(&path.display().to_string(), &pem)
+        .map_err(|e| OperationError::message(format!("source {{ key }}: {e}")))
+}
+
 impl Workspace {
+    /// With `source { key }`: the bundle's index signed by that key, and every byte of the
+    /// bundle what the index names, checked once, before anything is read from it to push.
+    pub(crate) async fn check_bundle(&self) -> Result<(), OperationError> {
+        let (Some(bundle), Some(key)) = (
+            &self.bundle,
+            self.spec.source.as_ref().and_then(|s| s.key.as_ref()),
+        ) else {
+            return Ok(());
+        };
+        self.bundle_checked
+            .get_or_try_init(|| async {
+                let key = bundle_key(&self.spec, key)?;
+                let path = bundle.path().to_path_buf();
+                let report = tokio::task::spawn_blocking(move || {
+                    wallaroo_oci::bundle::verify_with(&path, Some(&key), None)
+                })
+                .await
+                .expect("verify does not panic")?;
+                if !report.problems.is_empty() {
+                    return Err(OperationError::message(format!(
+                        "the bundle {} is not what its signed index names; nothing was pushed:\n{}",
+                        bundle.path().display(),
+                        report
+                            .problems
+                            .iter()
+                            .map(|p| format!("  - {p}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )));
+                }
+                self.notes.lock().expect("notes").push(format!(
+                    "bundle {}: signed by {}, every byte as its index names",
+                    bundle.path().display(),
+                    report.signed_by.unwrap_or_default()
+                ));
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// What discovery noticed that is worth a warning in the plan (each said once).
     pub fn take_notes(&self) -> Vec<String> {
         std::mem::take(&mut *self.notes.lock().expect("notes"))

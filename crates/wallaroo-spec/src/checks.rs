@@ -107,6 +107,24 @@ pub(crate) fn run(file: &SourceFile, blocks: &Blocks<'_>, spec: &Spec) -> Vec<Sp
             "a registry host and optional port, e.g. registry.wallaroo.ai (no scheme, no path)",
         );
     }
+    // A bundle crosses the gap by hand: unless the spec opts out, its signature is checked.
+    if let Some(s) = &spec.source
+        && s.bundle.is_some()
+        && spec.wallaroo.method == crate::model::Method::Helm
+    {
+        c.check(
+            "source",
+            None,
+            "bundle",
+            None,
+            if s.key.is_none() && !s.allow_unsigned {
+                Err("nothing checks that the bundle is the one that was sent: no `key`".into())
+            } else {
+                Ok(())
+            },
+            "name the public key its index is signed with (`key = \"cosign.pub\"`, for a bundle made with `bundle create --sign-key cosign.key`), or read it unsigned with `allow_unsigned = true`",
+        );
+    }
     if let Some(t) = &spec.tls
         && let Some(name) = &t.secret_name
     {

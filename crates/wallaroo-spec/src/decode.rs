@@ -435,11 +435,16 @@ impl<'a> Decoder<'a> {
         must_be_file: bool,
     ) {
         let full = base_dir.join(path);
-        if if must_be_file {
-            full.is_file()
-        } else {
-            full.exists()
-        } {
+        // A bundle in parts is named by what its parts share; its index stands for it.
+        let parts_index = !must_be_file
+            && std::path::PathBuf::from(format!("{}.index.json", full.display())).is_file();
+        if parts_index
+            || if must_be_file {
+                full.is_file()
+            } else {
+                full.exists()
+            }
+        {
             return;
         }
         self.problems.push(

@@ -148,8 +148,16 @@ pub struct Source {
     pub license: Option<Secret>,
     /// PEM file of a CA that signs the vendor registry's certificate.
     pub ca_file: Option<PathBuf>,
-    /// An offline bundle (`wallaroo bundle`) instead of a registry.
+    /// An offline bundle (`wallaroo bundle`) instead of a registry: its one archive, or for
+    /// a bundle in parts the name they share (`release.tar` for `release.tar.001`, ...).
     pub bundle: Option<PathBuf>,
+    /// The public key (`cosign.pub`) the bundle's index is signed with: every plan and apply
+    /// refuses the bundle unless its signature matches and every byte is what the signed
+    /// index names, before anything is pushed.
+    pub key: Option<PathBuf>,
+    /// Read a bundle that carries no signature (with no `key`).
+    #[serde(default)]
+    pub allow_unsigned: bool,
 }
 
 fn default_source_path() -> String {

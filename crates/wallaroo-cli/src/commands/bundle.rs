@@ -20,20 +20,27 @@ pub async fn run(global: &Global, args: &BundleArgs) -> Result<ExitCode, Failure
             out,
             since,
             refresh_pins,
+            split,
+            sign_key,
+            no_tools,
+            tools_platform,
             json,
         } => {
             let events = json.then(Events::new);
+            let request = wallaroo_operations::bundle::CreateRequest {
+                out: out.clone(),
+                since: since.clone(),
+                refresh_pins: *refresh_pins,
+                split: *split,
+                sign_key: sign_key.clone(),
+                tools: !*no_tools,
+                tools_platforms: tools_platform.clone(),
+            };
             streamed(events.as_ref(), "bundle create", async {
                 // Ctrl-C stops the bundle: the work is dropped, which removes the unfinished
                 // archive (and the disk space claimed for it).
                 tokio::select! {
-                    done = create(
-                        global,
-                        out,
-                        since.as_deref(),
-                        *refresh_pins,
-                        events.as_ref(),
-                    ) => done,
+                    done = create(global, &request, events.as_ref()) => done,
                     Ok(()) = tokio::signal::ctrl_c() => {
                         eprintln!("\nInterrupt received: stopping.");
                         Err(Failure::Interrupted(format!(
@@ -46,14 +53,48 @@ pub async fn run(global: &Global, args: &BundleArgs) -> Result<ExitCode, Failure
             })
             .await
         }
-        BundleCommand::Verify { file, json } => {
+        BundleCommand::Verify { file, key, json } => {
             let events = json.then(Events::new);
             streamed(
                 events.as_ref(),
                 "bundle verify",
-                verify(file, events.as_ref()),
+                verify(file, key.as_deref(), events.as_ref()),
             )
             .await
+        }
+        BundleCommand::ExtractTools {
+            dir,
+            bundle,
+            platform,
+        } => {
+            let file = match bundle {
+                Some(b) => b.clone(),
+                None => {
+                    let spec = wallaroo_operations::workspace::load_spec(&workspace(global))?;
+                    let Some(b) = spec.source.as_ref().and_then(|s| s.bundle.as_ref()) else {
+                        return Err(Failure::message(
+                            "the spec reads from no bundle: pass --bundle FILE",
+                        ));
+                    };
+                    spec.resolve_path(b)
+                }
+            };
+            let written =
+                wallaroo_operations::bundle::extract_tools(&file, dir, platform.as_deref())?;
+            if written.is_empty() {
+                return Err(Failure::message(format!(
+                    "{} carries no programs{}",
+                    file.display(),
+                    platform
+                        .as_ref()
+                        .map(|p| format!(" for {p}"))
+                        .unwrap_or_default()
+                )));
+            }
+            for w in written {
+                println!("{}", w.display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         BundleCommand::List { file } => {
             let bundle = wallaroo_operations::bundle::open(file)?;
@@ -104,14 +145,18 @@ async fn streamed(
     result
 }
 
-async fn verify(file: &std::path::Path, events: Option<&Events>) -> Result<ExitCode, Failure> {
+async fn verify(
+    file: &std::path::Path,
+    key: Option<&std::path::Path>,
+    events: Option<&Events>,
+) -> Result<ExitCode, Failure> {
     let started = Instant::now();
     let what = format!("Checking {}", file.display());
     let report = crate::progress::watched(
         &what,
         "bundle.verify",
         events,
-        wallaroo_operations::bundle::verify(file),
+        wallaroo_operations::bundle::verify(file, key),
     )
     .await?;
     if let Some(e) = events {
@@ -147,10 +192,15 @@ async fn verify(file: &std::path::Path, events: Option<&Events>) -> Result<ExitC
             eprintln!("error: {p}");
         }
         println!(
-            "{}: {} images, {} blobs, {} read in {}{}",
+            "{}: {} images, {} blobs{}, {} read in {}{}",
             file.display(),
             report.images,
             report.blobs,
+            if report.parts > 1 {
+                format!(" in {} parts", report.parts)
+            } else {
+                String::new()
+            },
             HumanBytes(report.bytes),
             HumanDuration(started.elapsed()),
             if report.omitted > 0 {
@@ -163,7 +213,10 @@ async fn verify(file: &std::path::Path, events: Option<&Events>) -> Result<ExitC
             }
         );
         if report.problems.is_empty() {
-            println!("Every digest matches.");
+            match &report.signed_by {
+                Some(k) => println!("Signed by {k}; every digest matches."),
+                None => println!("Every digest matches."),
+            }
         }
     }
     if report.problems.is_empty() {
@@ -179,17 +232,17 @@ async fn verify(file: &std::path::Path, events: Option<&Events>) -> Result<ExitC
 
 async fn create(
     global: &Global,
-    out: &std::path::Path,
-    since: Option<&std::path::Path>,
-    refresh_pins: bool,
+    request: &wallaroo_operations::bundle::CreateRequest,
     events: Option<&Events>,
 ) -> Result<ExitCode, Failure> {
+    let out = request.out.as_path();
+    let since = request.since.as_deref();
     let ws = Workspace::open(&workspace(global))?;
     let started = std::time::Instant::now();
     let what = format!("Writing {}", out.display());
     let counted = std::sync::Mutex::new(Transfer::default());
     let report = crate::progress::watched(&what, "bundle.create", events, async {
-        let report = wallaroo_operations::bundle::create(&ws, out, since, refresh_pins).await;
+        let report = wallaroo_operations::bundle::create(&ws, request).await;
         if let Some(p) = wallaroo_engine::progress::current() {
             *counted.lock().unwrap() = p.read();
         }
@@ -214,8 +267,22 @@ async fn create(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "Wrote {}: {} images, {} blobs, {} of layers in {}{}",
-        out.display(),
+        "Wrote {}: {} images, {} blobs, {} of layers in {}{}{}",
+        if report.files.len() > 2 {
+            format!(
+                "{} parts of {} ({})",
+                report.files.iter().filter(|f| is_part(f)).count(),
+                out.display(),
+                report
+                    .files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            out.display().to_string()
+        },
         report.images,
         report.blobs,
         HumanBytes(report.bytes),
@@ -229,7 +296,22 @@ async fn create(
             )
         } else {
             String::new()
+        },
+        match (report.tools, request.sign_key.is_some()) {
+            (0, false) => String::new(),
+            (0, true) => "; the index is signed".into(),
+            (n, signed) => format!(
+                "; {n} programs carried (helm, wallaroo){}",
+                if signed { ", the index signed" } else { "" }
+            ),
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A numbered part (`release.tar.001`).
+fn is_part(path: &std::path::Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.len() == 3 && e.chars().all(|c| c.is_ascii_digit()))
 }

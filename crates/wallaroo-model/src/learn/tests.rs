@@ -130,6 +130,7 @@ fn every_convention_is_learned_from_where_the_markers_land() {
         &render(&defaults),
         &render(&merged(&defaults, &m.values)),
         &defaults,
+        &json!({}),
         &target,
     );
     // Verify as the plan does: render once more with what was learned.
@@ -199,6 +200,7 @@ fn the_operators_values_stay_and_take_no_marker() {
         &render(&defaults),
         &render(&merged(&base, &m.values)),
         &defaults,
+        &json!({}),
         &target,
     );
     assert!(
@@ -241,6 +243,7 @@ fn a_template_literal_that_no_value_can_move_is_explained() {
         &default,
         &marked,
         &json!({"image": {"repository": "acme/app"}}),
+        &json!({}),
         &target,
     );
     assert_eq!(learned.unsolved.len(), 1);
