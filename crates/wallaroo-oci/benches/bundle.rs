@@ -8,6 +8,10 @@
 //! the machine allows it (root, a writable /proc/sys/vm/drop_caches), so both sides read from
 //! the disk; the table says which.
 //!
+//! Two more rows split the same bundle into parts (`--split`, a quarter of the bundle each,
+//! at least 64 MiB): create writing the parts (and checksumming each for the index) and verify
+//! reading them, beside the one-file figures (goal: within 5%).
+//!
 //! Run: `cargo bench -p wallaroo-oci --bench bundle` (the `release` preset);
 //! `WALLAROO_BENCH_PRESET=large` for real size (about 11 GB; the disk must hold it twice
 //! beside the vendor registry). The table shows medians of `WALLAROO_BENCH_RUNS` rounds (3).
@@ -18,7 +22,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wallaroo_oci::bundle::{Bundle, BundleInput, create, verify};
+use wallaroo_oci::bundle::{Bundle, BundleInput, CreateOptions, create, create_with, verify};
 use wallaroo_oci::{Credentials, ImageSource, Registry};
 
 fn main() {
@@ -81,6 +85,7 @@ fn main() {
     let (mut report, mut size, mut blob_bytes) = (Default::default(), 0, 0);
     let mut cpu = vec![];
     let mut local_t = vec![];
+    let (mut split_create_t, mut split_verify_t, mut parts_n) = (vec![], vec![], 0);
     for round in 0..rounds {
         let _ = std::fs::remove_file(&file);
         cold &= drop_caches();
@@ -157,6 +162,33 @@ fn main() {
                 .arg("-c")
                 .arg(format!("cat '{}' > /dev/null", file.display())),
         ));
+        // The same bundle in parts: create (with each part hashed for the index), verify.
+        let split = (size / 4).max(64 << 20);
+        let parts_file = dir.path().join("parts.tar");
+        cold &= drop_caches();
+        let t = Instant::now();
+        let made = rt
+            .block_on(create_with(
+                &parts_file,
+                preset.version,
+                &inputs,
+                &BTreeSet::new(),
+                &CreateOptions {
+                    split: Some(split),
+                    ..CreateOptions::default()
+                },
+            ))
+            .unwrap();
+        split_create_t.push(t.elapsed());
+        parts_n = made.files.len() - 1;
+        cold &= drop_caches();
+        let t = Instant::now();
+        let checked = verify(&parts_file).unwrap();
+        split_verify_t.push(t.elapsed());
+        assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+        for f in &made.files {
+            let _ = std::fs::remove_file(f);
+        }
         eprintln!(
             "round {}/{rounds}: create {:.2} s, cat {:.2} s (+ sync {:.2} s), create from the bundle {:.2} s, verify {:.2} s, cat {:.2} s",
             round + 1,
@@ -223,6 +255,21 @@ fn main() {
         verify_wall.as_secs_f64(),
         cat_verify.as_secs_f64(),
         verify_rate * 100.0 / cat_rate
+    );
+    let (split_create, split_verify) = (median(split_create_t), median(split_verify_t));
+    println!(
+        "| bundle create --split ({parts_n} parts, each checksummed for the index) | {:.2} s, {:.0} MB/s | one file: {:.2} s | {:.0}% of one file's time |",
+        split_create.as_secs_f64(),
+        rate(size, split_create),
+        create_wall.as_secs_f64(),
+        split_create.as_secs_f64() * 100.0 / create_wall.as_secs_f64()
+    );
+    println!(
+        "| bundle verify of the parts (every file hashed, every part checksummed) | {:.2} s, {:.0} MB/s | one file: {:.2} s | {:.0}% of one file's time |",
+        split_verify.as_secs_f64(),
+        rate(size, split_verify),
+        verify_wall.as_secs_f64(),
+        split_verify.as_secs_f64() * 100.0 / verify_wall.as_secs_f64()
     );
     println!("\n{create_cpu}");
 }

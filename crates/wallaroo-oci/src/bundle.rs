@@ -97,10 +97,11 @@ pub struct BundlePart {
     /// Its file name, beside the index.
     pub file: String,
     pub size: u64,
-    /// The part's digest, to check a copy of it alone; none for a bundle in one file, whose
-    /// files' digests the index lists all the same.
+    /// The part's checksum (`xxh3-128:...`), to check a copy of it alone for transport
+    /// damage; none for a bundle in one file. What the part holds is vouched for by the
+    /// SHA-256 digest of every file, which the index names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
+    pub checksum: Option<String>,
 }
 
 /// The index of the bundle at `path` (`release.tar` -> `release.tar.index.json`).
@@ -561,7 +562,7 @@ async fn write_all(
         .map(|p| PathBuf::from(format!("{}.partial", p.display())))
         .collect();
     unfinished.0.extend(partials.iter().cloned());
-    let parts = crate::parts::Parts::create(&partials, &lengths).map_err(|e| {
+    let mut parts = crate::parts::Parts::create(&partials, &lengths).map_err(|e| {
         err(
             out,
             format!(
@@ -570,6 +571,31 @@ async fn write_all(
             ),
         )
     })?;
+    // In parts, each part is hashed (for the index) as soon as all its bytes are written,
+    // while the rest stream in: the bytes each part gets (headers and contents; padding
+    // stays the zeros the disk gave) are counted down as they are written.
+    let hasher = (finals.len() > 1).then(|| {
+        let mut to_write = vec![0u64; finals.len()];
+        for (e, at) in entries.iter().zip(&offsets) {
+            for (i, _, len) in parts.segments(*at, 512 + e.size()) {
+                to_write[i] += len;
+            }
+        }
+        let (tracker, whole) = parts.track(&to_write);
+        let reader = parts.clone();
+        let n = finals.len();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut digests = vec![None; n];
+            let mut buf = vec![0u8; 1 << 20];
+            while let Ok(i) = whole.recv() {
+                let file = std::fs::File::open(&reader.paths()[i])?;
+                let (_, checksum) = part_checksum(&file, &mut buf)?;
+                digests[i] = Some(checksum);
+            }
+            Ok::<_, std::io::Error>(digests)
+        });
+        (tracker, task)
+    });
     {
         let mut headers = Vec::new();
         for (e, at) in entries.iter().zip(&offsets) {
@@ -626,27 +652,36 @@ async fn write_all(
     }
     drop(streams);
 
-    let synced = {
+    // The closing fsync, while the last parts are hashed.
+    let sync = {
         let parts = parts.clone();
         tokio::task::spawn_blocking(move || parts.sync_all())
-            .await
-            .expect("fsync does not panic")
     };
-    synced.map_err(|e| err(out, e))?;
     // Each part's digest, to check one alone (a bundle in one file needs none: the index
     // lists every file's digest).
-    let digests: Vec<Option<String>> = if finals.len() > 1 {
-        let parts = parts.clone();
-        tokio::task::spawn_blocking(move || part_digests(&parts))
-            .await
-            .expect("hashing does not panic")
-            .map_err(|e| err(out, e))?
-            .into_iter()
-            .map(Some)
-            .collect()
-    } else {
-        vec![None]
+    let digests: Vec<Option<String>> = match hasher {
+        Some((tracker, task)) => {
+            tracker.close();
+            let mut found = task
+                .await
+                .expect("hashing does not panic")
+                .map_err(|e| err(out, e))?;
+            // A part the count missed (none should be) is read now.
+            for (i, d) in found.iter_mut().enumerate() {
+                if d.is_none() {
+                    let file = std::fs::File::open(&parts.paths()[i]).map_err(|e| err(out, e))?;
+                    let (_, checksum) =
+                        part_checksum(&file, &mut vec![0u8; 1 << 20]).map_err(|e| err(out, e))?;
+                    *d = Some(checksum);
+                }
+            }
+            found
+        }
+        None => vec![None],
     };
+    sync.await
+        .expect("fsync does not panic")
+        .map_err(|e| err(out, e))?;
     drop(parts);
 
     // Whole: the parts take their names, stale files of an earlier bundle of that name go,
@@ -689,7 +724,7 @@ async fn write_all(
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 size,
-                digest,
+                checksum: digest,
             })
             .collect(),
         files: entries
@@ -718,16 +753,8 @@ async fn write_all(
     })
 }
 
-/// Each part's digest, the parts hashed side by side.
-fn part_digests(parts: &crate::parts::Parts) -> std::io::Result<Vec<String>> {
-    part_digests_counted(parts, None)
-}
-
-/// [`part_digests`], counting the bytes hashed in `progress`.
-fn part_digests_counted(
-    parts: &crate::parts::Parts,
-    progress: Option<&wallaroo_engine::StepProgress>,
-) -> std::io::Result<Vec<String>> {
+/// Each part's checksum, the parts read side by side.
+fn part_checksums(parts: &crate::parts::Parts) -> std::io::Result<Vec<String>> {
     let n = parts.paths().len();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
@@ -746,9 +773,7 @@ fn part_digests_counted(
                     {
                         let file = std::fs::File::open(&parts.paths()[i])?;
                         read_sequentially(&file);
-                        let len = file.metadata()?.len();
-                        let (_, digest) = hash_region(&file, 0, len, &mut buf, progress)?;
-                        out.push((i, digest));
+                        out.push((i, part_checksum(&file, &mut buf)?.1));
                     }
                     Ok(out)
                 })
@@ -756,16 +781,16 @@ fn part_digests_counted(
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().expect("a hashing thread does not panic"))
+            .map(|w| w.join().expect("a checksum thread does not panic"))
             .collect()
     });
-    let mut digests = vec![String::new(); n];
+    let mut sums = vec![String::new(); n];
     for r in results {
         for (i, d) in r? {
-            digests[i] = d;
+            sums[i] = d;
         }
     }
-    Ok(digests)
+    Ok(sums)
 }
 
 /// How many written bytes of a blob `create` lets the kernel hold before asking it to start
@@ -1303,17 +1328,22 @@ impl ImageSource for Bundle {
     }
 }
 
-/// Reads `size` bytes of `file` from `at` through `buf` and hashes them: how many there were
-/// (fewer where the file ends early) and their `sha256:` digest.
-fn hash_region(
-    file: &std::fs::File,
-    at: u64,
-    size: u64,
-    buf: &mut [u8],
-    progress: Option<&wallaroo_engine::StepProgress>,
-) -> std::io::Result<(u64, String)> {
+/// A part's checksum: XXH3-128 of its bytes, `xxh3-128:<hex>`. Parts are checked for
+/// transport (a copy cut short or damaged); what is in them is vouched for by the SHA-256
+/// digest of every file, which the index lists too.
+fn part_checksum(file: &std::fs::File, buf: &mut [u8]) -> std::io::Result<(u64, String)> {
     use std::os::unix::fs::FileExt;
-    hash_with(|b, at| file.read_at(b, at), at, size, buf, progress)
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut done = 0u64;
+    loop {
+        let n = file.read_at(buf, done)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok((done, format!("xxh3-128:{:032x}", hasher.digest128())))
 }
 
 /// [`hash_region`] through any positional reader (a bundle's parts).
@@ -1430,8 +1460,10 @@ fn verify_part(
     let file = std::fs::File::open(path).map_err(|e| err(path, e))?;
     read_sequentially(&file);
     let len = file.metadata().map_err(|e| err(path, e))?.len();
-    let (read, digest) =
-        hash_region(&file, 0, len, &mut vec![0u8; 1 << 20], progress).map_err(|e| err(path, e))?;
+    let (read, digest) = part_checksum(&file, &mut vec![0u8; 1 << 20]).map_err(|e| err(path, e))?;
+    if let Some(p) = progress {
+        p.add_moved(read);
+    }
     report.bytes = read;
     if len != part.size {
         report.problems.push(format!(
@@ -1440,9 +1472,9 @@ fn verify_part(
             part.file,
             part.size
         ));
-    } else if part.digest.as_ref().is_some_and(|d| *d != digest) {
+    } else if part.checksum.as_ref().is_some_and(|d| *d != digest) {
         report.problems.push(format!(
-            "part {} of {n} ({}) does not match its digest in the index",
+            "part {} of {n} ({}) does not match its checksum in the index",
             i + 1,
             part.file
         ));
@@ -1527,102 +1559,88 @@ pub fn verify_with(
         ..VerifyReport::default()
     };
     let mut problems = Vec::new();
-    if let Some(index) = bundle
-        .index
-        .as_ref()
-        .filter(|i| i.parts.iter().all(|p| p.digest.is_some()))
-    {
-        if let Some(p) = progress {
-            p.add_total(index.size);
+    // Every blob against its digest, side by side; then the programs; then, with an index,
+    // every other file against the digest it names and each part against its checksum
+    // (what frames the files), naming the file a damaged part's difference is in.
+    let (bytes, found) = hash_blobs(&bundle, path, progress)?;
+    report.bytes = bytes;
+    report.blobs = bundle.entries.len();
+    let mut damaged: BTreeSet<String> = found
+        .iter()
+        .filter_map(|p| p.split_whitespace().nth(1).map(String::from))
+        .collect();
+    problems.extend(found);
+    let mut buf = vec![0u8; 1 << 20];
+    if let Some(p) = progress {
+        p.add_total(bundle.manifest.tools.iter().map(|t| t.size).sum());
+    }
+    for t in &bundle.manifest.tools {
+        let Some(&(at, size)) = bundle.files.get(&t.entry()) else {
+            problems.push(format!("{} is listed but missing", t.entry()));
+            continue;
+        };
+        let (read, got) = hash_with(
+            |b, o| bundle.parts.read_at(b, o),
+            at,
+            size,
+            &mut buf,
+            progress,
+        )
+        .map_err(|e| err(path, e))?;
+        report.bytes += read;
+        if got != t.digest || size != t.size {
+            problems.push(format!("{} does not match its digest", t.entry()));
+            damaged.insert(t.entry());
         }
-        let digests = part_digests_counted(&bundle.parts, progress).map_err(|e| err(path, e))?;
-        report.bytes = index.size;
-        let n = index.parts.len();
-        for (i, (part, got)) in index.parts.iter().zip(&digests).enumerate() {
-            if part.digest.as_ref() == Some(got) {
+    }
+    if let Some(index) = &bundle.index {
+        for (name, (at, size, digest)) in &index.files {
+            if name.starts_with("blobs/") || name.starts_with("tools/") {
                 continue;
             }
-            // Which file the damage is in: every file the part holds, hashed again.
-            let (start, len) = {
-                let before: u64 = index.parts[..i].iter().map(|p| p.size).sum();
-                (before, part.size)
-            };
-            let mut culprits = Vec::new();
-            let mut buf = vec![0u8; 1 << 20];
-            for (name, (at, size, digest)) in &index.files {
-                if *at + *size <= start || *at >= start + len {
-                    continue;
-                }
-                let (_, got) = hash_with(
-                    |b, o| bundle.parts.read_at(b, o),
-                    *at,
-                    *size,
-                    &mut buf,
-                    None,
-                )
-                .map_err(|e| err(path, e))?;
-                if got != *digest {
-                    culprits.push(describe_file(&bundle.manifest, name));
-                }
-            }
-            let where_ = if culprits.is_empty() {
-                "in the archive's framing (a tar header or padding), not in a file".to_string()
-            } else {
-                format!("in {}", culprits.join(", "))
-            };
-            problems.push(format!(
-                "part {} of {n} ({}) does not match its digest in the index: the difference is {where_}",
-                i + 1,
-                part.file
-            ));
-        }
-        report.blobs = bundle.entries.len();
-    } else {
-        // One file: every blob hashed, side by side; with an index, each file against the
-        // digest it names too.
-        let (bytes, found) = hash_blobs(&bundle, path, progress)?;
-        report.bytes = bytes;
-        report.blobs = bundle.entries.len();
-        problems.extend(found);
-        // The programs it carries, against the digests its own list gives.
-        let mut buf = vec![0u8; 1 << 20];
-        if let Some(p) = progress {
-            p.add_total(bundle.manifest.tools.iter().map(|t| t.size).sum());
-        }
-        for t in &bundle.manifest.tools {
-            let Some(&(at, size)) = bundle.files.get(&t.entry()) else {
-                problems.push(format!("{} is listed but missing", t.entry()));
-                continue;
-            };
-            let (read, got) = hash_with(
+            let (_, got) = hash_with(
                 |b, o| bundle.parts.read_at(b, o),
-                at,
-                size,
+                *at,
+                *size,
                 &mut buf,
-                progress,
+                None,
             )
             .map_err(|e| err(path, e))?;
-            report.bytes += read;
-            if got != t.digest || size != t.size {
-                problems.push(format!("{} does not match its digest", t.entry()));
+            if got != *digest {
+                problems.push(format!("{name} does not match its digest in the index"));
+                damaged.insert(name.clone());
             }
         }
-        if let Some(index) = &bundle.index {
-            for (name, (at, size, digest)) in &index.files {
-                if name.starts_with("blobs/") || name.starts_with("tools/") {
-                    continue;
+        if index.parts.iter().all(|p| p.checksum.is_some()) {
+            let sums = part_checksums(&bundle.parts).map_err(|e| err(path, e))?;
+            let n = index.parts.len();
+            let mut start = 0u64;
+            for (i, (part, got)) in index.parts.iter().zip(&sums).enumerate() {
+                let end = start + part.size;
+                if part.checksum.as_ref() != Some(got) {
+                    let culprits: Vec<String> = index
+                        .files
+                        .iter()
+                        .filter(|(name, (at, size, digest))| {
+                            *at < end
+                                && at + size > start
+                                && (damaged.contains(*name) || damaged.contains(digest.as_str()))
+                        })
+                        .map(|(name, _)| describe_file(&bundle.manifest, name))
+                        .collect();
+                    let where_ = if culprits.is_empty() {
+                        "in the archive's framing (a tar header or padding), not in a file"
+                            .to_string()
+                    } else {
+                        format!("in {}", culprits.join(", "))
+                    };
+                    problems.push(format!(
+                        "part {} of {n} ({}) does not match its checksum in the index: the difference is {where_}",
+                        i + 1,
+                        part.file
+                    ));
                 }
-                let (_, got) = hash_with(
-                    |b, o| bundle.parts.read_at(b, o),
-                    *at,
-                    *size,
-                    &mut buf,
-                    None,
-                )
-                .map_err(|e| err(path, e))?;
-                if got != *digest {
-                    problems.push(format!("{name} does not match its digest in the index"));
-                }
+                start = end;
             }
         }
     }

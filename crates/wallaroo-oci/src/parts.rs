@@ -19,6 +19,32 @@ pub struct Parts {
     /// The offset in the whole where each part begins, and its length.
     spans: Vec<(u64, u64)>,
     files: Arc<Vec<std::fs::File>>,
+    /// Told of every write, to say when a part has all its bytes (see [`Parts::track`]).
+    tracker: Option<Arc<Tracker>>,
+}
+
+/// Counts down the bytes each part is still to be written, and names a part when none are
+/// left: so that it can be hashed while the others are still being written.
+pub struct Tracker {
+    remaining: Vec<std::sync::atomic::AtomicU64>,
+    whole: std::sync::Mutex<Option<std::sync::mpsc::Sender<usize>>>,
+}
+
+impl Tracker {
+    fn written(&self, part: usize, len: u64) {
+        use std::sync::atomic::Ordering;
+        let before = self.remaining[part].fetch_sub(len, Ordering::AcqRel);
+        if before == len
+            && let Some(tx) = self.whole.lock().expect("tracker lock").as_ref()
+        {
+            let _ = tx.send(part);
+        }
+    }
+
+    /// No more writes: whoever waits for whole parts stops waiting.
+    pub fn close(&self) {
+        self.whole.lock().expect("tracker lock").take();
+    }
 }
 
 impl std::fmt::Debug for Parts {
@@ -47,7 +73,28 @@ impl Parts {
             paths: paths.to_vec(),
             spans,
             files: Arc::new(files),
+            tracker: None,
         })
+    }
+
+    /// Tracks writes: `to_write[i]` bytes will be written to part `i` (padding, never
+    /// written, left out); each part is sent on the returned channel once they all are.
+    pub fn track(&mut self, to_write: &[u64]) -> (Arc<Tracker>, std::sync::mpsc::Receiver<usize>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (i, n) in to_write.iter().enumerate() {
+            if *n == 0 {
+                let _ = tx.send(i);
+            }
+        }
+        let tracker = Arc::new(Tracker {
+            remaining: to_write
+                .iter()
+                .map(|n| std::sync::atomic::AtomicU64::new(*n))
+                .collect(),
+            whole: std::sync::Mutex::new(Some(tx)),
+        });
+        self.tracker = Some(tracker.clone());
+        (tracker, rx)
     }
 
     /// Creates `paths` for writing, each with its length (and its disk space claimed).
@@ -71,6 +118,7 @@ impl Parts {
             paths: paths.to_vec(),
             spans,
             files: Arc::new(files),
+            tracker: None,
         })
     }
 
@@ -124,6 +172,9 @@ impl Parts {
         for (i, off, len) in self.segments(at, bytes.len() as u64) {
             self.files[i].write_all_at(&bytes[done..done + len as usize], off)?;
             done += len as usize;
+            if let Some(t) = &self.tracker {
+                t.written(i, len);
+            }
         }
         if done < bytes.len() {
             return Err(std::io::Error::new(
@@ -157,6 +208,9 @@ impl Parts {
             }
             pwritev_all(&self.files[i], &slices, off)?;
             written += len;
+            if let Some(t) = &self.tracker {
+                t.written(i, len);
+            }
         }
         if written < total {
             return Err(std::io::Error::new(

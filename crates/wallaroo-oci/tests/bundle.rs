@@ -596,7 +596,7 @@ async fn a_split_signed_bundle_is_read_in_place_and_every_damage_is_named() {
     let digest = name.strip_prefix("blobs/sha256/").unwrap();
     assert!(
         checked.problems.iter().any(|p| p.starts_with(&format!(
-            "part 2 of {n} (release.tar.002) does not match its digest in the index: the difference is in "
+            "part 2 of {n} (release.tar.002) does not match its checksum in the index: the difference is in "
         )) && p.contains(digest)),
         "{:?}",
         checked.problems
