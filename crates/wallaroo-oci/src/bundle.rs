@@ -156,7 +156,8 @@ pub struct CreateReport {
     pub omitted: usize,
     /// The files written: the parts (or the one archive), then the index and its signature.
     pub files: Vec<PathBuf>,
-    pub tools: usize,
+    /// The programs carried, by name.
+    pub tools: Vec<String>,
 }
 
 fn err(path: &Path, message: impl std::fmt::Display) -> OciError {
@@ -749,7 +750,7 @@ async fn write_all(
         bytes,
         omitted: manifest.omitted.len(),
         files,
-        tools: manifest.tools.len(),
+        tools: manifest.tools.iter().map(|t| t.name.clone()).collect(),
     })
 }
 

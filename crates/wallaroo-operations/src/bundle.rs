@@ -61,7 +61,7 @@ async fn tools(ws: &Workspace, platforms: &[String]) -> Result<Vec<ToolFile>, Op
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     let wallaroo = std::env::current_exe()
         .map_err(|e| OperationError::message(format!("the wallaroo binary: {e}")))?;
-    Ok(vec![
+    let mut tools = vec![
         ToolFile {
             name: "helm".into(),
             platform: host.clone(),
@@ -70,11 +70,30 @@ async fn tools(ws: &Workspace, platforms: &[String]) -> Result<Vec<ToolFile>, Op
         },
         ToolFile {
             name: "wallaroo".into(),
-            platform: host,
+            platform: host.clone(),
             version: Some(env!("CARGO_PKG_VERSION").into()),
             path: wallaroo,
         },
-    ])
+    ];
+    // troubleshoot's `preflight`, which plan runs on the vendor's checks, when this machine
+    // has it (the spec's, `$WALLAROO_PREFLIGHT`, or on the PATH).
+    let t = &ws.spec.troubleshoot;
+    let configured = t
+        .preflight_program
+        .as_ref()
+        .map(|p| ws.spec.resolve_path(p));
+    if t.preflights
+        && let Some(p) = wallaroo_kube::troubleshoot::find_program(configured.as_deref())
+        && p.is_file()
+    {
+        tools.push(ToolFile {
+            name: "preflight".into(),
+            platform: host,
+            version: None,
+            path: p,
+        });
+    }
+    Ok(tools)
 }
 
 /// `program` as a path: itself when it has a `/`, else the first of that name on the PATH.

@@ -188,7 +188,20 @@ impl Workspace {
                 hint: Some(hint.into()),
             }])
         };
-        let Some(program) = wallaroo_kube::troubleshoot::find_program(configured.as_deref()) else {
+        // Where the spec and this machine name none, the bundle's own.
+        let mut program = wallaroo_kube::troubleshoot::find_program(configured.as_deref());
+        if program.is_none()
+            && let Some(bundle) = &self.bundle
+            && let Some((path, what)) =
+                crate::workspace::bundle_tool(&self.spec, bundle, "preflight")?
+        {
+            self.notes.lock().expect("notes").push(format!(
+                "preflight: the bundle's ({what}), at {}",
+                path.display()
+            ));
+            program = Some(path);
+        }
+        let Some(program) = program else {
             return Err(failed(
                 format!(
                     "the release carries {} troubleshoot preflight spec(s), and the `preflight` program is not installed",

@@ -274,12 +274,29 @@ fn bundle_helm(
     spec: &Spec,
     bundle: &wallaroo_oci::bundle::Bundle,
 ) -> Result<Option<(PathBuf, String)>, OperationError> {
+    Ok(bundle_tool(spec, bundle, "helm")?.map(|(path, what)| {
+        let note = format!(
+            "helm: the bundle's ({what}), at {}: $HELM names none",
+            path.display()
+        );
+        (path, note)
+    }))
+}
+
+/// The program `name` the bundle carries for this machine, written beside the lockfile once
+/// per digest (and checked against the signed index with `source { key }`): its path, and
+/// `version, digest` for messages.
+pub(crate) fn bundle_tool(
+    spec: &Spec,
+    bundle: &wallaroo_oci::bundle::Bundle,
+    name: &str,
+) -> Result<Option<(PathBuf, String)>, OperationError> {
     let platform = wallaroo_oci::bundle::host_platform();
-    let Some(tool) = bundle.tool("helm", &platform) else {
+    let Some(tool) = bundle.tool(name, &platform) else {
         return Ok(None);
     };
     if let Some(key) = spec.source.as_ref().and_then(|s| s.key.as_ref()) {
-        bundle.check_tool_signed("helm", &platform, &bundle_key(spec, key)?)?;
+        bundle.check_tool_signed(name, &platform, &bundle_key(spec, key)?)?;
     }
     let hex = tool.digest.trim_start_matches("sha256:");
     let dir = spec
@@ -289,23 +306,24 @@ fn bundle_helm(
         .unwrap_or_default()
         .join(".wallaroo-tools")
         .join(&hex[..16.min(hex.len())]);
-    let path = dir.join("helm");
+    let path = dir.join(name);
     let whole = std::fs::metadata(&path).is_ok_and(|m| m.len() == tool.size);
     if !whole {
-        bundle.extract_tools(&dir, Some(&platform))?;
+        // Only this program: write the platform's tools into its own directory.
+        let written = bundle.extract_tools(&dir.join(".all"), Some(&platform))?;
+        for w in written {
+            if w.file_name().is_some_and(|n| n == name) {
+                std::fs::rename(&w, &path)
+                    .map_err(|e| OperationError::message(format!("{}: {e}", path.display())))?;
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir.join(".all"));
     }
     let version = tool
         .version
         .clone()
         .unwrap_or_else(|| "of unknown version".into());
-    Ok(Some((
-        path.clone(),
-        format!(
-            "helm: the bundle's ({version}, {}), at {}: $HELM names none",
-            tool.digest,
-            path.display()
-        ),
-    )))
+    Ok(Some((path, format!("{version}, {}", tool.digest))))
 }
 
 /// The public key of `source { key }`.

@@ -297,12 +297,13 @@ async fn create(
         } else {
             String::new()
         },
-        match (report.tools, request.sign_key.is_some()) {
-            (0, false) => String::new(),
-            (0, true) => "; the index is signed".into(),
-            (n, signed) => format!(
-                "; {n} programs carried (helm, wallaroo){}",
-                if signed { ", the index signed" } else { "" }
+        match (report.tools.is_empty(), request.sign_key.is_some()) {
+            (true, false) => String::new(),
+            (true, true) => "; the index is signed".into(),
+            (false, signed) => format!(
+                "; programs carried: {}{}",
+                report.tools.join(", "),
+                if signed { "; the index is signed" } else { "" }
             ),
         }
     );
