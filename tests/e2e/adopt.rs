@@ -12,6 +12,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use wallaroo_testenv::{Env, shared, unique};
 
+mod common;
+
 const VERSION: &str = "2025.1.0-6290";
 
 fn repo() -> PathBuf {
@@ -170,43 +172,22 @@ helm {{
                 "data": {".dockerconfigjson": b64.encode(&auth)}}),
     )
     .unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    std::fs::copy(&env.ca_file, certs.path().join("ca.crt")).unwrap();
-    for (from, to) in [
-        (
-            "wallaroo/2025-1/wallaroo".to_string(),
-            format!("{ns}/charts/wallaroo"),
-        ),
-        (
-            "wallaroo/conductor-wallsvc".into(),
-            format!("{ns}/conductor-wallsvc"),
-        ),
-        ("wallaroo/fitzroy-mini".into(), format!("{ns}/fitzroy-mini")),
-        ("wallaroo/keycloak".into(), format!("{ns}/keycloak")),
-    ] {
-        let out =
-            Command::new(wallaroo_testenv::program("skopeo").unwrap_or_else(|e| panic!("{e}")))
-                .args(["copy", "--all", "--preserve-digests", "--src-cert-dir"])
-                .arg(certs.path())
-                .arg("--dest-cert-dir")
-                .arg(certs.path())
-                .arg("--src-creds")
-                .arg(format!("{}:{}", env.vendor.username, env.vendor.password))
-                .arg("--dest-creds")
-                .arg(format!("{u}:{p}"))
-                .arg(format!(
-                    "docker://{}/{from}:{VERSION}",
-                    env.vendor.address()
-                ))
-                .arg(format!("docker://{}/{to}:{VERSION}", env.private.address()))
-                .output()
-                .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    common::skopeo_mirror(
+        env,
+        &[
+            (
+                "wallaroo/2025-1/wallaroo".to_string(),
+                format!("{ns}/charts/wallaroo"),
+            ),
+            (
+                "wallaroo/conductor-wallsvc".into(),
+                format!("{ns}/conductor-wallsvc"),
+            ),
+            ("wallaroo/fitzroy-mini".into(), format!("{ns}/fitzroy-mini")),
+            ("wallaroo/keycloak".into(), format!("{ns}/keycloak")),
+        ],
+        VERSION,
+    );
     let helm = Command::new(&env.helm)
         .args(["install", "wallaroo"])
         .arg(&chart_dir)

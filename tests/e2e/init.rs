@@ -13,6 +13,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use wallaroo_testenv::{Env, shared, unique};
 
+mod common;
+
 const VERSION: &str = "2025.1.0-6290";
 
 fn repo() -> PathBuf {
@@ -195,8 +197,6 @@ fn an_install_made_by_hand_becomes_a_spec_whose_plan_changes_nothing() {
     )
     .unwrap();
     // load-images.bash: every image and the chart into the private registry.
-    let certs = tempfile::tempdir().unwrap();
-    std::fs::copy(&env.ca_file, certs.path().join("ca.crt")).unwrap();
     let mut copies = vec![(
         "wallaroo/2025-1/wallaroo".to_string(),
         format!("{ns}/charts/wallaroo"),
@@ -207,30 +207,7 @@ fn an_install_made_by_hand_becomes_a_spec_whose_plan_changes_nothing() {
             format!("{ns}/{}", image.name),
         ));
     }
-    for (from, to) in copies {
-        let out =
-            Command::new(wallaroo_testenv::program("skopeo").unwrap_or_else(|e| panic!("{e}")))
-                .args(["copy", "--all", "--preserve-digests", "--src-cert-dir"])
-                .arg(certs.path())
-                .arg("--dest-cert-dir")
-                .arg(certs.path())
-                .arg("--src-creds")
-                .arg(format!("{}:{}", env.vendor.username, env.vendor.password))
-                .arg("--dest-creds")
-                .arg(format!("{u}:{p}"))
-                .arg(format!(
-                    "docker://{}/{from}:{VERSION}",
-                    env.vendor.address()
-                ))
-                .arg(format!("docker://{}/{to}:{VERSION}", env.private.address()))
-                .output()
-                .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    common::skopeo_mirror(env, &copies, VERSION);
     // image-values.yaml, the site's values file, and helm install of the mirrored chart with
     // --set and --set-file.
     let hand = dir.path().join("by-hand");

@@ -78,6 +78,23 @@ pub fn split(config: &Value, secret_shape: &Value) -> (Value, Value) {
     (values, secrets)
 }
 
+/// Sets `value` at `path` in `v`, making the maps on the way (and replacing anything on the
+/// way that is not a map).
+pub fn set_path(v: &mut Value, path: &[String], value: Value) {
+    let mut node = v;
+    for seg in path {
+        if !node.is_object() {
+            *node = Value::Object(Default::default());
+        }
+        node = node
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(seg.clone())
+            .or_insert(Value::Null);
+    }
+    *node = value;
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -66,21 +66,7 @@ impl KeycloakUserKind {
     /// Logs in with the credentials in `keycloak-admin-secret`: a token and how long it lives.
     async fn login(&self) -> Result<(String, std::time::Duration), ResourceError> {
         let ns = &self.config.namespace;
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        let secret = api
-            .get(ADMIN_SECRET)
-            .await
-            .map_err(kube_err(format!("reading {ns}/{ADMIN_SECRET}")))?;
-        let data = secret.data.unwrap_or_default();
-        let field = |k: &str| {
-            data.get(k)
-                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-                .ok_or_else(|| ResourceError::new(format!("{ns}/{ADMIN_SECRET} has no {k}")))
-        };
-        let (user, password) = (
-            field("KEYCLOAK_ADMIN_USER")?,
-            field("KEYCLOAK_ADMIN_PASSWORD")?,
-        );
+        let (user, password) = self.admin_credentials().await?;
         let r = self
             .http
             .post(self.url("/realms/master/protocol/openid-connect/token"))
@@ -187,18 +173,27 @@ impl KeycloakUserKind {
     }
 
     async fn admin_user(&self) -> Result<String, ResourceError> {
+        Ok(self.admin_credentials().await?.0)
+    }
+
+    /// The user and password in `keycloak-admin-secret`.
+    async fn admin_credentials(&self) -> Result<(String, String), ResourceError> {
         let ns = &self.config.namespace;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         let secret = api
             .get(ADMIN_SECRET)
             .await
             .map_err(kube_err(format!("reading {ns}/{ADMIN_SECRET}")))?;
-        Ok(secret
-            .data
-            .unwrap_or_default()
-            .get("KEYCLOAK_ADMIN_USER")
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-            .unwrap_or_default())
+        let data = secret.data.unwrap_or_default();
+        let field = |k: &str| {
+            data.get(k)
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                .ok_or_else(|| ResourceError::new(format!("{ns}/{ADMIN_SECRET} has no {k}")))
+        };
+        Ok((
+            field("KEYCLOAK_ADMIN_USER")?,
+            field("KEYCLOAK_ADMIN_PASSWORD")?,
+        ))
     }
 
     async fn find(&self, token: &str, email: &str) -> Result<Option<Value>, ResourceError> {

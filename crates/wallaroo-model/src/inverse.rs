@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use wallaroo_engine::json::{fill_defaults, merge, split};
+use wallaroo_engine::json::{fill_defaults, merge, set_path, split};
 use wallaroo_spec::model::{NODE_PURPOSE_LABEL, Toleration, nodepool_defaults};
 
 use crate::desired::{PULL_SECRET, TLS_SECRET};
@@ -897,21 +897,6 @@ fn variable_name(path: &[String]) -> String {
         }
     }
     name
-}
-
-fn set_path(v: &mut Value, path: &[String], value: Value) {
-    let mut node = v;
-    for seg in path {
-        if !node.is_object() {
-            *node = json!({});
-        }
-        node = node
-            .as_object_mut()
-            .expect("made an object above")
-            .entry(seg.clone())
-            .or_insert(Value::Null);
-    }
-    *node = value;
 }
 
 /// Paths of values and the release's value at each (`None`: it has none).

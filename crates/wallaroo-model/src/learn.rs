@@ -141,18 +141,7 @@ pub fn markers(candidates: &[Candidate]) -> Markers {
             Role::Tag => format!("9.9.{i}-wlm{i}t"),
             Role::Digest => format!("sha256:{:0>64}", format!("{i:x}f")),
         };
-        let mut node = &mut values;
-        for seg in &c.path {
-            if !node.is_object() {
-                *node = json!({});
-            }
-            node = node
-                .as_object_mut()
-                .expect("made an object above")
-                .entry(seg.clone())
-                .or_insert(Value::Null);
-        }
-        *node = json!(marker);
+        wallaroo_engine::json::set_path(&mut values, &c.path, json!(marker));
         keys.insert(marker, (c.path.clone(), c.role));
     }
     Markers { values, keys }
@@ -510,18 +499,7 @@ pub fn solve(
     let mut uses: BTreeMap<Vec<String>, (usize, BTreeSet<&'static str>)> = BTreeMap::new();
     for (marker, value) in chosen.iter().filter(|(m, _)| !unchanged.contains(m)) {
         let (path, _) = &markers.keys[marker];
-        let mut node = &mut values;
-        for seg in path {
-            if !node.is_object() {
-                *node = json!({});
-            }
-            node = node
-                .as_object_mut()
-                .expect("made an object above")
-                .entry(seg.clone())
-                .or_insert(Value::Null);
-        }
-        *node = json!(value);
+        wallaroo_engine::json::set_path(&mut values, path, json!(value));
     }
     for (i, image) in images.iter().enumerate() {
         if skipped.contains(&i) {

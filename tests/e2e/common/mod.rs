@@ -79,3 +79,33 @@ pub fn sample_chart_copy(dir: &Path) -> PathBuf {
     assert!(status.success());
     chart
 }
+
+/// `load-images.bash` by hand: each `(from, to)` repository at `tag` copied from the vendor
+/// registry into the private one with skopeo (every platform, digests kept), as an operator
+/// mirrors without wallaroo.
+pub fn skopeo_mirror(env: &wallaroo_testenv::Env, copies: &[(String, String)], tag: &str) {
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(&env.ca_file, certs.path().join("ca.crt")).unwrap();
+    for (from, to) in copies {
+        let out = std::process::Command::new(
+            wallaroo_testenv::program("skopeo").unwrap_or_else(|e| panic!("{e}")),
+        )
+        .args(["copy", "--all", "--preserve-digests", "--src-cert-dir"])
+        .arg(certs.path())
+        .arg("--dest-cert-dir")
+        .arg(certs.path())
+        .arg("--src-creds")
+        .arg(format!("{}:{}", env.vendor.username, env.vendor.password))
+        .arg("--dest-creds")
+        .arg(format!("{}:{}", env.private.username, env.private.password))
+        .arg(format!("docker://{}/{from}:{tag}", env.vendor.address()))
+        .arg(format!("docker://{}/{to}:{tag}", env.private.address()))
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
