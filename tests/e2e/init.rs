@@ -42,29 +42,10 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn keycloak_token(kc: &reqwest::blocking::Client, env: &Env) -> String {
-    let token: Value = kc
-        .post(format!(
-            "{}/realms/master/protocol/openid-connect/token",
-            env.keycloak_url
-        ))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", "admin-cli"),
-            ("username", wallaroo_testenv::env::KEYCLOAK_ADMIN),
-            ("password", env.keycloak_password.as_str()),
-        ])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    token["access_token"].as_str().unwrap().to_string()
-}
-
 /// A user made in Keycloak's console (its admin API), with the admin role when asked.
 fn keycloak_user(env: &Env, username: &str, email: Option<&str>, admin: bool) {
     let kc = reqwest::blocking::Client::new();
-    let bearer = keycloak_token(&kc, env);
+    let bearer = common::keycloak_admin_token(&kc, env);
     let mut body = json!({"username": username, "enabled": true});
     if let Some(e) = email {
         body["email"] = json!(e);

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
+mod common;
+
 use wallaroo_testenv::{Env, shared, unique};
 
 fn repo() -> PathBuf {
@@ -176,24 +178,6 @@ impl Case {
 }
 
 /// A token of Keycloak's own admin (the test environment's), for changes made by hand.
-fn keycloak_admin_token(kc: &reqwest::blocking::Client, env: &wallaroo_testenv::Env) -> String {
-    let token: Value = kc
-        .post(format!(
-            "{}/realms/master/protocol/openid-connect/token",
-            env.keycloak_url
-        ))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", "admin-cli"),
-            ("username", wallaroo_testenv::env::KEYCLOAK_ADMIN),
-            ("password", env.keycloak_password.as_str()),
-        ])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    token["access_token"].as_str().unwrap().to_string()
-}
 
 #[test]
 fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
@@ -414,7 +398,7 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
         String::from_utf8_lossy(&helm.stderr)
     );
     let kc = reqwest::blocking::Client::new();
-    let bearer = keycloak_admin_token(&kc, env);
+    let bearer = common::keycloak_admin_token(&kc, env);
     let users: Value = kc
         .get(format!("{}/admin/realms/master/users", env.keycloak_url))
         .query(&[("email", admin.as_str()), ("exact", "true")])
@@ -501,7 +485,7 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
 
     // A user made in the console under a username (no email): an import block takes it over
     // as user["...-ops@example.com"]; apply gives it the email, role and password.
-    let admin_token = || keycloak_admin_token(&kc, env);
+    let admin_token = || common::keycloak_admin_token(&kc, env);
     let username = format!("{id}-console-ops");
     let made = kc
         .post(format!("{}/admin/realms/master/users", env.keycloak_url))

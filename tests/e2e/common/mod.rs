@@ -109,3 +109,23 @@ pub fn skopeo_mirror(env: &wallaroo_testenv::Env, copies: &[(String, String)], t
         );
     }
 }
+
+/// A token of the kit's Keycloak admin (the master realm's `admin-cli`).
+pub fn keycloak_admin_token(kc: &reqwest::blocking::Client, env: &wallaroo_testenv::Env) -> String {
+    let token: serde_json::Value = kc
+        .post(format!(
+            "{}/realms/master/protocol/openid-connect/token",
+            env.keycloak_url
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", "admin-cli"),
+            ("username", wallaroo_testenv::env::KEYCLOAK_ADMIN),
+            ("password", env.keycloak_password.as_str()),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    token["access_token"].as_str().unwrap().to_string()
+}
