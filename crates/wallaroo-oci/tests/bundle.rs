@@ -677,4 +677,52 @@ async fn a_split_signed_bundle_is_read_in_place_and_every_damage_is_named() {
     let checked = verify_with(&delta, None, None).unwrap();
     assert!(checked.problems.is_empty(), "{:?}", checked.problems);
     assert!(checked.omitted > 0 && checked.parts >= 2, "{checked:?}");
+    // Loaded from its parts: an image the delta carries whole goes in byte for byte.
+    let delta_bundle = Bundle::open(&delta).unwrap();
+    let carried = inputs
+        .iter()
+        .skip(1)
+        .find(|i| {
+            delta_bundle
+                .manifest
+                .images
+                .iter()
+                .any(|b| b.source == i.source)
+        })
+        .unwrap();
+    let (_, repo, tag) = wallaroo_model::split_reference(&carried.source);
+    let target = format!("{}/delta", unique("fromdelta"));
+    // The previous release is there already (its blobs are what the delta leaves out).
+    let (_, prev_repo, prev_tag) = wallaroo_model::split_reference(&inputs[0].source);
+    copy(
+        vendor.as_ref(),
+        &prev_repo,
+        &prev_tag,
+        &private,
+        &target,
+        "previous",
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    copy(
+        &delta_bundle,
+        &repo,
+        &tag,
+        &private,
+        &target,
+        &tag,
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        private
+            .manifest(&target, &tag)
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
+        carried.digest
+    );
 }
