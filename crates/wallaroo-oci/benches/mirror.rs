@@ -1,4 +1,6 @@
-//! Mirroring benchmark: wallaroo against `skopeo sync` (Debian's skopeo) on the same real
+//! Mirroring benchmark: wallaroo against `skopeo sync` (Debian's skopeo) and regclient's
+//! `regsync` (built from the Go module proxy by the test kit, `parallel: 4`, its default
+//! concurrency per registry) on the same real
 //! registries and the `release` preset (40 images, about 1.5 GB), each full run into a new,
 //! empty registry, on plain loopback and with the vendor registry behind a 50 ms round trip
 //! (toxiproxy latency, 25 ms each way). Also measured in the same run: the time of a no-op
@@ -79,7 +81,8 @@ fn main() {
         .unwrap_or(3);
     // `WALLAROO_BENCH_TOOLS=wallaroo,floor` leaves skopeo out (for comparing wallaroo's own
     // choices, e.g. `WALLAROO_BENCH_CHUNKING`); `WALLAROO_BENCH_SETTINGS=50ms` keeps one link.
-    let tools = std::env::var("WALLAROO_BENCH_TOOLS").unwrap_or("wallaroo,skopeo,floor".into());
+    let tools =
+        std::env::var("WALLAROO_BENCH_TOOLS").unwrap_or("wallaroo,skopeo,regsync,floor".into());
     let with = |tool: &str| tools.split(',').any(|t| t.trim() == tool);
     let settings = std::env::var("WALLAROO_BENCH_SETTINGS").unwrap_or("loopback,50ms".into());
     let mut rows = Vec::new();
@@ -137,6 +140,19 @@ fn main() {
             scratch.stop();
             s_runs.push((full, noop, bytes));
         }
+        let mut r_runs = Vec::new();
+        for run in 1..=runs {
+            if !with("regsync") {
+                break;
+            }
+            eprintln!("bench: {setting}: run {run}/{runs}: regsync once");
+            let scratch = env.scratch_registry("bench-registry").unwrap();
+            let full = regsync(env, &vendor_addr, &images, &scratch);
+            let bytes = scratch.stored_bytes();
+            let noop = regsync(env, &vendor_addr, &images, &scratch);
+            scratch.stop();
+            r_runs.push((full, noop, bytes));
+        }
         for run in 1..=runs {
             if !with("floor") {
                 break;
@@ -148,6 +164,7 @@ fn main() {
         }
         let (wallaroo, wallaroo_noop, wallaroo_bytes) = median(w_runs);
         let (skopeo, skopeo_noop, skopeo_bytes) = median(s_runs);
+        let regsync_row = median(r_runs);
         f_runs.sort_by_key(|(d, _)| *d);
         let (floor, floor_bytes) = f_runs.get(f_runs.len() / 2).copied().unwrap_or_default();
         rows.push((
@@ -160,6 +177,7 @@ fn main() {
             skopeo_bytes,
             floor,
             floor_bytes,
+            regsync_row,
         ));
     }
     set_latency(0);
@@ -176,10 +194,10 @@ fn main() {
             .unwrap_or_else(|_| "as shipped".into()),
     );
     println!(
-        "| setting | tool | wall | peak RSS | bytes stored | no-op run | vs skopeo | vs floor |"
+        "| setting | tool | wall | peak RSS | bytes stored | no-op run | vs skopeo | vs regsync | vs floor |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (setting, w, wn, wb, s, sn, sb, f, fb) in rows {
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (setting, w, wn, wb, s, sn, sb, f, fb, (r, rn, rb)) in rows {
         let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
         let mb = |b: u64| format!("{} MB", b >> 20);
         // Ratios only between tools that ran.
@@ -190,25 +208,29 @@ fn main() {
                 format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
             }
         };
+        let faster = |a: Duration, b: Duration| {
+            let r = ratio(a, b);
+            if r.is_empty() {
+                r
+            } else {
+                format!("{r} faster")
+            }
+        };
         if !w.wall.is_zero() {
-            let faster = ratio(s.wall, w.wall);
             println!(
-                "| {setting} | wallaroo | {} | {} MB | {} | {} | {} | {} |",
+                "| {setting} | wallaroo | {} | {} MB | {} | {} | {} | {} | {} |",
                 secs(w.wall),
                 w.rss_kb >> 10,
                 mb(wb),
                 secs(wn.wall),
-                if faster.is_empty() {
-                    faster
-                } else {
-                    format!("{faster} faster")
-                },
+                faster(s.wall, w.wall),
+                faster(r.wall, w.wall),
                 ratio(w.wall, f),
             );
         }
         if !s.wall.is_zero() {
             println!(
-                "| {setting} | skopeo sync | {} | {} MB | {} | {} | | {} |",
+                "| {setting} | skopeo sync | {} | {} MB | {} | {} | | | {} |",
                 secs(s.wall),
                 s.rss_kb >> 10,
                 mb(sb),
@@ -216,17 +238,35 @@ fn main() {
                 ratio(s.wall, f),
             );
         }
+        if !r.wall.is_zero() {
+            println!(
+                "| {setting} | regsync once (parallel 4) | {} | {} MB | {} | {} | | | {} |",
+                secs(r.wall),
+                r.rss_kb >> 10,
+                mb(rb),
+                secs(rn.wall),
+                ratio(r.wall, f),
+            );
+        }
         if !f.is_zero() {
             println!(
-                "| {setting} | floor (blobs GET -> PUT, 8 at a time) | {} | | {} | | | 1.00x |",
+                "| {setting} | floor (blobs GET -> PUT, 8 at a time) | {} | | {} | | | | 1.00x |",
                 secs(f),
                 mb(fb),
             );
         }
         if !w.wall.is_zero() && !s.wall.is_zero() {
             println!(
-                "| {setting} | no-op: wallaroo plan vs skopeo sync | | | | {:.0}x faster | | |",
-                sn.wall.as_secs_f64() / wn.wall.as_secs_f64()
+                "| {setting} | no-op: wallaroo plan vs skopeo sync, vs regsync | | | | {:.0}x faster | | {} | |",
+                sn.wall.as_secs_f64() / wn.wall.as_secs_f64(),
+                if rn.wall.is_zero() {
+                    String::new()
+                } else {
+                    format!(
+                        "{:.1}x faster",
+                        rn.wall.as_secs_f64() / wn.wall.as_secs_f64()
+                    )
+                }
             );
         }
     }
@@ -315,6 +355,43 @@ fn skopeo_sync(
         ))
         .arg(&file)
         .arg(format!("{}/mirror", scratch.registry.address()));
+    timed(&mut cmd)
+}
+
+/// `regsync once` of the images into `scratch` under `mirror/`, as skopeo sync lays them
+/// out: every platform, both registries over TLS with the test CA, `parallel: 4`.
+fn regsync(
+    env: &wallaroo_testenv::Env,
+    vendor: &str,
+    images: &[String],
+    scratch: &ScratchRegistry,
+) -> Measured {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = std::fs::read_to_string(&env.ca_file).unwrap();
+    let indented: String = ca.lines().map(|l| format!("      {l}\n")).collect();
+    let target = scratch.registry.address();
+    let mut yaml = format!(
+        "version: 1\ncreds:\n  - registry: {vendor}\n    user: {}\n    pass: {}\n    regcert: |\n{indented}  - registry: {target}\n    user: {}\n    pass: {}\n    regcert: |\n{indented}defaults:\n  parallel: 4\nsync:\n",
+        env.vendor.username,
+        env.vendor.password,
+        scratch.registry.username,
+        scratch.registry.password,
+    );
+    for image in images {
+        yaml.push_str(&format!(
+            "  - source: {vendor}/{image}\n    target: {target}/mirror/{image}\n    type: image\n"
+        ));
+    }
+    let file = dir.path().join("regsync.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let regsync =
+        wallaroo_testenv::provision::go_program("regsync").unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "%e %M"])
+        .arg(regsync)
+        .args(["once", "-v", "warn", "-c"])
+        .arg(&file)
+        .env("HOME", dir.path());
     timed(&mut cmd)
 }
 

@@ -220,6 +220,14 @@ pub fn go_program(name: &str) -> Result<PathBuf, Error> {
             format!("oras.land/oras/cmd/oras@{}", v::ORAS),
             "oras",
         ),
+        "regsync" => (
+            v::REGCLIENT,
+            format!(
+                "github.com/regclient/regclient/cmd/regsync@{}",
+                v::REGCLIENT
+            ),
+            "regsync",
+        ),
         "cosign" => (
             v::COSIGN,
             format!("github.com/sigstore/cosign/v2/cmd/cosign@{}", v::COSIGN),

@@ -57,6 +57,8 @@ pub const GGCR: &str = "v0.22.1";
 pub const ORAS: &str = "v1.3.6";
 /// github.com/sigstore/cosign/v2: signs test images the way vendors do.
 pub const COSIGN: &str = "v2.6.5";
+/// github.com/regclient/regclient: `regsync`, the mirroring peer of the mirror benchmark.
+pub const REGCLIENT: &str = "v0.11.7";
 
 /// A real node's runtime, each built from the Go module proxy (the kubelet comes from the
 /// Kubernetes build above): github.com/containerd/containerd/v2 (containerd, its runc shim,
