@@ -177,20 +177,10 @@ impl Case {
     }
 }
 
-/// A token of Keycloak's own admin (the test environment's), for changes made by hand.
-
 #[test]
 fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
     let env = shared();
-    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
-    wallaroo_testenv::seed::seed(
-        env,
-        &preset,
-        &env.vendor,
-        "wallaroo",
-        &repo().join("tests/charts/wallaroo-sample"),
-    )
-    .unwrap();
+    common::seed_tiny(env);
     let id = unique("e2e");
     let nodes = env
         .add_nodes(

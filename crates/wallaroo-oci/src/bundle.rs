@@ -1180,49 +1180,55 @@ impl Bundle {
         self.entries.contains_key(digest)
     }
 
-    /// Writes the programs the bundle carries for `platform` (all, when `None`) into `dir`,
-    /// executable, each checked against its digest: their paths.
+    /// Writes the programs the bundle carries for `platform` (all, when `None`, each under a
+    /// directory of its platform) into `dir`, executable, each checked against its digest:
+    /// their paths.
     pub fn extract_tools(
         &self,
         dir: &Path,
         platform: Option<&str>,
     ) -> Result<Vec<PathBuf>, OciError> {
-        std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
         let mut out = Vec::new();
         for t in &self.manifest.tools {
             if platform.is_some_and(|p| p != t.platform) {
                 continue;
-            }
-            let Some(&(at, size)) = self.files.get(&t.entry()) else {
-                return Err(err(
-                    &self.path,
-                    format!("{} is listed but not in the archive", t.entry()),
-                ));
-            };
-            let bytes = self.read_region(at, size)?;
-            if sha256(&bytes) != t.digest {
-                return Err(err(
-                    &self.path,
-                    format!("{} does not match its digest {}", t.entry(), t.digest),
-                ));
             }
             let target = if platform.is_some() {
                 dir.join(&t.name)
             } else {
                 dir.join(t.platform.replace('/', "-")).join(&t.name)
             };
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| err(parent, e))?;
-            }
-            let partial = PathBuf::from(format!("{}.partial", target.display()));
-            std::fs::write(&partial, &bytes).map_err(|e| err(&partial, e))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| err(&partial, e))?;
-            std::fs::rename(&partial, &target).map_err(|e| err(&target, e))?;
+            self.extract_tool(t, &target)?;
             out.push(target);
         }
         Ok(out)
+    }
+
+    /// Writes program `tool` to `target`, executable, checked against its digest (through a
+    /// `.partial` file renamed when whole).
+    pub fn extract_tool(&self, tool: &BundleTool, target: &Path) -> Result<(), OciError> {
+        let Some(&(at, size)) = self.files.get(&tool.entry()) else {
+            return Err(err(
+                &self.path,
+                format!("{} is listed but not in the archive", tool.entry()),
+            ));
+        };
+        let bytes = self.read_region(at, size)?;
+        if sha256(&bytes) != tool.digest {
+            return Err(err(
+                &self.path,
+                format!("{} does not match its digest {}", tool.entry(), tool.digest),
+            ));
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| err(parent, e))?;
+        }
+        let partial = PathBuf::from(format!("{}.partial", target.display()));
+        std::fs::write(&partial, &bytes).map_err(|e| err(&partial, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| err(&partial, e))?;
+        std::fs::rename(&partial, target).map_err(|e| err(target, e))
     }
 
     /// Checks the bundle's index against `key` (its signature) and that the index names the

@@ -59,22 +59,31 @@ impl std::fmt::Debug for Parts {
 impl Parts {
     /// Opens `paths` for reading, in order, as one run of bytes.
     pub fn open(paths: &[PathBuf]) -> std::io::Result<Parts> {
-        let mut spans = Vec::new();
-        let mut files = Vec::new();
+        let files = paths
+            .iter()
+            .map(|p| {
+                let f = std::fs::File::open(p)?;
+                let len = f.metadata()?.len();
+                Ok((f, len))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Parts::of(paths, files))
+    }
+
+    /// The parts `paths`, open as `files` with their lengths.
+    fn of(paths: &[PathBuf], files: Vec<(std::fs::File, u64)>) -> Parts {
         let mut at = 0;
-        for p in paths {
-            let f = std::fs::File::open(p)?;
-            let len = f.metadata()?.len();
-            spans.push((at, len));
+        let mut spans = Vec::new();
+        for (_, len) in &files {
+            spans.push((at, *len));
             at += len;
-            files.push(f);
         }
-        Ok(Parts {
+        Parts {
             paths: paths.to_vec(),
             spans,
-            files: Arc::new(files),
+            files: Arc::new(files.into_iter().map(|(f, _)| f).collect()),
             tracker: None,
-        })
+        }
     }
 
     /// Tracks writes: `to_write[i]` bytes will be written to part `i` (padding, never
@@ -99,27 +108,21 @@ impl Parts {
 
     /// Creates `paths` for writing, each with its length (and its disk space claimed).
     pub fn create(paths: &[PathBuf], lengths: &[u64]) -> std::io::Result<Parts> {
-        let mut spans = Vec::new();
-        let mut files = Vec::new();
-        let mut at = 0;
-        for (p, &len) in paths.iter().zip(lengths) {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(p)?;
-            crate::bundle::claim_space(&f, len)?;
-            spans.push((at, len));
-            at += len;
-            files.push(f);
-        }
-        Ok(Parts {
-            paths: paths.to_vec(),
-            spans,
-            files: Arc::new(files),
-            tracker: None,
-        })
+        let files = paths
+            .iter()
+            .zip(lengths)
+            .map(|(p, &len)| {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(p)?;
+                crate::bundle::claim_space(&f, len)?;
+                Ok((f, len))
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Parts::of(paths, files))
     }
 
     pub fn paths(&self) -> &[PathBuf] {

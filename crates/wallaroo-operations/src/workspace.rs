@@ -309,15 +309,7 @@ pub(crate) fn bundle_tool(
     let path = dir.join(name);
     let whole = std::fs::metadata(&path).is_ok_and(|m| m.len() == tool.size);
     if !whole {
-        // Only this program: write the platform's tools into its own directory.
-        let written = bundle.extract_tools(&dir.join(".all"), Some(&platform))?;
-        for w in written {
-            if w.file_name().is_some_and(|n| n == name) {
-                std::fs::rename(&w, &path)
-                    .map_err(|e| OperationError::message(format!("{}: {e}", path.display())))?;
-            }
-        }
-        let _ = std::fs::remove_dir_all(dir.join(".all"));
+        bundle.extract_tool(tool, &path)?;
     }
     let version = tool
         .version
