@@ -3,6 +3,7 @@
 //! is empty, one setting changes one key, a hand-edited taint shows as drift, a new user
 //! can log in, and destroy leaves the cluster as it was.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -103,6 +104,37 @@ impl Case {
             .env("NO_COLOR", "1")
             .output()
             .unwrap()
+    }
+
+    /// Runs wallaroo with its profile on (`WALLAROO_PROFILE`): the output, and the phases
+    /// by name.
+    fn profiled(&self, args: &[&str]) -> (Output, BTreeMap<String, Value>) {
+        std::fs::write(self.dir.path().join("wallaroo.hcl"), self.spec()).unwrap();
+        let profile = self.dir.path().join("profile.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .envs(self.env.exports())
+            .env("HELM", self.logged_helm())
+            .env("WALLAROO_VAR_admin_password", "Adm1n-e2e-pass")
+            .env("NO_COLOR", "1")
+            .env("WALLAROO_PROFILE", &profile)
+            .output()
+            .unwrap();
+        let text = std::fs::read_to_string(&profile).expect("the profile is written");
+        for secret in ["Adm1n-e2e-pass", self.env.vendor.password.as_str()] {
+            assert!(!text.contains(secret), "a secret reached the profile");
+        }
+        let json: Value = serde_json::from_str(&text).unwrap();
+        assert!(json["wall_ms"].as_f64().unwrap() > 0.0);
+        assert!(json["peak_rss_kb"].as_u64().unwrap() > 0);
+        let phases = json["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap().to_string(), p.clone()))
+            .collect();
+        (out, phases)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -269,6 +301,28 @@ fn quickstart_applies_converges_detects_drift_and_destroys_cleanly() {
         !planned.iter().any(|c| c.starts_with("template ")),
         "a no-op plan renders nothing: the chart, values and helm did not change: {planned:?}"
     );
+    // Where a no-op plan's time goes: the chart and the pins are kept from the first run, so
+    // discovery, pins and referrers ask the vendor nothing; the checks of the release run.
+    let (out, phases) = case.profiled(&["plan", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0));
+    let requests = |name: &str| phases.get(name).map(|p| p["requests"].as_u64().unwrap());
+    assert_eq!(requests("discovery and render"), Some(0), "{phases:?}");
+    assert_eq!(requests("pins").unwrap_or(0), 0, "{phases:?}");
+    assert_eq!(requests("signatures and referrers").unwrap_or(0), 0);
+    assert!(
+        requests("refresh").unwrap() > 0,
+        "the live reads are counted"
+    );
+    for phase in ["spec load", "preflight", "air-gap check", "refresh"] {
+        assert!(phases.contains_key(phase), "{phase} in {phases:?}");
+    }
+    // A run that leaves the release alone needs neither its air-gap render nor the vendor's
+    // preflights.
+    let (out, phases) = case.profiled(&["plan", "--detailed-exitcode", "--target", "image"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(phases.contains_key("refresh"), "{phases:?}");
+    assert!(!phases.contains_key("air-gap check"), "{phases:?}");
+    assert!(!phases.contains_key("vendor preflights"), "{phases:?}");
     let ip = case.ok(&["output", "api_lb_ip"]);
     assert!(ip.trim().starts_with("172.18.255."), "{ip}");
     let lock = std::fs::read_to_string(case.dir.path().join("wallaroo.lock")).unwrap();

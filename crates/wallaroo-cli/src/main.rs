@@ -16,10 +16,14 @@ use wallaroo_engine::PlanMode;
 use crate::args::{Cli, Command};
 
 fn main() -> ExitCode {
+    wallaroo_profile::start();
     let cli = Cli::parse_from(args::terraform_style(std::env::args_os()));
     // kube-rs and reqwest share one TLS provider, installed before any client exists.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Blocking threads resolve host names and read files; a burst of new connections would
+    // otherwise start one thread each (each with its stack and allocator arena).
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(8)
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
@@ -46,11 +50,32 @@ fn main() -> ExitCode {
             Err(e) => Err(report::Failure::message(format!("wallaroo lsp: {e}"))),
         },
     };
+    if let Some(path) = std::env::var_os("WALLAROO_PROFILE") {
+        write_profile(std::path::Path::new(&path));
+    }
     match result {
         Ok(code) => code,
         Err(failure) => {
             report::print_failure(&failure);
             ExitCode::from(1)
         }
+    }
+}
+
+/// Writes where the run's time went (`WALLAROO_PROFILE=FILE`): the whole run's wall time and
+/// peak memory, then each phase's wall time, requests, bytes and the peak memory when it
+/// ended. Names and figures only; nothing of the spec or its secrets.
+fn write_profile(path: &std::path::Path) {
+    let (wall, peak_rss_kb) = wallaroo_profile::total();
+    let text = serde_json::json!({
+        "wall_ms": wall.as_secs_f64() * 1000.0,
+        "peak_rss_kb": peak_rss_kb,
+        "phases": wallaroo_profile::figures(),
+    });
+    if let Err(e) = std::fs::write(path, format!("{text:#}\n")) {
+        eprintln!(
+            "wallaroo: cannot write the profile to {}: {e}",
+            path.display()
+        );
     }
 }

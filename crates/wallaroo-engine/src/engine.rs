@@ -147,6 +147,9 @@ pub struct Engine {
     kinds: KindRegistry,
 }
 
+/// The profile's phase of live reads (see `wallaroo_profile`).
+const REFRESH: &str = "refresh";
+
 impl Engine {
     pub fn new(kinds: KindRegistry) -> Engine {
         Engine { kinds }
@@ -163,8 +166,7 @@ impl Engine {
     }
 
     /// The addresses a plan covers: desired and recorded, cut down to `--target` scope.
-    fn scope(
-        &self,
+    pub fn scope(
         desired: &DesiredSet,
         state: Option<&Lockfile>,
         opts: &PlanOptions,
@@ -257,7 +259,7 @@ impl Engine {
             let wanted_attrs = wanted.map(|d| d.attrs.clone());
             let prior_attrs = prior.map(|p| p.attributes.clone());
             let permits = permits.clone();
-            tasks.spawn(async move {
+            tasks.spawn(wallaroo_profile::within(REFRESH, async move {
                 let _permit = permits
                     .acquire_owned()
                     .await
@@ -271,7 +273,7 @@ impl Engine {
                     })
                     .await;
                 (address, live)
-            });
+            }));
         }
         let mut snapshot = LiveSnapshot::default();
         while let Some(joined) = tasks.join_next().await {
@@ -312,7 +314,7 @@ impl Engine {
         state: Option<&Lockfile>,
         opts: &PlanOptions,
     ) -> Result<Plan, EngineError> {
-        let scope = self.scope(desired, state, opts)?;
+        let scope = Self::scope(desired, state, opts)?;
         let live = self
             .refresh(desired, state, &scope, opts.refresh_parallelism)
             .await?;
@@ -485,7 +487,7 @@ impl Engine {
             excludes: plan.excludes.clone(),
             ..PlanOptions::default()
         };
-        let scope = self.scope(desired, state, &opts)?;
+        let scope = Self::scope(desired, state, &opts)?;
         let live = self
             .refresh(desired, state, &scope, opts.refresh_parallelism)
             .await?;
@@ -560,7 +562,8 @@ impl Engine {
                 .lock()
                 .unwrap()
                 .insert(address.clone(), progress.clone());
-            crate::progress::scope(progress, async move {
+            let phase = wallaroo_profile::name(&format!("apply: {}", kind.name()));
+            let step = crate::progress::scope(progress, async move {
                 let applied = match action {
                     Action::NoOp => want,
                     Action::Create => Some(
@@ -599,7 +602,8 @@ impl Engine {
                     results.lock().unwrap().insert(address, attrs);
                 }
                 Ok(())
-            })
+            });
+            wallaroo_profile::within(phase, step)
         };
 
         let salt = lockfile.salt.clone();

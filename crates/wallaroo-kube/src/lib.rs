@@ -77,11 +77,21 @@ pub enum KubeError {
     Connect(String),
 }
 
-/// A client for the cluster of the current kubeconfig (`KUBECONFIG`, or in-cluster).
+/// A client for the cluster of the current kubeconfig (`KUBECONFIG`, or in-cluster). Each
+/// request it sends counts in the profile's phase of the task that sent it.
 pub async fn connect() -> Result<kube::Client, KubeError> {
-    kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .map_err(|e| KubeError::Connect(e.to_string()))
+        .map_err(|e| KubeError::Connect(e.to_string()))?;
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| KubeError::Connect(e.to_string()))?;
+    // The client hands requests to a worker task, but the response future it makes is
+    // awaited by the caller: counted there, the request lands in the caller's phase.
+    let counted = tower::util::MapFutureLayer::new(|fut| async move {
+        wallaroo_profile::request();
+        fut.await
+    });
+    Ok(builder.with_layer(&counted).build())
 }
 
 /// Registers every cluster kind, talking through `cluster` (a client, or a [`Cluster`] whose

@@ -38,11 +38,17 @@ pub struct BlobLedger {
     held: OnceCell<HashMap<String, String>>,
     /// Blob transfers in flight across every copy of the run: enough to keep the link
     /// busy, few enough that buffers stay small.
-    transfers: tokio::sync::Semaphore,
+    transfers: Arc<tokio::sync::Semaphore>,
+    /// Blob reads started ahead of a free transfer (their round trip spent while the
+    /// transfers run): each waits about one blob's time.
+    ahead: Arc<tokio::sync::Semaphore>,
 }
 
 /// Blob transfers a run keeps in flight at most.
-pub const TRANSFERS_AT_ONCE: usize = 7;
+pub const TRANSFERS_AT_ONCE: usize = 3;
+
+/// Blob reads a run starts ahead of a free transfer.
+const READS_AHEAD: usize = 2;
 
 impl Default for BlobLedger {
     fn default() -> Self {
@@ -50,7 +56,8 @@ impl Default for BlobLedger {
             blobs: Mutex::default(),
             earlier: Vec::new(),
             held: OnceCell::new(),
-            transfers: tokio::sync::Semaphore::new(TRANSFERS_AT_ONCE),
+            transfers: Arc::new(tokio::sync::Semaphore::new(TRANSFERS_AT_ONCE)),
+            ahead: Arc::new(tokio::sync::Semaphore::new(READS_AHEAD)),
         }
     }
 }
@@ -177,8 +184,7 @@ pub async fn copy(
     tag: &str,
     opts: CopyOptions<'_>,
 ) -> Result<CopyReport, OciError> {
-    let source = src
-        .manifest(src_repo, reference)
+    let source = wallaroo_profile::within(MANIFESTS, src.manifest(src_repo, reference))
         .await?
         .ok_or_else(|| OciError::Registry {
             registry: src.name(),
@@ -208,22 +214,20 @@ pub async fn copy(
             .unwrap_or_default()
         {
             let digest = child["digest"].as_str().unwrap_or_default().to_string();
-            let manifest =
-                src.manifest(src_repo, &digest)
-                    .await?
-                    .ok_or_else(|| OciError::Registry {
-                        registry: src.name(),
-                        message: format!(
-                            "{src_repo}@{digest}, listed in the index, does not exist"
-                        ),
-                    })?;
+            let manifest = wallaroo_profile::within(MANIFESTS, src.manifest(src_repo, &digest))
+                .await?
+                .ok_or_else(|| OciError::Registry {
+                    registry: src.name(),
+                    message: format!("{src_repo}@{digest}, listed in the index, does not exist"),
+                })?;
             blobs.copy_all(&manifest).await?;
-            dst.put_manifest(dst_repo, &digest, &manifest).await?;
+            wallaroo_profile::within(MANIFESTS, dst.put_manifest(dst_repo, &digest, &manifest))
+                .await?;
         }
     } else {
         blobs.copy_all(&top).await?;
     }
-    dst.put_manifest(dst_repo, tag, &top).await?;
+    wallaroo_profile::within(MANIFESTS, dst.put_manifest(dst_repo, tag, &top)).await?;
     Ok(report)
 }
 
@@ -276,6 +280,10 @@ pub fn blob_digests(manifest: &Manifest) -> Vec<String> {
     );
     digests
 }
+
+/// The profile's phases of a copy (see `wallaroo_profile`).
+const MANIFESTS: &str = "manifests";
+const BLOBS: &str = "blobs";
 
 /// How often one blob is sent in all when the registry is unavailable part way.
 pub(crate) const BLOB_ATTEMPTS: u32 = 3;
@@ -350,6 +358,57 @@ impl ImageSource for Counted<'_> {
     }
 }
 
+/// A source whose blob streams each take one of the run's transfers once the source has
+/// answered (the round trip to a distant vendor is spent while other transfers run, so a
+/// transfer never idles waiting for it), and give it back when the stream is dropped.
+struct Gated<'a> {
+    inner: &'a dyn ImageSource,
+    gate: Arc<tokio::sync::Semaphore>,
+    ahead: Arc<tokio::sync::Semaphore>,
+}
+
+impl Gated<'_> {
+    async fn read<'s>(
+        &'s self,
+        open: impl Future<Output = Result<BlobStream, OciError>> + 's,
+    ) -> Result<BlobStream, OciError> {
+        use futures_util::StreamExt;
+        let ahead = self.ahead.acquire().await.expect("never closed");
+        let stream = open.await?;
+        let permit = self
+            .gate
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        drop(ahead);
+        Ok(Box::pin(stream.inspect(move |_| {
+            let _ = &permit;
+        })))
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageSource for Gated<'_> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, OciError> {
+        self.inner.manifest(repo, reference).await
+    }
+    async fn blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError> {
+        self.read(self.inner.blob(repo, digest)).await
+    }
+    async fn blob_from(
+        &self,
+        repo: &str,
+        digest: &str,
+        offset: u64,
+    ) -> Result<BlobStream, OciError> {
+        self.read(self.inner.blob_from(repo, digest, offset)).await
+    }
+}
+
 impl Blobs<'_> {
     /// Copies the manifest's blobs not yet seen in this copy, a few at a time; the first
     /// failure stops the rest.
@@ -369,7 +428,9 @@ impl Blobs<'_> {
         }
         let this = &*self;
         let mut results = futures_util::stream::iter(todo)
-            .map(|(digest, size)| async move { this.copy_one(&digest, size).await })
+            .map(|(digest, size)| async move {
+                wallaroo_profile::within(BLOBS, this.copy_one(&digest, size)).await
+            })
             .buffer_unordered(BLOBS_AT_ONCE);
         let mut moved = Vec::new();
         while let Some(r) = results.next().await {
@@ -446,10 +507,6 @@ impl Blobs<'_> {
     /// counters end with what this run sent as moved and a resumed upload's earlier part as
     /// present.
     async fn send(&self, digest: &str, size: u64) -> Result<u64, OciError> {
-        let _permit = match self.opts.ledger {
-            Some(l) => Some(l.transfers.acquire().await.expect("never closed")),
-            None => None,
-        };
         let mut attempt = 1;
         loop {
             let counted = Arc::new(AtomicU64::new(0));
@@ -480,13 +537,26 @@ impl Blobs<'_> {
         }
     }
 
-    /// One try at sending a blob, read from `src`.
+    /// One try at sending a blob, read from `src` (its bytes flow once the run's transfers
+    /// allow one more).
     async fn attempt(
         &self,
         src: &dyn ImageSource,
         digest: &str,
         size: u64,
     ) -> Result<u64, OciError> {
+        let gated;
+        let src: &dyn ImageSource = match self.opts.ledger {
+            Some(ledger) => {
+                gated = Gated {
+                    inner: src,
+                    gate: ledger.transfers.clone(),
+                    ahead: ledger.ahead.clone(),
+                };
+                &gated
+            }
+            None => src,
+        };
         match self.opts.journal {
             Some(journal) if size >= crate::resume::RESUMABLE_FROM => self
                 .dst

@@ -193,10 +193,12 @@ impl ResourceKind for ImageKind {
         if let Some(signatures) = &self.verify {
             let source = attr(desired, "source")?;
             let origin = desired.get("origin").and_then(Value::as_str).unwrap_or("");
-            signatures
-                .check(self.source(&host)?.as_ref(), source, origin, &reference)
-                .await
-                .map_err(|e| ResourceError::new(e.to_string()))?;
+            wallaroo_profile::within(
+                wallaroo_profile::SIGNATURES,
+                signatures.check(self.source(&host)?.as_ref(), source, origin, &reference),
+            )
+            .await
+            .map_err(|e| ResourceError::new(e.to_string()))?;
         }
         let report = copy(
             self.source(&host)?.as_ref(),

@@ -1,7 +1,8 @@
 //! Signatures, SBOMs and attestations attached to an image, found on its source so they can
 //! travel with it: cosign's tag scheme (`sha256-<hex>.sig`, `.att`, `.sbom` in the image's
 //! repository), the OCI 1.1 referrers tag schema (an index under `sha256-<hex>`), and the
-//! referrers API (`GET /v2/<repo>/referrers/<digest>`) where the registry has it.
+//! referrers API (`GET /v2/<repo>/referrers/<digest>`) where the registry has it. The tags
+//! are found in the repository's tag list (one request) where the source can list them.
 
 use crate::registry::{ImageSource, OciError};
 
@@ -12,17 +13,25 @@ pub async fn discover(
     digest: &str,
 ) -> Result<Vec<String>, OciError> {
     let hex = digest.trim_start_matches("sha256:");
-    // The four tags and the API asked at once: on a slow link the round trips add up.
     let tags: Vec<String> = [".sig", ".att", ".sbom", ""]
         .iter()
         .map(|s| format!("sha256-{hex}{s}"))
         .collect();
-    let looked = futures_util::future::join_all(tags.iter().map(|t| src.manifest(repo, t)));
-    let (looked, api) = futures_util::future::join(looked, src.referrers_api(repo, digest)).await;
+    // The repository's tag list and the API asked at once (on a slow link the round trips
+    // add up); where the list cannot be had, each of the four tags is looked up.
+    let (listed, api) =
+        futures_util::future::join(src.tag_list(repo), src.referrers_api(repo, digest)).await;
     let mut found = Vec::new();
-    for (tag, m) in tags.into_iter().zip(looked) {
-        if m?.is_some() {
-            found.push(tag);
+    match listed {
+        Some(listed) => found.extend(tags.into_iter().filter(|t| listed.contains(t))),
+        None => {
+            let looked =
+                futures_util::future::join_all(tags.iter().map(|t| src.manifest(repo, t))).await;
+            for (tag, m) in tags.into_iter().zip(looked) {
+                if m?.is_some() {
+                    found.push(tag);
+                }
+            }
         }
     }
     for d in api?.unwrap_or_default() {

@@ -132,6 +132,11 @@ pub trait ImageSource: Send + Sync {
     ) -> Result<Option<Vec<String>>, OciError> {
         Ok(None)
     }
+    /// Every tag of `repo`, where the source can list them in one go (`None` where it
+    /// cannot, or refuses): one request instead of a lookup per tag asked about.
+    async fn tag_list(&self, _repo: &str) -> Option<Vec<String>> {
+        None
+    }
     /// The blob from byte `offset` on (resuming an upload). By default the first `offset`
     /// bytes are read and dropped.
     async fn blob_from(
@@ -192,11 +197,21 @@ impl ImageSource for Registry {
         ))
     }
 
+    async fn tag_list(&self, repo: &str) -> Option<Vec<String>> {
+        self.tags(repo).await.ok()
+    }
+
     async fn referrers_api(
         &self,
         repo: &str,
         digest: &str,
     ) -> Result<Option<Vec<String>>, OciError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        // A registry without the API answers 404 for a manifest it holds (OCI distribution
+        // 1.1): asked once, not once per image.
+        if self.no_referrers_api.load(Relaxed) {
+            return Ok(None);
+        }
         let url = self.url(&format!("/v2/{repo}/referrers/{digest}"));
         let resp = self
             .send(&Self::pull(repo), |c| {
@@ -204,6 +219,9 @@ impl ImageSource for Registry {
                     .header("Accept", "application/vnd.oci.image.index.v1+json")
             })
             .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            self.no_referrers_api.store(true, Relaxed);
+        }
         let is_index = resp
             .headers()
             .get("content-type")
@@ -301,6 +319,9 @@ pub enum Removed {
     Gone,
 }
 
+/// Idle connections kept per registry.
+const IDLE_CONNECTIONS: usize = 8;
+
 /// A registry reached over HTTPS.
 pub struct Registry {
     host: String,
@@ -317,6 +338,16 @@ pub struct Registry {
     /// The registry asked for Basic auth once: send it up front from then on (a streamed
     /// body cannot be sent twice).
     basic: std::sync::atomic::AtomicBool,
+    /// The registry's Bearer challenge, once seen: a token for a new scope is asked for
+    /// before the request, not after a 401 round trip.
+    challenge: Mutex<Option<String>>,
+    /// Whether a first request has shown how this registry authenticates. Until one has,
+    /// requests go one at a time (`probe`): 32 concurrent first requests would each be
+    /// refused and sent again.
+    learned: std::sync::atomic::AtomicBool,
+    probe: tokio::sync::Mutex<()>,
+    /// The registry answered 404 for the referrers of a manifest it holds: it has no API.
+    no_referrers_api: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn sha256(bytes: &[u8]) -> String {
@@ -340,7 +371,11 @@ impl Registry {
             registry: host.to_string(),
             message: m,
         };
-        let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(300));
+        // Idle connections are kept for reuse up to what a run keeps busy at once; each one
+        // holds its TLS state and buffers (a burst of 32 first reads would otherwise keep 32).
+        let mut builder = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(300))
+            .pool_max_idle_per_host(IDLE_CONNECTIONS);
         if let Some(ca) = ca_file {
             let pem = std::fs::read(ca).map_err(|e| err(format!("CA {}: {e}", ca.display())))?;
             let cert = reqwest::Certificate::from_pem(&pem)
@@ -360,6 +395,10 @@ impl Registry {
             tokens: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
             basic: std::sync::atomic::AtomicBool::new(false),
+            challenge: Mutex::new(None),
+            learned: std::sync::atomic::AtomicBool::new(false),
+            probe: tokio::sync::Mutex::new(()),
+            no_referrers_api: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -424,12 +463,41 @@ impl Registry {
     }
 
     /// Sends a request, answering a 401 challenge once (Basic, or a Bearer token for `scope`).
+    /// Until a first request has shown how the registry authenticates, requests wait their
+    /// turn behind it.
     async fn send_once(
         &self,
         scope: &str,
         build: &impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, OciError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _probe = if self.learned.load(Relaxed) {
+            None
+        } else {
+            let guard = self.probe.lock().await;
+            (!self.learned.load(Relaxed)).then_some(guard)
+        };
+        let sent = self.send_authorized(scope, build).await;
+        self.learned.store(true, Relaxed);
+        sent
+    }
+
+    /// [`Registry::send_once`] past the first request: with a token asked for up front where
+    /// the registry's challenge is known, else answering the 401.
+    async fn send_authorized(
+        &self,
+        scope: &str,
+        build: &impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, OciError> {
+        let known = self.challenge.lock().expect("challenge").clone();
+        let has_token = self.tokens.lock().expect("token cache").contains_key(scope);
+        if let Some(challenge) = known
+            && !has_token
+        {
+            self.token(&challenge, scope).await?;
+        }
         let first = self.authorize(build(&self.http), scope);
+        wallaroo_profile::request();
         let resp = first.send().await.map_err(|e| self.unavailable(&e))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
@@ -441,6 +509,7 @@ impl Registry {
             .unwrap_or("")
             .to_string();
         let retry = if challenge.to_ascii_lowercase().starts_with("bearer") {
+            *self.challenge.lock().expect("challenge") = Some(challenge.clone());
             let token = self.token(&challenge, scope).await?;
             build(&self.http).bearer_auth(token)
         } else {
@@ -456,6 +525,7 @@ impl Registry {
                 }
             }
         };
+        wallaroo_profile::request();
         let resp = retry.send().await.map_err(|e| self.unavailable(&e))?;
         if resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN {
             return Err(OciError::Auth {
@@ -505,6 +575,7 @@ impl Registry {
         if let Some(c) = &self.credentials {
             req = req.basic_auth(&c.username, Some(&c.password));
         }
+        wallaroo_profile::request();
         let resp = req.send().await.map_err(|e| OciError::Unavailable {
             registry: self.host.clone(),
             message: format!("token from {realm}: {}", error_chain(&e)),
@@ -572,6 +643,7 @@ impl Registry {
             .unwrap_or("")
             .to_string();
         let bytes = resp.bytes().await.map_err(|e| self.err(e))?.to_vec();
+        wallaroo_profile::bytes(bytes.len() as u64);
         let digest = sha256(&bytes);
         if reference.starts_with("sha256:") && reference != digest {
             return Err(OciError::Digest {
@@ -615,23 +687,39 @@ impl Registry {
         }
     }
 
-    /// The tags of `repo` (empty when the repository does not exist).
+    /// The tags of `repo` (empty when the repository does not exist), every page of them
+    /// (a registry that pages the list names the next page in a `Link` header).
     pub async fn tags(&self, repo: &str) -> Result<Vec<String>, OciError> {
-        let url = self.url(&format!("/v2/{repo}/tags/list"));
-        let resp = self.send(&Self::pull(repo), |c| c.get(&url)).await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Ok(Vec::new());
+        let mut url = self.url(&format!("/v2/{repo}/tags/list"));
+        let mut tags = Vec::new();
+        // Bounded: a registry that kept naming pages would otherwise hold the plan forever.
+        for _ in 0..1000 {
+            let resp = self.send(&Self::pull(repo), |c| c.get(&url)).await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                return Ok(tags);
+            }
+            if !resp.status().is_success() {
+                return Err(self.err(format!("GET tags of {repo}: {}", resp.status())));
+            }
+            let next = resp
+                .headers()
+                .get("link")
+                .and_then(|h| h.to_str().ok())
+                .and_then(next_page);
+            let body: serde_json::Value = resp.json().await.map_err(|e| self.err(e))?;
+            tags.extend(
+                body["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(String::from)),
+            );
+            match next {
+                Some(n) => url = self.url(&n),
+                None => return Ok(tags),
+            }
         }
-        if !resp.status().is_success() {
-            return Err(self.err(format!("GET tags of {repo}: {}", resp.status())));
-        }
-        let body: serde_json::Value = resp.json().await.map_err(|e| self.err(e))?;
-        Ok(body["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(String::from))
-            .collect())
+        Err(self.err(format!("GET tags of {repo}: more than 1000 pages")))
     }
 
     /// Deletes the manifest `digest` of `repo` (and so every tag on it); `false` when it was
@@ -762,6 +850,7 @@ impl Registry {
         let moved = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mismatch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let body = verified(stream, digest.to_string(), moved.clone(), mismatch.clone());
+        wallaroo_profile::request();
         let put = self
             .authorize(
                 self.http
@@ -796,7 +885,9 @@ impl Registry {
         if put.status() != StatusCode::CREATED {
             return Err(self.err(format!("upload {digest} to {repo}: {}", put.status())));
         }
-        Ok(moved.load(std::sync::atomic::Ordering::Relaxed))
+        let moved = moved.load(std::sync::atomic::Ordering::Relaxed);
+        wallaroo_profile::bytes(moved);
+        Ok(moved)
     }
 
     pub async fn put_manifest(
@@ -818,8 +909,26 @@ impl Registry {
             let text = resp.text().await.unwrap_or_default();
             return Err(self.err(format!("PUT manifest {repo}:{reference}: {status} {text}")));
         }
+        wallaroo_profile::bytes(manifest.bytes.len() as u64);
         Ok(())
     }
+}
+
+/// The next page a `Link` header names (`<PATH>; rel="next"`), as a path or URL.
+pub(crate) fn next_page(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"")
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
 }
 
 /// `bytes` for people: GiB, MiB or KiB with two decimals.

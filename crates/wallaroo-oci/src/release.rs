@@ -81,12 +81,18 @@ pub async fn pull_chart(
             ))
         })?
         .to_string();
-    let archive = read_blob(registry, repo, &layer, MAX_CHART).await?;
-    let metadata = match json["config"]["digest"].as_str() {
-        Some(d) => {
-            let bytes = read_blob(registry, repo, d, 1 << 20).await?;
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    // The archive and the metadata at once: one round trip, not two.
+    let config = async {
+        match json["config"]["digest"].as_str() {
+            Some(d) => Ok::<_, OciError>(Some(read_blob(registry, repo, d, 1 << 20).await?)),
+            None => Ok(None),
         }
+    };
+    let (archive, config) =
+        futures_util::future::join(read_blob(registry, repo, &layer, MAX_CHART), config).await;
+    let archive = archive?;
+    let metadata = match config? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         None => Value::Null,
     };
     Ok(Chart {

@@ -386,6 +386,7 @@ impl Registry {
         while offset < size {
             let n = journal.chunking.next(size - offset);
             let url = self.url(&location);
+            wallaroo_profile::request();
             let resp = self
                 .authorized(reqwest::Method::PATCH, &url, &Registry::push(repo))
                 .header("Content-Type", "application/octet-stream")
@@ -438,6 +439,7 @@ impl Registry {
             }
             offset += n;
             sent += n;
+            wallaroo_profile::bytes(n);
             journal
                 .save(&host, repo, digest, &location)
                 .map_err(|e| OciError::Registry {

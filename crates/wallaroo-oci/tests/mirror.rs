@@ -159,6 +159,66 @@ async fn bearer_token_registries_take_pushes_and_serve_pulls() {
     assert!(pulled.blobs_copied > 0);
 }
 
+/// The requests the profile counted in `phase`.
+fn requests_in(phase: &str) -> u64 {
+    wallaroo_profile::figures()
+        .iter()
+        .find(|p| p.name == phase)
+        .map_or(0, |p| p.requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_wait_for_one_to_learn_the_auth() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, version) = seeded().await;
+    // Basic (htpasswd): the first request is refused once and sent again with the
+    // credentials; the other 31 wait for it, then send them up front.
+    let vendor = registry(env, &env.vendor, None);
+    let looked = wallaroo_profile::within(
+        "test: basic probe",
+        futures_util::future::join_all((0..32).map(|i| {
+            let vendor = &vendor;
+            async move {
+                vendor
+                    .manifest_digest("wallaroo/conductor-wallsvc", &format!("no-such-tag-{i}"))
+                    .await
+            }
+        })),
+    )
+    .await;
+    assert!(looked.iter().all(|r| matches!(r, Ok(None))), "{looked:?}");
+    assert_eq!(requests_in("test: basic probe"), 33, "one refused, then 32");
+
+    // Bearer: once the challenge is known, a new scope's token is asked for before its
+    // request, not after a refusal (three requests for the first repository, two for each
+    // other: the token and the request).
+    let token = registry(env, &env.token, None);
+    let repos: Vec<String> = (0..4)
+        .map(|i| format!("{}/conductor-wallsvc-{i}", unique("probe")))
+        .collect();
+    for repo in &repos {
+        copy(
+            &vendor,
+            "wallaroo/conductor-wallsvc",
+            version,
+            &token,
+            repo,
+            version,
+            CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let fresh = registry(env, &env.token, None);
+    let found = wallaroo_profile::within(
+        "test: bearer probe",
+        futures_util::future::join_all(repos.iter().map(|r| fresh.manifest_digest(r, version))),
+    )
+    .await;
+    assert!(found.iter().all(|r| matches!(r, Ok(Some(_)))), "{found:?}");
+    assert_eq!(requests_in("test: bearer probe"), 3 + 2 * 3);
+}
+
 #[tokio::test]
 async fn wrong_credentials_name_the_registry() {
     wallaroo_testenv::install_crypto_provider();

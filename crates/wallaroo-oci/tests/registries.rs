@@ -263,10 +263,22 @@ async fn exercise(f: &Fixtures, imp: Implementation) -> Row {
     let target = format!("m/{}", name(repo));
     let digest = f.vendor.manifest(repo, tag).await.unwrap().unwrap().digest;
     copy_into(f.vendor.as_ref(), repo, tag, &private, &target, &[]).await;
-    let refs = referrers::discover(f.vendor.as_ref(), repo, &digest)
-        .await
-        .unwrap();
+    let phase = wallaroo_profile::name(&format!("test: referrers on {label}"));
+    let refs =
+        wallaroo_profile::within(phase, referrers::discover(f.vendor.as_ref(), repo, &digest))
+            .await
+            .unwrap();
     assert_eq!(refs.len(), 2, "the vendor's signature and SBOM: {refs:?}");
+    let asked = wallaroo_profile::figures()
+        .iter()
+        .find(|p| p.name == phase)
+        .map_or(0, |p| p.requests);
+    // The repository's tag list and the referrers API (asked once per registry without
+    // one), not a lookup per tag.
+    assert!(
+        asked <= 2,
+        "{label}: {asked} requests to find the referrers"
+    );
     for r in &refs {
         copy_into(f.vendor.as_ref(), repo, r, &private, &target, &[]).await;
     }

@@ -68,7 +68,15 @@ pub async fn start<'w>(
     let (plan, prepared, saved) = match &request.plan_file {
         Some(path) => {
             let plan = crate::plan::load(path)?;
-            let prepared = ws.prepare(state.as_ref(), Images::Saved(&plan)).await?;
+            let scope = PlanOptions {
+                mode: plan.mode,
+                targets: plan.targets.clone(),
+                excludes: plan.excludes.clone(),
+                ..PlanOptions::default()
+            };
+            let prepared = ws
+                .prepare(state.as_ref(), Images::Saved(&plan), &scope)
+                .await?;
             prepared
                 .engine
                 .check_fresh(&plan, &prepared.desired, state.as_ref())
@@ -93,7 +101,7 @@ pub async fn start<'w>(
                     refresh_pins: request.refresh_pins,
                 }
             };
-            let prepared = ws.prepare(state.as_ref(), images).await?;
+            let prepared = ws.prepare(state.as_ref(), images, &opts).await?;
             let mut plan = prepared
                 .engine
                 .plan(&prepared.desired, state.as_ref(), &opts)

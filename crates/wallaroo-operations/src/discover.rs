@@ -24,6 +24,139 @@ impl Workspace {
         state: Option<&Lockfile>,
         refresh_pins: bool,
     ) -> Result<(Vec<MirrorImage>, Sources), OperationError> {
+        let spec = &self.spec;
+        let release =
+            wallaroo_profile::within("discovery and render", self.discover_release(refresh_pins))
+                .await?;
+        if !release.is_empty() {
+            // An exclusion that names nothing is most likely a typo: the image it meant is
+            // still mirrored.
+            let unmatched: Vec<String> = spec
+                .images
+                .exclude
+                .iter()
+                .filter(|x| {
+                    !release.keys().any(|source| {
+                        let (_, repo, _) = wallaroo_model::split_reference(source);
+                        repo == **x || repo.rsplit('/').next() == Some(x.as_str())
+                    })
+                })
+                .map(|x| {
+                    format!(
+                        "images {{ exclude }} names `{x}`, which is not in the release's image list"
+                    )
+                })
+                .collect();
+            self.notes.lock().expect("notes").extend(unmatched);
+        }
+        let mut images = match &self.bundle {
+            // The bundle's images, as it was made from the spec on the connected side.
+            Some(bundle) => bundle
+                .manifest
+                .images
+                .iter()
+                .map(|i| MirrorImage {
+                    source: i.source.clone(),
+                    origin: i.origin.clone(),
+                    pin: None,
+                })
+                .collect(),
+            None => wallaroo_model::image_sources(spec, &release),
+        };
+        let sources = self.sources_for(&images)?;
+        // A bundle is the source of truth for its digests: a new bundle is a new release.
+        let refresh_pins = refresh_pins || self.bundle.is_some();
+        let prior = wallaroo_oci::pins::recorded(
+            state
+                .into_iter()
+                .flat_map(|s| s.resources.values())
+                .filter(|r| r.kind == "image")
+                .map(|r| &r.attributes),
+        );
+        let with_referrers = !self.exclude_referrers && self.bundle.is_none();
+        let recorded = recorded_referrers(state);
+        // Each image on its own: its pin, then (as soon as it has one) its referrers and
+        // theirs, so that on a slow link the referrer lookups of one image overlap the pins
+        // of the others instead of waiting for all of them.
+        use futures_util::StreamExt;
+        let (sources_ref, prior_ref, recorded_ref) = (&sources, &prior, &recorded);
+        let done: Vec<Result<(Option<ImagePin>, Vec<MirrorImage>), OperationError>> =
+            futures_util::stream::iter(images.iter().map(|i| i.source.clone()))
+                .map(|source| async move {
+                    let request = wallaroo_oci::pins::PinRequest {
+                        source: source.clone(),
+                        platforms: spec.images.platforms.clone(),
+                    };
+                    let pin = wallaroo_profile::within(
+                        PINS,
+                        wallaroo_oci::pins::resolve_all(
+                            sources_ref,
+                            std::slice::from_ref(&request),
+                            prior_ref,
+                            refresh_pins,
+                        ),
+                    )
+                    .await?
+                    .remove(&source);
+                    let mut referrers = Vec::new();
+                    if with_referrers && let Some(pin) = &pin {
+                        let found = wallaroo_profile::within(
+                            wallaroo_profile::SIGNATURES,
+                            self.referrers_of(
+                                &source,
+                                pin,
+                                prior_ref,
+                                recorded_ref,
+                                sources_ref,
+                                refresh_pins,
+                            ),
+                        )
+                        .await?;
+                        let requests: Vec<_> = found
+                            .iter()
+                            .map(|i| wallaroo_oci::pins::PinRequest {
+                                source: i.source.clone(),
+                                platforms: vec!["all".into()],
+                            })
+                            .collect();
+                        let more = wallaroo_profile::within(
+                            PINS,
+                            wallaroo_oci::pins::resolve_all(
+                                sources_ref,
+                                &requests,
+                                prior_ref,
+                                refresh_pins,
+                            ),
+                        )
+                        .await?;
+                        for mut r in found {
+                            r.pin = more.get(&r.source).map(image_pin);
+                            referrers.push(r);
+                        }
+                    }
+                    Ok((pin.as_ref().map(image_pin), referrers))
+                })
+                .buffered(32)
+                .collect()
+                .await;
+        let mut all_referrers = Vec::new();
+        for (image, result) in images.iter_mut().zip(done) {
+            let (pin, referrers) = result?;
+            image.pin = pin;
+            all_referrers.extend(referrers);
+        }
+        images.extend(all_referrers);
+        Ok((images, sources))
+    }
+
+    /// The release's images found in its chart (by annotation, image list and render), each
+    /// with where it was found; none when the spec does not install the chart with helm.
+    /// The chart is read from the vendor once and kept beside the lockfile, pinned as image
+    /// tags are (`refresh_pins` reads it again).
+    async fn discover_release(
+        &self,
+        refresh_pins: bool,
+    ) -> Result<BTreeMap<String, String>, OperationError> {
         let mut release = BTreeMap::new();
         let spec = &self.spec;
         if spec.registry.is_some()
@@ -36,14 +169,30 @@ impl Workspace {
                 .sources
                 .get(&host)
                 .expect("the source registry is set up");
-            let pulled =
-                wallaroo_oci::release::pull_chart(vendor.as_ref(), &repo, &spec.wallaroo.version)
+            let reference = format!("{chart}:{}", spec.wallaroo.version);
+            let kept = (!refresh_pins && self.bundle.is_none())
+                .then(|| self.render_cache.chart(&reference))
+                .flatten();
+            let pulled = match kept {
+                Some(chart) => chart,
+                None => {
+                    let pulled = wallaroo_oci::release::pull_chart(
+                        vendor.as_ref(),
+                        &repo,
+                        &spec.wallaroo.version,
+                    )
                     .await
                     .map_err(|e| {
                         OperationError::message(format!(
                             "cannot read the release's image list from its chart: {e}"
                         ))
                     })?;
+                    if self.bundle.is_none() {
+                        self.render_cache.store_chart(&reference, &pulled);
+                    }
+                    pulled
+                }
+            };
             // Rendered for the cluster's Kubernetes version when it can be reached (bundles
             // are often made where it cannot), else for a recent one.
             let asked = match self.cluster().await {
@@ -106,168 +255,52 @@ impl Workspace {
             *self.chart.lock().expect("chart cache") =
                 Some((pulled.clone(), render.kube_version.clone()));
         }
-        if !release.is_empty() {
-            // An exclusion that names nothing is most likely a typo: the image it meant is
-            // still mirrored.
-            let unmatched: Vec<String> = spec
-                .images
-                .exclude
-                .iter()
-                .filter(|x| {
-                    !release.keys().any(|source| {
-                        let (_, repo, _) = wallaroo_model::split_reference(source);
-                        repo == **x || repo.rsplit('/').next() == Some(x.as_str())
-                    })
-                })
-                .map(|x| {
-                    format!(
-                        "images {{ exclude }} names `{x}`, which is not in the release's image list"
-                    )
-                })
-                .collect();
-            self.notes.lock().expect("notes").extend(unmatched);
-        }
-        let mut images = match &self.bundle {
-            // The bundle's images, as it was made from the spec on the connected side.
-            Some(bundle) => bundle
-                .manifest
-                .images
-                .iter()
-                .map(|i| MirrorImage {
-                    source: i.source.clone(),
-                    origin: i.origin.clone(),
-                    pin: None,
-                })
-                .collect(),
-            None => wallaroo_model::image_sources(spec, &release),
-        };
-        let sources = self.sources_for(&images)?;
-        // A bundle is the source of truth for its digests: a new bundle is a new release.
-        let refresh_pins = refresh_pins || self.bundle.is_some();
-        let prior = wallaroo_oci::pins::recorded(
-            state
-                .into_iter()
-                .flat_map(|s| s.resources.values())
-                .filter(|r| r.kind == "image")
-                .map(|r| &r.attributes),
-        );
-        let requests: Vec<_> = images
-            .iter()
-            .map(|i| wallaroo_oci::pins::PinRequest {
-                source: i.source.clone(),
-                platforms: spec.images.platforms.clone(),
-            })
-            .collect();
-        let pins =
-            wallaroo_oci::pins::resolve_all(&sources, &requests, &prior, refresh_pins).await?;
-        for image in &mut images {
-            image.pin = pins.get(&image.source).map(|p| ImagePin {
-                source_digest: p.source_digest.clone(),
-                digest: p.digest.clone(),
-            });
-        }
-        if !self.exclude_referrers && self.bundle.is_none() {
-            let found = self
-                .referrers(state, &images, &prior, &pins, &sources, refresh_pins)
-                .await?;
-            let requests: Vec<_> = found
-                .iter()
-                .map(|i| wallaroo_oci::pins::PinRequest {
-                    source: i.source.clone(),
-                    platforms: vec!["all".into()],
-                })
-                .collect();
-            let more =
-                wallaroo_oci::pins::resolve_all(&sources, &requests, &prior, refresh_pins).await?;
-            for mut r in found {
-                r.pin = more.get(&r.source).map(|p| ImagePin {
-                    source_digest: p.source_digest.clone(),
-                    digest: p.digest.clone(),
-                });
-                images.push(r);
-            }
-        }
-        Ok((images, sources))
+        Ok(release)
     }
 
-    /// The referrers of `images` (signatures, SBOMs, attestations), as images of their own
-    /// whose origin names the image they belong to: for a pin kept from the lockfile, those
-    /// the lockfile recorded; for a pin resolved now, those the source has.
-    async fn referrers(
+    /// The referrers of the image `source` pinned at `pin` (signatures, SBOMs,
+    /// attestations), as images of their own whose origin names the image they belong to:
+    /// for a pin kept from the lockfile, those the lockfile recorded; for a pin resolved now,
+    /// those the source has.
+    async fn referrers_of(
         &self,
-        state: Option<&Lockfile>,
-        images: &[MirrorImage],
+        source: &str,
+        pin: &wallaroo_oci::pins::Pin,
         prior: &BTreeMap<String, wallaroo_oci::pins::Pin>,
-        pins: &BTreeMap<String, wallaroo_oci::pins::Pin>,
+        recorded: &[(String, String)],
         sources: &Sources,
         refresh: bool,
     ) -> Result<Vec<MirrorImage>, OperationError> {
-        let recorded: Vec<(String, String)> = state
-            .into_iter()
-            .flat_map(|s| s.resources.values())
-            .filter(|r| r.kind == "image")
-            .filter_map(|r| {
-                let origin = r.attributes.get("origin")?.as_str()?;
-                let of = origin.strip_prefix(REFERRER_OF)?;
-                Some((
-                    of.to_string(),
-                    r.attributes.get("source")?.as_str()?.to_string(),
-                ))
-            })
-            .collect();
-        use futures_util::StreamExt;
-        let found: Vec<Result<Vec<MirrorImage>, OperationError>> =
-            futures_util::stream::iter(images)
-                .map(|image| {
-                    let recorded = &recorded;
-                    async move {
-                        let Some(pin) = pins.get(&image.source) else {
-                            return Ok(Vec::new());
-                        };
-                        let origin = format!("{REFERRER_OF}{}", image.source);
-                        let kept = !refresh && prior.get(&image.source) == Some(pin);
-                        let refs: Vec<String> = if kept {
-                            recorded
-                                .iter()
-                                .filter(|(of, _)| *of == image.source)
-                                .map(|(_, source)| source.clone())
-                                .collect()
-                        } else {
-                            let (host, repo, _) = wallaroo_model::split_reference(&image.source);
-                            let Some(src) = sources.get(&host) else {
-                                return Ok(Vec::new());
-                            };
-                            wallaroo_oci::referrers::discover(
-                                src.as_ref(),
-                                &repo,
-                                &pin.source_digest,
-                            )
-                            .await?
-                            .into_iter()
-                            .map(|r| {
-                                let sep = if r.starts_with("sha256:") { '@' } else { ':' };
-                                format!("{host}/{repo}{sep}{r}")
-                            })
-                            .collect()
-                        };
-                        Ok(refs
-                            .into_iter()
-                            .map(|source| MirrorImage {
-                                source,
-                                origin: origin.clone(),
-                                pin: None,
-                            })
-                            .collect())
-                    }
-                })
-                .buffered(16)
+        let origin = format!("{REFERRER_OF}{source}");
+        let kept = !refresh && prior.get(source) == Some(pin);
+        let refs: Vec<String> = if kept {
+            recorded
+                .iter()
+                .filter(|(of, _)| of == source)
+                .map(|(_, r)| r.clone())
                 .collect()
-                .await;
-        let mut out = Vec::new();
-        for f in found {
-            out.extend(f?);
-        }
-        Ok(out)
+        } else {
+            let (host, repo, _) = wallaroo_model::split_reference(source);
+            let Some(src) = sources.get(&host) else {
+                return Ok(Vec::new());
+            };
+            wallaroo_oci::referrers::discover(src.as_ref(), &repo, &pin.source_digest)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    let sep = if r.starts_with("sha256:") { '@' } else { ':' };
+                    format!("{host}/{repo}{sep}{r}")
+                })
+                .collect()
+        };
+        Ok(refs
+            .into_iter()
+            .map(|source| MirrorImage {
+                source,
+                origin: origin.clone(),
+                pin: None,
+            })
+            .collect())
     }
 
     /// The spec's source registries plus one for every other host `images` come from (with
@@ -283,6 +316,33 @@ impl Workspace {
             }
         }
         Ok(sources)
+    }
+}
+
+/// The profile's phase of resolving tags to digests (see `wallaroo_profile`).
+const PINS: &str = "pins";
+
+/// The referrers the lockfile recorded, as (the image they belong to, their source).
+fn recorded_referrers(state: Option<&Lockfile>) -> Vec<(String, String)> {
+    state
+        .into_iter()
+        .flat_map(|s| s.resources.values())
+        .filter(|r| r.kind == "image")
+        .filter_map(|r| {
+            let origin = r.attributes.get("origin")?.as_str()?;
+            let of = origin.strip_prefix(REFERRER_OF)?;
+            Some((
+                of.to_string(),
+                r.attributes.get("source")?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn image_pin(p: &wallaroo_oci::pins::Pin) -> ImagePin {
+    ImagePin {
+        source_digest: p.source_digest.clone(),
+        digest: p.digest.clone(),
     }
 }
 

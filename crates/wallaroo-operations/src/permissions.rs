@@ -52,6 +52,10 @@ impl Workspace {
             );
         }
         t.pull_check = crate::preflight::pull_check_runs(spec, self.target.is_some());
+        // The objects the chart renders are created only by an apply that installs it.
+        if !t.helm {
+            t.release = Default::default();
+        }
         t
     }
 
@@ -107,6 +111,7 @@ pub async fn rbac(
             Images::Resolve {
                 refresh_pins: false,
             },
+            &wallaroo_engine::PlanOptions::default(),
         )
         .await?;
     let needs = wallaroo_kube::permissions::needs(&ws.touches(&prepared.desired));

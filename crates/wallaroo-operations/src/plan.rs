@@ -36,7 +36,10 @@ pub struct PlanOutcome {
 pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, OperationError> {
     let _lock = ws.store.lock("wallaroo plan", request.lock_timeout)?;
     let cluster = ws.fresh_cluster().await?;
-    let preflight = crate::preflight::checks_on(&ws.spec, &ws.helm, cluster, ws.target.as_deref());
+    let preflight = wallaroo_profile::within(
+        "preflight",
+        crate::preflight::checks_on(&ws.spec, &ws.helm, cluster, ws.target.as_deref()),
+    );
     let work = async {
         let state = ws.store.load()?;
         let opts = PlanOptions {
@@ -52,6 +55,7 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
                 Images::Resolve {
                     refresh_pins: request.refresh_pins,
                 },
+                &opts,
             )
             .await?;
         let mut plan = prepared

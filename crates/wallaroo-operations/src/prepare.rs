@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wallaroo_engine::{DesiredSet, Engine, KindRegistry, Plan};
+use wallaroo_engine::{DesiredSet, Engine, KindRegistry, Plan, PlanOptions};
 use wallaroo_model::MirrorImage;
 use wallaroo_spec::Spec;
 use wallaroo_spec::model::Method;
@@ -41,13 +41,18 @@ pub struct Prepared {
 
 impl Workspace {
     /// The images, desired model and engine for a plan.
+    ///
+    /// `scope` is the plan's mode, `--target` and `--exclude`: checks that only the release
+    /// needs (the air-gap render, the vendor's preflights) run only when the release is in
+    /// scope, and the permission check asks only for what the resources in scope need.
     pub async fn prepare(
         &self,
         state: Option<&Lockfile>,
         images: Images<'_>,
+        scope: &PlanOptions,
     ) -> Result<Prepared, OperationError> {
         // A signed bundle is checked whole before anything is read from it.
-        self.check_bundle().await?;
+        wallaroo_profile::within("bundle check", self.check_bundle()).await?;
         let resolved = !matches!(images, Images::Unread);
         let (images, sources) = match images {
             Images::Saved(plan) => {
@@ -75,16 +80,48 @@ impl Workspace {
         .await?;
         let signatures = self.signatures()?;
         if resolved && let Some(s) = &signatures {
-            verify_planned(&mut desired, s, &sources).await;
+            wallaroo_profile::within(
+                wallaroo_profile::SIGNATURES,
+                verify_planned(&mut desired, s, &sources),
+            )
+            .await;
         }
         desired.warnings.extend(self.take_notes());
         if resolved {
             self.no_shared_nodes().await?;
-            self.air_gap(&mut desired, &images).await?;
-            if self.check_permissions {
-                self.permissions(&desired).await?;
+            let in_scope = Engine::scope(&desired, state, scope)?;
+            // A run that leaves the release alone (e.g. `--target image`) needs neither its
+            // air-gap render nor the vendor's preflights.
+            let release = in_scope.iter().any(|a| {
+                desired
+                    .resources
+                    .get(a)
+                    .is_some_and(|r| RELEASE_KINDS.contains(&r.kind.as_str()))
+            });
+            if release {
+                wallaroo_profile::within("air-gap check", self.air_gap(&mut desired, &images))
+                    .await?;
             }
-            vendor_checks = self.vendor_preflights().await?;
+            // A run that touches nothing in the cluster (`--target image`) has nothing to ask.
+            let cluster_work = in_scope
+                .iter()
+                .any(|a| desired.resources.get(a).is_some_and(|r| r.kind != "image"));
+            if self.check_permissions && cluster_work {
+                let scoped = DesiredSet {
+                    resources: desired
+                        .resources
+                        .iter()
+                        .filter(|(a, _)| in_scope.contains(*a))
+                        .map(|(a, r)| (a.clone(), r.clone()))
+                        .collect(),
+                    ..DesiredSet::default()
+                };
+                wallaroo_profile::within("permissions", self.permissions(&scoped)).await?;
+            }
+            if release {
+                vendor_checks =
+                    wallaroo_profile::within("vendor preflights", self.vendor_preflights()).await?;
+            }
         }
         let mirror = self.target.as_ref().map(|target| {
             // Large uploads in progress are recorded beside the lockfile, so that the
@@ -115,6 +152,9 @@ impl Workspace {
         })
     }
 }
+
+/// The kinds that install the release: a plan touching none of them needs no release checks.
+const RELEASE_KINDS: &[&str] = &["helm_release", "kots_app"];
 
 /// The cluster's resource kinds (and static values), set up from the spec.
 pub async fn cluster_kinds(

@@ -132,6 +132,99 @@ impl RenderCache {
     }
 }
 
+impl RenderCache {
+    /// The chart `reference` (`host/repo:version`) as an earlier run pulled it, when there is
+    /// one whose bytes still match their digests: the chart's pin, as the lockfile pins image
+    /// tags (a version pushed again upstream is read again with `--refresh-pins`).
+    pub fn chart(&self, reference: &str) -> Option<wallaroo_oci::release::Chart> {
+        let name = chart_entry(reference);
+        let text = std::fs::read(self.dir.join(format!("{name}.json"))).ok()?;
+        let entry: ChartEntry = serde_json::from_slice(&text).ok()?;
+        if entry.reference != reference {
+            return None;
+        }
+        let archive = std::fs::read(self.dir.join(format!("{name}.tgz"))).ok()?;
+        let manifest = wallaroo_oci::Manifest {
+            media_type: entry.media_type,
+            digest: entry.digest,
+            bytes: entry.manifest.into_bytes(),
+        };
+        let archive_digest = sha256(&archive);
+        let layer_matches = manifest.json()["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| {
+                l["mediaType"] == wallaroo_oci::release::CHART_LAYER
+                    && l["digest"].as_str() == Some(archive_digest.as_str())
+            });
+        if sha256(&manifest.bytes) != manifest.digest || !layer_matches {
+            return None;
+        }
+        Some(wallaroo_oci::release::Chart {
+            repo: entry.repo,
+            version: entry.version,
+            manifest,
+            metadata: entry.metadata,
+            archive,
+        })
+    }
+
+    /// Keeps `chart`, pulled as `reference`, for [`RenderCache::chart`].
+    pub fn store_chart(&self, reference: &str, chart: &wallaroo_oci::release::Chart) {
+        let Ok(manifest) = String::from_utf8(chart.manifest.bytes.clone()) else {
+            return;
+        };
+        if std::fs::create_dir_all(&self.dir).is_err() || self.salt().is_none() {
+            return;
+        }
+        let name = chart_entry(reference);
+        let entry = ChartEntry {
+            reference: reference.to_string(),
+            repo: chart.repo.clone(),
+            version: chart.version.clone(),
+            media_type: chart.manifest.media_type.clone(),
+            digest: chart.manifest.digest.clone(),
+            manifest,
+            metadata: chart.metadata.clone(),
+        };
+        let Ok(json) = serde_json::to_vec(&entry) else {
+            return;
+        };
+        // The archive first: an entry is whole once its JSON is there.
+        let _ = write_private(&self.dir.join(format!("{name}.tgz")), &chart.archive)
+            .and_then(|()| write_private(&self.dir.join(format!("{name}.json")), &json));
+    }
+}
+
+/// A pulled chart as the cache keeps it (its archive beside, in `.tgz`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChartEntry {
+    reference: String,
+    repo: String,
+    version: String,
+    media_type: String,
+    digest: String,
+    manifest: String,
+    metadata: serde_json::Value,
+}
+
+/// The file name (without extension) of the chart `reference`.
+fn chart_entry(reference: &str) -> String {
+    let hex = sha256(reference.as_bytes());
+    format!("chart-{}", &hex["sha256:".len().."sha256:".len() + 32])
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
 /// The helm binary as a key sees it: its path, size and modification time (a new helm
 /// renders anew).
 fn helm_identity(helm: &Path) -> String {
@@ -169,6 +262,61 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chart() -> wallaroo_oci::release::Chart {
+        let archive = b"not really a tgz, but bytes with a digest".to_vec();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": "sha256:00", "size": 2},
+            "layers": [{"mediaType": wallaroo_oci::release::CHART_LAYER, "digest": sha256(&archive), "size": archive.len()}],
+        }))
+        .unwrap();
+        wallaroo_oci::release::Chart {
+            repo: "release/2025-1/wallaroo".into(),
+            version: "2025.1.0".into(),
+            manifest: wallaroo_oci::Manifest {
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                digest: sha256(&manifest),
+                bytes: manifest,
+            },
+            metadata: serde_json::json!({"name": "wallaroo"}),
+            archive,
+        }
+    }
+
+    #[test]
+    fn a_kept_chart_comes_back_whole_and_never_when_its_bytes_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = RenderCache::beside(&dir.path().join("wallaroo.lock"));
+        let reference = "vendor.example.com/release/2025-1/wallaroo:2025.1.0";
+        assert!(cache.chart(reference).is_none(), "nothing kept yet");
+        let pulled = chart();
+        cache.store_chart(reference, &pulled);
+        let kept = cache.chart(reference).expect("kept");
+        assert_eq!(kept.manifest.digest, pulled.manifest.digest);
+        assert_eq!(kept.manifest.bytes, pulled.manifest.bytes);
+        assert_eq!(kept.archive, pulled.archive);
+        assert_eq!(kept.metadata, pulled.metadata);
+        assert_eq!((kept.repo, kept.version), (pulled.repo, pulled.version));
+        assert!(
+            cache
+                .chart("vendor.example.com/release/2025-1/wallaroo:2025.1.1")
+                .is_none(),
+            "another version is another pin"
+        );
+        // An archive altered on disk no longer matches the manifest's layer: read again.
+        let name = chart_entry(reference);
+        std::fs::write(cache.dir().join(format!("{name}.tgz")), b"altered").unwrap();
+        assert!(cache.chart(reference).is_none());
+        // A manifest altered in the entry no longer matches its digest.
+        cache.store_chart(reference, &pulled);
+        let json = cache.dir().join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&json)
+            .unwrap()
+            .replace("schemaVersion", "schemaversion");
+        std::fs::write(&json, text).unwrap();
+        assert!(cache.chart(reference).is_none());
+    }
 
     #[test]
     fn a_key_changes_with_every_input_and_entries_hold_what_was_stored() {

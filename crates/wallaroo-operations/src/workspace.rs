@@ -102,6 +102,7 @@ pub struct Workspace {
 impl Workspace {
     /// The spec, its lockfile and its registries, without connecting anywhere yet.
     pub fn open(options: &WorkspaceOptions) -> Result<Workspace, OperationError> {
+        let _phase = wallaroo_profile::enter("spec load");
         Workspace::from_spec(load_spec(options)?, options)
     }
 

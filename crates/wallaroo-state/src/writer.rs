@@ -109,7 +109,7 @@ impl Drop for StateWriter {
 fn write_loop(store: &StateStore, shared: &(Mutex<Shared>, Condvar)) -> Result<(), StateError> {
     let (lock, cvar) = shared;
     loop {
-        let bytes = {
+        let (phase, bytes) = {
             let mut s = lock
                 .lock()
                 .expect("the writer never panics holding the lock");
@@ -123,9 +123,13 @@ fn write_loop(store: &StateStore, shared: &(Mutex<Shared>, Condvar)) -> Result<(
             }
             s.dirty = false;
             s.lockfile.serial += 1;
-            serde_json::to_vec_pretty(&s.lockfile).expect("the lockfile always serializes")
+            let phase = wallaroo_profile::enter("lockfile writes");
+            let bytes =
+                serde_json::to_vec_pretty(&s.lockfile).expect("the lockfile always serializes");
+            (phase, bytes)
         };
         store.write_bytes(&bytes)?;
+        phase.bytes(bytes.len() as u64);
     }
 }
 

@@ -1,59 +1,45 @@
-//! Mirroring benchmark: wallaroo against `skopeo sync` (Debian's skopeo) and regclient's
-//! `regsync` (built from the Go module proxy by the test kit, `parallel: 4`, its default
-//! concurrency per registry) on the same real
-//! registries and the `release` preset (40 images, about 1.5 GB), each full run into a new,
+//! Mirroring benchmark: `wallaroo apply --target image` (the whole command, as an operator
+//! runs it: spec load, discovery of the release's images from its chart, pins, signature
+//! and referrer lookups, the checks, refresh, manifests, blobs, lockfile) against
+//! `skopeo sync` (Debian's skopeo) and regclient's `regsync once` (built from the Go module
+//! proxy by the test kit, `parallel: 4`, its default concurrency per registry) on the same
+//! real registries (distribution 2.8, TLS from the test CA, bcrypt htpasswd on both) and the
+//! same images of a preset (`release`: 40 images, about 1.5 GB), each full run into a new,
 //! empty registry, on plain loopback and with the vendor registry behind a 50 ms round trip
-//! (toxiproxy latency, 25 ms each way). Also measured in the same run: the time of a no-op
-//! second run of each, and the floor, every unique blob piped GET -> PUT eight at a time with
-//! no manifests. Wall time and peak RSS of wallaroo and skopeo are measured on child
-//! processes with GNU time.
+//! (toxiproxy latency, 25 ms each way). Also measured in the same run: a no-op second run of
+//! each (wallaroo: the same `apply` again), and the floor, every unique blob piped
+//! GET -> PUT eight at a time with no manifests. Wall time and peak RSS come from GNU time
+//! around each child process (for wallaroo that includes helm when it runs one: the peak of
+//! the process tree); wallaroo's per-phase table comes from its own profile
+//! (`WALLAROO_PROFILE`) of the median run.
 //!
-//! Run: `cargo bench -p wallaroo-oci --bench mirror` (brings the test environment up and
-//! seeds the preset if needed).
+//! Run: `cargo bench -p wallaroo-cli --bench mirror` (brings the test environment up and
+//! seeds the preset if needed). `WALLAROO_BENCH_PRESET=large` measures at real size;
+//! `WALLAROO_BENCH_TOOLS=wallaroo,skopeo,regsync,floor`, `WALLAROO_BENCH_SETTINGS=loopback,50ms`
+//! and `WALLAROO_BENCH_RUNS=3` choose what runs.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use wallaroo_engine::*;
-use wallaroo_oci::pins::{PinRequest, recorded, resolve_all};
-use wallaroo_oci::resume::Chunking;
-use wallaroo_oci::{Credentials, ImageKind, ImageSource, Registry};
+use serde_json::{Value, json};
+use wallaroo_oci::{Credentials, ImageSource, Registry};
 use wallaroo_testenv::env::ScratchRegistry;
-
-/// What a child run needs (passed as JSON in an environment variable).
-#[derive(Serialize, Deserialize)]
-struct ChildConfig {
-    vendor: String,
-    vendor_user: String,
-    vendor_password: String,
-    target: String,
-    target_user: String,
-    target_password: String,
-    ca_file: String,
-    /// `repo:tag` on the vendor registry.
-    images: Vec<String>,
-    namespace: String,
-    lockfile: String,
-    /// How resumable uploads send (`WALLAROO_BENCH_CHUNKING`: `whole` or a chunk in MiB).
-    chunking: Option<String>,
-}
 
 #[derive(Default, Clone)]
 struct Measured {
     wall: Duration,
     rss_kb: u64,
+    /// wallaroo's own peak RSS (its profile's), without the children it runs (`helm
+    /// template` while discovering the release's images).
+    own_rss_kb: u64,
+    /// wallaroo's own profile of the run (`WALLAROO_PROFILE`), when it is wallaroo.
+    profile: Option<Value>,
 }
 
 fn main() {
-    if let Ok(mode) = std::env::var("WALLAROO_BENCH_CHILD") {
-        child(&mode);
-        return;
-    }
     if std::env::args().any(|a| a == "--list") {
         return;
     }
@@ -74,6 +60,24 @@ fn main() {
         .map(|i| format!("{path}/{}:{}", i.name, i.tag))
         .collect();
     let set_latency = |ms: u64| env.set_latency("vendor-registry", ms).unwrap();
+    // The chart names its images by the registry it was pushed to: for the slow link, a copy
+    // of the release pushed through the proxy, so that its images are read through it too.
+    let via_proxy = wallaroo_testenv::env::Registry {
+        proc: wallaroo_testenv::env::Proc {
+            pid: env.vendor.proc.pid,
+            port: env.proxies["vendor-registry"],
+        },
+        host: env.vendor.host.clone(),
+        username: env.vendor.username.clone(),
+        password: env.vendor.password.clone(),
+    };
+    let slow_path = format!("{path}-via-proxy");
+    set_latency(0);
+    wallaroo_testenv::seed::seed(env, &preset, &via_proxy, &slow_path, &chart).unwrap();
+    // The nodes the spec's nodepools name (a targeted apply leaves them alone).
+    let id = wallaroo_testenv::unique("mirror");
+    env.add_nodes(&id, 3, &json!({}), &json!([]), &json!({}))
+        .unwrap();
 
     let runs: usize = std::env::var("WALLAROO_BENCH_RUNS")
         .ok()
@@ -106,25 +110,15 @@ fn main() {
             if !with("wallaroo") {
                 break;
             }
-            eprintln!("bench: {setting}: run {run}/{runs}: wallaroo");
+            eprintln!("bench: {setting}: run {run}/{runs}: wallaroo apply --target image");
             let scratch = env.scratch_registry("bench-registry").unwrap();
             let work = tempfile::tempdir().unwrap();
-            let config = ChildConfig {
-                vendor: vendor_addr.clone(),
-                vendor_user: env.vendor.username.clone(),
-                vendor_password: env.vendor.password.clone(),
-                target: scratch.registry.address(),
-                target_user: scratch.registry.username.clone(),
-                target_password: scratch.registry.password.clone(),
-                ca_file: env.ca_file.display().to_string(),
-                images: images.clone(),
-                namespace: "mirror".into(),
-                lockfile: work.path().join("wallaroo.lock").display().to_string(),
-                chunking: std::env::var("WALLAROO_BENCH_CHUNKING").ok(),
-            };
-            let full = run_child("apply", &config);
+            let seeded = if latency == 0 { path } else { &slow_path };
+            let spec = spec(env, &vendor_addr, seeded, &preset.version, &scratch, &id);
+            std::fs::write(work.path().join("wallaroo.hcl"), spec).unwrap();
+            let full = wallaroo(env, work.path(), "full");
             let bytes = scratch.stored_bytes();
-            let noop = run_child("noop", &config);
+            let noop = wallaroo(env, work.path(), "noop");
             scratch.stop();
             w_runs.push((full, noop, bytes));
         }
@@ -183,20 +177,17 @@ fn main() {
     set_latency(0);
 
     println!(
-        "\nMirror benchmark: preset `{preset_name}` ({} images), each full run into an empty registry; medians of {runs} runs; resumable uploads: {}\n",
+        "\nMirror benchmark: preset `{preset_name}` ({} images), each full run into an empty registry; medians of {runs} runs (peak RSS: the highest of the runs)\n",
         images.len(),
-        std::env::var("WALLAROO_BENCH_CHUNKING")
-            .map(|c| if c == "whole" {
-                "one request".to_string()
-            } else {
-                format!("{c} MiB chunks")
-            })
-            .unwrap_or_else(|_| "as shipped".into()),
     );
     println!(
         "| setting | tool | wall | peak RSS | bytes stored | no-op run | vs skopeo | vs regsync | vs floor |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let phases: Vec<(&str, Measured, Measured)> = rows
+        .iter()
+        .map(|r| (r.0, r.1.clone(), r.2.clone()))
+        .collect();
     for (setting, w, wn, wb, s, sn, sb, f, fb, (r, rn, rb)) in rows {
         let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
         let mb = |b: u64| format!("{} MB", b >> 20);
@@ -218,8 +209,9 @@ fn main() {
         };
         if !w.wall.is_zero() {
             println!(
-                "| {setting} | wallaroo | {} | {} MB | {} | {} | {} | {} | {} |",
+                "| {setting} | wallaroo | {} | {} MB ({} MB with helm template) | {} | {} | {} | {} | {} |",
                 secs(w.wall),
+                w.own_rss_kb >> 10,
                 w.rss_kb >> 10,
                 mb(wb),
                 secs(wn.wall),
@@ -257,7 +249,7 @@ fn main() {
         }
         if !w.wall.is_zero() && !s.wall.is_zero() {
             println!(
-                "| {setting} | no-op: wallaroo plan vs skopeo sync, vs regsync | | | | {:.0}x faster | | {} | |",
+                "| {setting} | no-op: wallaroo apply vs skopeo sync, vs regsync | | | | {:.0}x faster | | {} | |",
                 sn.wall.as_secs_f64() / wn.wall.as_secs_f64(),
                 if rn.wall.is_zero() {
                     String::new()
@@ -270,53 +262,66 @@ fn main() {
             );
         }
     }
+    if phases.iter().any(|(_, w, _)| w.profile.is_some()) {
+        println!(
+            "\nwallaroo's phases (its profile, `WALLAROO_PROFILE`, of the median run): when each began, how long at least one task was in it (phases overlap), the registry, API server and Keycloak requests made in it, the bytes they moved, and wallaroo's peak RSS when it last ended\n"
+        );
+        println!("| setting | run | phase | began at | wall | requests | bytes | peak RSS |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for (setting, full, noop) in &phases {
+            phase_rows(setting, "full", full);
+            phase_rows(setting, "no-op", noop);
+        }
+    }
 }
 
-/// The run with the median full-run wall time (its no-op time, peak RSS and bytes with it),
-/// and the highest peak RSS of all runs.
-fn median(mut runs: Vec<(Measured, Measured, u64)>) -> (Measured, Measured, u64) {
+/// The median full run, the median no-op run (each by wall time, each with the highest
+/// peak RSS of its runs), and the bytes stored by the median full run.
+fn median(runs: Vec<(Measured, Measured, u64)>) -> (Measured, Measured, u64) {
     if runs.is_empty() {
         return Default::default();
     }
-    let peak = runs.iter().map(|r| r.0.rss_kb).max().unwrap_or(0);
-    runs.sort_by_key(|r| r.0.wall);
-    let mut mid = runs[runs.len() / 2].clone();
-    mid.0.rss_kb = peak;
-    mid
-}
-
-/// Runs this binary as a child in `mode` under GNU time: wall time and peak RSS.
-fn run_child(mode: &str, config: &ChildConfig) -> Measured {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new("/usr/bin/time");
-    cmd.args(["-f", "%e %M"])
-        .arg(exe)
-        .env("WALLAROO_BENCH_CHILD", mode)
-        .env(
-            "WALLAROO_BENCH_CONFIG",
-            serde_json::to_string(config).unwrap(),
-        );
-    timed(&mut cmd)
+    let mid = |mut of: Vec<(Measured, u64)>| {
+        let peak = of.iter().map(|m| m.0.rss_kb).max().unwrap_or(0);
+        let own = of.iter().map(|m| m.0.own_rss_kb).max().unwrap_or(0);
+        of.sort_by_key(|m| m.0.wall);
+        let mut m = of[of.len() / 2].clone();
+        m.0.rss_kb = peak;
+        m.0.own_rss_kb = own;
+        m
+    };
+    let (full, bytes) = mid(runs.iter().map(|r| (r.0.clone(), r.2)).collect());
+    let (noop, _) = mid(runs.iter().map(|r| (r.1.clone(), 0)).collect());
+    (full, noop, bytes)
 }
 
 fn timed(cmd: &mut Command) -> Measured {
+    timed_with_output(cmd).0
+}
+
+/// Runs `cmd` (GNU time around a program): its wall time and peak RSS, and its stdout.
+fn timed_with_output(cmd: &mut Command) -> (Measured, String) {
     let started = Instant::now();
     let out = cmd.output().expect("/usr/bin/time runs");
     let wall = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    if std::env::var_os("WALLAROO_BENCH_TRACE").is_some() {
-        for line in stderr.lines().filter(|l| l.starts_with("child")) {
-            eprintln!("{line} (wall {wall:?})");
-        }
-    }
+    assert!(out.status.success(), "{stdout}{stderr}");
     let last = stderr.lines().last().unwrap_or("");
     let rss_kb = last
         .split_whitespace()
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    Measured { wall, rss_kb }
+    (
+        Measured {
+            wall,
+            rss_kb,
+            own_rss_kb: 0,
+            profile: None,
+        },
+        stdout,
+    )
 }
 
 fn skopeo_sync(
@@ -457,113 +462,128 @@ fn floor(
     })
 }
 
-/// A child run: `apply` mirrors every image (plan, then apply, as `wallaroo apply` does for
-/// image resources), `noop` plans again from the lockfile and expects nothing to do.
-fn child(mode: &str) {
-    wallaroo_testenv::install_crypto_provider();
-    let config: ChildConfig =
-        serde_json::from_str(&std::env::var("WALLAROO_BENCH_CONFIG").unwrap()).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let t0 = Instant::now();
-    rt.block_on(async {
-        let ca = std::path::PathBuf::from(&config.ca_file);
-        let vendor: Arc<dyn ImageSource> = Arc::new(
-            Registry::new(
-                &config.vendor,
-                Some(Credentials {
-                    username: config.vendor_user.clone(),
-                    password: config.vendor_password.clone(),
-                }),
-                Some(&ca),
-            )
-            .unwrap(),
+/// The spec of a run: the release `version` from `vendor/path`, mirrored into `scratch`,
+/// its nodepools on the bench's three kwok nodes.
+fn spec(
+    env: &wallaroo_testenv::Env,
+    vendor: &str,
+    path: &str,
+    version: &str,
+    scratch: &ScratchRegistry,
+    nodes: &str,
+) -> String {
+    format!(
+        r#"wallaroo {{
+  version                 = "{version}"
+  license_channel         = "2025-1"
+  namespace               = "{nodes}"
+  domain                  = "wallaroo.example.com"
+  kubernetes_distribution = "kurl"
+}}
+
+source "wallaroo" {{
+  registry = "{vendor}"
+  path     = "{path}"
+  username = "{vu}"
+  password = "{vp}"
+  ca_file  = "{ca}"
+}}
+
+registry "private" {{
+  host      = "{private}"
+  namespace = "mirror"
+  username  = "{pu}"
+  password  = "{pp}"
+  ca_file   = "{ca}"
+}}
+
+nodepool "general" {{
+  nodes = ["{nodes}-1"]
+}}
+
+nodepool "persistent" {{
+  nodes = ["{nodes}-2"]
+}}
+
+nodepool "pipelines-x86" {{
+  nodes = ["{nodes}-3"]
+}}
+"#,
+        vu = env.vendor.username,
+        vp = env.vendor.password,
+        ca = env.ca_file.display(),
+        private = scratch.registry.address(),
+        pu = scratch.registry.username,
+        pp = scratch.registry.password,
+    )
+}
+
+/// `wallaroo apply --auto-approve --target image` in `dir` under GNU time, with its profile.
+/// `noop`: the run must find nothing to do.
+fn wallaroo(env: &wallaroo_testenv::Env, dir: &Path, run: &str) -> Measured {
+    let profile = dir.join(format!("profile-{run}.json"));
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "%e %M"])
+        .arg(env!("CARGO_BIN_EXE_wallaroo"))
+        .args(["apply", "--auto-approve", "--target", "image"])
+        .current_dir(dir)
+        .envs(env.exports())
+        .env("NO_COLOR", "1")
+        .env("WALLAROO_PROFILE", &profile);
+    let (mut measured, stdout) = timed_with_output(&mut cmd);
+    if run == "noop" {
+        assert!(
+            stdout.contains("No changes."),
+            "the second run has nothing to do:\n{stdout}"
         );
-        let target = Arc::new(
-            Registry::new(
-                &config.target,
-                Some(Credentials {
-                    username: config.target_user.clone(),
-                    password: config.target_password.clone(),
-                }),
-                Some(&ca),
-            )
-            .unwrap(),
+    } else {
+        assert!(stdout.contains("Apply complete!"), "{stdout}");
+    }
+    measured.profile = std::fs::read_to_string(&profile)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    measured.own_rss_kb = measured
+        .profile
+        .as_ref()
+        .and_then(|p| p["peak_rss_kb"].as_u64())
+        .unwrap_or(0);
+    measured
+}
+
+/// The phases of a wallaroo run's profile as table rows.
+fn phase_rows(setting: &str, run: &str, m: &Measured) {
+    let Some(profile) = &m.profile else {
+        return;
+    };
+    for p in profile["phases"].as_array().into_iter().flatten() {
+        let f = |k: &str| p[k].as_f64().unwrap_or(0.0);
+        println!(
+            "| {setting} | {run} | {} | {:.0} ms | {:.0} ms | {} | {} | {} |",
+            p["name"].as_str().unwrap_or(""),
+            f("start_ms"),
+            f("wall_ms"),
+            f("requests") as u64,
+            human_bytes(f("bytes") as u64),
+            if f("peak_rss_kb") > 0.0 {
+                format!("{} MB", f("peak_rss_kb") as u64 >> 10)
+            } else {
+                String::new()
+            },
         );
-        let store = wallaroo_state::StateStore::new(&config.lockfile);
-        let state = store.load().unwrap();
-        let sources = BTreeMap::from([(config.vendor.clone(), vendor)]);
-        let requests: Vec<PinRequest> = config
-            .images
-            .iter()
-            .map(|i| PinRequest {
-                source: format!("{}/{i}", config.vendor),
-                platforms: vec!["all".into()],
-            })
-            .collect();
-        let prior = recorded(
-            state
-                .iter()
-                .flat_map(|s| s.resources.values())
-                .map(|r| &r.attributes),
-        );
-        let pins = resolve_all(&sources, &requests, &prior, false)
-            .await
-            .unwrap();
-        let mut desired = DesiredSet::default();
-        for r in &requests {
-            let (_, repo, tag) = wallaroo_model::split_reference(&r.source);
-            let name = repo.rsplit('/').next().unwrap();
-            let path = format!("{}/{name}", config.namespace);
-            let pin = &pins[&r.source];
-            desired.insert(DesiredResource::new(
-                Address::keyed("image", &path),
-                "image",
-                Attrs::from([
-                    ("source".into(), json!(r.source)),
-                    (
-                        "target".into(),
-                        json!(format!("{}/{path}:{tag}", config.target)),
-                    ),
-                    ("platforms".into(), json!(["all"])),
-                    ("source_digest".into(), json!(pin.source_digest)),
-                    ("digest".into(), json!(pin.digest)),
-                ]),
-            ));
-        }
-        let mut kinds = KindRegistry::new();
-        // As `wallaroo apply` sets it up: large uploads resumable, recorded beside the lockfile.
-        let journal = std::path::Path::new(&config.lockfile)
-            .parent()
-            .unwrap()
-            .join(".wallaroo-uploads");
-        let mut kind = ImageKind::new(sources, target).with_journal(journal);
-        if let (Some(choice), Some(journal)) = (&config.chunking, kind.journal.take()) {
-            kind.journal = Some(journal.with_chunking(match choice.as_str() {
-                "whole" => Chunking::Whole,
-                mib => Chunking::Chunks(mib.parse::<u64>().expect("a chunk in MiB") << 20),
-            }));
-        }
-        kinds.register(Arc::new(kind));
-        let engine = Engine::new(kinds);
-        let plan = engine
-            .plan(&desired, state.as_ref(), &PlanOptions::default())
-            .await
-            .unwrap();
-        if std::env::var_os("WALLAROO_BENCH_TRACE").is_some() {
-            eprintln!("child {mode}: planned at {:?}", t0.elapsed());
-        }
-        match mode {
-            "noop" => assert!(!plan.has_changes(), "the second run has nothing to do"),
-            _ => {
-                let report = engine
-                    .apply(&plan, &desired, &store, &ApplyOptions::default(), &Silent)
-                    .await
-                    .unwrap();
-                assert!(report.success(), "{report:?}");
-                if std::env::var_os("WALLAROO_BENCH_TRACE").is_some() {
-                    eprintln!("child {mode}: applied at {:?}", t0.elapsed());
-                }
-            }
-        }
-    });
+    }
+    println!(
+        "| {setting} | {run} | whole run (wallaroo's own peak: {} MB) | | {:.0} ms | | | {} MB |",
+        profile["peak_rss_kb"].as_u64().unwrap_or(0) >> 10,
+        profile["wall_ms"].as_f64().unwrap_or(0.0),
+        m.rss_kb >> 10,
+    );
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        0 => String::new(),
+        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b => format!("{:.1} KiB", b as f64 / 1024.0),
+    }
 }
