@@ -114,7 +114,7 @@ fn main() {
             let scratch = env.scratch_registry("bench-registry").unwrap();
             let work = tempfile::tempdir().unwrap();
             let seeded = if latency == 0 { path } else { &slow_path };
-            let spec = spec(env, &vendor_addr, seeded, &preset.version, &scratch, &id);
+            let spec = spec(env, &vendor_addr, seeded, preset.version, &scratch, &id);
             std::fs::write(work.path().join("wallaroo.hcl"), spec).unwrap();
             let full = wallaroo(env, work.path(), "full");
             let bytes = scratch.stored_bytes();

@@ -80,7 +80,7 @@ impl Workspace {
         // of the others instead of waiting for all of them.
         use futures_util::StreamExt;
         let (sources_ref, prior_ref, recorded_ref) = (&sources, &prior, &recorded);
-        let done: Vec<Result<(Option<ImagePin>, Vec<MirrorImage>), OperationError>> =
+        let done: Vec<Result<PinnedWithReferrers, OperationError>> =
             futures_util::stream::iter(images.iter().map(|i| i.source.clone()))
                 .map(|source| async move {
                     let request = wallaroo_oci::pins::PinRequest {
@@ -321,6 +321,9 @@ impl Workspace {
 
 /// The profile's phase of resolving tags to digests (see `wallaroo_profile`).
 const PINS: &str = "pins";
+
+/// An image's pin, and its referrers with theirs.
+type PinnedWithReferrers = (Option<ImagePin>, Vec<MirrorImage>);
 
 /// The referrers the lockfile recorded, as (the image they belong to, their source).
 fn recorded_referrers(state: Option<&Lockfile>) -> Vec<(String, String)> {

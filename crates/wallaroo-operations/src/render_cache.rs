@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(kept.manifest.bytes, pulled.manifest.bytes);
         assert_eq!(kept.archive, pulled.archive);
         assert_eq!(kept.metadata, pulled.metadata);
-        assert_eq!((kept.repo, kept.version), (pulled.repo, pulled.version));
+        assert_eq!((&kept.repo, &kept.version), (&pulled.repo, &pulled.version));
         assert!(
             cache
                 .chart("vendor.example.com/release/2025-1/wallaroo:2025.1.1")
