@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use wallaroo_oci::{Credentials, ImageSource, Registry};
 use wallaroo_testenv::env::ScratchRegistry;
 
@@ -74,10 +74,6 @@ fn main() {
     let slow_path = format!("{path}-via-proxy");
     set_latency(0);
     wallaroo_testenv::seed::seed(env, &preset, &via_proxy, &slow_path, &chart).unwrap();
-    // The nodes the spec's nodepools name (a targeted apply leaves them alone).
-    let id = wallaroo_testenv::unique("mirror");
-    env.add_nodes(&id, 3, &json!({}), &json!([]), &json!({}))
-        .unwrap();
 
     let runs: usize = std::env::var("WALLAROO_BENCH_RUNS")
         .ok()
@@ -113,8 +109,13 @@ fn main() {
             eprintln!("bench: {setting}: run {run}/{runs}: wallaroo apply --target image");
             let scratch = env.scratch_registry("bench-registry").unwrap();
             let work = tempfile::tempdir().unwrap();
-            let seeded = if latency == 0 { path } else { &slow_path };
-            let spec = spec(env, &vendor_addr, seeded, preset.version, &scratch, &id);
+            let (vendor, seeded) = if latency == 0 {
+                (&env.vendor, path)
+            } else {
+                (&via_proxy, slow_path.as_str())
+            };
+            let spec =
+                env.mirror_spec_of(vendor, seeded, preset.version, &scratch.registry, "mirror");
             std::fs::write(work.path().join("wallaroo.hcl"), spec).unwrap();
             let full = wallaroo(env, work.path(), "full");
             let bytes = scratch.stored_bytes();
@@ -460,62 +461,6 @@ fn floor(
             .await;
         (started.elapsed(), moved.iter().sum())
     })
-}
-
-/// The spec of a run: the release `version` from `vendor/path`, mirrored into `scratch`,
-/// its nodepools on the bench's three kwok nodes.
-fn spec(
-    env: &wallaroo_testenv::Env,
-    vendor: &str,
-    path: &str,
-    version: &str,
-    scratch: &ScratchRegistry,
-    nodes: &str,
-) -> String {
-    format!(
-        r#"wallaroo {{
-  version                 = "{version}"
-  license_channel         = "2025-1"
-  namespace               = "{nodes}"
-  domain                  = "wallaroo.example.com"
-  kubernetes_distribution = "kurl"
-}}
-
-source "wallaroo" {{
-  registry = "{vendor}"
-  path     = "{path}"
-  username = "{vu}"
-  password = "{vp}"
-  ca_file  = "{ca}"
-}}
-
-registry "private" {{
-  host      = "{private}"
-  namespace = "mirror"
-  username  = "{pu}"
-  password  = "{pp}"
-  ca_file   = "{ca}"
-}}
-
-nodepool "general" {{
-  nodes = ["{nodes}-1"]
-}}
-
-nodepool "persistent" {{
-  nodes = ["{nodes}-2"]
-}}
-
-nodepool "pipelines-x86" {{
-  nodes = ["{nodes}-3"]
-}}
-"#,
-        vu = env.vendor.username,
-        vp = env.vendor.password,
-        ca = env.ca_file.display(),
-        private = scratch.registry.address(),
-        pu = scratch.registry.username,
-        pp = scratch.registry.password,
-    )
 }
 
 /// `wallaroo apply --auto-approve --target image` in `dir` under GNU time, with its profile.

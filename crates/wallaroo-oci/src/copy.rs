@@ -309,87 +309,48 @@ struct Blobs<'a> {
     progress: Option<Arc<StepProgress>>,
 }
 
-/// A source whose blob reads add to a step's byte counters (and to `counted`, so that a
-/// failed attempt can take its bytes back).
-struct Counted<'a> {
+/// The source as one blob send reads it: each blob stream adds to the step's byte counters
+/// (and to `counted`, so that a failed attempt can take its bytes back), and, in a run with
+/// a ledger, takes one of the run's transfers once the source has answered (the round trip
+/// to a distant vendor is spent while other transfers run, so a transfer never idles waiting
+/// for it) and gives it back when the stream is dropped.
+struct Metered<'a> {
     inner: &'a dyn ImageSource,
-    progress: Arc<StepProgress>,
+    progress: Option<Arc<StepProgress>>,
     counted: Arc<AtomicU64>,
+    /// The run's transfers, and its reads started ahead of a free one.
+    gate: Option<(Arc<tokio::sync::Semaphore>, Arc<tokio::sync::Semaphore>)>,
 }
 
-impl Counted<'_> {
-    fn count(&self, stream: BlobStream) -> BlobStream {
-        use futures_util::StreamExt;
-        let (progress, counted) = (self.progress.clone(), self.counted.clone());
-        Box::pin(stream.inspect(move |chunk| {
-            if let Ok(c) = chunk {
-                progress.add_moved(c.len() as u64);
-                counted.fetch_add(c.len() as u64, Ordering::Relaxed);
-            }
-        }))
-    }
-}
-
-#[async_trait::async_trait]
-impl ImageSource for Counted<'_> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, OciError> {
-        self.inner.manifest(repo, reference).await
-    }
-    async fn blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError> {
-        Ok(self.count(self.inner.blob(repo, digest).await?))
-    }
-    async fn referrers_api(
-        &self,
-        repo: &str,
-        digest: &str,
-    ) -> Result<Option<Vec<String>>, OciError> {
-        self.inner.referrers_api(repo, digest).await
-    }
-    async fn blob_from(
-        &self,
-        repo: &str,
-        digest: &str,
-        offset: u64,
-    ) -> Result<BlobStream, OciError> {
-        Ok(self.count(self.inner.blob_from(repo, digest, offset).await?))
-    }
-}
-
-/// A source whose blob streams each take one of the run's transfers once the source has
-/// answered (the round trip to a distant vendor is spent while other transfers run, so a
-/// transfer never idles waiting for it), and give it back when the stream is dropped.
-struct Gated<'a> {
-    inner: &'a dyn ImageSource,
-    gate: Arc<tokio::sync::Semaphore>,
-    ahead: Arc<tokio::sync::Semaphore>,
-}
-
-impl Gated<'_> {
+impl Metered<'_> {
     async fn read<'s>(
         &'s self,
         open: impl Future<Output = Result<BlobStream, OciError>> + 's,
     ) -> Result<BlobStream, OciError> {
         use futures_util::StreamExt;
-        let ahead = self.ahead.acquire().await.expect("never closed");
-        let stream = open.await?;
-        let permit = self
-            .gate
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        drop(ahead);
-        Ok(Box::pin(stream.inspect(move |_| {
+        let (stream, permit) = match &self.gate {
+            Some((transfers, ahead)) => {
+                let ahead = ahead.acquire().await.expect("never closed");
+                let stream = open.await?;
+                let permit = transfers.clone().acquire_owned().await;
+                drop(ahead);
+                (stream, Some(permit.expect("never closed")))
+            }
+            None => (open.await?, None),
+        };
+        let (progress, counted) = (self.progress.clone(), self.counted.clone());
+        Ok(Box::pin(stream.inspect(move |chunk| {
             let _ = &permit;
+            if let (Ok(c), Some(progress)) = (chunk, &progress) {
+                progress.add_moved(c.len() as u64);
+                counted.fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
         })))
     }
 }
 
 #[async_trait::async_trait]
-impl ImageSource for Gated<'_> {
+impl ImageSource for Metered<'_> {
     fn name(&self) -> String {
         self.inner.name()
     }
@@ -398,6 +359,13 @@ impl ImageSource for Gated<'_> {
     }
     async fn blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError> {
         self.read(self.inner.blob(repo, digest)).await
+    }
+    async fn referrers_api(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<String>>, OciError> {
+        self.inner.referrers_api(repo, digest).await
     }
     async fn blob_from(
         &self,
@@ -509,24 +477,23 @@ impl Blobs<'_> {
     async fn send(&self, digest: &str, size: u64) -> Result<u64, OciError> {
         let mut attempt = 1;
         loop {
-            let counted = Arc::new(AtomicU64::new(0));
-            let sent = match &self.progress {
-                Some(progress) => {
-                    let src = Counted {
-                        inner: self.src,
-                        progress: progress.clone(),
-                        counted: counted.clone(),
-                    };
-                    let sent = self.attempt(&src, digest, size).await;
-                    progress.take_back(counted.load(Ordering::Relaxed));
-                    if let Ok(n) = &sent {
-                        progress.add_moved(*n);
-                        progress.add_present(size.saturating_sub(*n));
-                    }
-                    sent
-                }
-                None => self.attempt(self.src, digest, size).await,
+            let src = Metered {
+                inner: self.src,
+                progress: self.progress.clone(),
+                counted: Arc::new(AtomicU64::new(0)),
+                gate: self
+                    .opts
+                    .ledger
+                    .map(|l| (l.transfers.clone(), l.ahead.clone())),
             };
+            let sent = self.attempt(&src, digest, size).await;
+            if let Some(progress) = &self.progress {
+                progress.take_back(src.counted.load(Ordering::Relaxed));
+                if let Ok(n) = &sent {
+                    progress.add_moved(*n);
+                    progress.add_present(size.saturating_sub(*n));
+                }
+            }
             match sent {
                 Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
                     tokio::time::sleep(crate::registry::backoff(attempt, None)).await;
@@ -537,26 +504,8 @@ impl Blobs<'_> {
         }
     }
 
-    /// One try at sending a blob, read from `src` (its bytes flow once the run's transfers
-    /// allow one more).
-    async fn attempt(
-        &self,
-        src: &dyn ImageSource,
-        digest: &str,
-        size: u64,
-    ) -> Result<u64, OciError> {
-        let gated;
-        let src: &dyn ImageSource = match self.opts.ledger {
-            Some(ledger) => {
-                gated = Gated {
-                    inner: src,
-                    gate: ledger.transfers.clone(),
-                    ahead: ledger.ahead.clone(),
-                };
-                &gated
-            }
-            None => src,
-        };
+    /// One try at sending a blob, read from `src`.
+    async fn attempt(&self, src: &Metered<'_>, digest: &str, size: u64) -> Result<u64, OciError> {
         match self.opts.journal {
             Some(journal) if size >= crate::resume::RESUMABLE_FROM => self
                 .dst

@@ -413,9 +413,28 @@ impl Env {
     /// the private registry, with this environment's credentials and CA written in (no
     /// cluster settings beyond the required ones): for tests of mirroring through the binary.
     pub fn mirror_spec(&self, path: &str, namespace: &str) -> String {
+        self.mirror_spec_of(
+            &self.vendor,
+            path,
+            "2025.1.0-6290",
+            &self.private,
+            namespace,
+        )
+    }
+
+    /// [`Env::mirror_spec`] of release `version` from `vendor` into `private` (e.g. the
+    /// vendor reached through its proxy, a scratch registry).
+    pub fn mirror_spec_of(
+        &self,
+        vendor: &Registry,
+        path: &str,
+        version: &str,
+        private: &Registry,
+        namespace: &str,
+    ) -> String {
         format!(
             r#"wallaroo {{
-  version                 = "2025.1.0-6290"
+  version                 = "{version}"
   license_channel         = "2025-1"
   domain                  = "wallaroo.example.com"
   kubernetes_distribution = "kurl"
@@ -435,12 +454,12 @@ registry "private" {{
   ca_file   = "{ca}"
 }}
 "#,
-            vendor = self.vendor.address(),
-            vu = self.vendor.username,
-            vp = self.vendor.password,
-            private = self.private.address(),
-            pu = self.private.username,
-            pp = self.private.password,
+            vendor = vendor.address(),
+            vu = vendor.username,
+            vp = vendor.password,
+            private = private.address(),
+            pu = private.username,
+            pp = private.password,
             ca = self.ca_file.display(),
         )
     }
