@@ -25,5 +25,5 @@ pub mod verify;
 pub use copy::{BlobLedger, CopyOptions, CopyReport, blob_digests, copy, select_platforms};
 pub use image::{ImageKind, MirrorStats, Signatures};
 pub use registry::{
-    BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, Removed, read_blob,
+    BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, Removed, read_blob, sha256,
 };

@@ -350,7 +350,8 @@ pub struct Registry {
     no_referrers_api: std::sync::atomic::AtomicBool,
 }
 
-pub(crate) fn sha256(bytes: &[u8]) -> String {
+/// The OCI digest of `bytes` (`sha256:<hex>`).
+pub fn sha256(bytes: &[u8]) -> String {
     format!(
         "sha256:{}",
         Sha256::digest(bytes)
@@ -1010,6 +1011,24 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use futures_util::StreamExt;
+
+    #[test]
+    fn the_next_page_of_a_tag_list_is_read_from_its_link_header() {
+        use super::next_page;
+        assert_eq!(
+            next_page(r#"</v2/r/tags/list?last=b&n=2>; rel="next""#).as_deref(),
+            Some("/v2/r/tags/list?last=b&n=2")
+        );
+        assert_eq!(
+            next_page(
+                r#"<https://h/v2/r/tags/list?last=b>; rel="prev", <https://h/v2/r/tags/list?last=d>; rel = "next""#
+            )
+            .as_deref(),
+            Some("https://h/v2/r/tags/list?last=d")
+        );
+        assert_eq!(next_page(r#"</v2/r/tags/list?last=b>; rel="prev""#), None);
+        assert_eq!(next_page(""), None);
+    }
 
     async fn pass(chunks: &[&'static [u8]], digest: &str) -> (Vec<bool>, bool, u64) {
         let source = futures_util::stream::iter(

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use wallaroo_oci::sha256;
 
 /// The cache of one workspace.
 #[derive(Debug, Clone)]
@@ -213,16 +214,6 @@ struct ChartEntry {
 fn chart_entry(reference: &str) -> String {
     let hex = sha256(reference.as_bytes());
     format!("chart-{}", &hex["sha256:".len().."sha256:".len() + 32])
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
 }
 
 /// The helm binary as a key sees it: its path, size and modification time (a new helm
