@@ -93,31 +93,29 @@ impl Case {
         text.lines().map(String::from).collect()
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    /// `wallaroo ARGS` in the case's directory, its spec written first.
+    fn command(&self, args: &[&str]) -> Command {
         std::fs::write(self.dir.path().join("wallaroo.hcl"), self.spec()).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_wallaroo"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wallaroo"));
+        cmd.args(args)
             .current_dir(self.dir.path())
             .envs(self.env.exports())
             .env("HELM", self.logged_helm())
             .env("WALLAROO_VAR_admin_password", "Adm1n-e2e-pass")
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap()
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 
     /// Runs wallaroo with its profile on (`WALLAROO_PROFILE`): the output, and the phases
     /// by name.
     fn profiled(&self, args: &[&str]) -> (Output, BTreeMap<String, Value>) {
-        std::fs::write(self.dir.path().join("wallaroo.hcl"), self.spec()).unwrap();
         let profile = self.dir.path().join("profile.json");
-        let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .envs(self.env.exports())
-            .env("HELM", self.logged_helm())
-            .env("WALLAROO_VAR_admin_password", "Adm1n-e2e-pass")
-            .env("NO_COLOR", "1")
+        let out = self
+            .command(args)
             .env("WALLAROO_PROFILE", &profile)
             .output()
             .unwrap();
