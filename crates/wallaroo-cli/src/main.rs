@@ -91,9 +91,13 @@ fn write_profile(path: &std::path::Path) {
 /// `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
-    let chosen = ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
+    let chosen = [
+        "MALLOC_ARENA_MAX",
+        "MALLOC_MMAP_THRESHOLD_",
+        "GLIBC_TUNABLES",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some());
     if chosen {
         return;
     }

@@ -22,7 +22,10 @@ pub mod resume;
 pub mod signing;
 pub mod verify;
 
-pub use copy::{BlobLedger, CopyOptions, CopyReport, blob_digests, copy, select_platforms};
+pub use copy::{
+    BlobLedger, CopyOptions, CopyReport, LARGE_BLOB, LARGE_TRANSFERS_AT_ONCE, READS_AHEAD,
+    TRANSFERS_AT_ONCE, blob_digests, copy, select_platforms,
+};
 pub use image::{ImageKind, MirrorStats, Signatures};
 pub use registry::{
     BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, Removed, read_blob, sha256,

@@ -219,6 +219,129 @@ async fn concurrent_first_requests_wait_for_one_to_learn_the_auth() {
     assert_eq!(requests_in("test: bearer probe"), 3 + 2 * 3);
 }
 
+/// The vendor registry as a copy reads it, counting the blob streams open at once (opened,
+/// not yet dropped): an instrument around the real registry, not a stand-in for it.
+struct OpenStreams {
+    inner: Registry,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Lowers the count when the stream it travels with is dropped.
+struct Closes(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Closes {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl wallaroo_oci::ImageSource for OpenStreams {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    async fn manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<wallaroo_oci::Manifest>, wallaroo_oci::OciError> {
+        self.inner.manifest(repo, reference).await
+    }
+    async fn blob(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<wallaroo_oci::BlobStream, wallaroo_oci::OciError> {
+        use futures_util::StreamExt;
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.open.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        let closes = Closes(self.open.clone());
+        match self.inner.blob(repo, digest).await {
+            Ok(stream) => Ok(Box::pin(stream.inspect(move |_| {
+                let _ = &closes;
+            }))),
+            Err(e) => Err(e),
+        }
+    }
+    async fn referrers_api(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<String>>, wallaroo_oci::OciError> {
+        self.inner.referrers_api(repo, digest).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_keeps_its_small_blob_transfers_within_their_bound() {
+    wallaroo_testenv::install_crypto_provider();
+    let env = tokio::task::spawn_blocking(shared).await.unwrap();
+    // Ten images of three distinct 256 KiB layers each, all copied at once with one ledger,
+    // as an apply copies a release: thirty blobs ready to go, each image trying four at once.
+    let path = unique("bounded");
+    let preset = wallaroo_testenv::seed::Preset {
+        name: "bounded",
+        version: "1.0.0",
+        images: (0..10u64)
+            .map(|i| wallaroo_testenv::seed::ImageSpec {
+                name: format!("image-{i}"),
+                tag: "1.0.0",
+                layers: (0..3).map(|l| (7000 + i * 3 + l, 256 << 10)).collect(),
+                multi_arch: false,
+                runnable: false,
+            })
+            .collect(),
+    };
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/charts/wallaroo-sample");
+    {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &path, &chart).unwrap()
+        })
+        .await
+        .unwrap();
+    }
+    let source = OpenStreams {
+        inner: registry(env, &env.vendor, None),
+        open: Arc::default(),
+        most: Arc::default(),
+    };
+    let private = registry(env, &env.private, None);
+    let ledger = wallaroo_oci::BlobLedger::default();
+    let copies = futures_util::future::join_all((0..10).map(|i| {
+        let (source, private, ledger, path) = (&source, &private, &ledger, &path);
+        async move {
+            copy(
+                source,
+                &format!("{path}/image-{i}"),
+                "1.0.0",
+                private,
+                &format!("{path}/mirror/image-{i}"),
+                "1.0.0",
+                CopyOptions {
+                    ledger: Some(ledger),
+                    ..CopyOptions::default()
+                },
+            )
+            .await
+        }
+    }))
+    .await;
+    let copied: usize = copies.into_iter().map(|c| c.unwrap().blobs_copied).sum();
+    // Thirty layers and ten configs, each sent once.
+    assert_eq!(copied, 40);
+    let most = source.most.load(std::sync::atomic::Ordering::SeqCst);
+    let bound = wallaroo_oci::TRANSFERS_AT_ONCE + wallaroo_oci::READS_AHEAD;
+    assert!(
+        most <= bound,
+        "{most} blob streams were open at once; a run keeps at most {bound} (transfers and reads ahead)"
+    );
+    assert!(most >= 2, "the blobs went one at a time ({most})");
+}
+
 #[tokio::test]
 async fn wrong_credentials_name_the_registry() {
     wallaroo_testenv::install_crypto_provider();
