@@ -7,7 +7,9 @@
 //! same images of a preset (`release`: 40 images, about 1.5 GB), each full run into a new,
 //! empty registry, on plain loopback and with the vendor registry behind a 50 ms round trip
 //! (toxiproxy latency, 25 ms each way). Also measured in the same run: a no-op second run of
-//! each (wallaroo: the same `apply` again), and the floor, every unique blob piped
+//! each (wallaroo: the same `apply` again), wallaroo's apply of a saved plan (`plan --target
+//! image --out`, not measured, then `apply` of it into another empty registry: the change
+//! window's way, with no `helm template` in it), and the floor, every unique blob piped
 //! GET -> PUT eight at a time with no manifests. Wall time and peak RSS come from GNU time
 //! around each child process (for wallaroo that includes helm when it runs one: the peak of
 //! the process tree); wallaroo's per-phase table comes from its own profile
@@ -100,6 +102,7 @@ fn main() {
         }
         set_latency(latency);
         let mut w_runs = Vec::new();
+        let mut saved_runs = Vec::new();
         let mut s_runs = Vec::new();
         let mut f_runs = Vec::new();
         for run in 1..=runs {
@@ -122,6 +125,16 @@ fn main() {
             let noop = wallaroo(env, work.path(), "noop");
             scratch.stop();
             w_runs.push((full, noop, bytes));
+            // The change window's way: a plan saved at review time, then applied. The
+            // apply reads the images from the plan, so no `helm template` runs in it.
+            eprintln!("bench: {setting}: run {run}/{runs}: wallaroo apply of a saved plan");
+            let scratch = env.scratch_registry("bench-registry").unwrap();
+            let work = tempfile::tempdir().unwrap();
+            let spec =
+                env.mirror_spec_of(vendor, seeded, preset.version, &scratch.registry, "mirror");
+            std::fs::write(work.path().join("wallaroo.hcl"), spec).unwrap();
+            saved_runs.push(wallaroo_saved(env, work.path()));
+            scratch.stop();
         }
         for run in 1..=runs {
             if !with("skopeo") {
@@ -158,6 +171,13 @@ fn main() {
             scratch.stop();
         }
         let (wallaroo, wallaroo_noop, wallaroo_bytes) = median(w_runs);
+        let saved = median(
+            saved_runs
+                .into_iter()
+                .map(|m| (m, Measured::default(), 0))
+                .collect(),
+        )
+        .0;
         let (skopeo, skopeo_noop, skopeo_bytes) = median(s_runs);
         let regsync_row = median(r_runs);
         f_runs.sort_by_key(|(d, _)| *d);
@@ -165,6 +185,7 @@ fn main() {
         rows.push((
             setting,
             wallaroo,
+            saved,
             wallaroo_noop,
             wallaroo_bytes,
             skopeo,
@@ -187,9 +208,9 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|");
     let phases: Vec<(&str, Measured, Measured)> = rows
         .iter()
-        .map(|r| (r.0, r.1.clone(), r.2.clone()))
+        .map(|r| (r.0, r.1.clone(), r.3.clone()))
         .collect();
-    for (setting, w, wn, wb, s, sn, sb, f, fb, (r, rn, rb)) in rows {
+    for (setting, w, ws, wn, wb, s, sn, sb, f, fb, (r, rn, rb)) in rows {
         let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
         let mb = |b: u64| format!("{} MB", b >> 20);
         // Ratios only between tools that ran.
@@ -219,6 +240,17 @@ fn main() {
                 faster(s.wall, w.wall),
                 faster(r.wall, w.wall),
                 ratio(w.wall, f),
+            );
+        }
+        if !ws.wall.is_zero() {
+            println!(
+                "| {setting} | wallaroo, a saved plan applied (`plan --out`, then `apply` it) | {} | {} MB ({} MB with children) | | | {} | {} | {} |",
+                secs(ws.wall),
+                ws.own_rss_kb >> 10,
+                ws.rss_kb >> 10,
+                faster(s.wall, ws.wall),
+                faster(r.wall, ws.wall),
+                ratio(ws.wall, f),
             );
         }
         if !s.wall.is_zero() {
@@ -490,6 +522,41 @@ fn wallaroo(env: &wallaroo_testenv::Env, dir: &Path, run: &str) -> Measured {
     measured.own_rss_kb = measured
         .profile
         .as_ref()
+        .and_then(|p| p["peak_rss_kb"].as_u64())
+        .unwrap_or(0);
+    measured
+}
+
+/// `wallaroo plan --target image --out tfplan` in `dir` (not measured), then `wallaroo apply
+/// tfplan` under GNU time, with its profile.
+fn wallaroo_saved(env: &wallaroo_testenv::Env, dir: &Path) -> Measured {
+    let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+        .args(["plan", "--target", "image", "--out", "tfplan"])
+        .current_dir(dir)
+        .envs(env.exports())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("wallaroo runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let profile = dir.join("profile-saved.json");
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "%e %M"])
+        .arg(env!("CARGO_BIN_EXE_wallaroo"))
+        .args(["apply", "tfplan"])
+        .current_dir(dir)
+        .envs(env.exports())
+        .env("NO_COLOR", "1")
+        .env("WALLAROO_PROFILE", &profile);
+    let (mut measured, stdout) = timed_with_output(&mut cmd);
+    assert!(stdout.contains("Apply complete!"), "{stdout}");
+    measured.own_rss_kb = std::fs::read_to_string(&profile)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
         .and_then(|p| p["peak_rss_kb"].as_u64())
         .unwrap_or(0);
     measured
