@@ -12,6 +12,18 @@ pub async fn discover(
     repo: &str,
     digest: &str,
 ) -> Result<Vec<String>, OciError> {
+    discover_listed(src, repo, digest, src.tag_list(repo)).await
+}
+
+/// [`discover`], with the repository's tag list read by `listed` (`None`: the source
+/// cannot list tags): a caller that asks for it before the digest is known (the list does
+/// not depend on it) saves a round trip.
+pub async fn discover_listed(
+    src: &dyn ImageSource,
+    repo: &str,
+    digest: &str,
+    listed: impl std::future::Future<Output = Option<Vec<String>>>,
+) -> Result<Vec<String>, OciError> {
     let hex = digest.trim_start_matches("sha256:");
     let tags: Vec<String> = [".sig", ".att", ".sbom", ""]
         .iter()
@@ -19,8 +31,7 @@ pub async fn discover(
         .collect();
     // The repository's tag list and the API asked at once (on a slow link the round trips
     // add up); where the list cannot be had, each of the four tags is looked up.
-    let (listed, api) =
-        futures_util::future::join(src.tag_list(repo), src.referrers_api(repo, digest)).await;
+    let (listed, api) = futures_util::future::join(listed, src.referrers_api(repo, digest)).await;
     let mut found = Vec::new();
     match listed {
         Some(listed) => found.extend(tags.into_iter().filter(|t| listed.contains(t))),

@@ -79,7 +79,13 @@ impl Workspace {
         // theirs, so that on a slow link the referrer lookups of one image overlap the pins
         // of the others instead of waiting for all of them.
         use futures_util::StreamExt;
-        let (sources_ref, prior_ref, recorded_ref) = (&sources, &prior, &recorded);
+        let (sources_ref, prior_ref) = (&sources, &prior);
+        let lookup = &Lookup {
+            prior: &prior,
+            recorded: &recorded,
+            sources: &sources,
+            refresh: refresh_pins,
+        };
         let done: Vec<Result<PinnedWithReferrers, OperationError>> =
             futures_util::stream::iter(images.iter().map(|i| i.source.clone()))
                 .map(|source| async move {
@@ -87,29 +93,37 @@ impl Workspace {
                         source: source.clone(),
                         platforms: spec.images.platforms.clone(),
                     };
-                    let pin = wallaroo_profile::within(
-                        PINS,
-                        wallaroo_oci::pins::resolve_all(
-                            sources_ref,
-                            std::slice::from_ref(&request),
-                            prior_ref,
-                            refresh_pins,
+                    // The repository's tag list (where signatures are found) does not
+                    // depend on the pin: asked beside it when the referrers will be read
+                    // from the source (no pin of an earlier run to keep).
+                    let listing =
+                        with_referrers && (refresh_pins || !prior_ref.contains_key(&source));
+                    let listed = async {
+                        let (host, repo, _) = wallaroo_model::split_reference(&source);
+                        match sources_ref.get(&host) {
+                            Some(src) if listing => Some(src.tag_list(&repo).await),
+                            _ => None,
+                        }
+                    };
+                    let (pinned, listed) = futures_util::future::join(
+                        wallaroo_profile::within(
+                            PINS,
+                            wallaroo_oci::pins::resolve_all(
+                                sources_ref,
+                                std::slice::from_ref(&request),
+                                prior_ref,
+                                refresh_pins,
+                            ),
                         ),
+                        wallaroo_profile::within(wallaroo_profile::SIGNATURES, listed),
                     )
-                    .await?
-                    .remove(&source);
+                    .await;
+                    let pin = pinned?.remove(&source);
                     let mut referrers = Vec::new();
                     if with_referrers && let Some(pin) = &pin {
                         let found = wallaroo_profile::within(
                             wallaroo_profile::SIGNATURES,
-                            self.referrers_of(
-                                &source,
-                                pin,
-                                prior_ref,
-                                recorded_ref,
-                                sources_ref,
-                                refresh_pins,
-                            ),
+                            self.referrers_of(&source, pin, lookup, listed),
                         )
                         .await?;
                         let requests: Vec<_> = found
@@ -261,16 +275,21 @@ impl Workspace {
     /// The referrers of the image `source` pinned at `pin` (signatures, SBOMs,
     /// attestations), as images of their own whose origin names the image they belong to:
     /// for a pin kept from the lockfile, those the lockfile recorded; for a pin resolved now,
-    /// those the source has.
+    /// those the source has. `listed`: the repository's tag list when it was read already
+    /// (`Some(None)`: the source cannot list tags).
     async fn referrers_of(
         &self,
         source: &str,
         pin: &wallaroo_oci::pins::Pin,
-        prior: &BTreeMap<String, wallaroo_oci::pins::Pin>,
-        recorded: &[(String, String)],
-        sources: &Sources,
-        refresh: bool,
+        lookup: &Lookup<'_>,
+        listed: Option<Option<Vec<String>>>,
     ) -> Result<Vec<MirrorImage>, OperationError> {
+        let Lookup {
+            prior,
+            recorded,
+            sources,
+            refresh,
+        } = *lookup;
         let origin = format!("{REFERRER_OF}{source}");
         let kept = !refresh && prior.get(source) == Some(pin);
         let refs: Vec<String> = if kept {
@@ -284,14 +303,25 @@ impl Workspace {
             let Some(src) = sources.get(&host) else {
                 return Ok(Vec::new());
             };
-            wallaroo_oci::referrers::discover(src.as_ref(), &repo, &pin.source_digest)
-                .await?
-                .into_iter()
-                .map(|r| {
-                    let sep = if r.starts_with("sha256:") { '@' } else { ':' };
-                    format!("{host}/{repo}{sep}{r}")
-                })
-                .collect()
+            let digest = &pin.source_digest;
+            match listed {
+                Some(listed) => {
+                    wallaroo_oci::referrers::discover_listed(
+                        src.as_ref(),
+                        &repo,
+                        digest,
+                        std::future::ready(listed),
+                    )
+                    .await?
+                }
+                None => wallaroo_oci::referrers::discover(src.as_ref(), &repo, digest).await?,
+            }
+            .into_iter()
+            .map(|r| {
+                let sep = if r.starts_with("sha256:") { '@' } else { ':' };
+                format!("{host}/{repo}{sep}{r}")
+            })
+            .collect()
         };
         Ok(refs
             .into_iter()
@@ -317,6 +347,15 @@ impl Workspace {
         }
         Ok(sources)
     }
+}
+
+/// What referrer lookups of a run share: the pins and referrers an earlier run recorded,
+/// the sources, and whether pins are resolved again.
+struct Lookup<'a> {
+    prior: &'a BTreeMap<String, wallaroo_oci::pins::Pin>,
+    recorded: &'a [(String, String)],
+    sources: &'a Sources,
+    refresh: bool,
 }
 
 /// The profile's phase of resolving tags to digests (see `wallaroo_profile`).
