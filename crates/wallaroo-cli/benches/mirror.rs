@@ -498,16 +498,12 @@ fn floor(
 /// `wallaroo apply --auto-approve --target image` in `dir` under GNU time, with its profile.
 /// `noop`: the run must find nothing to do.
 fn wallaroo(env: &wallaroo_testenv::Env, dir: &Path, run: &str) -> Measured {
-    let profile = dir.join(format!("profile-{run}.json"));
-    let mut cmd = Command::new("/usr/bin/time");
-    cmd.args(["-f", "%e %M"])
-        .arg(env!("CARGO_BIN_EXE_wallaroo"))
-        .args(["apply", "--auto-approve", "--target", "image"])
-        .current_dir(dir)
-        .envs(env.exports())
-        .env("NO_COLOR", "1")
-        .env("WALLAROO_PROFILE", &profile);
-    let (mut measured, stdout) = timed_with_output(&mut cmd);
+    let (measured, stdout) = profiled(
+        env,
+        dir,
+        run,
+        &["apply", "--auto-approve", "--target", "image"],
+    );
     if run == "noop" {
         assert!(
             stdout.contains("No changes."),
@@ -516,14 +512,6 @@ fn wallaroo(env: &wallaroo_testenv::Env, dir: &Path, run: &str) -> Measured {
     } else {
         assert!(stdout.contains("Apply complete!"), "{stdout}");
     }
-    measured.profile = std::fs::read_to_string(&profile)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-    measured.own_rss_kb = measured
-        .profile
-        .as_ref()
-        .and_then(|p| p["peak_rss_kb"].as_u64())
-        .unwrap_or(0);
     measured
 }
 
@@ -543,23 +531,38 @@ fn wallaroo_saved(env: &wallaroo_testenv::Env, dir: &Path) -> Measured {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let profile = dir.join("profile-saved.json");
+    let (measured, stdout) = profiled(env, dir, "saved", &["apply", "tfplan"]);
+    assert!(stdout.contains("Apply complete!"), "{stdout}");
+    measured
+}
+
+/// `wallaroo ARGS` in `dir` under GNU time, with its profile (`profile-{run}.json`) and its
+/// own peak RSS read from it; and its stdout.
+fn profiled(
+    env: &wallaroo_testenv::Env,
+    dir: &Path,
+    run: &str,
+    args: &[&str],
+) -> (Measured, String) {
+    let profile = dir.join(format!("profile-{run}.json"));
     let mut cmd = Command::new("/usr/bin/time");
     cmd.args(["-f", "%e %M"])
         .arg(env!("CARGO_BIN_EXE_wallaroo"))
-        .args(["apply", "tfplan"])
+        .args(args)
         .current_dir(dir)
         .envs(env.exports())
         .env("NO_COLOR", "1")
         .env("WALLAROO_PROFILE", &profile);
     let (mut measured, stdout) = timed_with_output(&mut cmd);
-    assert!(stdout.contains("Apply complete!"), "{stdout}");
-    measured.own_rss_kb = std::fs::read_to_string(&profile)
+    measured.profile = std::fs::read_to_string(&profile)
         .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    measured.own_rss_kb = measured
+        .profile
+        .as_ref()
         .and_then(|p| p["peak_rss_kb"].as_u64())
         .unwrap_or(0);
-    measured
+    (measured, stdout)
 }
 
 /// The phases of a wallaroo run's profile as table rows.

@@ -79,7 +79,6 @@ impl Workspace {
         // theirs, so that on a slow link the referrer lookups of one image overlap the pins
         // of the others instead of waiting for all of them.
         use futures_util::StreamExt;
-        let (sources_ref, prior_ref) = (&sources, &prior);
         let lookup = &Lookup {
             prior: &prior,
             recorded: &recorded,
@@ -97,10 +96,10 @@ impl Workspace {
                     // depend on the pin: asked beside it when the referrers will be read
                     // from the source (no pin of an earlier run to keep).
                     let listing =
-                        with_referrers && (refresh_pins || !prior_ref.contains_key(&source));
+                        with_referrers && (refresh_pins || !lookup.prior.contains_key(&source));
                     let listed = async {
                         let (host, repo, _) = wallaroo_model::split_reference(&source);
-                        match sources_ref.get(&host) {
+                        match lookup.sources.get(&host) {
                             Some(src) if listing => Some(src.tag_list(&repo).await),
                             _ => None,
                         }
@@ -109,9 +108,9 @@ impl Workspace {
                         wallaroo_profile::within(
                             PINS,
                             wallaroo_oci::pins::resolve_all(
-                                sources_ref,
+                                lookup.sources,
                                 std::slice::from_ref(&request),
-                                prior_ref,
+                                lookup.prior,
                                 refresh_pins,
                             ),
                         ),
@@ -136,9 +135,9 @@ impl Workspace {
                         let more = wallaroo_profile::within(
                             PINS,
                             wallaroo_oci::pins::resolve_all(
-                                sources_ref,
+                                lookup.sources,
                                 &requests,
-                                prior_ref,
+                                lookup.prior,
                                 refresh_pins,
                             ),
                         )
