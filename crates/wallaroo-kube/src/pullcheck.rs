@@ -708,8 +708,9 @@ pub struct StuckPod {
     pub message: String,
 }
 
-/// The pods of namespace `ns`, as [`PodsReport`] counts them. Pods gone since `since` (an
-/// upgrade helm rolled back, say) that failed to pull are named too, from their events.
+/// The pods of namespace `ns`, as [`PodsReport`] counts them (pods being deleted are not
+/// counted). Pods gone or being deleted (an upgrade helm rolled back, say) that failed to
+/// pull since `since` are named too, from their events.
 pub async fn release_pods(
     cluster: &Cluster,
     ns: &str,
@@ -777,13 +778,19 @@ pub async fn release_pods(
             });
         }
     }
-    // Pods that are gone but could not pull while they lived, during this run.
+    // Pods that are gone, or going (a rolled-back upgrade's, which a real node takes a
+    // moment to stop), but could not pull while they lived, during this run.
     let since = k8s_openapi::jiff::Timestamp::try_from(since).ok();
-    let live: std::collections::BTreeSet<String> = pods
+    let (going, live): (Vec<&Pod>, Vec<&Pod>) = pods
         .items
         .iter()
-        .filter_map(|p| p.metadata.name.clone())
-        .collect();
+        .partition(|p| p.metadata.deletion_timestamp.is_some());
+    let names = |pods: Vec<&Pod>| -> std::collections::BTreeSet<String> {
+        pods.iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect()
+    };
+    let (going, live) = (names(going), names(live));
     let mut gone: BTreeMap<String, StuckPod> = BTreeMap::new();
     for e in &events {
         let Some(pod) = e.involved_object.name.clone() else {
@@ -813,7 +820,11 @@ pub async fn release_pods(
             gone.insert(
                 pod.clone(),
                 StuckPod {
-                    pod: format!("{pod} (since removed)"),
+                    pod: if going.contains(&pod) {
+                        format!("{pod} (being removed)")
+                    } else {
+                        format!("{pod} (since removed)")
+                    },
                     node,
                     reason: "ErrImagePull".into(),
                     message: one_line(&message),
