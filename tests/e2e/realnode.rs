@@ -111,6 +111,38 @@ fn check_namespaces_gone(env: &Env) {
     );
 }
 
+/// The pods and events of namespace `ns` as they stand, for a failure's message.
+fn namespace_story(env: &Env, ns: &str) -> String {
+    let api = env.api().unwrap();
+    let mut out = String::from("pods now:\n");
+    if let Ok(pods) = api.get(&format!("/api/v1/namespaces/{ns}/pods")) {
+        for p in pods["items"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  {} on {} phase {} deleting {} waiting {}\n",
+                p["metadata"]["name"],
+                p["spec"]["nodeName"],
+                p["status"]["phase"],
+                p["metadata"]["deletionTimestamp"],
+                p["status"]["containerStatuses"][0]["state"]["waiting"]
+            ));
+        }
+    }
+    out.push_str("events:\n");
+    if let Ok(events) = api.get(&format!("/api/v1/namespaces/{ns}/events")) {
+        for e in events["items"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  {} {} {} {}: {}\n",
+                e["lastTimestamp"],
+                e["involvedObject"]["name"],
+                e["source"]["host"],
+                e["reason"],
+                e["message"]
+            ));
+        }
+    }
+    out
+}
+
 #[test]
 fn a_node_without_the_ca_stops_the_plan_and_with_it_the_release_runs_there() {
     let _turn = ONE_REAL_NODE_AT_A_TIME
@@ -249,7 +281,8 @@ fn a_node_without_the_ca_stops_the_plan_and_with_it_the_release_runs_there() {
     assert!(said.contains("Pods: "), "{said}");
     assert!(
         said.contains(&format!(" on node {name} is stuck: ")) && said.contains("x509"),
-        "{said}"
+        "{said}\n{}",
+        namespace_story(env, &id)
     );
 
     let out = wallaroo(env, dir, &spec, &["destroy", "--auto-approve"], &[]);
