@@ -350,9 +350,20 @@ struct Metered<'a> {
     /// The run's transfers for a blob of this size, and its reads started ahead of a free
     /// one.
     gate: Option<Gate>,
+    /// A place among the reads ahead taken before the read (see [`Metered::reserve`]).
+    reserved: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 impl Metered<'_> {
+    /// Takes the blob's place among the reads ahead now, before its upload is started, so
+    /// that an upload session is open only for a blob about to be read.
+    async fn reserve(&self) {
+        if let Some(gate) = &self.gate {
+            let ahead = gate.ahead.clone().acquire_owned().await;
+            *self.reserved.lock().expect("reserved") = Some(ahead.expect("never closed"));
+        }
+    }
+
     async fn read<'s>(
         &'s self,
         open: impl Future<Output = Result<BlobStream, OciError>> + 's,
@@ -360,7 +371,16 @@ impl Metered<'_> {
         use futures_util::StreamExt;
         let (stream, permit) = match &self.gate {
             Some(gate) => {
-                let ahead = gate.ahead.acquire().await.expect("never closed");
+                let reserved = self.reserved.lock().expect("reserved").take();
+                let ahead = match reserved {
+                    Some(ahead) => ahead,
+                    None => gate
+                        .ahead
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("never closed"),
+                };
                 let stream = open.await?;
                 let permit = gate.transfers.clone().acquire_owned().await;
                 drop(ahead);
@@ -458,7 +478,10 @@ impl Blobs<'_> {
 
     async fn place(&self, digest: &str, size: u64) -> Result<Moved, OciError> {
         let (dst, dst_repo) = (self.dst, self.dst_repo);
-        if dst.has_blob(dst_repo, digest).await? {
+        // Where the registry grants mounts, a blob sent in one request is looked for by the
+        // request that starts its upload (see `attempt`); otherwise, and for a chunked one
+        // (its journal and chunks are more to set up), with a HEAD first.
+        if !self.asks_on_upload(size) && dst.has_blob(dst_repo, digest).await? {
             return Ok(Moved::Present);
         }
         for from in self.opts.mount_from.iter().filter(|f| *f != dst_repo) {
@@ -467,7 +490,10 @@ impl Blobs<'_> {
             }
         }
         let Some(ledger) = self.opts.ledger else {
-            return Ok(Moved::Copied(self.send(digest, size).await?));
+            return Ok(match self.send(digest, size).await? {
+                0 => Moved::Present,
+                sent => Moved::Copied(sent),
+            });
         };
         // Mirrored by an earlier run into another repository: mount it from there.
         if let Some(from) = ledger.held_elsewhere(dst, dst_repo, digest).await
@@ -497,8 +523,22 @@ impl Blobs<'_> {
         } else if dst.mount(dst_repo, digest, holder).await? {
             Ok(Moved::Mounted)
         } else {
-            Ok(Moved::Copied(self.send(digest, size).await?))
+            Ok(match self.send(digest, size).await? {
+                0 => Moved::Present,
+                sent => Moved::Copied(sent),
+            })
         }
+    }
+
+    /// Whether a blob of `size` is sent resumably: in chunks, its upload journalled.
+    fn chunked(&self, size: u64) -> bool {
+        self.opts.journal.is_some() && size >= crate::resume::RESUMABLE_FROM
+    }
+
+    /// Whether a blob of `size` is looked for in the target by the request that starts its
+    /// upload, not by a HEAD of its own.
+    fn asks_on_upload(&self, size: u64) -> bool {
+        !self.chunked(size) && self.dst.grants_mounts()
     }
 
     /// Streams the blob across, again from the start when the connection drops. The step's
@@ -518,6 +558,7 @@ impl Blobs<'_> {
                         l.small.clone()
                     }
                 }),
+                reserved: std::sync::Mutex::new(None),
             };
             let sent = self.attempt(&src, digest, size).await;
             if let Some(progress) = &self.progress {
@@ -537,18 +578,27 @@ impl Blobs<'_> {
         }
     }
 
-    /// One try at sending a blob, read from `src`.
+    /// One try at sending a blob, read from `src`: the bytes sent, 0 when the target
+    /// repository turned out to hold it.
     async fn attempt(&self, src: &Metered<'_>, digest: &str, size: u64) -> Result<u64, OciError> {
         match self.opts.journal {
-            Some(journal) if size >= crate::resume::RESUMABLE_FROM => self
+            Some(journal) if self.chunked(size) => self
                 .dst
                 .put_blob_resumable(self.dst_repo, digest, size, src, self.src_repo, journal)
                 .await
                 .map(|u| u.sent),
             _ => {
-                self.dst
-                    .put_blob_from(self.dst_repo, digest, src, self.src_repo)
-                    .await
+                src.reserve().await;
+                if self.asks_on_upload(size) {
+                    self.dst
+                        .put_blob_unless_present(self.dst_repo, digest, src, self.src_repo)
+                        .await
+                        .map(Option::unwrap_or_default)
+                } else {
+                    self.dst
+                        .put_blob_from(self.dst_repo, digest, src, self.src_repo)
+                        .await
+                }
             }
         }
     }

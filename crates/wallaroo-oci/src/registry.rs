@@ -123,6 +123,12 @@ pub trait ImageSource: Send + Sync {
     async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, OciError>;
     /// Blob `digest` of `repo`, streamed (the caller checks the digest).
     async fn blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError>;
+    /// A blob known to be small (a chart, a config, a signature's payload): as
+    /// [`ImageSource::blob`], but a registry reads it where its manifests are read, on the
+    /// connection already open, not on one of its own.
+    async fn small_blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError> {
+        self.blob(repo, digest).await
+    }
     /// The digests the OCI referrers API lists for `digest`; `None` where the source has no
     /// such API.
     async fn referrers_api(
@@ -185,16 +191,11 @@ impl ImageSource for Registry {
     }
 
     async fn blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError> {
-        use futures_util::StreamExt;
-        let get = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let resp = self.send(&Self::pull(repo), |c| c.get(&get)).await?;
-        if !resp.status().is_success() {
-            return Err(self.err(format!("GET blob {repo}@{digest}: {}", resp.status())));
-        }
-        Ok(Box::pin(
-            resp.bytes_stream()
-                .map(|r| r.map_err(std::io::Error::other)),
-        ))
+        self.blob_on(&self.bulk, repo, digest).await
+    }
+
+    async fn small_blob(&self, repo: &str, digest: &str) -> Result<BlobStream, OciError> {
+        self.blob_on(&self.http, repo, digest).await
     }
 
     async fn tag_list(&self, repo: &str) -> Option<Vec<String>> {
@@ -212,6 +213,15 @@ impl ImageSource for Registry {
         if self.no_referrers_api.load(Relaxed) {
             return Ok(None);
         }
+        let _alone = if self.referrers_answered.load(Relaxed) {
+            None
+        } else {
+            let guard = self.referrers_probe.lock().await;
+            if self.no_referrers_api.load(Relaxed) {
+                return Ok(None);
+            }
+            (!self.referrers_answered.load(Relaxed)).then_some(guard)
+        };
         let url = self.url(&format!("/v2/{repo}/referrers/{digest}"));
         let resp = self
             .send(&Self::pull(repo), |c| {
@@ -222,6 +232,7 @@ impl ImageSource for Registry {
         if resp.status() == StatusCode::NOT_FOUND {
             self.no_referrers_api.store(true, Relaxed);
         }
+        self.referrers_answered.store(true, Relaxed);
         let is_index = resp
             .headers()
             .get("content-type")
@@ -250,7 +261,7 @@ impl ImageSource for Registry {
         use futures_util::StreamExt;
         let get = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         let resp = self
-            .send(&Self::pull(repo), |c| {
+            .send_on(&self.bulk, &Self::pull(repo), |c| {
                 c.get(&get).header("Range", format!("bytes={offset}-"))
             })
             .await?;
@@ -284,7 +295,7 @@ pub async fn read_blob(
         registry: src.name(),
         message,
     };
-    let mut stream = src.blob(repo, digest).await?;
+    let mut stream = src.small_blob(repo, digest).await?;
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
         bytes.extend_from_slice(&chunk.map_err(|e| err(format!("blob {repo}@{digest}: {e}")))?);
@@ -329,7 +340,13 @@ pub struct Registry {
     /// `registry-1.docker.io`).
     api_host: String,
     credentials: Option<Credentials>,
+    /// Requests without a blob body (manifests, tag lists, referrers, HEADs, upload starts,
+    /// mounts): HTTP/2 where the registry offers it, so that a burst of them (a release's
+    /// pins and tag lists at once) shares one connection instead of opening one each.
     http: reqwest::Client,
+    /// Blob bodies, read or sent: HTTP/1.1, a connection each, so that every transfer has
+    /// its own TCP window and one slow stream never holds back another's flow control.
+    bulk: reqwest::Client,
     /// Bearer tokens by scope.
     tokens: Mutex<HashMap<String, String>>,
     /// Manifests read by digest (or found to have one), by `repo@digest`: content-addressed,
@@ -348,6 +365,14 @@ pub struct Registry {
     probe: tokio::sync::Mutex<()>,
     /// The registry answered 404 for the referrers of a manifest it holds: it has no API.
     no_referrers_api: std::sync::atomic::AtomicBool,
+    /// Whether a referrers request has been answered. Until one has, they go one at a time
+    /// (`referrers_probe`): a release's 32 first lookups at once would each learn the same
+    /// 404 of a registry without the API.
+    referrers_answered: std::sync::atomic::AtomicBool,
+    referrers_probe: tokio::sync::Mutex<()>,
+    /// The registry has mounted a blob this run asked it to (see
+    /// [`Registry::grants_mounts`]).
+    mounts_granted: std::sync::atomic::AtomicBool,
 }
 
 /// The OCI digest of `bytes` (`sha256:<hex>`).
@@ -374,16 +399,30 @@ impl Registry {
         };
         // Idle connections are kept for reuse up to what a run keeps busy at once; each one
         // holds its TLS state and buffers (a burst of 32 first reads would otherwise keep 32).
-        let mut builder = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(300))
-            .pool_max_idle_per_host(IDLE_CONNECTIONS);
-        if let Some(ca) = ca_file {
-            let pem = std::fs::read(ca).map_err(|e| err(format!("CA {}: {e}", ca.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| err(format!("CA {}: {e}", ca.display())))?;
-            builder = builder.tls_certs_only([cert]);
-        }
-        let http = builder.build().map_err(|e| err(e.to_string()))?;
+        let cert = match ca_file {
+            Some(ca) => {
+                let pem =
+                    std::fs::read(ca).map_err(|e| err(format!("CA {}: {e}", ca.display())))?;
+                Some(
+                    reqwest::Certificate::from_pem(&pem)
+                        .map_err(|e| err(format!("CA {}: {e}", ca.display())))?,
+                )
+            }
+            None => None,
+        };
+        let client = |bulk: bool| {
+            let mut builder = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(300))
+                .pool_max_idle_per_host(IDLE_CONNECTIONS);
+            if bulk {
+                builder = builder.http1_only();
+            }
+            if let Some(cert) = &cert {
+                builder = builder.tls_certs_only([cert.clone()]);
+            }
+            builder.build().map_err(|e| err(e.to_string()))
+        };
+        let (http, bulk) = (client(false)?, client(true)?);
         let api_host = match host {
             "docker.io" | "index.docker.io" => "registry-1.docker.io",
             other => other,
@@ -393,6 +432,7 @@ impl Registry {
             api_host: api_host.to_string(),
             credentials,
             http,
+            bulk,
             tokens: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
             basic: std::sync::atomic::AtomicBool::new(false),
@@ -400,11 +440,34 @@ impl Registry {
             learned: std::sync::atomic::AtomicBool::new(false),
             probe: tokio::sync::Mutex::new(()),
             no_referrers_api: std::sync::atomic::AtomicBool::new(false),
+            referrers_answered: std::sync::atomic::AtomicBool::new(false),
+            referrers_probe: tokio::sync::Mutex::new(()),
+            mounts_granted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    async fn blob_on(
+        &self,
+        client: &reqwest::Client,
+        repo: &str,
+        digest: &str,
+    ) -> Result<BlobStream, OciError> {
+        use futures_util::StreamExt;
+        let get = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = self
+            .send_on(client, &Self::pull(repo), |c| c.get(&get))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.err(format!("GET blob {repo}@{digest}: {}", resp.status())));
+        }
+        Ok(Box::pin(
+            resp.bytes_stream()
+                .map(|r| r.map_err(std::io::Error::other)),
+        ))
     }
 
     pub(crate) fn err(&self, message: impl std::fmt::Display) -> OciError {
@@ -429,9 +492,18 @@ impl Registry {
         scope: &str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, OciError> {
+        self.send_on(&self.http, scope, build).await
+    }
+
+    async fn send_on(
+        &self,
+        client: &reqwest::Client,
+        scope: &str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, OciError> {
         let mut attempt = 1;
         loop {
-            let (message, retry_after) = match self.send_once(scope, &build).await {
+            let (message, retry_after) = match self.send_once(client, scope, &build).await {
                 Ok(resp) if retryable_status(resp.status()) => {
                     let after = resp
                         .headers()
@@ -468,6 +540,7 @@ impl Registry {
     /// turn behind it.
     async fn send_once(
         &self,
+        client: &reqwest::Client,
         scope: &str,
         build: &impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, OciError> {
@@ -478,7 +551,7 @@ impl Registry {
             let guard = self.probe.lock().await;
             (!self.learned.load(Relaxed)).then_some(guard)
         };
-        let sent = self.send_authorized(scope, build).await;
+        let sent = self.send_authorized(client, scope, build).await;
         self.learned.store(true, Relaxed);
         sent
     }
@@ -487,6 +560,7 @@ impl Registry {
     /// the registry's challenge is known, else answering the 401.
     async fn send_authorized(
         &self,
+        client: &reqwest::Client,
         scope: &str,
         build: &impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, OciError> {
@@ -497,7 +571,7 @@ impl Registry {
         {
             self.token(&challenge, scope).await?;
         }
-        let first = self.authorize(build(&self.http), scope);
+        let first = self.authorize(build(client), scope);
         wallaroo_profile::request();
         let resp = first.send().await.map_err(|e| self.unavailable(&e))?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -512,11 +586,11 @@ impl Registry {
         let retry = if challenge.to_ascii_lowercase().starts_with("bearer") {
             *self.challenge.lock().expect("challenge") = Some(challenge.clone());
             let token = self.token(&challenge, scope).await?;
-            build(&self.http).bearer_auth(token)
+            build(client).bearer_auth(token)
         } else {
             self.basic.store(true, std::sync::atomic::Ordering::Relaxed);
             match &self.credentials {
-                Some(c) => build(&self.http).basic_auth(&c.username, Some(&c.password)),
+                Some(c) => build(client).basic_auth(&c.username, Some(&c.password)),
                 None => {
                     return Err(OciError::Auth {
                         registry: self.host.clone(),
@@ -808,13 +882,24 @@ impl Registry {
         ));
         let scope = format!("{} repository:{from}:pull", Self::push(repo));
         let resp = self.send(&scope, |c| c.post(&url)).await?;
-        Ok(resp.status() == StatusCode::CREATED)
+        let mounted = resp.status() == StatusCode::CREATED;
+        if mounted {
+            self.mounts_granted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(mounted)
     }
 
-    /// Streams blob `digest` from `src_repo` of `src` into `repo` of this registry, never
-    /// holding it whole: chunks are hashed as they pass, and a blob whose bytes do not match
-    /// its digest is cut off before the upload completes, so the registry keeps nothing of it.
-    /// Returns the bytes moved.
+    /// Whether this registry has mounted a blob for this client: then a blob it holds is
+    /// found by asking to mount it from its own repository (see
+    /// [`Registry::put_blob_unless_present`]). A registry that declines mounts answers such
+    /// a request as a new upload even when it holds the blob, so until one is granted a blob
+    /// is looked for with a HEAD of its own.
+    pub fn grants_mounts(&self) -> bool {
+        self.mounts_granted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Starts an upload session in `repo`; its location.
     pub(crate) async fn start_upload(&self, repo: &str) -> Result<String, OciError> {
         let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
@@ -830,12 +915,48 @@ impl Registry {
             .to_string())
     }
 
-    /// A request with the auth already known to work for `scope` (for bodies that cannot
-    /// be sent twice).
+    /// A request with the auth already known to work for `scope` (for blob bodies that
+    /// cannot be sent twice).
     pub(crate) fn authorized(&self, method: Method, url: &str, scope: &str) -> RequestBuilder {
-        self.authorize(self.http.request(method, url), scope)
+        self.authorize(self.bulk.request(method, url), scope)
     }
 
+    /// Starts an upload of `digest` in `repo` unless the repository holds it already: one
+    /// request that asks to mount the blob from `repo` itself, which a registry grants (201)
+    /// only when the blob is there, and otherwise answers as it answers any upload's start
+    /// (202, with the session's location). `None` when the blob is there. A registry that
+    /// refuses such a mount outright gets a plain start.
+    pub(crate) async fn start_upload_unless_present(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Option<String>, OciError> {
+        let url = self.url(&format!(
+            "/v2/{repo}/blobs/uploads/?mount={digest}&from={repo}"
+        ));
+        let started = self.send(&Self::push(repo), |c| c.post(&url)).await?;
+        match started.status() {
+            StatusCode::CREATED => {
+                self.mounts_granted
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(None)
+            }
+            StatusCode::ACCEPTED => Ok(Some(
+                started
+                    .headers()
+                    .get("location")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("")
+                    .to_string(),
+            )),
+            _ => self.start_upload(repo).await.map(Some),
+        }
+    }
+
+    /// Streams blob `digest` from `src_repo` of `src` into `repo` of this registry, never
+    /// holding it whole: chunks are hashed as they pass, and a blob whose bytes do not match
+    /// its digest is cut off before the upload completes, so the registry keeps nothing of it.
+    /// Returns the bytes moved.
     pub async fn put_blob_from(
         &self,
         repo: &str,
@@ -843,9 +964,40 @@ impl Registry {
         src: &dyn ImageSource,
         src_repo: &str,
     ) -> Result<u64, OciError> {
-        let stream = src.blob(src_repo, digest).await?;
         let location = self.start_upload(repo).await?;
-        let url = self.url(&location);
+        self.put_blob_at(repo, &location, digest, src, src_repo)
+            .await
+    }
+
+    /// As [`Registry::put_blob_from`], but the registry is asked first in the same request
+    /// that starts the upload (see [`Registry::start_upload_unless_present`]): `None`, and
+    /// nothing read from `src`, when `repo` holds the blob already.
+    pub async fn put_blob_unless_present(
+        &self,
+        repo: &str,
+        digest: &str,
+        src: &dyn ImageSource,
+        src_repo: &str,
+    ) -> Result<Option<u64>, OciError> {
+        let Some(location) = self.start_upload_unless_present(repo, digest).await? else {
+            return Ok(None);
+        };
+        self.put_blob_at(repo, &location, digest, src, src_repo)
+            .await
+            .map(Some)
+    }
+
+    /// Sends the blob into the upload session at `location`, streamed from `src`.
+    async fn put_blob_at(
+        &self,
+        repo: &str,
+        location: &str,
+        digest: &str,
+        src: &dyn ImageSource,
+        src_repo: &str,
+    ) -> Result<u64, OciError> {
+        let stream = src.blob(src_repo, digest).await?;
+        let url = self.url(location);
         let sep = if url.contains('?') { '&' } else { '?' };
 
         let moved = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -854,7 +1006,7 @@ impl Registry {
         wallaroo_profile::request();
         let put = self
             .authorize(
-                self.http
+                self.bulk
                     .request(Method::PUT, format!("{url}{sep}digest={digest}")),
                 &Self::push(repo),
             )

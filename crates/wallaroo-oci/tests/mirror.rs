@@ -219,6 +219,146 @@ async fn concurrent_first_requests_wait_for_one_to_learn_the_auth() {
     assert_eq!(requests_in("test: bearer probe"), 3 + 2 * 3);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_without_the_referrers_api_is_asked_once_for_a_burst_of_lookups() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, version) = seeded().await;
+    // Distribution 2.8 has no referrers API: it answers 404 for a manifest it holds.
+    let vendor = registry(env, &env.vendor, None);
+    let digest = vendor
+        .manifest_digest("wallaroo/conductor-wallsvc", version)
+        .await
+        .unwrap()
+        .unwrap();
+    let answers = wallaroo_profile::within(
+        "test: referrers burst",
+        futures_util::future::join_all((0..32).map(|_| {
+            use wallaroo_oci::ImageSource;
+            let (vendor, digest) = (&vendor, &digest);
+            async move {
+                vendor
+                    .referrers_api("wallaroo/conductor-wallsvc", digest)
+                    .await
+            }
+        })),
+    )
+    .await;
+    assert!(answers.iter().all(|a| matches!(a, Ok(None))), "{answers:?}");
+    assert_eq!(
+        requests_in("test: referrers burst"),
+        1,
+        "the first 404 answers the other 31"
+    );
+}
+
+/// The requests the private registry's access log shows for blobs of `repo`, by method,
+/// with their status (`"HEAD" 404`, ...).
+fn blob_requests(env: &Env, repo: &str) -> BTreeMap<String, usize> {
+    let log = std::fs::read_to_string(env.run_dir.join("logs/private-registry.log")).unwrap();
+    let mut seen = BTreeMap::new();
+    for line in log.lines() {
+        for method in ["HEAD", "POST", "PUT", "PATCH"] {
+            if line.contains(&format!("\"{method} /v2/{repo}/blobs/")) {
+                let status = line
+                    .split('"')
+                    .nth(2)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or("?");
+                *seen.entry(format!("{method} {status}")).or_default() += 1;
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_registry_that_grants_mounts_is_asked_for_a_blob_by_the_start_of_its_upload() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, version) = seeded().await;
+    let path = unique("asked");
+    let vendor = registry(env, &env.vendor, None);
+    let image = "wallaroo/conductor-wallsvc";
+    let (a, b) = (format!("{path}/a"), format!("{path}/b"));
+
+    // A client that has seen no mount granted looks for each blob with a HEAD first.
+    let unproven = registry(env, &env.private, None);
+    let first = copy(
+        &vendor,
+        image,
+        version,
+        &unproven,
+        &a,
+        version,
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(first.blobs_copied > 0);
+    assert!(!unproven.grants_mounts());
+    let seen = blob_requests(env, &a);
+    assert_eq!(seen.get("HEAD 404"), Some(&first.blobs_copied), "{seen:?}");
+
+    // Once the registry has mounted a blob, the request that starts an upload asks for it
+    // (a mount from the repository itself, 202 when it is not there): no HEADs.
+    let proven = registry(env, &env.private, None);
+    let config = {
+        let m = vendor.manifest(image, version).await.unwrap().unwrap();
+        m.json()["config"]["digest"].as_str().unwrap().to_string()
+    };
+    assert!(
+        proven
+            .mount(&format!("{path}/learn"), &config, &a)
+            .await
+            .unwrap()
+    );
+    assert!(proven.grants_mounts());
+    let sent = copy(
+        &vendor,
+        image,
+        version,
+        &proven,
+        &b,
+        version,
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent.bytes_copied, first.bytes_copied);
+    let seen = blob_requests(env, &b);
+    assert_eq!(seen.get("HEAD 404"), None, "{seen:?}");
+    assert_eq!(seen.get("POST 202"), Some(&sent.blobs_copied), "{seen:?}");
+
+    // The requests without a blob body share one HTTP/2 connection; blob bodies go over
+    // HTTP/1.1 connections of their own.
+    let log = std::fs::read_to_string(env.run_dir.join("logs/private-registry.log")).unwrap();
+    let protocol = |method: &str| -> std::collections::BTreeSet<&str> {
+        log.lines()
+            .filter(|l| l.contains(&format!("\"{method} /v2/{b}/blobs/")))
+            .filter_map(|l| l.split('"').nth(1)?.rsplit(' ').next())
+            .collect()
+    };
+    assert_eq!(protocol("POST"), ["HTTP/2.0"].into());
+    assert_eq!(protocol("PUT"), ["HTTP/1.1"].into());
+
+    // And a blob the repository holds is found by that request (201): nothing is sent.
+    let again = copy(
+        &vendor,
+        image,
+        version,
+        &proven,
+        &b,
+        "another-tag",
+        CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.bytes_copied, 0);
+    assert_eq!(again.blobs_present, sent.blobs_copied);
+    let seen = blob_requests(env, &b);
+    assert_eq!(seen.get("POST 201"), Some(&sent.blobs_copied), "{seen:?}");
+    assert_eq!(seen.get("HEAD 200"), None, "{seen:?}");
+}
+
 /// The vendor registry as a copy reads it, counting the blob streams open at once (opened,
 /// not yet dropped): an instrument around the real registry, not a stand-in for it.
 struct OpenStreams {
