@@ -1282,6 +1282,10 @@ impl ImageSource for Bundle {
         format!("bundle {}", self.path.display())
     }
 
+    fn multiplexed(&self) -> bool {
+        true
+    }
+
     async fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, OciError> {
         let digest = if reference.starts_with("sha256:") {
             reference.to_string()

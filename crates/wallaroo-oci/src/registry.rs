@@ -143,6 +143,11 @@ pub trait ImageSource: Send + Sync {
     async fn tag_list(&self, _repo: &str) -> Option<Vec<String>> {
         None
     }
+    /// Whether many lookups at once cost no connection each: a registry that has answered
+    /// over HTTP/2, or a source on disk.
+    fn multiplexed(&self) -> bool {
+        false
+    }
     /// The blob from byte `offset` on (resuming an upload). By default the first `offset`
     /// bytes are read and dropped.
     async fn blob_from(
@@ -200,6 +205,10 @@ impl ImageSource for Registry {
 
     async fn tag_list(&self, repo: &str) -> Option<Vec<String>> {
         self.tags(repo).await.ok()
+    }
+
+    fn multiplexed(&self) -> bool {
+        self.multiplexed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn referrers_api(
@@ -373,6 +382,8 @@ pub struct Registry {
     /// The registry has mounted a blob this run asked it to (see
     /// [`Registry::grants_mounts`]).
     mounts_granted: std::sync::atomic::AtomicBool,
+    /// The registry has answered a request without a blob body over HTTP/2.
+    multiplexed: std::sync::atomic::AtomicBool,
 }
 
 /// The OCI digest of `bytes` (`sha256:<hex>`).
@@ -443,6 +454,7 @@ impl Registry {
             referrers_answered: std::sync::atomic::AtomicBool::new(false),
             referrers_probe: tokio::sync::Mutex::new(()),
             mounts_granted: std::sync::atomic::AtomicBool::new(false),
+            multiplexed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -574,6 +586,10 @@ impl Registry {
         let first = self.authorize(build(client), scope);
         wallaroo_profile::request();
         let resp = first.send().await.map_err(|e| self.unavailable(&e))?;
+        if resp.version() == reqwest::Version::HTTP_2 {
+            self.multiplexed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }

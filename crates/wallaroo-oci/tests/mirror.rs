@@ -339,6 +339,10 @@ async fn a_registry_that_grants_mounts_is_asked_for_a_blob_by_the_start_of_its_u
     };
     assert_eq!(protocol("POST"), ["HTTP/2.0"].into());
     assert_eq!(protocol("PUT"), ["HTTP/1.1"].into());
+    {
+        use wallaroo_oci::ImageSource;
+        assert!(proven.multiplexed() && vendor.multiplexed());
+    }
 
     // And a blob the repository holds is found by that request (201): nothing is sent.
     let again = copy(

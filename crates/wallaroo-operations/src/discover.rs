@@ -17,6 +17,17 @@ use crate::workspace::{Workspace, registry};
 /// The registries images are read from, by host.
 pub type Sources = BTreeMap<String, Arc<dyn wallaroo_oci::ImageSource>>;
 
+/// Images whose pins and tag lists are asked at once: 32 where a source may open a
+/// connection for each request (HTTP/1.1), 128 where every source shares one among them
+/// (HTTP/2, or a bundle on disk), so that a release of 40 images is asked in one round trip.
+fn lookups_at_once(sources: &Sources) -> usize {
+    if !sources.is_empty() && sources.values().all(|s| s.multiplexed()) {
+        128
+    } else {
+        32
+    }
+}
+
 impl Workspace {
     /// The images to mirror with their pins, and a registry for every source host.
     pub async fn images(
@@ -149,7 +160,7 @@ impl Workspace {
                     }
                     Ok((pin.as_ref().map(image_pin), referrers))
                 })
-                .buffered(32)
+                .buffered(lookups_at_once(&sources))
                 .collect()
                 .await;
         let mut all_referrers = Vec::new();
