@@ -384,6 +384,9 @@ pub struct Registry {
     mounts_granted: std::sync::atomic::AtomicBool,
     /// The registry has answered a request without a blob body over HTTP/2.
     multiplexed: std::sync::atomic::AtomicBool,
+    /// What tags held when asked ahead of their reads (see
+    /// [`Registry::prefetch_manifest_digests`]), by (`repo`, `tag`); each answers one read.
+    prefetched: Mutex<HashMap<(String, String), Option<String>>>,
 }
 
 /// The OCI digest of `bytes` (`sha256:<hex>`).
@@ -455,6 +458,7 @@ impl Registry {
             referrers_probe: tokio::sync::Mutex::new(()),
             mounts_granted: std::sync::atomic::AtomicBool::new(false),
             multiplexed: std::sync::atomic::AtomicBool::new(false),
+            prefetched: Mutex::new(HashMap::new()),
         })
     }
 
@@ -757,6 +761,50 @@ impl Registry {
 
     /// The digest of the manifest at `reference` (a HEAD), or `None`.
     pub async fn manifest_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<String>, OciError> {
+        let asked = self
+            .prefetched
+            .lock()
+            .expect("prefetched")
+            .remove(&(repo.to_string(), reference.to_string()));
+        if let Some(digest) = asked {
+            return Ok(digest);
+        }
+        self.ask_manifest_digest(repo, reference).await
+    }
+
+    /// Asks what each (`repo`, `tag`) holds now, all at once, for reads that will want it
+    /// shortly (a plan's refresh of its images, asked while the source is still being read):
+    /// the next [`Registry::manifest_digest`] of each is answered from here, once; the one
+    /// after asks again. A question that fails is left to its read.
+    pub async fn prefetch_manifest_digests(&self, refs: Vec<(String, String)>) {
+        use futures_util::StreamExt;
+        let asked: Vec<_> = futures_util::stream::iter(refs)
+            .map(|(repo, tag)| async move {
+                let digest = self.ask_manifest_digest(&repo, &tag).await;
+                ((repo, tag), digest)
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        let mut prefetched = self.prefetched.lock().expect("prefetched");
+        for (key, digest) in asked {
+            if let Ok(digest) = digest {
+                prefetched.insert(key, digest);
+            }
+        }
+    }
+
+    /// Drops what [`Registry::prefetch_manifest_digests`] asked and no read took: once the
+    /// reads it was for are done, a later read asks the registry.
+    pub fn forget_prefetched(&self) {
+        self.prefetched.lock().expect("prefetched").clear();
+    }
+
+    async fn ask_manifest_digest(
         &self,
         repo: &str,
         reference: &str,

@@ -251,6 +251,49 @@ async fn a_registry_without_the_referrers_api_is_asked_once_for_a_burst_of_looku
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetched_tag_answers_its_next_read_once() {
+    wallaroo_testenv::install_crypto_provider();
+    let (env, version) = seeded().await;
+    let vendor = registry(env, &env.vendor, None);
+    let image = "wallaroo/conductor-wallsvc";
+    let digest = vendor.manifest_digest(image, version).await.unwrap();
+    assert!(digest.is_some());
+    let refs = || {
+        vec![
+            (image.to_string(), version.to_string()),
+            (image.to_string(), "no-such-tag".to_string()),
+        ]
+    };
+    wallaroo_profile::within("test: prefetch", vendor.prefetch_manifest_digests(refs())).await;
+    assert_eq!(requests_in("test: prefetch"), 2);
+
+    // The next read of each is answered from what was asked: no request.
+    let (held, missing) = wallaroo_profile::within(
+        "test: prefetched reads",
+        futures_util::future::join(
+            vendor.manifest_digest(image, version),
+            vendor.manifest_digest(image, "no-such-tag"),
+        ),
+    )
+    .await;
+    assert_eq!(held.unwrap(), digest);
+    assert_eq!(missing.unwrap(), None);
+    assert_eq!(requests_in("test: prefetched reads"), 0);
+
+    // The read after that asks the registry again, and so does one after a forget.
+    wallaroo_profile::within("test: read again", vendor.manifest_digest(image, version))
+        .await
+        .unwrap();
+    assert_eq!(requests_in("test: read again"), 1);
+    vendor.prefetch_manifest_digests(refs()).await;
+    vendor.forget_prefetched();
+    wallaroo_profile::within("test: forgotten", vendor.manifest_digest(image, version))
+        .await
+        .unwrap();
+    assert_eq!(requests_in("test: forgotten"), 1);
+}
+
 /// The requests the private registry's access log shows for blobs of `repo`, by method,
 /// with their status (`"HEAD" 404`, ...).
 fn blob_requests(env: &Env, repo: &str) -> BTreeMap<String, usize> {

@@ -106,6 +106,8 @@ pub async fn start<'w>(
                 .engine
                 .plan(&prepared.desired, state.as_ref(), &opts)
                 .await?;
+            // The targets' tags asked during discovery served the refresh; later reads ask anew.
+            ws.forget_prefetched();
             crate::plan::refuse_passwordless_users(&plan, &prepared.desired)?;
             wallaroo_model::set_plan_images(&mut plan, &prepared.images);
             (plan, prepared, false)

@@ -96,73 +96,94 @@ impl Workspace {
             sources: &sources,
             refresh: refresh_pins,
         };
-        let done: Vec<Result<PinnedWithReferrers, OperationError>> =
-            futures_util::stream::iter(images.iter().map(|i| i.source.clone()))
-                .map(|source| async move {
-                    let request = wallaroo_oci::pins::PinRequest {
-                        source: source.clone(),
-                        platforms: spec.images.platforms.clone(),
-                    };
-                    // The repository's tag list (where signatures are found) does not
-                    // depend on the pin: asked beside it when the referrers will be read
-                    // from the source (no pin of an earlier run to keep).
-                    let listing =
-                        with_referrers && (refresh_pins || !lookup.prior.contains_key(&source));
-                    let listed = async {
-                        let (host, repo, _) = wallaroo_model::split_reference(&source);
-                        match lookup.sources.get(&host) {
-                            Some(src) if listing => Some(src.tag_list(&repo).await),
-                            _ => None,
-                        }
-                    };
-                    let (pinned, listed) = futures_util::future::join(
-                        wallaroo_profile::within(
-                            PINS,
-                            wallaroo_oci::pins::resolve_all(
-                                lookup.sources,
-                                std::slice::from_ref(&request),
-                                lookup.prior,
-                                refresh_pins,
-                            ),
-                        ),
-                        wallaroo_profile::within(wallaroo_profile::SIGNATURES, listed),
-                    )
-                    .await;
-                    let pin = pinned?.remove(&source);
-                    let mut referrers = Vec::new();
-                    if with_referrers && let Some(pin) = &pin {
-                        let found = wallaroo_profile::within(
-                            wallaroo_profile::SIGNATURES,
-                            self.referrers_of(&source, pin, lookup, listed),
-                        )
-                        .await?;
-                        let requests: Vec<_> = found
-                            .iter()
-                            .map(|i| wallaroo_oci::pins::PinRequest {
-                                source: i.source.clone(),
-                                platforms: vec!["all".into()],
-                            })
-                            .collect();
-                        let more = wallaroo_profile::within(
-                            PINS,
-                            wallaroo_oci::pins::resolve_all(
-                                lookup.sources,
-                                &requests,
-                                lookup.prior,
-                                refresh_pins,
-                            ),
-                        )
-                        .await?;
-                        for mut r in found {
-                            r.pin = more.get(&r.source).map(image_pin);
-                            referrers.push(r);
-                        }
-                    }
-                    Ok((pin.as_ref().map(image_pin), referrers))
+        // What the private registry's tags hold now, asked beside the pins (a distant
+        // vendor's round trips) instead of after them: the plan's refresh of the images reads
+        // these answers.
+        let targets: Vec<(String, String)> = match (&self.target, &spec.registry) {
+            (Some(_), Some(reg)) => images
+                .iter()
+                .map(|i| {
+                    let (_, target) = wallaroo_model::image_target(spec, reg, i);
+                    let (_, repo, tag) = wallaroo_model::split_reference(&target);
+                    (repo, tag)
                 })
-                .buffered(lookups_at_once(&sources))
-                .collect()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let prefetch = async {
+            if let Some(target) = &self.target
+                && !targets.is_empty()
+            {
+                wallaroo_profile::within("refresh", target.prefetch_manifest_digests(targets))
+                    .await;
+            }
+        };
+        let pinned = futures_util::stream::iter(images.iter().map(|i| i.source.clone()))
+            .map(|source| async move {
+                let request = wallaroo_oci::pins::PinRequest {
+                    source: source.clone(),
+                    platforms: spec.images.platforms.clone(),
+                };
+                // The repository's tag list (where signatures are found) does not
+                // depend on the pin: asked beside it when the referrers will be read
+                // from the source (no pin of an earlier run to keep).
+                let listing =
+                    with_referrers && (refresh_pins || !lookup.prior.contains_key(&source));
+                let listed = async {
+                    let (host, repo, _) = wallaroo_model::split_reference(&source);
+                    match lookup.sources.get(&host) {
+                        Some(src) if listing => Some(src.tag_list(&repo).await),
+                        _ => None,
+                    }
+                };
+                let (pinned, listed) = futures_util::future::join(
+                    wallaroo_profile::within(
+                        PINS,
+                        wallaroo_oci::pins::resolve_all(
+                            lookup.sources,
+                            std::slice::from_ref(&request),
+                            lookup.prior,
+                            refresh_pins,
+                        ),
+                    ),
+                    wallaroo_profile::within(wallaroo_profile::SIGNATURES, listed),
+                )
                 .await;
+                let pin = pinned?.remove(&source);
+                let mut referrers = Vec::new();
+                if with_referrers && let Some(pin) = &pin {
+                    let found = wallaroo_profile::within(
+                        wallaroo_profile::SIGNATURES,
+                        self.referrers_of(&source, pin, lookup, listed),
+                    )
+                    .await?;
+                    let requests: Vec<_> = found
+                        .iter()
+                        .map(|i| wallaroo_oci::pins::PinRequest {
+                            source: i.source.clone(),
+                            platforms: vec!["all".into()],
+                        })
+                        .collect();
+                    let more = wallaroo_profile::within(
+                        PINS,
+                        wallaroo_oci::pins::resolve_all(
+                            lookup.sources,
+                            &requests,
+                            lookup.prior,
+                            refresh_pins,
+                        ),
+                    )
+                    .await?;
+                    for mut r in found {
+                        r.pin = more.get(&r.source).map(image_pin);
+                        referrers.push(r);
+                    }
+                }
+                Ok((pin.as_ref().map(image_pin), referrers))
+            })
+            .buffered(lookups_at_once(&sources))
+            .collect::<Vec<Result<PinnedWithReferrers, OperationError>>>();
+        let (done, ()) = futures_util::future::join(pinned, prefetch).await;
         let mut all_referrers = Vec::new();
         for (image, result) in images.iter_mut().zip(done) {
             let (pin, referrers) = result?;
@@ -255,14 +276,29 @@ impl Workspace {
             match cached {
                 Some(found) => release = found,
                 None => {
-                    let found = wallaroo_oci::release::discover(&pulled, Some(&render))
-                        .await
-                        .map_err(|e| match e {
-                            wallaroo_oci::OciError::Chart { .. } => {
-                                OperationError::message(render_failure(spec, &e.to_string()))
-                            }
-                            other => other.into(),
-                        })?;
+                    // While helm renders, the vendor is asked for the referrers of the chart's
+                    // own manifest: a registry without the API says so now, and the images'
+                    // lookups after their pins skip it at once.
+                    let probe = async {
+                        if !self.exclude_referrers && self.bundle.is_none() {
+                            let _ = wallaroo_profile::within(
+                                wallaroo_profile::SIGNATURES,
+                                vendor.referrers_api(&repo, &pulled.manifest.digest),
+                            )
+                            .await;
+                        }
+                    };
+                    let (found, ()) = futures_util::future::join(
+                        wallaroo_oci::release::discover(&pulled, Some(&render)),
+                        probe,
+                    )
+                    .await;
+                    let found = found.map_err(|e| match e {
+                        wallaroo_oci::OciError::Chart { .. } => {
+                            OperationError::message(render_failure(spec, &e.to_string()))
+                        }
+                        other => other.into(),
+                    })?;
                     for (image, origins) in found {
                         let origin = origins
                             .iter()

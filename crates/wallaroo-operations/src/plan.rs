@@ -62,6 +62,8 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
             .engine
             .plan(&prepared.desired, state.as_ref(), &opts)
             .await?;
+        // The targets' tags asked during discovery served the refresh; later reads ask anew.
+        ws.forget_prefetched();
         refuse_passwordless_users(&plan, &prepared.desired)?;
         wallaroo_model::set_plan_images(&mut plan, &prepared.images);
         set_vendor_checks(&mut plan, &prepared.vendor_checks);

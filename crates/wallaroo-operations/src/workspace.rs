@@ -198,6 +198,14 @@ impl Workspace {
             .await
     }
 
+    /// Drops the private registry's answers asked ahead of a plan's refresh (see
+    /// [`wallaroo_oci::Registry::prefetch_manifest_digests`]) that no read took.
+    pub(crate) fn forget_prefetched(&self) {
+        if let Some(target) = &self.target {
+            target.forget_prefetched();
+        }
+    }
+
     /// The cluster with nothing read yet: each operation (a plan, an apply, a destroy) reads
     /// the cluster afresh, then shares those reads among its own steps.
     pub(crate) async fn fresh_cluster(&self) -> Result<&wallaroo_kube::Cluster, OperationError> {
