@@ -339,6 +339,9 @@ pub enum Removed {
     Gone,
 }
 
+/// How long [`Registry::prefetch_manifest_digests`] waits for its answers at most.
+const PREFETCH_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Idle connections kept per registry.
 const IDLE_CONNECTIONS: usize = 8;
 
@@ -779,23 +782,36 @@ impl Registry {
     /// Asks what each (`repo`, `tag`) holds now, all at once, for reads that will want it
     /// shortly (a plan's refresh of its images, asked while the source is still being read):
     /// the next [`Registry::manifest_digest`] of each is answered from here, once; the one
-    /// after asks again. A question that fails is left to its read.
+    /// after asks again. Each question is asked once, without retries, and all of them
+    /// within [`PREFETCH_WITHIN`]: one that fails or is not answered by then is left to its
+    /// read, so a registry that is down costs its reads no more than before.
     pub async fn prefetch_manifest_digests(&self, refs: Vec<(String, String)>) {
         use futures_util::StreamExt;
-        let asked: Vec<_> = futures_util::stream::iter(refs)
+        let asked = futures_util::stream::iter(refs)
             .map(|(repo, tag)| async move {
-                let digest = self.ask_manifest_digest(&repo, &tag).await;
+                let url = self.url(&format!("/v2/{repo}/manifests/{tag}"));
+                let sent = self
+                    .send_once(&self.http, &Self::pull(&repo), &|c: &reqwest::Client| {
+                        c.head(&url).header("Accept", MANIFEST_TYPES)
+                    })
+                    .await;
+                let digest = match sent {
+                    Ok(resp) => self.digest_answer(&repo, &tag, resp).ok(),
+                    Err(_) => None,
+                };
                 ((repo, tag), digest)
             })
             .buffer_unordered(32)
-            .collect()
-            .await;
-        let mut prefetched = self.prefetched.lock().expect("prefetched");
-        for (key, digest) in asked {
-            if let Ok(digest) = digest {
-                prefetched.insert(key, digest);
-            }
-        }
+            .for_each(|(key, digest)| {
+                if let Some(digest) = digest {
+                    self.prefetched
+                        .lock()
+                        .expect("prefetched")
+                        .insert(key, digest);
+                }
+                std::future::ready(())
+            });
+        let _ = tokio::time::timeout(PREFETCH_WITHIN, asked).await;
     }
 
     /// Drops what [`Registry::prefetch_manifest_digests`] asked and no read took: once the
@@ -815,6 +831,16 @@ impl Registry {
                 c.head(&url).header("Accept", MANIFEST_TYPES)
             })
             .await?;
+        self.digest_answer(repo, reference, resp)
+    }
+
+    /// The digest a HEAD of manifest `repo:reference` answered; `None` when not found.
+    fn digest_answer(
+        &self,
+        repo: &str,
+        reference: &str,
+        resp: Response,
+    ) -> Result<Option<String>, OciError> {
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => Ok(resp

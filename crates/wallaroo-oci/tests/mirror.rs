@@ -292,6 +292,17 @@ async fn a_prefetched_tag_answers_its_next_read_once() {
         .await
         .unwrap();
     assert_eq!(requests_in("test: forgotten"), 1);
+
+    // A registry that refuses connections is asked once per tag, without retries, and its
+    // reads then ask (and fail) as they would have without the prefetch.
+    let down = Registry::new("127.0.0.1:9", None, Some(&env.ca_file)).unwrap();
+    wallaroo_profile::within(
+        "test: prefetch down",
+        down.prefetch_manifest_digests(refs()),
+    )
+    .await;
+    assert_eq!(requests_in("test: prefetch down"), 2);
+    assert!(down.manifest_digest(image, version).await.is_err());
 }
 
 /// The requests the private registry's access log shows for blobs of `repo`, by method,

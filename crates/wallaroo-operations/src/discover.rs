@@ -99,23 +99,17 @@ impl Workspace {
         // What the private registry's tags hold now, asked beside the pins (a distant
         // vendor's round trips) instead of after them: the plan's refresh of the images reads
         // these answers.
-        let targets: Vec<(String, String)> = match (&self.target, &spec.registry) {
-            (Some(_), Some(reg)) => images
-                .iter()
-                .map(|i| {
-                    let (_, target) = wallaroo_model::image_target(spec, reg, i);
-                    let (_, repo, tag) = wallaroo_model::split_reference(&target);
-                    (repo, tag)
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
         let prefetch = async {
-            if let Some(target) = &self.target
-                && !targets.is_empty()
-            {
-                wallaroo_profile::within("refresh", target.prefetch_manifest_digests(targets))
-                    .await;
+            if let (Some(target), Some(reg)) = (&self.target, &spec.registry) {
+                let tags = images
+                    .iter()
+                    .map(|i| {
+                        let (_, target) = wallaroo_model::image_target(spec, reg, i);
+                        let (_, repo, tag) = wallaroo_model::split_reference(&target);
+                        (repo, tag)
+                    })
+                    .collect();
+                wallaroo_profile::within("refresh", target.prefetch_manifest_digests(tags)).await;
             }
         };
         let pinned = futures_util::stream::iter(images.iter().map(|i| i.source.clone()))
