@@ -171,6 +171,11 @@ pub struct RbacArgs {
     /// many namespaces), instead of a Role in each namespace.
     #[arg(long)]
     pub cluster_wide: bool,
+    /// What a plan that only reads needs (a drift cron job, a pull request's CI): the reads,
+    /// the run lock, the state Secret, and with `apply_identity { }` in the spec the right to
+    /// ask whether that identity may apply (SubjectAccessReview).
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Args)]

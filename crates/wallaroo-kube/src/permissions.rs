@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec, SubjectAccessReview,
+    SubjectAccessReviewSpec,
 };
 use kube::api::{Api, PostParams};
 use serde::{Deserialize, Serialize};
@@ -139,52 +140,194 @@ pub fn needs(t: &Touches) -> BTreeSet<Need> {
         add("", "events", Some(ns), &["list"]);
         add("apps", "replicasets", Some(ns), READ);
         for k in &t.release {
-            let (group, version) = k
-                .api_version
-                .split_once('/')
-                .unwrap_or(("", &k.api_version));
-            let gvk = kube::core::GroupVersionKind::gvk(group, version, &k.kind);
-            let plural = kube::discovery::ApiResource::from_gvk(&gvk).plural;
-            let namespace = if scope_of(&k.kind) {
-                None
-            } else {
-                Some(k.namespace.as_deref().unwrap_or(ns))
-            };
-            add(group, &plural, namespace, MANAGE);
+            let (group, plural, namespace) = resource_of(k, ns);
+            add(&group, &plural, namespace.as_deref(), MANAGE);
         }
     }
     if t.pull_check {
-        // A namespace of its own each time, with a Secret and a pod per pool.
-        add("", "namespaces", None, &["create", "delete"]);
-        add("", "secrets", None, &["create"]);
-        add("", "pods", None, &["get", "list", "create", "delete"]);
-        add("", "events", None, &["list"]);
+        out.extend(pull_check_needs());
     }
     out
+}
+
+/// What the pull check does: a namespace of its own each time, with a Secret and a pod per
+/// pool, read back and deleted.
+pub fn pull_check_needs() -> BTreeSet<Need> {
+    let mut out = BTreeSet::new();
+    for (resource, verbs) in [
+        ("namespaces", &["create", "delete"][..]),
+        ("secrets", &["create"]),
+        ("pods", &["get", "list", "create", "delete"]),
+        ("events", &["list"]),
+    ] {
+        for verb in verbs {
+            out.insert(Need {
+                group: String::new(),
+                resource: resource.into(),
+                namespace: None,
+                verb: (*verb).into(),
+            });
+        }
+    }
+    out
+}
+
+/// Whether a verb changes something (a plan's own identity may lack every one of them).
+pub fn is_write(verb: &str) -> bool {
+    !matches!(verb, "get" | "list" | "watch")
+}
+
+/// Every (verb, group, resource, namespace) a plan needs that only reads and takes the run
+/// lock: what it reads of each resource kind, the release's storage and objects (their drift),
+/// the nodes, and with `state { backend = "kubernetes" }` the state Secret and the Lease it
+/// holds while it reads. No check that writes runs under such an identity (the pull check is
+/// skipped with a warning), so none of its needs are here.
+pub fn read_needs(t: &Touches) -> BTreeSet<Need> {
+    let mut out = BTreeSet::new();
+    let mut add = |group: &str, resource: &str, namespace: Option<&str>, verbs: &[&str]| {
+        for verb in verbs {
+            out.insert(Need {
+                group: group.into(),
+                resource: resource.into(),
+                namespace: namespace.map(String::from),
+                verb: (*verb).into(),
+            });
+        }
+    };
+    let ns = t.namespace.as_str();
+    // The release's namespace; preflight's nodes and storage class.
+    add("", "namespaces", None, &["get"]);
+    add("", "nodes", None, &["get", "list"]);
+    add("storage.k8s.io", "storageclasses", None, &["list"]);
+    for secrets_ns in &t.secrets_in {
+        add("", "secrets", Some(secrets_ns), &["get"]);
+    }
+    if let Some(d) = &t.daemonset_in {
+        add("apps", "daemonsets", Some(d), &["get"]);
+    }
+    if let Some(state) = &t.state_in {
+        add("", "secrets", Some(state), &["get"]);
+        // The run lock: taken, renewed and handed back by updating the Lease.
+        add(
+            "coordination.k8s.io",
+            "leases",
+            Some(state),
+            &["get", "create", "update"],
+        );
+    }
+    if t.outputs {
+        add("", "services", Some(ns), &["get"]);
+        add("", "secrets", Some(ns), &["get"]);
+    }
+    if t.helm {
+        // helm's release storage (listed by label), Keycloak's admin Secret, and each object
+        // the release renders, read for its drift.
+        add("", "secrets", Some(ns), &["get", "list"]);
+        for k in &t.release {
+            let (group, plural, namespace) = resource_of(k, ns);
+            add(&group, &plural, namespace.as_deref(), &["get"]);
+        }
+    }
+    out
+}
+
+/// The group, plural and namespace (`None`: cluster-scoped) of a rendered kind.
+fn resource_of(k: &RenderedKind, ns: &str) -> (String, String, Option<String>) {
+    let (group, version) = k
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", &k.api_version));
+    let gvk = kube::core::GroupVersionKind::gvk(group, version, &k.kind);
+    let plural = kube::discovery::ApiResource::from_gvk(&gvk).plural;
+    let namespace = if scope_of(&k.kind) {
+        None
+    } else {
+        Some(k.namespace.as_deref().unwrap_or(ns).to_string())
+    };
+    (group.to_string(), plural, namespace)
+}
+
+/// Whose rights a review asks about: the identity making the request, or another one (the
+/// identity that applies, asked about by a plan run as someone else).
+#[derive(Debug, Clone, Copy)]
+pub enum Reviewed<'a> {
+    /// SelfSubjectAccessReview: any authenticated identity may ask it.
+    Own,
+    /// SubjectAccessReview of this username and groups: needs `create subjectaccessreviews`.
+    Subject { user: &'a str, groups: &'a [String] },
+}
+
+/// Whether the API server refused a review because the identity may not ask it.
+pub fn forbidden(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403)
+}
+
+/// The username the API server knows the current identity by (SelfSubjectReview, which
+/// every authenticated identity may ask).
+pub async fn whoami(cluster: &Cluster) -> Result<String, kube::Error> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: Api<SelfSubjectReview> = Api::all(cluster.client().clone());
+    let answer = api
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await?;
+    Ok(answer
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .unwrap_or_default())
 }
 
 /// The needs the current identity lacks, asked of the API server all at once (a few at a
 /// time). A review the server cannot answer counts as missing, with its error.
 pub async fn missing(cluster: &Cluster, needs: &BTreeSet<Need>) -> Result<Vec<Need>, kube::Error> {
-    let api: Api<SelfSubjectAccessReview> = Api::all(cluster.client().clone());
+    missing_for(cluster, needs, Reviewed::Own).await
+}
+
+/// The needs `who` lacks (see [`missing`]).
+pub async fn missing_for(
+    cluster: &Cluster,
+    needs: &BTreeSet<Need>,
+    who: Reviewed<'_>,
+) -> Result<Vec<Need>, kube::Error> {
+    let own: Api<SelfSubjectAccessReview> = Api::all(cluster.client().clone());
+    let other: Api<SubjectAccessReview> = Api::all(cluster.client().clone());
     let reviews = needs.iter().map(|need| {
-        let api = api.clone();
+        let (own, other) = (own.clone(), other.clone());
         async move {
-            let review = SelfSubjectAccessReview {
-                spec: SelfSubjectAccessReviewSpec {
-                    resource_attributes: Some(ResourceAttributes {
-                        group: Some(need.group.clone()),
-                        resource: Some(need.resource.clone()),
-                        namespace: need.namespace.clone(),
-                        verb: Some(need.verb.clone()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
+            let attributes = ResourceAttributes {
+                group: Some(need.group.clone()),
+                resource: Some(need.resource.clone()),
+                namespace: need.namespace.clone(),
+                verb: Some(need.verb.clone()),
                 ..Default::default()
             };
-            let answer = api.create(&PostParams::default(), &review).await?;
-            Ok::<_, kube::Error>((need, answer.status.is_some_and(|s| s.allowed)))
+            let allowed = match who {
+                Reviewed::Own => {
+                    let review = SelfSubjectAccessReview {
+                        spec: SelfSubjectAccessReviewSpec {
+                            resource_attributes: Some(attributes),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    let answer = own.create(&PostParams::default(), &review).await?;
+                    answer.status.is_some_and(|s| s.allowed)
+                }
+                Reviewed::Subject { user, groups } => {
+                    let review = SubjectAccessReview {
+                        spec: SubjectAccessReviewSpec {
+                            resource_attributes: Some(attributes),
+                            user: Some(user.to_string()),
+                            groups: Some(groups.to_vec()),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    let answer = other.create(&PostParams::default(), &review).await?;
+                    answer.status.is_some_and(|s| s.allowed)
+                }
+            };
+            Ok::<_, kube::Error>((need, allowed))
         }
     });
     let answers: Vec<Result<(&Need, bool), kube::Error>> = futures_util::StreamExt::collect(
@@ -213,6 +356,26 @@ pub fn rbac_yaml(
     sa_name: &str,
     cluster_wide: bool,
 ) -> String {
+    rbac_yaml_with(
+        "# The permissions wallaroo needs to apply this spec and chart (`wallaroo rbac`).\n",
+        needs,
+        name,
+        sa_ns,
+        sa_name,
+        cluster_wide,
+    )
+}
+
+/// [`rbac_yaml`] under a heading of the caller's (comment lines).
+pub fn rbac_yaml_with(
+    heading: &str,
+    needs: &BTreeSet<Need>,
+    name: &str,
+    sa_ns: &str,
+    sa_name: &str,
+    cluster_wide: bool,
+) -> String {
+    let mut out = heading.to_string();
     // scope (a namespace, or cluster-wide) -> group -> resource -> verbs
     type Verbs = BTreeMap<String, BTreeSet<String>>;
     let mut scopes: BTreeMap<Option<String>, BTreeMap<String, Verbs>> = BTreeMap::new();
@@ -231,9 +394,6 @@ pub fn rbac_yaml(
             .or_default()
             .insert(n.verb.clone());
     }
-    let mut out = String::from(
-        "# The permissions wallaroo needs to apply this spec and chart (`wallaroo rbac`).\n",
-    );
     for (scope, groups) in &scopes {
         // Resources of one group with the same verbs share a rule.
         let mut rules: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();

@@ -13,7 +13,7 @@ use wallaroo_oci::MirrorStats;
 use wallaroo_state::StateLock;
 
 use crate::error::OperationError;
-use crate::prepare::{Images, Prepared};
+use crate::prepare::{Images, Prepared, Purpose};
 use crate::workspace::Workspace;
 
 /// What an apply or destroy is asked for.
@@ -75,7 +75,7 @@ pub async fn start<'w>(
                 ..PlanOptions::default()
             };
             let prepared = ws
-                .prepare(state.as_ref(), Images::Saved(&plan), &scope)
+                .prepare(state.as_ref(), Images::Saved(&plan), &scope, Purpose::Apply)
                 .await?;
             prepared
                 .engine
@@ -101,7 +101,9 @@ pub async fn start<'w>(
                     refresh_pins: request.refresh_pins,
                 }
             };
-            let prepared = ws.prepare(state.as_ref(), images, &opts).await?;
+            let prepared = ws
+                .prepare(state.as_ref(), images, &opts, Purpose::Apply)
+                .await?;
             let mut plan = prepared
                 .engine
                 .plan(&prepared.desired, state.as_ref(), &opts)

@@ -7,7 +7,7 @@ use wallaroo_engine::DesiredSet;
 use wallaroo_kube::permissions::{Need, Touches};
 
 use crate::error::OperationError;
-use crate::prepare::Images;
+use crate::prepare::{Images, Purpose};
 use crate::workspace::Workspace;
 
 impl Workspace {
@@ -59,30 +59,125 @@ impl Workspace {
         t
     }
 
-    /// Asks the API server whether the identity may do all that apply needs; stops the plan
-    /// naming every (verb, resource, namespace) it may not.
-    pub(crate) async fn permissions(&self, desired: &DesiredSet) -> Result<(), OperationError> {
-        let needs = wallaroo_kube::permissions::needs(&self.touches(desired));
+    /// Asks the API server whether the identity that applies may do all that apply needs.
+    ///
+    /// For an apply, that is this identity, and anything it lacks stops it. For a plan, it is
+    /// the spec's `apply_identity` when it names one (asked with SubjectAccessReview; a plan
+    /// run as it asks SelfSubjectAccessReview), and anything that one lacks stops the plan;
+    /// without one it is this identity, and one that may only read (a drift cron job, a pull
+    /// request's CI) gets a warning saying what apply would need, not a failure.
+    pub(crate) async fn permissions(
+        &self,
+        desired: &DesiredSet,
+        purpose: Purpose,
+    ) -> Result<Checked, OperationError> {
+        use wallaroo_kube::permissions::{self as perms, Reviewed};
+        let touches = self.touches(desired);
+        let needs = perms::needs(&touches);
         let cluster = self.cluster().await?;
-        let lacking = wallaroo_kube::permissions::missing(cluster, &needs)
-            .await
-            .map_err(|e| {
-                OperationError::message(format!(
-                    "cannot ask the API server what this identity may do (SelfSubjectAccessReview): {e}"
-                ))
-            })?;
-        if lacking.is_empty() {
-            return Ok(());
-        }
-        Err(OperationError::message(format!(
-            "this identity may not do everything apply needs, so apply would stop half way; nothing was changed. It may not:\n{}\n`wallaroo rbac` prints the Role and ClusterRole that grant exactly what this spec and chart need.",
+        let asked = |e: &dyn std::fmt::Display, how: &str| {
+            OperationError::message(format!(
+                "cannot ask the API server what the identity that applies may do ({how}): {e}"
+            ))
+        };
+        let named = self
+            .spec
+            .apply_identity
+            .as_ref()
+            .filter(|_| purpose == Purpose::Plan);
+        let (me, lacking) = match named {
+            None => tokio::join!(perms::whoami(cluster), perms::missing(cluster, &needs)),
+            Some(id) => {
+                let (user, groups) = id.subject();
+                let me = perms::whoami(cluster).await;
+                let who = match &me {
+                    Ok(me) if *me == user => Reviewed::Own,
+                    _ => Reviewed::Subject {
+                        user: &user,
+                        groups: &groups,
+                    },
+                };
+                match perms::missing_for(cluster, &needs, who).await {
+                    Ok(lacking) => (me, Ok(lacking)),
+                    // An identity that may not ask about another one plans on, and says so.
+                    Err(e) if perms::forbidden(&e) => {
+                        let warning = format!(
+                            "whether {} may apply this plan was not checked: this identity may not create subjectaccessreviews.authorization.k8s.io (grant it with `wallaroo rbac --read-only`, which adds it when the spec names apply_identity)",
+                            id.describe()
+                        );
+                        return Ok(Checked {
+                            summary: serde_json::json!({
+                                "identity": id.describe(),
+                                "checked": false,
+                                "needs": needs.len(),
+                            }),
+                            warning: Some(warning),
+                        });
+                    }
+                    Err(e) => return Err(asked(&e, "SubjectAccessReview")),
+                }
+            }
+        };
+        let lacking = lacking.map_err(|e| asked(&e, "SelfSubjectAccessReview"))?;
+        let me = me.ok().filter(|m| !m.is_empty());
+        let identity = match (named, &me) {
+            (Some(id), _) => id.describe(),
+            (None, Some(me)) => format!("this identity ({me})"),
+            (None, None) => "this identity".to_string(),
+        };
+        let listed = || {
             lacking
                 .iter()
                 .map(|n| format!("  - {}", n.describe()))
                 .collect::<Vec<_>>()
                 .join("\n")
+        };
+        let summary = serde_json::json!({
+            "identity": identity,
+            "checked": true,
+            "needs": needs.len(),
+            "lacking": lacking.iter().map(|n| n.describe()).collect::<Vec<_>>(),
+        });
+        if lacking.is_empty() {
+            return Ok(Checked {
+                summary,
+                warning: None,
+            });
+        }
+        // Reading and the run lock are all a plan itself does: an identity that holds none of
+        // the rest only reads.
+        let reads = perms::read_needs(&touches);
+        let read_only = needs
+            .iter()
+            .filter(|n| perms::is_write(&n.verb) && !reads.contains(n))
+            .all(|n| lacking.contains(n));
+        if purpose == Purpose::Plan && named.is_none() && read_only {
+            return Ok(Checked {
+                summary,
+                warning: Some(format!(
+                    "{identity} may only read, so this plan is complete but an apply by it would be refused: it lacks {} of the {} permissions apply needs. Name the identity that applies in `apply_identity {{ }}` and plans check its rights instead; `wallaroo rbac` prints them.",
+                    lacking.len(),
+                    needs.len()
+                )),
+            });
+        }
+        let subject = match named {
+            Some(id) => format!("{}, which the spec names to apply,", id.describe()),
+            None => identity.clone(),
+        };
+        Err(OperationError::message(format!(
+            "{subject} may not do everything apply needs, so apply would stop half way; nothing was changed. It may not:\n{}\n`wallaroo rbac` prints the Role and ClusterRole that grant exactly what this spec and chart need.",
+            listed()
         )))
     }
+}
+
+/// What the permission check found for a plan: its line in the plan's `permissions` input,
+/// and a warning when it could not check or the identity only reads.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub summary: serde_json::Value,
+    pub warning: Option<String>,
 }
 
 /// What `wallaroo rbac` writes for.
@@ -94,16 +189,17 @@ pub struct RbacRequest {
     pub service_account: (String, String),
     /// Everything in one ClusterRole (an identity that installs into many namespaces).
     pub cluster_wide: bool,
+    /// What a plan that only reads needs (a drift cron job, a pull request's CI), not apply.
+    pub read_only: bool,
 }
 
 /// The least Role and ClusterRole that let an identity apply this spec: the release is
 /// rendered as a plan renders it (no permission check, so the current identity may lack
 /// them). Returns the YAML and the needs.
 pub async fn rbac(
-    ws: &mut Workspace,
+    ws: &Workspace,
     request: &RbacRequest,
 ) -> Result<(String, BTreeSet<Need>), OperationError> {
-    ws.check_permissions = false;
     let state = ws.store.load()?;
     let prepared = ws
         .prepare(
@@ -112,10 +208,43 @@ pub async fn rbac(
                 refresh_pins: false,
             },
             &wallaroo_engine::PlanOptions::default(),
+            Purpose::Rbac,
         )
         .await?;
-    let needs = wallaroo_kube::permissions::needs(&ws.touches(&prepared.desired));
-    let yaml = wallaroo_kube::permissions::rbac_yaml(
+    let touches = ws.touches(&prepared.desired);
+    if !request.read_only {
+        let needs = wallaroo_kube::permissions::needs(&touches);
+        let yaml = wallaroo_kube::permissions::rbac_yaml(
+            &needs,
+            &request.name,
+            &request.service_account.0,
+            &request.service_account.1,
+            request.cluster_wide,
+        );
+        return Ok((yaml, needs));
+    }
+    let mut needs = wallaroo_kube::permissions::read_needs(&touches);
+    let mut heading = String::from(
+        "# What a plan that only reads needs (`wallaroo rbac --read-only`): a drift cron job's or a\n\
+         # pull request's CI. It reads what apply would change and the release's objects,\n\
+         # and takes the run lock; checks that would write (the pull check) are skipped with a\n\
+         # warning.\n",
+    );
+    if let Some(id) = &ws.spec.apply_identity {
+        // The plan asks whether the identity that applies may apply it.
+        needs.insert(Need {
+            group: "authorization.k8s.io".into(),
+            resource: "subjectaccessreviews".into(),
+            namespace: None,
+            verb: "create".into(),
+        });
+        heading.push_str(&format!(
+            "# With it, the plan asks the API server whether {} (apply_identity) may apply it.\n",
+            id.describe()
+        ));
+    }
+    let yaml = wallaroo_kube::permissions::rbac_yaml_with(
+        &heading,
         &needs,
         &request.name,
         &request.service_account.0,

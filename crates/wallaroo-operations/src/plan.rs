@@ -7,7 +7,7 @@ use wallaroo_engine::{Address, Plan, PlanMode, PlanOptions};
 use wallaroo_kube::preflight::{Check, Outcome};
 
 use crate::error::OperationError;
-use crate::prepare::Images;
+use crate::prepare::{Images, Purpose};
 use crate::workspace::Workspace;
 
 /// What a plan is asked for.
@@ -38,7 +38,16 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
     let cluster = ws.fresh_cluster().await?;
     let preflight = wallaroo_profile::within(
         "preflight",
-        crate::preflight::checks_on(&ws.spec, &ws.helm, cluster, ws.target.as_deref()),
+        crate::preflight::checks_on(
+            &ws.spec,
+            &ws.helm,
+            cluster,
+            ws.target.as_deref(),
+            crate::preflight::PullWhen {
+                record: &ws.render_cache,
+                always: false,
+            },
+        ),
     );
     let work = async {
         let state = ws.store.load()?;
@@ -56,6 +65,7 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
                     refresh_pins: request.refresh_pins,
                 },
                 &opts,
+                Purpose::Plan,
             )
             .await?;
         let mut plan = prepared
@@ -67,6 +77,10 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
         refuse_passwordless_users(&plan, &prepared.desired)?;
         wallaroo_model::set_plan_images(&mut plan, &prepared.images);
         set_vendor_checks(&mut plan, &prepared.vendor_checks);
+        if let Some(p) = &prepared.permissions {
+            plan.warnings.extend(p.warning.clone());
+            plan.inputs.insert("permissions".into(), p.summary.clone());
+        }
         Ok::<_, OperationError>((plan, prepared.vendor_checks))
     };
     tokio::pin!(preflight, work);

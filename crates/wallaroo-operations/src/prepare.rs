@@ -26,6 +26,19 @@ pub enum Images<'a> {
     Unread,
 }
 
+/// Who prepares, which decides what the permission check does with what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A plan: it may be run by an identity that only reads (a drift cron job, a pull
+    /// request's CI), so such an identity's lack of write rights is a warning; with
+    /// `apply_identity { }` the rights checked are that identity's.
+    Plan,
+    /// An apply or destroy, which writes as this identity: anything it lacks stops it.
+    Apply,
+    /// `wallaroo rbac`, which writes the Roles: nothing is checked.
+    Rbac,
+}
+
 /// What a plan works from: the images to mirror (found, pinned), the desired model, and an
 /// engine with every kind.
 pub struct Prepared {
@@ -37,6 +50,8 @@ pub struct Prepared {
     /// The vendor's troubleshoot preflights, all passed or warned (a failure stops the
     /// plan before this is made).
     pub vendor_checks: Vec<crate::preflight::Check>,
+    /// What the permission check found, when it ran.
+    pub permissions: Option<crate::permissions::Checked>,
 }
 
 impl Workspace {
@@ -50,6 +65,7 @@ impl Workspace {
         state: Option<&Lockfile>,
         images: Images<'_>,
         scope: &PlanOptions,
+        purpose: Purpose,
     ) -> Result<Prepared, OperationError> {
         // A signed bundle is checked whole before anything is read from it.
         wallaroo_profile::within("bundle check", self.check_bundle()).await?;
@@ -71,6 +87,7 @@ impl Workspace {
         };
         let mut desired = wallaroo_model::from_spec_with(&self.spec, &images)?;
         let mut vendor_checks = Vec::new();
+        let mut permissions = None;
         let mut kinds = cluster_kinds(
             &self.spec,
             self.delete_data,
@@ -106,7 +123,7 @@ impl Workspace {
             let cluster_work = in_scope
                 .iter()
                 .any(|a| desired.resources.get(a).is_some_and(|r| r.kind != "image"));
-            if self.check_permissions && cluster_work {
+            if purpose != Purpose::Rbac && cluster_work {
                 let scoped = DesiredSet {
                     resources: desired
                         .resources
@@ -116,7 +133,10 @@ impl Workspace {
                         .collect(),
                     ..DesiredSet::default()
                 };
-                wallaroo_profile::within("permissions", self.permissions(&scoped)).await?;
+                permissions = Some(
+                    wallaroo_profile::within("permissions", self.permissions(&scoped, purpose))
+                        .await?,
+                );
             }
             if release {
                 vendor_checks =
@@ -149,6 +169,7 @@ impl Workspace {
             engine: Engine::new(kinds),
             mirror,
             vendor_checks,
+            permissions,
         })
     }
 }

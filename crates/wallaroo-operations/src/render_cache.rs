@@ -71,12 +71,9 @@ impl RenderCache {
 
     /// The key of a render and of what else the result depends on (`extra`).
     pub fn key(&self, inputs: &RenderInputs<'_>, extra: &[&[u8]]) -> Option<String> {
-        let salt = self.salt()?;
         let helm = helm_identity(inputs.helm);
         let values = inputs.values.map(|v| v.to_string()).unwrap_or_default();
-        let mut hasher = Sha256::new();
-        for part in [
-            salt.as_bytes(),
+        let parts: Vec<&[u8]> = [
             helm.as_bytes(),
             inputs.chart_digest.as_bytes(),
             inputs.release.as_bytes(),
@@ -86,7 +83,16 @@ impl RenderCache {
         ]
         .into_iter()
         .chain(extra.iter().copied())
-        {
+        .collect();
+        self.key_of(&parts)
+    }
+
+    /// The salted key of any inputs (each part counted apart from the next), for results
+    /// other than renders that are kept here too (the last pull check that passed).
+    pub fn key_of(&self, parts: &[&[u8]]) -> Option<String> {
+        let salt = self.salt()?;
+        let mut hasher = Sha256::new();
+        for part in std::iter::once(salt.as_bytes()).chain(parts.iter().copied()) {
             // Length-prefixed, so that no two different inputs run together the same way.
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part);

@@ -68,7 +68,15 @@ pub async fn collect(
     );
     let cluster = wallaroo_kube::Cluster::connect().await;
     let checks = match &cluster {
-        Ok(cluster) => crate::preflight::checks_on(&spec, &helm, cluster, None).await,
+        // No registry to push to: the pull check does not run here.
+        Ok(cluster) => {
+            let record = crate::render_cache::RenderCache::beside(&spec.lockfile_path());
+            let when = crate::preflight::PullWhen {
+                record: &record,
+                always: false,
+            };
+            crate::preflight::checks_on(&spec, &helm, cluster, None, when).await
+        }
         Err(e) => Err(OperationError::message(e.to_string())),
     };
     match checks {

@@ -89,9 +89,6 @@ pub struct Workspace {
     /// The troubleshoot `Preflight` specs the release carries (from the air-gap check's
     /// render, or the cache of it).
     pub(crate) vendor_preflight_specs: std::sync::Mutex<Option<Vec<String>>>,
-    /// Whether a plan asks the API server if the identity may do everything apply needs
-    /// (`wallaroo rbac`, which writes the Role, does not).
-    pub check_permissions: bool,
     /// Whether the bundle's signature and bytes were checked (once per operation).
     pub(crate) bundle_checked: tokio::sync::OnceCell<()>,
     /// The cluster, connected on first use: one client for the whole operation, and the
@@ -183,7 +180,6 @@ impl Workspace {
             render_cache: crate::render_cache::RenderCache::beside(&spec.lockfile_path()),
             rendered_kinds: std::sync::Mutex::new(None),
             vendor_preflight_specs: std::sync::Mutex::new(None),
-            check_permissions: true,
             cluster: tokio::sync::OnceCell::new(),
             spec,
         })

@@ -94,6 +94,53 @@ pub(crate) fn run(file: &SourceFile, blocks: &Blocks<'_>, spec: &Spec) -> Vec<Sp
             repository_path(&r.namespace),
             "a repository path such as `wallaroo` or `team/wallaroo`",
         );
+        c.check(
+            "registry",
+            None,
+            "pull_check_max_age",
+            None,
+            duration(&r.pull_check_max_age),
+            "how long a passed pull check stands, as a duration: 30m, 24h",
+        );
+    }
+    if let Some(id) = &spec.apply_identity {
+        match (&id.service_account, &id.user) {
+            (Some(sa), None) => c.check(
+                "apply_identity",
+                None,
+                "service_account",
+                None,
+                service_account(sa),
+                "a ServiceAccount as NAMESPACE/NAME, e.g. wallaroo-system/wallaroo",
+            ),
+            (None, Some(_)) => {}
+            (Some(_), Some(_)) => c.problem(
+                "apply_identity",
+                None,
+                "user",
+                None,
+                "`apply_identity` names a ServiceAccount and a user; it is one identity".into(),
+                "keep `service_account` or `user`, not both",
+            ),
+            (None, None) => c.problem(
+                "apply_identity",
+                None,
+                "service_account",
+                None,
+                "`apply_identity` names no identity".into(),
+                "service_account = \"NAMESPACE/NAME\", or user = \"NAME\" (with groups = [...])",
+            ),
+        }
+        if id.service_account.is_some() && !id.groups.is_empty() {
+            c.problem(
+                "apply_identity",
+                None,
+                "groups",
+                None,
+                "`groups` goes with `user`: a ServiceAccount's groups are the API server's".into(),
+                "remove `groups`",
+            );
+        }
     }
     if let Some(s) = &spec.source
         && let Some(host) = &s.registry
@@ -535,6 +582,15 @@ fn http_url(s: &str) -> Result<(), String> {
     registry_host(host).map_err(|e| format!("`{s}`: {e}"))
 }
 
+/// `NAMESPACE/NAME`: a namespace (a DNS-1123 label) and a ServiceAccount name (a subdomain).
+fn service_account(s: &str) -> Result<(), String> {
+    let Some((ns, name)) = s.split_once('/') else {
+        return Err(format!("`{s}` is not NAMESPACE/NAME"));
+    };
+    dns_label(ns, 63).map_err(|e| format!("the namespace of `{s}`: {e}"))?;
+    dns_subdomain(name).map_err(|e| format!("the name of `{s}`: {e}"))
+}
+
 /// A duration as Go (and so helm) reads it, positive.
 fn duration(s: &str) -> Result<(), String> {
     match go_parse_duration::parse_duration(s) {
@@ -667,6 +723,14 @@ mod tests {
         assert!(http_url("keycloak.example.com").is_err());
         assert!(http_url("ftp://x.example.com").is_err());
         assert!(duration("20m").is_ok() && duration("1h30m").is_ok() && duration("300s").is_ok());
+        assert!(service_account("wallaroo-system/wallaroo").is_ok());
+        assert!(service_account("ci/wallaroo.plan").is_ok());
+        assert!(
+            service_account("wallaroo").is_err()
+                && service_account("Ops/x").is_err()
+                && service_account("ops/").is_err()
+                && service_account("ops/a/b").is_err()
+        );
         assert!(
             duration("20 minutes").is_err() && duration("0s").is_err() && duration("-5m").is_err()
         );

@@ -39,6 +39,7 @@ const BLOCKS: &[(&str, Label, bool)] = &[
     ("import", Label::Name("the resource's address"), true),
     ("state", Label::None, false),
     ("helm", Label::None, false),
+    ("apply_identity", Label::None, false),
     ("variable", Label::Name("the variable's name"), true),
 ];
 
@@ -270,6 +271,8 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
     let helm = one("helm")
         .and_then(|b| d.block(&ev, b, "/helm"))
         .unwrap_or_default();
+    let apply_identity: Option<ApplyIdentity> =
+        one("apply_identity").and_then(|b| d.block(&ev, b, "/apply_identity"));
 
     if !d.problems.is_empty() {
         d.problems.sort_by_key(|p| p.location);
@@ -311,6 +314,7 @@ pub fn parse(file: &SourceFile, base_dir: &Path, inputs: &VarInputs) -> Result<S
         import,
         state,
         helm,
+        apply_identity,
         variable,
         sensitive_paths: d.sensitive_paths,
     };

@@ -46,6 +46,8 @@ pub struct Spec {
     pub import: BTreeMap<String, Import>,
     pub state: StateSettings,
     pub helm: HelmSettings,
+    /// The identity that applies, when plans run as others (`apply_identity { }`).
+    pub apply_identity: Option<ApplyIdentity>,
     /// Declared variables (values are not kept here; see `sensitive_paths`).
     pub variable: BTreeMap<String, VariableInfo>,
     /// JSON pointers (into this struct's serialized form) whose value came from a sensitive
@@ -186,6 +188,81 @@ pub struct PrivateRegistry {
     /// pushes for the purpose. Turn it off where pods cannot be created at plan time.
     #[serde(default = "yes")]
     pub pull_check: bool,
+    /// How long a passed pull check stands: a plan runs it again when it is older than this,
+    /// or when anything a pull depends on changed since it passed (the registry's host and
+    /// CA, the pull secret, the pools' nodes, the platforms). `wallaroo preflight` always
+    /// runs it. A duration: `30m`, `24h`.
+    #[serde(default = "default_pull_check_max_age")]
+    pub pull_check_max_age: String,
+}
+
+fn default_pull_check_max_age() -> String {
+    "24h".into()
+}
+
+impl PrivateRegistry {
+    /// `pull_check_max_age` as a duration (validation has checked it; a day otherwise).
+    pub fn pull_check_max_age(&self) -> std::time::Duration {
+        go_parse_duration::parse_duration(&self.pull_check_max_age)
+            .ok()
+            .and_then(|ns| u64::try_from(ns).ok())
+            .map(std::time::Duration::from_nanos)
+            .unwrap_or(std::time::Duration::from_secs(24 * 3600))
+    }
+}
+
+impl ApplyIdentity {
+    /// The username and groups the API server gives this identity (a ServiceAccount's are
+    /// `system:serviceaccount:NS:NAME`, in `system:serviceaccounts` and its namespace's group).
+    pub fn subject(&self) -> (String, Vec<String>) {
+        match (&self.service_account, &self.user) {
+            (Some(sa), _) => {
+                let (ns, name) = sa.split_once('/').unwrap_or(("default", sa));
+                (
+                    format!("system:serviceaccount:{ns}:{name}"),
+                    vec![
+                        "system:serviceaccounts".into(),
+                        format!("system:serviceaccounts:{ns}"),
+                        "system:authenticated".into(),
+                    ],
+                )
+            }
+            (None, Some(user)) => {
+                let mut groups = self.groups.clone();
+                if !groups.iter().any(|g| g == "system:authenticated") {
+                    groups.push("system:authenticated".into());
+                }
+                (user.clone(), groups)
+            }
+            (None, None) => (String::new(), Vec::new()),
+        }
+    }
+
+    /// How plans name it: `ServiceAccount wallaroo-system/wallaroo`, `user alice`.
+    pub fn describe(&self) -> String {
+        match (&self.service_account, &self.user) {
+            (Some(sa), _) => format!("ServiceAccount {sa}"),
+            (None, Some(user)) => format!("user {user}"),
+            (None, None) => "no identity".into(),
+        }
+    }
+}
+
+/// `apply_identity { ... }`: the identity that applies this spec (the change window's), when
+/// plans are also run by others (a drift cron job, a pull request's CI). A plan run by
+/// another identity asks the API server (SubjectAccessReview) whether this one may do
+/// everything apply needs. Name a ServiceAccount or a user, not both.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyIdentity {
+    /// A ServiceAccount, as `NAMESPACE/NAME`.
+    pub service_account: Option<String>,
+    /// A user as the API server authenticates it (a client certificate's common name, an
+    /// OIDC username).
+    pub user: Option<String>,
+    /// The user's groups, as the API server authenticates them.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// `images { ... }`: which images to mirror and where they land.

@@ -30,6 +30,7 @@ pub fn spec_schema() -> Value {
     let user = sub(g.subschema_for::<User>());
     let state = sub(g.subschema_for::<StateSettings>());
     let helm = sub(g.subschema_for::<HelmSettings>());
+    let apply_identity = sub(g.subschema_for::<ApplyIdentity>());
     let kots = sub(g.subschema_for::<Kots>());
     let lifecycle = sub(g.subschema_for::<Lifecycle>());
     let removed = sub(g.subschema_for::<Removed>());
@@ -66,6 +67,7 @@ pub fn spec_schema() -> Value {
             "import": by_name(import),
             "state": state,
             "helm": helm,
+            "apply_identity": apply_identity,
             "variable": by_name(variable),
         },
         "required": ["wallaroo", "source", "registry"],

@@ -161,6 +161,28 @@ pub struct Env {
     pub toxiproxy_url: String,
 }
 
+/// What kube-apiserver's audit log records: requests that may write, at the Metadata level
+/// (who, verb, object; never a body), leaving out reads and what runs all the time (Leases,
+/// status updates, events).
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted"]
+rules:
+  - level: None
+    verbs: ["get", "list", "watch"]
+  - level: None
+    resources:
+      - group: "coordination.k8s.io"
+        resources: ["leases"]
+      - group: ""
+        resources: ["events", "nodes/status", "pods/status"]
+  - level: Metadata
+"#;
+
+fn audit_log(run_dir: &Path) -> PathBuf {
+    run_dir.join("audit.log")
+}
+
 fn random_token(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).expect("the OS has a random source");
@@ -215,6 +237,54 @@ impl Env {
             .chain([&env.vendor.proc, &env.private.proc])
             .all(|p| alive(p.pid));
         (all_alive && env.api().ok()?.ready()).then_some(env)
+    }
+
+    /// The audit log's events (JSON lines) of requests made as `user` that may have changed
+    /// something (see `AUDIT_POLICY`): `verb`, `objectRef`, `responseStatus` and the rest.
+    pub fn audited_writes_by(&self, user: &str) -> Vec<serde_json::Value> {
+        let path = audit_log(&self.run_dir);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains(user))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["user"]["username"] == user)
+            .collect()
+    }
+
+    /// A kubeconfig at `path` for ServiceAccount `namespace/name`, with a token the API server
+    /// issues for it now (TokenRequest, an hour), as `kubectl create token` makes one.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        path: &Path,
+    ) -> Result<(), Error> {
+        let answer = self.api()?.create(
+            &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"),
+            &json!({
+                "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 3600},
+            }),
+        )?;
+        let token = answer["status"]["token"]
+            .as_str()
+            .ok_or_else(|| Error::Api {
+                what: format!("a token for {namespace}/{name}"),
+                message: "the TokenRequest answered no token".into(),
+            })?;
+        write_kubeconfig(
+            path,
+            &format!("https://127.0.0.1:{}", self.api_port),
+            &self.ca_file,
+            name,
+            token,
+        )
+    }
+
+    /// Whether kube-apiserver writes the audit log (an environment started before it did
+    /// does not).
+    pub fn audits(&self) -> bool {
+        audit_log(&self.run_dir).exists()
     }
 
     pub fn api(&self) -> Result<KubeApi, Error> {
@@ -719,6 +789,10 @@ fn start_all(
         format!("{admin_token},admin,admin,system:masters\n"),
     )
     .map_err(|e| Error::io(&tokens, e))?;
+    // The audit log: every request that may change something (reads, the Leases that locks
+    // and heartbeats renew, and events left out), so a test can tell what an identity wrote.
+    let audit_policy = run_dir.join("audit-policy.yaml");
+    std::fs::write(&audit_policy, AUDIT_POLICY).map_err(|e| Error::io(&audit_policy, e))?;
     let api_port = free_port();
     let mut cmd = Command::new(&bins.kube_apiserver);
     cmd.arg(arg(
@@ -746,7 +820,11 @@ fn start_all(
     ))
     .arg(arg("authorization-mode", &"RBAC"))
     .arg(arg("service-cluster-ip-range", &"10.96.0.0/16"))
-    .arg(arg("allow-privileged", &true));
+    .arg(arg("allow-privileged", &true))
+    .arg(arg("audit-policy-file", &audit_policy.display()))
+    .arg(arg("audit-log-path", &audit_log(run_dir).display()))
+    .arg(arg("audit-log-maxsize", &200))
+    .arg(arg("audit-log-maxbackup", &1));
     let pid = spawn("kube-apiserver", cmd, run_dir)?;
     started.push(pid);
     let api = KubeApi::new(

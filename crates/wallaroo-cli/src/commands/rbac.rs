@@ -14,13 +14,14 @@ pub async fn run(global: &Global, args: &RbacArgs) -> Result<ExitCode, Failure> 
             args.service_account
         ))
     })?;
-    let mut ws = wallaroo_operations::Workspace::open(&super::workspace(global))?;
+    let ws = wallaroo_operations::Workspace::open(&super::workspace(global))?;
     let request = RbacRequest {
         name: args.name.clone(),
         service_account: (ns.to_string(), name.to_string()),
         cluster_wide: args.cluster_wide,
+        read_only: args.read_only,
     };
-    let (yaml, _) = wallaroo_operations::permissions::rbac(&mut ws, &request).await?;
+    let (yaml, _) = wallaroo_operations::permissions::rbac(&ws, &request).await?;
     print!("{yaml}");
     Ok(ExitCode::SUCCESS)
 }
