@@ -504,6 +504,52 @@ mod tests {
         }
     }
 
+    /// A drift plan's identity reads what apply changes and takes the run lock: the Lease is
+    /// the only thing it writes, and it needs no write apply needs besides.
+    #[test]
+    fn a_read_only_plan_needs_reads_and_the_lock_only() {
+        let t = Touches {
+            namespace: "wallaroo".into(),
+            release: rendered_kinds(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: a\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\n",
+            ),
+            helm: true,
+            nodes: true,
+            secrets_in: ["wallaroo".to_string()].into(),
+            state_in: Some("ops".into()),
+            pull_check: true,
+            ..Touches::default()
+        };
+        let reads = read_needs(&t);
+        let writes: Vec<&Need> = reads.iter().filter(|n| is_write(&n.verb)).collect();
+        assert!(
+            writes
+                .iter()
+                .all(|n| n.resource == "leases" && n.namespace.as_deref() == Some("ops")),
+            "{writes:?}"
+        );
+        for (resource, namespace) in [
+            ("deployments", Some("wallaroo")),
+            ("clusterroles", None),
+            ("secrets", Some("ops")),
+        ] {
+            assert!(
+                reads.iter().any(|n| n.resource == resource
+                    && n.namespace.as_deref() == namespace
+                    && n.verb == "get"),
+                "get {resource} in {namespace:?}"
+            );
+        }
+        // Every read is one apply needs too (apply reads before it writes), the lock aside.
+        let apply = needs(&t);
+        let extra: Vec<&Need> = reads
+            .iter()
+            .filter(|n| !apply.contains(n) && n.resource != "leases")
+            .collect();
+        assert!(extra.is_empty(), "{extra:?}");
+        assert!(pull_check_needs().iter().all(|n| apply.contains(n)));
+    }
+
     #[test]
     fn the_yaml_has_a_role_per_namespace_and_a_cluster_role() {
         let t = Touches {

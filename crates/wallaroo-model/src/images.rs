@@ -215,6 +215,21 @@ pub fn plan_schema() -> Value {
                         }
                     }),
                 );
+                ordered.insert(
+                    "permissions".into(),
+                    serde_json::json!({
+                        "type": "object",
+                        "description": "Whether the identity that applies may do everything apply needs: the spec's apply_identity (asked with SubjectAccessReview) or the identity that planned. `checked` is false when this identity may not ask about another one; `lacking` lists what it may not do (a plan whose applying identity lacks anything stops, so a saved plan's list is empty unless the planning identity only reads).",
+                        "properties": {
+                            "identity": {"type": "string"},
+                            "checked": {"type": "boolean"},
+                            "needs": {"type": "integer", "minimum": 0},
+                            "lacking": {"type": "array", "items": {"type": "string"}}
+                        },
+                        "required": ["identity", "checked", "needs"],
+                        "additionalProperties": false
+                    }),
+                );
             }
         }
         *props = ordered;

@@ -41,6 +41,9 @@ pub fn plan(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+    if let Some(p) = plan.inputs.get("permissions") {
+        out.push_str(&format!("{}\n\n", super::permissions_line(p)));
+    }
     if !plan.drift.is_empty() {
         out.push_str(&format!(
             "<details><summary>⚠️ {} object(s) changed outside of wallaroo</summary>\n\n",

@@ -98,3 +98,23 @@ pub fn notes(change: &ResourceChange) -> Vec<String> {
     }
     notes
 }
+
+/// The plan's one line on the applying identity's rights (its `permissions` input).
+pub fn permissions_line(p: &Value) -> String {
+    let identity = p["identity"]
+        .as_str()
+        .unwrap_or("the identity that applies");
+    let needs = p["needs"].as_u64().unwrap_or(0);
+    let lacking = p["lacking"].as_array().map_or(0, Vec::len);
+    match (p["checked"].as_bool(), lacking) {
+        (Some(false), _) => {
+            format!("Permissions: whether {identity} may apply this plan was not checked.")
+        }
+        (_, 0) => format!(
+            "Permissions: {identity} may do everything apply needs ({needs} permissions checked with the API server)."
+        ),
+        (_, n) => {
+            format!("Permissions: {identity} lacks {n} of the {needs} permissions apply needs.")
+        }
+    }
+}

@@ -77,6 +77,9 @@ pub fn plan(plan: &Plan, style: Style) -> String {
 }
 
 fn warnings(out: &mut String, plan: &Plan, style: Style) {
+    if let Some(p) = plan.inputs.get("permissions") {
+        out.push_str(&format!("\n{}\n", super::permissions_line(p)));
+    }
     for w in &plan.warnings {
         out.push_str(&format!(
             "\n{} {w}\n",
