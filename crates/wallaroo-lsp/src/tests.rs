@@ -65,7 +65,10 @@ fn completion_offers_attributes_enums_variables_pools_and_blocks() {
         "  password  = var.registry_password\n",
         "  password  = var.registry_password\n  pu\n",
     );
-    assert_eq!(labels(completion(&k, &text, pos(22, 4))), ["pull_check", "pull_check_max_age"]);
+    assert_eq!(
+        labels(completion(&k, &text, pos(22, 4))),
+        ["pull_check", "pull_check_max_age"]
+    );
     // Variables after var.
     let text = SPEC.replace(
         "domain                  = var.domain",
