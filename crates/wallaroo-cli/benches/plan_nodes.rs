@@ -6,7 +6,8 @@
 //!
 //! Two settings: the API server on loopback, and behind a 50 ms round trip (the test kit's
 //! toxiproxy in front of it, 25 ms each way, reached through a copy of the kubeconfig naming
-//! the proxy). The goal at 50 ms is 1.2 s.
+//! the proxy). The goal at 50 ms is 1.2 s. Each as the applying identity and as the drift cron
+//! job's (what `wallaroo rbac --read-only` grants), whose plan must cost no more.
 //!
 //! Run: `cargo bench -p wallaroo-cli --bench plan_nodes` (brings the test environment up).
 
@@ -131,11 +132,53 @@ fn main() {
     .unwrap();
     let set_latency = |ms: u64| env.set_latency("kube-apiserver", ms).unwrap();
 
+    // The drift cron job's identity: what `wallaroo rbac --read-only` prints, applied by the
+    // admin, and a token for it; the same two settings.
+    let printed = wallaroo(&[
+        "rbac",
+        "--read-only",
+        "--name",
+        &format!("{id}-drift"),
+        "--service-account",
+        &format!("{id}/drift"),
+    ]);
+    assert!(printed.status.success());
+    api.create(
+        &format!("/api/v1/namespaces/{id}/serviceaccounts"),
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "drift"}}),
+    )
+    .unwrap();
+    let docs: Vec<Option<serde_json::Value>> =
+        serde_saphyr::from_multiple(&String::from_utf8_lossy(&printed.stdout)).unwrap();
+    let docs: Vec<serde_json::Value> = docs.into_iter().flatten().collect();
+    for doc in &docs {
+        let plural = format!("{}s", doc["kind"].as_str().unwrap().to_lowercase());
+        let path = match doc["metadata"]["namespace"].as_str() {
+            Some(ns) => format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/{plural}"),
+            None => format!("/apis/rbac.authorization.k8s.io/v1/{plural}"),
+        };
+        api.create(&path, doc).unwrap();
+    }
+    let read_only = dir.path().join("drift.kubeconfig");
+    env.service_account_kubeconfig(&id, "drift", &read_only)
+        .unwrap();
+    let read_only_slow = dir.path().join("drift-slow.kubeconfig");
+    std::fs::write(
+        &read_only_slow,
+        std::fs::read_to_string(&read_only).unwrap().replace(
+            &server,
+            &format!("https://127.0.0.1:{}", env.proxies["kube-apiserver"]),
+        ),
+    )
+    .unwrap();
+
     const RUNS: usize = 5;
     let mut rows = Vec::new();
     for (setting, kubeconfig, latency) in [
         ("loopback", env.kubeconfig.clone(), 0),
         ("50 ms round trip", slow.clone(), 25),
+        ("loopback, read-only identity", read_only.clone(), 0),
+        ("50 ms, read-only identity", read_only_slow.clone(), 25),
     ] {
         set_latency(latency);
         let mut walls = Vec::new();
@@ -202,6 +245,13 @@ fn main() {
         }
     }
     let _ = wallaroo(&["destroy", "--auto-approve"]);
+    for doc in docs.iter().filter(|d| d["metadata"]["namespace"].is_null()) {
+        let plural = format!("{}s", doc["kind"].as_str().unwrap().to_lowercase());
+        let _ = api.delete(&format!(
+            "/apis/rbac.authorization.k8s.io/v1/{plural}/{}",
+            doc["metadata"]["name"].as_str().unwrap()
+        ));
+    }
     // The nodes go too: kwok keeps every node alive with heartbeats, so the next run (or
     // test) would share the machine with them.
     for (pool, n) in [("general", 400), ("persistent", 100), ("pipelines", 500)] {

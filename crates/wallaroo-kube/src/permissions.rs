@@ -101,14 +101,7 @@ fn scope_of(kind: &str) -> bool {
 pub fn needs(t: &Touches) -> BTreeSet<Need> {
     let mut out = BTreeSet::new();
     let mut add = |group: &str, resource: &str, namespace: Option<&str>, verbs: &[&str]| {
-        for verb in verbs {
-            out.insert(Need {
-                group: group.into(),
-                resource: resource.into(),
-                namespace: namespace.map(String::from),
-                verb: (*verb).into(),
-            });
-        }
+        add_needs(&mut out, group, resource, namespace, verbs)
     };
     let ns = t.namespace.as_str();
     // wallaroo creates the release's namespace.
@@ -150,25 +143,38 @@ pub fn needs(t: &Touches) -> BTreeSet<Need> {
     out
 }
 
+/// Adds `verbs` on `group`/`resource` in `namespace` (`None`: cluster-wide).
+fn add_needs(
+    out: &mut BTreeSet<Need>,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    verbs: &[&str],
+) {
+    for verb in verbs {
+        out.insert(Need {
+            group: group.into(),
+            resource: resource.into(),
+            namespace: namespace.map(String::from),
+            verb: (*verb).into(),
+        });
+    }
+}
+
 /// What the pull check does: a namespace of its own each time, with a Secret and a pod per
 /// pool, read back and deleted.
 pub fn pull_check_needs() -> BTreeSet<Need> {
     let mut out = BTreeSet::new();
-    for (resource, verbs) in [
-        ("namespaces", &["create", "delete"][..]),
-        ("secrets", &["create"]),
-        ("pods", &["get", "list", "create", "delete"]),
-        ("events", &["list"]),
-    ] {
-        for verb in verbs {
-            out.insert(Need {
-                group: String::new(),
-                resource: resource.into(),
-                namespace: None,
-                verb: (*verb).into(),
-            });
-        }
-    }
+    add_needs(&mut out, "", "namespaces", None, &["create", "delete"]);
+    add_needs(&mut out, "", "secrets", None, &["create"]);
+    add_needs(
+        &mut out,
+        "",
+        "pods",
+        None,
+        &["get", "list", "create", "delete"],
+    );
+    add_needs(&mut out, "", "events", None, &["list"]);
     out
 }
 
@@ -185,14 +191,7 @@ pub fn is_write(verb: &str) -> bool {
 pub fn read_needs(t: &Touches) -> BTreeSet<Need> {
     let mut out = BTreeSet::new();
     let mut add = |group: &str, resource: &str, namespace: Option<&str>, verbs: &[&str]| {
-        for verb in verbs {
-            out.insert(Need {
-                group: group.into(),
-                resource: resource.into(),
-                namespace: namespace.map(String::from),
-                verb: (*verb).into(),
-            });
-        }
+        add_needs(&mut out, group, resource, namespace, verbs)
     };
     let ns = t.namespace.as_str();
     // The release's namespace; preflight's nodes and storage class.
