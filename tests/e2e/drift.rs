@@ -91,15 +91,69 @@ fn writes_by(env: &Env, user: &str) -> Vec<String> {
 }
 
 /// A copy of the spec's working directory without its lockfile (the state is in the cluster),
-/// as the cron job's pod sees it.
-fn cron_dir(from: &Path) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+/// as the cron job's pod sees it, readable by the Job's user: the spec and its TLS pair, the
+/// registries' CA and helm (the image carries it).
+fn cron_dir(env: &Env, from: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     std::fs::copy(from.join("wallaroo.hcl"), dir.path().join("wallaroo.hcl")).unwrap();
     std::fs::create_dir_all(dir.path().join("tls")).unwrap();
     for f in ["tls/wallaroo.crt", "tls/wallaroo.key"] {
         std::fs::copy(from.join(f), dir.path().join(f)).unwrap();
     }
+    std::fs::copy(&env.ca_file, dir.path().join("ca.crt")).unwrap();
+    std::fs::copy(&env.helm, dir.path().join("helm")).unwrap();
+    let status = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
     dir
+}
+
+/// `wallaroo ARGS` as the example's CronJob runs it: UID 65532 (`runAsUser`), a read-only root
+/// filesystem (`readOnlyRootFilesystem`) with only an empty `/tmp` writable, `HOME=/tmp` (the
+/// image's), the spec in a directory it cannot write. A mount namespace of its own, as root
+/// can make one, with the whole filesystem bound read-only and chrooted into.
+fn run_as_job(
+    env: &Env,
+    job: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    let config = job.join("kubeconfig");
+    std::fs::copy(kubeconfig, &config).unwrap();
+    let status = Command::new("chmod")
+        .arg("a+r")
+        .arg(&config)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().display();
+    let script = format!(
+        "mount --rbind / {r} && mount -o remount,bind,ro {r} && mount -t tmpfs -o mode=1777 tmpfs {r}/tmp && \
+         cd {r} && exec chroot {r} setpriv --reuid=65532 --regid=65532 --clear-groups sh -c 'cd \"$0\" && exec \"$@\"' {} {} {}",
+        job.display(),
+        env!("CARGO_BIN_EXE_wallaroo"),
+        args.join(" ")
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .envs(env.exports())
+        .env("KUBECONFIG", &config)
+        .env("HELM", job.join("helm"))
+        .env("WALLAROO_VAR_vendor_ca_file", job.join("ca.crt"))
+        .env("WALLAROO_VAR_private_ca_file", job.join("ca.crt"))
+        .env("HOME", "/tmp")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -160,7 +214,7 @@ fn the_drift_cron_jobs_identity_plans_with_read_rights_only() {
     let before = writes_by(env, DRIFT_SA);
 
     // No drift: exit 0, and the pull check is skipped, saying why.
-    let cron = cron_dir(dir);
+    let cron = cron_dir(env, dir);
     let args = [
         "plan",
         "--detailed-exitcode",
@@ -168,7 +222,7 @@ fn the_drift_cron_jobs_identity_plans_with_read_rights_only() {
         "--lock-timeout",
         "1m",
     ];
-    let (code, out, err) = run(env, cron.path(), &drift, &args);
+    let (code, out, err) = run_as_job(env, cron.path(), &drift, &args);
     assert_eq!(code, Some(0), "{out}{err}");
     let plan: Value = serde_json::from_str(&out).unwrap();
     assert!(
@@ -186,7 +240,7 @@ fn the_drift_cron_jobs_identity_plans_with_read_rights_only() {
         &json!({"spec": {"replicas": 3}}),
     )
     .unwrap();
-    let (code, out, err) = run(env, cron.path(), &drift, &args);
+    let (code, out, err) = run_as_job(env, cron.path(), &drift, &args);
     assert_eq!(code, Some(2), "{out}{err}");
     assert!(out.contains("Deployment/engine"), "{out}");
 
@@ -205,7 +259,7 @@ fn the_drift_cron_jobs_identity_plans_with_read_rights_only() {
         .retain(|r| !r["resources"].as_array().unwrap().is_empty());
     api.merge_patch(role_path, &json!({"rules": cut["rules"]}))
         .unwrap();
-    let (code, out, err) = run(env, cron.path(), &drift, &args);
+    let (code, out, err) = run_as_job(env, cron.path(), &drift, &args);
     api.merge_patch(role_path, &json!({"rules": role["rules"]}))
         .unwrap();
     assert_eq!(code, Some(1), "{out}{err}");
@@ -287,7 +341,7 @@ fn the_drift_cron_jobs_identity_plans_with_read_rights_only() {
     let (code, out, err) = run(env, dir, &kit, &["apply", "--auto-approve"]);
     assert_eq!(code, Some(0), "{out}{err}");
     std::fs::write(cron.path().join("wallaroo.hcl"), &spec).unwrap();
-    let (code, out, err) = run(env, cron.path(), &drift, &args);
+    let (code, out, err) = run_as_job(env, cron.path(), &drift, &args);
     assert_eq!(code, Some(0), "{out}{err}");
 
     let (code, out, err) = run(env, dir, &kit, &["destroy", "--auto-approve"]);
