@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::OnceCell;
 use wallaroo_engine::StepProgress;
 
-use crate::registry::{BlobStream, ImageSource, Manifest, OciError, Registry};
+use crate::registry::{BlobState, BlobStream, ImageSource, Manifest, OciError, Registry};
 
 /// What a copy did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -481,8 +481,12 @@ impl Blobs<'_> {
         // Where the registry grants mounts, a blob sent in one request is looked for by the
         // request that starts its upload (see `attempt`); otherwise, and for a chunked one
         // (its journal and chunks are more to set up), with a HEAD first.
-        if !self.asks_on_upload(size) && dst.has_blob(dst_repo, digest).await? {
-            return Ok(Moved::Present);
+        if !self.asks_on_upload(size) {
+            match dst.blob_state(dst_repo, digest).await? {
+                BlobState::Present => return Ok(Moved::Present),
+                BlobState::Missing => {}
+                BlobState::Damaged(said) => return self.repair(digest, size, &said).await,
+            }
         }
         for from in self.opts.mount_from.iter().filter(|f| *f != dst_repo) {
             if dst.mount(dst_repo, digest, from).await? {
@@ -528,6 +532,43 @@ impl Blobs<'_> {
                 sent => Moved::Copied(sent),
             })
         }
+    }
+
+    /// Uploads a blob whose record in the target the registry cannot read (it `said` so to
+    /// every lookup), which rewrites the record, and says so; names the repository, digest
+    /// and what to run on the registry when the upload does not mend it.
+    async fn repair(&self, digest: &str, size: u64, said: &str) -> Result<Moved, OciError> {
+        let (dst, dst_repo) = (self.dst, self.dst_repo);
+        if let Some(p) = &self.progress {
+            p.note(format!(
+                "registry {} {said} to every lookup of blob {digest} in {dst_repo}: its record there is damaged (as a disk that filled mid-upload leaves it); uploading the blob again, which rewrites it",
+                dst.host()
+            ));
+        }
+        let sent = match dst
+            .put_blob_from(dst_repo, digest, self.src, self.src_repo)
+            .await
+        {
+            Ok(sent) => sent,
+            Err(e @ OciError::OutOfSpace { .. }) => return Err(e),
+            Err(e) => return Err(self.unrepaired(digest, &e.to_string())),
+        };
+        if let Some(p) = &self.progress {
+            p.add_moved(sent);
+            p.add_present(size.saturating_sub(sent));
+        }
+        match dst.blob_state(dst_repo, digest).await? {
+            BlobState::Present => Ok(Moved::Copied(sent)),
+            BlobState::Missing => Err(self.unrepaired(digest, "the blob is still missing")),
+            BlobState::Damaged(said) => Err(self.unrepaired(digest, &said)),
+        }
+    }
+
+    fn unrepaired(&self, digest: &str, why: &str) -> OciError {
+        self.dst.err(format!(
+            "blob {digest} of {} is damaged in the registry's storage and uploading it again did not mend it ({why}): on the registry, remove the repository's link for it (distribution: `_layers/sha256/<hex>/link` under the repository) and run its garbage collector (`registry garbage-collect CONFIG`), then apply again",
+            self.dst_repo
+        ))
     }
 
     /// Whether a blob of `size` is sent resumably: in chunks, its upload journalled.

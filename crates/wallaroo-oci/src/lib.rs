@@ -28,5 +28,6 @@ pub use copy::{
 };
 pub use image::{ImageKind, MirrorStats, Signatures};
 pub use registry::{
-    BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, Removed, read_blob, sha256,
+    BlobState, BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, Removed,
+    read_blob, sha256,
 };

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
+mod answer;
 mod transport;
 pub(crate) use transport::backoff;
 use transport::retryable_status;
@@ -35,6 +36,10 @@ pub enum OciError {
     /// The registry could not be reached, or answered 429 or 5xx, after every retry.
     #[error("registry {registry} is unavailable: {message}")]
     Unavailable { registry: String, message: String },
+    /// The registry said its storage is full (a full disk, a quota): said once, never
+    /// retried, and nothing more is sent to it in this run.
+    #[error("registry {registry} is out of space: {message}")]
+    OutOfSpace { registry: String, message: String },
     #[error(
         "registry {registry}: blob {digest} of {repo} does not match its digest; nothing of this image was pushed"
     )]
@@ -364,9 +369,21 @@ pub struct Registry {
     mounts_granted: std::sync::atomic::AtomicBool,
     /// The registry has answered a request without a blob body over HTTP/2.
     multiplexed: std::sync::atomic::AtomicBool,
+    /// What the registry said when it refused for want of space, once it has.
+    full: Mutex<Option<String>>,
     /// What tags held when asked ahead of their reads (see
     /// [`Registry::prefetch_manifest_digests`]), by (`repo`, `tag`); each answers one read.
     prefetched: Mutex<HashMap<(String, String), Option<String>>>,
+}
+
+/// What a registry holds of one blob in one repository (see [`Registry::blob_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobState {
+    Present,
+    Missing,
+    /// The registry answered every lookup with a server error (its words): a record it
+    /// cannot read, which an upload of the blob rewrites.
+    Damaged(String),
 }
 
 /// The OCI digest of `bytes` (`sha256:<hex>`).
@@ -439,6 +456,7 @@ impl Registry {
             mounts_granted: std::sync::atomic::AtomicBool::new(false),
             multiplexed: std::sync::atomic::AtomicBool::new(false),
             prefetched: Mutex::new(HashMap::new()),
+            full: Mutex::new(None),
         })
     }
 
@@ -736,9 +754,37 @@ impl Registry {
     }
 
     pub async fn has_blob(&self, repo: &str, digest: &str) -> Result<bool, OciError> {
+        Ok(self.blob_state(repo, digest).await? == BlobState::Present)
+    }
+
+    /// Whether `repo` holds blob `digest`, telling a damaged record from a missing one: a
+    /// registry that answers the lookup with a server error every time (distribution's
+    /// `invalid checksum digest format` for a link file a full disk cut short) holds a record
+    /// it cannot read, which an upload of the blob rewrites. The lookup is tried as often as
+    /// any request, so an outage still reads as one.
+    pub async fn blob_state(&self, repo: &str, digest: &str) -> Result<BlobState, OciError> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let resp = self.send(&Self::push(repo), |c| c.head(&url)).await?;
-        Ok(resp.status().is_success())
+        match self.send(&Self::push(repo), |c| c.head(&url)).await {
+            Ok(resp) if resp.status().is_success() => Ok(BlobState::Present),
+            Ok(resp) if resp.status() == StatusCode::NOT_FOUND => Ok(BlobState::Missing),
+            Ok(resp) => Ok(BlobState::Damaged(format!("answered {}", resp.status()))),
+            // Reachable (it answered), but never with the blob: its record is damaged. A HEAD
+            // carries no words; one GET of its first byte reads them.
+            Err(OciError::Unavailable { message, .. }) if message.starts_with("answered 5") => {
+                let get = self
+                    .send_once(&self.http, &Self::push(repo), &|c: &reqwest::Client| {
+                        c.get(&url).header("Range", "bytes=0-0")
+                    })
+                    .await;
+                Ok(BlobState::Damaged(match get {
+                    Ok(resp) if resp.status().is_server_error() => {
+                        format!("answered {}", self.answer(resp).await.describe())
+                    }
+                    _ => message,
+                }))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Mounts a blob from another repository of this registry; false if it declined.
@@ -768,10 +814,13 @@ impl Registry {
 
     /// Starts an upload session in `repo`; its location.
     pub(crate) async fn start_upload(&self, repo: &str) -> Result<String, OciError> {
+        self.refuse_when_full()?;
         let start = self.url(&format!("/v2/{repo}/blobs/uploads/"));
         let started = self.send(&Self::push(repo), |c| c.post(&start)).await?;
         if started.status() != StatusCode::ACCEPTED {
-            return Err(self.err(format!("start upload to {repo}: {}", started.status())));
+            return Err(self
+                .refused(&format!("start upload to {repo}"), started)
+                .await);
         }
         Ok(started
             .headers()
@@ -797,6 +846,7 @@ impl Registry {
         repo: &str,
         digest: &str,
     ) -> Result<Option<String>, OciError> {
+        self.refuse_when_full()?;
         let url = self.url(&format!(
             "/v2/{repo}/blobs/uploads/?mount={digest}&from={repo}"
         ));
@@ -888,21 +938,22 @@ impl Registry {
             });
         }
         let put = put.map_err(|e| self.unavailable(&e))?;
-        if retryable_status(put.status()) {
-            return Err(OciError::Unavailable {
-                registry: self.host.clone(),
-                message: format!("upload {digest} to {repo}: {}", put.status()),
-            });
-        }
-        if put.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return Err(self.err(format!(
-                "upload {digest} to {repo}: {}: {}",
-                put.status(),
-                body_limit(None)
-            )));
-        }
         if put.status() != StatusCode::CREATED {
-            return Err(self.err(format!("upload {digest} to {repo}: {}", put.status())));
+            let status = put.status();
+            let what = format!("upload {digest} to {repo}");
+            return Err(match self.refused(&what, put).await {
+                full @ OciError::OutOfSpace { .. } => full,
+                OciError::Registry { message, .. } if retryable_status(status) => {
+                    OciError::Unavailable {
+                        registry: self.host.clone(),
+                        message,
+                    }
+                }
+                OciError::Registry { message, .. } if status == StatusCode::PAYLOAD_TOO_LARGE => {
+                    self.err(format!("{message}: {}", body_limit(None)))
+                }
+                other => other,
+            });
         }
         let moved = moved.load(std::sync::atomic::Ordering::Relaxed);
         wallaroo_profile::bytes(moved);
@@ -915,6 +966,7 @@ impl Registry {
         reference: &str,
         manifest: &Manifest,
     ) -> Result<(), OciError> {
+        self.refuse_when_full()?;
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
         let resp = self
             .send(&Self::push(repo), |c| {
@@ -924,9 +976,9 @@ impl Registry {
             })
             .await?;
         if resp.status() != StatusCode::CREATED {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            return Err(self.err(format!("PUT manifest {repo}:{reference}: {status} {text}")));
+            return Err(self
+                .refused(&format!("PUT manifest {repo}:{reference}"), resp)
+                .await);
         }
         wallaroo_profile::bytes(manifest.bytes.len() as u64);
         Ok(())

@@ -94,9 +94,50 @@ pub struct ScratchRegistry {
     /// Where it keeps blobs and manifests.
     pub storage: std::path::PathBuf,
     dir: std::path::PathBuf,
+    /// How it was started (program and arguments), to start it again the same way.
+    command: Option<(PathBuf, Vec<String>)>,
 }
 
 impl ScratchRegistry {
+    /// Stops the registry and starts it again on the same port, storage and credentials (a
+    /// distribution registry keeps what it learned of its blobs in memory until then).
+    pub fn restart(&mut self, env: &Env) -> Result<(), Error> {
+        let Some((program, args)) = &self.command else {
+            return Err(Error::Api {
+                what: "restart".into(),
+                message: "this registry cannot be restarted".into(),
+            });
+        };
+        stop(self.registry.proc.pid, Duration::from_secs(5));
+        let name = self
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        let pid = spawn(&name, cmd, &env.run_dir)?;
+        let client = https_client(&env.ca_file)?;
+        let url = format!("https://{}/v2/", self.registry.address());
+        wait_until(&name, pid, Duration::from_secs(20), &env.run_dir, || {
+            client.get(&url).send().is_ok()
+        })?;
+        self.registry.proc.pid = pid;
+        Ok(())
+    }
+
+    /// Gives its storage, a tmpfs (see [`Env::scratch_registry_sized`]), `bytes` in all: as an
+    /// operator grows a full volume.
+    pub fn resize(&self, bytes: u64) -> Result<(), Error> {
+        crate::process::run(
+            "mount",
+            Command::new("mount")
+                .args(["-o", &format!("remount,size={bytes}")])
+                .arg(&self.storage),
+        )
+        .map(|_| ())
+    }
+
     /// Bytes the registry stores (blobs and manifests).
     pub fn stored_bytes(&self) -> u64 {
         fn walk(p: &Path) -> u64 {
@@ -132,6 +173,7 @@ impl ScratchRegistry {
     /// Stops it and removes its storage.
     pub fn stop(self) {
         stop(self.registry.proc.pid, Duration::from_secs(5));
+        let _ = Command::new("umount").arg(&self.storage).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -406,6 +448,7 @@ impl Env {
             dir: self.run_dir.join("pki"),
         };
         let dir = self.run_dir.join(name);
+        let _ = Command::new("umount").arg(dir.join("storage")).output();
         let _ = std::fs::remove_dir_all(&dir);
         let registry = start_registry(
             name,
@@ -418,6 +461,48 @@ impl Env {
         Ok(ScratchRegistry {
             registry,
             storage: dir.join("storage"),
+            command: Some((
+                bins.registry.clone(),
+                vec!["serve".into(), dir.join("config.yml").display().to_string()],
+            )),
+            dir,
+        })
+    }
+
+    /// A scratch registry (Debian's distribution 2.8) whose storage is a tmpfs of `bytes`
+    /// (mounted as root): a volume that fills during a mirror, as one sized for the last
+    /// release does.
+    pub fn scratch_registry_sized(&self, name: &str, bytes: u64) -> Result<ScratchRegistry, Error> {
+        let bins = crate::provision::provision(&mut |_| {})?;
+        let pki = Pki {
+            dir: self.run_dir.join("pki"),
+        };
+        let dir = self.run_dir.join(name);
+        let storage = dir.join("storage");
+        let _ = Command::new("umount").arg(&storage).output();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&storage).map_err(|e| Error::io(&storage, e))?;
+        crate::process::run(
+            "mount",
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                .arg(&storage),
+        )?;
+        let registry = start_registry(
+            name,
+            PRIVATE_HOST,
+            &bins.registry,
+            &pki,
+            &self.run_dir,
+            None,
+        )?;
+        Ok(ScratchRegistry {
+            registry,
+            storage,
+            command: Some((
+                bins.registry.clone(),
+                vec!["serve".into(), dir.join("config.yml").display().to_string()],
+            )),
             dir,
         })
     }
@@ -475,6 +560,7 @@ impl Env {
         Ok(ScratchRegistry {
             registry,
             storage: dir.join("storage"),
+            command: None,
             dir,
         })
     }

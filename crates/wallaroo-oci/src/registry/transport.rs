@@ -6,6 +6,7 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use std::collections::HashMap;
 use wallaroo_engine::error_chain;
 
+use super::answer::Answer;
 use super::{OciError, Registry};
 
 /// How often a request is tried in all when the registry is unavailable.
@@ -69,7 +70,12 @@ impl Registry {
                         .and_then(|h| h.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(std::time::Duration::from_secs);
-                    (format!("answered {}", resp.status()), after)
+                    // The registry's own words: a full disk is said once, never retried.
+                    let answer = self.answer(resp).await;
+                    if answer.out_of_space {
+                        return Err(self.out_of_space(&answer));
+                    }
+                    (format!("answered {}", answer.describe()), after)
                 }
                 Ok(resp) => return Ok(resp),
                 Err(OciError::Unavailable { message, .. }) => (message, None),
@@ -84,6 +90,72 @@ impl Registry {
             tokio::time::sleep(backoff(attempt, retry_after)).await;
             attempt += 1;
         }
+    }
+
+    /// Reads a refusal's status and body (at most 64 KiB of it).
+    pub(crate) async fn answer(&self, resp: Response) -> Answer {
+        let status = resp.status();
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= 64 * 1024 {
+                break;
+            }
+        }
+        let secrets = self.secrets();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        Answer::read(status, &body, &secrets)
+    }
+
+    /// The error for a request the registry refused with `resp`: its own words, and out of
+    /// space when it says so (which stops every later upload to it, see
+    /// [`Registry::refuse_when_full`]).
+    pub(crate) async fn refused(&self, what: &str, resp: Response) -> OciError {
+        let answer = self.answer(resp).await;
+        if answer.out_of_space {
+            return self.out_of_space(&answer);
+        }
+        self.err(format!("{what}: {}", answer.describe()))
+    }
+
+    /// Records that the registry is out of space (the first answer that said so wins) and
+    /// the error naming it.
+    fn out_of_space(&self, answer: &Answer) -> OciError {
+        let said = answer.describe();
+        let mut full = self.full.lock().expect("full");
+        let first = full.get_or_insert(said).clone();
+        OciError::OutOfSpace {
+            registry: self.host.clone(),
+            message: first,
+        }
+    }
+
+    /// Refuses to start another upload to a registry that said it is out of space: nothing
+    /// more is sent to it in this run, and no retries are spent on it.
+    pub(crate) fn refuse_when_full(&self) -> Result<(), OciError> {
+        match self.full.lock().expect("full").as_ref() {
+            Some(said) => Err(OciError::OutOfSpace {
+                registry: self.host.clone(),
+                message: said.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// What must never appear in an error: the password and the tokens issued for it.
+    fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tokens
+            .lock()
+            .expect("token cache")
+            .values()
+            .cloned()
+            .collect();
+        if let Some(c) = &self.credentials {
+            out.push(c.password.clone());
+        }
+        out
     }
 
     pub(super) fn unavailable(&self, e: &reqwest::Error) -> OciError {
