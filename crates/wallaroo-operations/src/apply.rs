@@ -13,7 +13,8 @@ use wallaroo_oci::MirrorStats;
 use wallaroo_state::StateLock;
 
 use crate::error::OperationError;
-use crate::prepare::{Images, Prepared, Purpose};
+use crate::permissions::Purpose;
+use crate::prepare::{Images, Prepared};
 use crate::workspace::Workspace;
 
 /// What an apply or destroy is asked for.
@@ -75,11 +76,13 @@ pub async fn start<'w>(
                 ..PlanOptions::default()
             };
             let prepared = ws
-                .prepare(state.as_ref(), Images::Saved(&plan), &scope, Purpose::Apply)
+                .prepare(state.as_ref(), Images::Saved(&plan), &scope)
                 .await?;
             prepared
                 .engine
                 .check_fresh(&plan, &prepared.desired, state.as_ref())
+                .await?;
+            ws.permissions_for(&prepared.desired, &plan, Purpose::Apply)
                 .await?;
             (plan, prepared, true)
         }
@@ -101,12 +104,12 @@ pub async fn start<'w>(
                     refresh_pins: request.refresh_pins,
                 }
             };
-            let prepared = ws
-                .prepare(state.as_ref(), images, &opts, Purpose::Apply)
-                .await?;
+            let prepared = ws.prepare(state.as_ref(), images, &opts).await?;
             let mut plan = prepared
                 .engine
                 .plan(&prepared.desired, state.as_ref(), &opts)
+                .await?;
+            ws.permissions_for(&prepared.desired, &plan, Purpose::Apply)
                 .await?;
             // The targets' tags asked during discovery served the refresh; later reads ask anew.
             ws.forget_prefetched();

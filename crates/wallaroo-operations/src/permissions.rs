@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use wallaroo_engine::DesiredSet;
+use wallaroo_engine::{Action, DesiredSet, Plan};
 use wallaroo_kube::permissions::{Need, Touches};
 
 use crate::error::OperationError;
-use crate::prepare::{Images, Purpose};
+use crate::prepare::Images;
 use crate::workspace::Workspace;
 
 impl Workspace {
@@ -57,6 +57,38 @@ impl Workspace {
             t.release = Default::default();
         }
         t
+    }
+
+    /// The permission check of what `plan` changes: nothing to ask for a plan that changes
+    /// nothing in the cluster (a drift cron job's usual run, `--target image`), else
+    /// [`Workspace::permissions`] for the resources it creates or changes.
+    pub(crate) async fn permissions_for(
+        &self,
+        desired: &DesiredSet,
+        plan: &Plan,
+        purpose: Purpose,
+    ) -> Result<Option<Checked>, OperationError> {
+        let changing: BTreeSet<&wallaroo_engine::Address> = plan
+            .changes
+            .iter()
+            .filter(|c| !matches!(c.action, Action::NoOp | Action::Read) || c.adopted)
+            .map(|c| &c.address)
+            .collect();
+        let scoped = DesiredSet {
+            resources: desired
+                .resources
+                .iter()
+                .filter(|(a, r)| changing.contains(a) && r.kind != "image")
+                .map(|(a, r)| (a.clone(), r.clone()))
+                .collect(),
+            ..DesiredSet::default()
+        };
+        if scoped.resources.is_empty() {
+            return Ok(None);
+        }
+        wallaroo_profile::within("permissions", self.permissions(&scoped, purpose))
+            .await
+            .map(Some)
     }
 
     /// Asks the API server whether the identity that applies may do all that apply needs.
@@ -172,6 +204,17 @@ impl Workspace {
     }
 }
 
+/// Who asks, which decides what the permission check does with what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A plan: it may be run by an identity that only reads (a drift cron job, a pull
+    /// request's CI), so such an identity's lack of write rights is a warning; with
+    /// `apply_identity { }` the rights checked are that identity's.
+    Plan,
+    /// An apply or destroy, which writes as this identity: anything it lacks stops it.
+    Apply,
+}
+
 /// What the permission check found for a plan: its line in the plan's `permissions` input,
 /// and a warning when it could not check or the identity only reads.
 #[derive(Debug, Clone)]
@@ -208,7 +251,6 @@ pub async fn rbac(
                 refresh_pins: false,
             },
             &wallaroo_engine::PlanOptions::default(),
-            Purpose::Rbac,
         )
         .await?;
     let touches = ws.touches(&prepared.desired);

@@ -7,7 +7,8 @@ use wallaroo_engine::{Address, Plan, PlanMode, PlanOptions};
 use wallaroo_kube::preflight::{Check, Outcome};
 
 use crate::error::OperationError;
-use crate::prepare::{Images, Purpose};
+use crate::permissions::Purpose;
+use crate::prepare::Images;
 use crate::workspace::Workspace;
 
 /// What a plan is asked for.
@@ -65,19 +66,21 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
                     refresh_pins: request.refresh_pins,
                 },
                 &opts,
-                Purpose::Plan,
             )
             .await?;
         let mut plan = prepared
             .engine
             .plan(&prepared.desired, state.as_ref(), &opts)
             .await?;
+        let permissions = ws
+            .permissions_for(&prepared.desired, &plan, Purpose::Plan)
+            .await?;
         // The targets' tags asked during discovery served the refresh; later reads ask anew.
         ws.forget_prefetched();
         refuse_passwordless_users(&plan, &prepared.desired)?;
         wallaroo_model::set_plan_images(&mut plan, &prepared.images);
         set_vendor_checks(&mut plan, &prepared.vendor_checks);
-        if let Some(p) = &prepared.permissions {
+        if let Some(p) = &permissions {
             plan.warnings.extend(p.warning.clone());
             plan.inputs.insert("permissions".into(), p.summary.clone());
         }

@@ -26,19 +26,6 @@ pub enum Images<'a> {
     Unread,
 }
 
-/// Who prepares, which decides what the permission check does with what it finds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// A plan: it may be run by an identity that only reads (a drift cron job, a pull
-    /// request's CI), so such an identity's lack of write rights is a warning; with
-    /// `apply_identity { }` the rights checked are that identity's.
-    Plan,
-    /// An apply or destroy, which writes as this identity: anything it lacks stops it.
-    Apply,
-    /// `wallaroo rbac`, which writes the Roles: nothing is checked.
-    Rbac,
-}
-
 /// What a plan works from: the images to mirror (found, pinned), the desired model, and an
 /// engine with every kind.
 pub struct Prepared {
@@ -50,8 +37,6 @@ pub struct Prepared {
     /// The vendor's troubleshoot preflights, all passed or warned (a failure stops the
     /// plan before this is made).
     pub vendor_checks: Vec<crate::preflight::Check>,
-    /// What the permission check found, when it ran.
-    pub permissions: Option<crate::permissions::Checked>,
 }
 
 impl Workspace {
@@ -59,13 +44,13 @@ impl Workspace {
     ///
     /// `scope` is the plan's mode, `--target` and `--exclude`: checks that only the release
     /// needs (the air-gap render, the vendor's preflights) run only when the release is in
-    /// scope, and the permission check asks only for what the resources in scope need.
+    /// scope. The permission check comes after the plan, for what it changes
+    /// ([`Workspace::permissions_for`]).
     pub async fn prepare(
         &self,
         state: Option<&Lockfile>,
         images: Images<'_>,
         scope: &PlanOptions,
-        purpose: Purpose,
     ) -> Result<Prepared, OperationError> {
         // A signed bundle is checked whole before anything is read from it.
         wallaroo_profile::within("bundle check", self.check_bundle()).await?;
@@ -87,7 +72,6 @@ impl Workspace {
         };
         let mut desired = wallaroo_model::from_spec_with(&self.spec, &images)?;
         let mut vendor_checks = Vec::new();
-        let mut permissions = None;
         let mut kinds = cluster_kinds(
             &self.spec,
             self.delete_data,
@@ -118,25 +102,6 @@ impl Workspace {
             if release {
                 wallaroo_profile::within("air-gap check", self.air_gap(&mut desired, &images))
                     .await?;
-            }
-            // A run that touches nothing in the cluster (`--target image`) has nothing to ask.
-            let cluster_work = in_scope
-                .iter()
-                .any(|a| desired.resources.get(a).is_some_and(|r| r.kind != "image"));
-            if purpose != Purpose::Rbac && cluster_work {
-                let scoped = DesiredSet {
-                    resources: desired
-                        .resources
-                        .iter()
-                        .filter(|(a, _)| in_scope.contains(*a))
-                        .map(|(a, r)| (a.clone(), r.clone()))
-                        .collect(),
-                    ..DesiredSet::default()
-                };
-                permissions = Some(
-                    wallaroo_profile::within("permissions", self.permissions(&scoped, purpose))
-                        .await?,
-                );
             }
             if release {
                 vendor_checks =
@@ -169,7 +134,6 @@ impl Workspace {
             engine: Engine::new(kinds),
             mirror,
             vendor_checks,
-            permissions,
         })
     }
 }

@@ -219,11 +219,7 @@ async fn execute(
         return Ok(exit);
     }
 
-    for (address, step) in &report.steps {
-        if let StepResult::Failed { error, .. } = step {
-            eprintln!("Error: {address}: {error}");
-        }
-    }
+    eprint!("{}", failures_text(report));
     let line = format!(
         "{} {}! Resources: {} added, {} changed, {} destroyed.",
         if mode == PlanMode::Destroy {
@@ -277,6 +273,38 @@ async fn execute(
     }
     println!("Lockfile: {}", summary.lockfile);
     Ok(exit)
+}
+
+/// The failed steps' errors, each said once: steps that failed for the same reason (a
+/// registry out of space fails every copy still running) share one error naming them all.
+fn failures_text(report: &wallaroo_engine::ApplyReport) -> String {
+    let mut reasons: Vec<(String, Vec<String>)> = Vec::new();
+    for (address, step) in &report.steps {
+        if let StepResult::Failed { error, .. } = step {
+            let error = error.to_string();
+            match reasons.iter_mut().find(|(e, _)| *e == error) {
+                Some((_, addresses)) => addresses.push(address.to_string()),
+                None => reasons.push((error, vec![address.to_string()])),
+            }
+        }
+    }
+    let mut out = String::new();
+    for (error, addresses) in reasons {
+        match addresses.as_slice() {
+            [one] => out.push_str(&format!(
+                "Error: {one}: {error}
+"
+            )),
+            many => out.push_str(&format!(
+                "Error: {error}
+  ({} steps failed so: {})
+",
+                many.len(),
+                many.join(", ")
+            )),
+        }
+    }
+    out
 }
 
 /// Where the run recorded what it did: the lockfile's path, or the state backend's location.
