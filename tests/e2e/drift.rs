@@ -247,7 +247,10 @@ fn the_drift_cron_jobs_identity_plans_with_read_rights_only() {
     let warned = plan["warnings"].to_string();
     assert!(warned.contains("may only read"), "{warned}");
     assert!(warned.contains(DRIFT_SA), "{warned}");
-    assert_eq!(plan["permissions"]["identity"], format!("this identity ({DRIFT_SA})"));
+    assert_eq!(
+        plan["permissions"]["identity"],
+        format!("this identity ({DRIFT_SA})")
+    );
 
     // The state Secret unreadable (the admin took `secrets` out of the Role): exit 1, saying so.
     let role_path = "/apis/rbac.authorization.k8s.io/v1/namespaces/wallaroo/roles/wallaroo-drift";

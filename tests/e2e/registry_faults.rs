@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use serde_json::Value;
-use wallaroo_testenv::env::ScratchRegistry;
+use wallaroo_testenv::env::{Implementation, ScratchRegistry};
 use wallaroo_testenv::{Env, unique};
 
 mod common;
@@ -62,9 +62,15 @@ fn mirror(
 
 #[test]
 fn a_registry_that_fills_is_named_once_out_of_space_and_the_next_apply_after_it_grows_converges() {
+    for imp in Implementation::ALL {
+        fills(imp);
+    }
+}
+
+fn fills(imp: Implementation) {
     let env = wallaroo_testenv::shared();
     let id = unique("full");
-    let mut scratch = env.scratch_registry_sized(&id, 300 << 20).unwrap();
+    let mut scratch = env.scratch_registry_sized(imp, &id, 300 << 20).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let args = mirror(env, &scratch, dir.path(), "release", "release", "wallaroo");
 
@@ -80,7 +86,11 @@ fn a_registry_that_fills_is_named_once_out_of_space_and_the_next_apply_after_it_
         )),
         "{all}"
     );
-    assert!(all.contains("no space left on device"), "{all}");
+    // The registry's own words: its detail names the write that failed for want of space.
+    assert!(
+        all.contains("no space left on device") || all.contains("\"Err\":28"),
+        "{all}"
+    );
     let said: Vec<&str> = all
         .lines()
         .filter(|l| l.starts_with("Error: ") && l.contains("is out of space"))
@@ -91,13 +101,20 @@ fn a_registry_that_fills_is_named_once_out_of_space_and_the_next_apply_after_it_
         "no retries spent on a full registry:\n{all}"
     );
     eprintln!(
-        "full registry: apply ended after {:.1} s",
-        took.as_secs_f64()
+        "{}: the full registry's apply ended after {:.1} s: {}",
+        imp.label(),
+        took.as_secs_f64(),
+        said[0]
     );
 
-    // The lockfile stayed valid: it reads, and lists what landed.
+    // The lockfile stayed valid: it reads, and lists what landed (there is none when the disk
+    // filled before the first image was whole).
     let listed = run(env, dir.path(), &["state".into(), "list".into()]);
-    assert!(listed.status.success(), "{}", text(&listed));
+    assert!(
+        listed.status.success() || text(&listed).contains("nothing has been applied yet"),
+        "{}",
+        text(&listed)
+    );
 
     // The volume grows; one apply finishes, and the next plan is empty.
     scratch.resize(4 << 30).unwrap();
@@ -108,22 +125,34 @@ fn a_registry_that_fills_is_named_once_out_of_space_and_the_next_apply_after_it_
     plan[1] = "--detailed-exitcode".into();
     let out = run(env, dir.path(), &plan);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    scratch.restart(env).unwrap();
-    let out = run(env, dir.path(), &plan);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "after a restart too, nothing is damaged:\n{}",
-        text(&out)
-    );
+    // go-containerregistry's registry keeps manifests in memory only: a restart forgets
+    // them whatever happened before, so only distribution's storage is checked so.
+    if imp != Implementation::Ggcr {
+        scratch.restart(env).unwrap();
+        let out = run(env, dir.path(), &plan);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "after a restart too, nothing is damaged:\n{}",
+            text(&out)
+        );
+    }
     scratch.stop();
 }
 
+/// distribution (2.8 and v3) links each blob into a repository with a file of its own;
+/// go-containerregistry's registry keeps no such record, so it has nothing to cut short.
 #[test]
 fn a_blob_whose_link_a_full_disk_cut_short_is_uploaded_again_and_said() {
+    for imp in [Implementation::Distribution2, Implementation::Distribution3] {
+        cut_link(imp);
+    }
+}
+
+fn cut_link(imp: Implementation) {
     let env = wallaroo_testenv::shared();
     let id = unique("cutlink");
-    let mut scratch = env.scratch_registry(&id).unwrap();
+    let mut scratch = env.scratch_registry_of(imp, &id).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let args = mirror(env, &scratch, dir.path(), "tiny", "wallaroo", "wallaroo");
     let out = run(env, dir.path(), &args);

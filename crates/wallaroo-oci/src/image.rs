@@ -16,7 +16,7 @@ use wallaroo_engine::{Address, Attrs, ReadRequest, ResourceError, ResourceKind};
 use crate::copy::{BlobLedger, CopyOptions, copy};
 use wallaroo_model::split_reference;
 
-use crate::registry::{ImageSource, Registry};
+use crate::registry::{ImageSource, OciError, Registry};
 
 /// The image kind: the registries it reads from by host, and the one it writes to.
 pub struct ImageKind {
@@ -160,11 +160,23 @@ impl ResourceKind for ImageKind {
             return Ok(None);
         };
         let (repo, tag) = self.target_parts(attrs)?;
-        let live = self
-            .target
-            .manifest_digest(&repo, &tag)
-            .await
-            .map_err(|e| ResourceError::new(e.to_string()))?;
+        let live = match self.target.manifest_digest(&repo, &tag).await {
+            Ok(live) => live,
+            // Every lookup answered 500: a record the registry cannot read (a manifest link a
+            // full disk cut short). The plan says so as the digest it found, and apply pushes
+            // the image again, which rewrites the record.
+            Err(OciError::Unavailable { message, .. }) if message.starts_with("answered 500") => {
+                let mut a = req.prior.unwrap_or(attrs).clone();
+                a.insert(
+                    "digest".into(),
+                    json!(format!(
+                        "unreadable: the registry {message} to every lookup of {repo}:{tag}, so its record is damaged (as a disk that filled mid-push leaves it); apply pushes the image again, which rewrites it"
+                    )),
+                );
+                return Ok(Some(a));
+            }
+            Err(e) => return Err(ResourceError::new(e.to_string())),
+        };
         // The source side is what was copied when the target holds the expected digest;
         // otherwise what the lockfile says was copied, beside what the tag holds now.
         Ok(live.map(|digest| {

@@ -170,8 +170,14 @@ impl ScratchRegistry {
                 .exists()
     }
 
-    /// Stops it and removes its storage.
-    pub fn stop(self) {
+    /// Stops it and removes its storage (as dropping it does).
+    pub fn stop(self) {}
+}
+
+/// A scratch registry stops with its test, passed or failed: a tmpfs left mounted holds its
+/// bytes in memory until the machine restarts.
+impl Drop for ScratchRegistry {
+    fn drop(&mut self) {
         stop(self.registry.proc.pid, Duration::from_secs(5));
         let _ = Command::new("umount").arg(&self.storage).output();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -469,42 +475,16 @@ impl Env {
         })
     }
 
-    /// A scratch registry (Debian's distribution 2.8) whose storage is a tmpfs of `bytes`
+    /// A scratch registry of implementation `imp` whose storage is a tmpfs of `bytes`
     /// (mounted as root): a volume that fills during a mirror, as one sized for the last
     /// release does.
-    pub fn scratch_registry_sized(&self, name: &str, bytes: u64) -> Result<ScratchRegistry, Error> {
-        let bins = crate::provision::provision(&mut |_| {})?;
-        let pki = Pki {
-            dir: self.run_dir.join("pki"),
-        };
-        let dir = self.run_dir.join(name);
-        let storage = dir.join("storage");
-        let _ = Command::new("umount").arg(&storage).output();
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&storage).map_err(|e| Error::io(&storage, e))?;
-        crate::process::run(
-            "mount",
-            Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-                .arg(&storage),
-        )?;
-        let registry = start_registry(
-            name,
-            PRIVATE_HOST,
-            &bins.registry,
-            &pki,
-            &self.run_dir,
-            None,
-        )?;
-        Ok(ScratchRegistry {
-            registry,
-            storage,
-            command: Some((
-                bins.registry.clone(),
-                vec!["serve".into(), dir.join("config.yml").display().to_string()],
-            )),
-            dir,
-        })
+    pub fn scratch_registry_sized(
+        &self,
+        imp: Implementation,
+        name: &str,
+        bytes: u64,
+    ) -> Result<ScratchRegistry, Error> {
+        self.scratch_registry_on(imp, name, Some(bytes))
     }
 
     /// A new, empty registry of implementation `imp` under the private registry's host name,
@@ -515,32 +495,68 @@ impl Env {
         imp: Implementation,
         name: &str,
     ) -> Result<ScratchRegistry, Error> {
+        self.scratch_registry_on(imp, name, None)
+    }
+
+    /// [`Env::scratch_registry_of`], its storage on a tmpfs of `tmpfs` bytes when given.
+    fn scratch_registry_on(
+        &self,
+        imp: Implementation,
+        name: &str,
+        tmpfs: Option<u64>,
+    ) -> Result<ScratchRegistry, Error> {
         let name = format!("{name}-{}", imp.slug());
         let pki = Pki {
             dir: self.run_dir.join("pki"),
         };
         let dir = self.run_dir.join(&name);
+        let _ = Command::new("umount").arg(dir.join("storage")).output();
         let _ = std::fs::remove_dir_all(&dir);
+        if let Some(bytes) = tmpfs {
+            let storage = dir.join("storage");
+            std::fs::create_dir_all(&storage).map_err(|e| Error::io(&storage, e))?;
+            crate::process::run(
+                "mount",
+                Command::new("mount")
+                    .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                    .arg(&storage),
+            )?;
+        }
+        let distribution = |program: PathBuf| -> Result<ScratchRegistry, Error> {
+            let registry =
+                start_registry(&name, PRIVATE_HOST, &program, &pki, &self.run_dir, None)?;
+            Ok(ScratchRegistry {
+                registry,
+                storage: dir.join("storage"),
+                command: Some((
+                    program,
+                    vec!["serve".into(), dir.join("config.yml").display().to_string()],
+                )),
+                dir: dir.clone(),
+            })
+        };
+        let ggcr_command: Option<(PathBuf, Vec<String>)>;
         let registry = match imp {
-            Implementation::Distribution2 => return self.scratch_registry(&name),
-            Implementation::Distribution3 => start_registry(
-                &name,
-                PRIVATE_HOST,
-                &crate::provision::go_program("registry-v3")?,
-                &pki,
-                &self.run_dir,
-                None,
-            )?,
+            Implementation::Distribution2 => {
+                return distribution(crate::provision::provision(&mut |_| {})?.registry);
+            }
+            Implementation::Distribution3 => {
+                return distribution(crate::provision::go_program("registry-v3")?);
+            }
             Implementation::Ggcr => {
                 let program = crate::provision::go_program("ggcr-registry")?;
                 let port = free_port();
                 let storage = dir.join("storage");
                 std::fs::create_dir_all(&storage).map_err(|e| Error::io(&storage, e))?;
+                let args: Vec<String> = vec![
+                    format!("127.0.0.1:{port}"),
+                    pki.cert("registry").display().to_string(),
+                    pki.key("registry").display().to_string(),
+                    storage.display().to_string(),
+                ];
+                ggcr_command = Some((program.clone(), args.clone()));
                 let mut cmd = Command::new(program);
-                cmd.arg(format!("127.0.0.1:{port}"))
-                    .arg(pki.cert("registry"))
-                    .arg(pki.key("registry"))
-                    .arg(&storage);
+                cmd.args(&args);
                 let pid = spawn(&name, cmd, &self.run_dir)?;
                 let client = https_client(&pki.ca_cert())?;
                 wait_until(&name, pid, Duration::from_secs(20), &self.run_dir, || {
@@ -560,7 +576,7 @@ impl Env {
         Ok(ScratchRegistry {
             registry,
             storage: dir.join("storage"),
-            command: None,
+            command: ggcr_command,
             dir,
         })
     }

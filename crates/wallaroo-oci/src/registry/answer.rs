@@ -5,7 +5,8 @@
 //! Out of space, as each implementation says it (each checked against the implementation or
 //! its maintainers' threads):
 //! - CNCF distribution (2.8, v3): `500` with `code: UNKNOWN` and a `detail` naming the upload's
-//!   file and `no space left on device` (so does any registry whose disk filled);
+//!   file and `no space left on device` (so does any registry whose disk filled), or, for a
+//!   link file it writes, the storage driver's error as JSON with `"Err":28` (ENOSPC);
 //! - `507 Insufficient Storage` (WebDAV's status, used by registries behind such stores);
 //! - Artifactory: `413` with `message: "Datastore disk usage is too high. Contact your
 //!   Artifactory administrator ..."` (a plain `413` from a proxy's body limit is not this);
@@ -47,6 +48,8 @@ impl Answer {
         let lower = text.to_ascii_lowercase();
         let out_of_space = status == StatusCode::INSUFFICIENT_STORAGE
             || lower.contains("no space left on device")
+            // distribution's storage driver error as JSON: Go's errno 28 is ENOSPC.
+            || lower.replace(' ', "").contains("\"err\":28}")
             || lower.contains("disk quota exceeded")
             || (status == StatusCode::PAYLOAD_TOO_LARGE
                 && (lower.contains("disk")
@@ -125,6 +128,16 @@ mod tests {
             a.describe(),
             "500 Internal Server Error: UNKNOWN: unknown error (write /var/lib/registry/docker/registry/v2/repositories/x/_uploads/0a1b/data: no space left on device)"
         );
+    }
+
+    /// distribution 2.8 writing a manifest's link on a full disk, as the test kit saw it.
+    #[test]
+    fn distributions_storage_driver_errno_28_is_out_of_space() {
+        let body = br#"{"errors":[{"code":"UNKNOWN","message":"unknown error","detail":{"DriverName":"filesystem","Enclosed":{"Op":"write","Path":"/var/lib/registry/docker/registry/v2/repositories/wallaroo/engine-lb/_manifests/revisions/sha256/74ef/link","Err":28}}}]}"#;
+        let a = Answer::read(StatusCode::INTERNAL_SERVER_ERROR, body, &[]);
+        assert!(a.out_of_space, "{a:?}");
+        let other = br#"{"errors":[{"code":"UNKNOWN","message":"unknown error","detail":{"DriverName":"filesystem","Enclosed":{"Op":"write","Path":"/x","Err":13}}}]}"#;
+        assert!(!Answer::read(StatusCode::INTERNAL_SERVER_ERROR, other, &[]).out_of_space);
     }
 
     #[test]
