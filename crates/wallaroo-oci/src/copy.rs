@@ -250,13 +250,22 @@ pub async fn copy(
                     message: format!("{src_repo}@{digest}, listed in the index, does not exist"),
                 })?;
             blobs.copy_all(&manifest).await?;
-            wallaroo_profile::within(MANIFESTS, dst.put_manifest(dst_repo, &digest, &manifest))
-                .await?;
+            wallaroo_profile::within(MANIFESTS, async {
+                dst.put_manifest(dst_repo, &digest, &manifest).await?;
+                dst.confirm_manifest(dst_repo, &digest, &manifest.digest)
+                    .await
+            })
+            .await?;
         }
     } else {
         blobs.copy_all(&top).await?;
     }
-    wallaroo_profile::within(MANIFESTS, dst.put_manifest(dst_repo, tag, &top)).await?;
+    // Read back: a registry can take a manifest (201) whose stored bytes are damaged.
+    wallaroo_profile::within(MANIFESTS, async {
+        dst.put_manifest(dst_repo, tag, &top).await?;
+        dst.confirm_manifest(dst_repo, tag, &top.digest).await
+    })
+    .await?;
     Ok(report)
 }
 

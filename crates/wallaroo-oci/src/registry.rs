@@ -628,6 +628,33 @@ impl Registry {
         self.digest_answer(repo, reference, resp)
     }
 
+    /// Reads back a manifest just pushed as `repo:reference`: the registry must serve it as
+    /// `digest`. A registry whose stored copy of the manifest is damaged (a disk that filled
+    /// mid-push can leave its bytes cut short, and a push never rewrites stored bytes) answers
+    /// every lookup with 500: named, with the file to delete and the collector to run.
+    pub(crate) async fn confirm_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        digest: &str,
+    ) -> Result<(), OciError> {
+        match self.ask_manifest_digest(repo, reference).await {
+            Ok(Some(found)) if found == digest => Ok(()),
+            Ok(found) => Err(self.err(format!(
+                "pushed {repo}:{reference} as {digest}, and the registry now answers {} for it",
+                found.as_deref().unwrap_or("not found")
+            ))),
+            Err(OciError::Unavailable { message, .. }) if message.starts_with("answered 500") => {
+                let hex = digest.trim_start_matches("sha256:");
+                Err(self.err(format!(
+                    "cannot read {repo}:{reference} ({digest}) back after pushing it ({message}): its stored copy of the manifest is damaged, as a disk that filled mid-push leaves it, and a push does not rewrite stored bytes. On the registry (distribution): delete `docker/registry/v2/blobs/sha256/{}/{hex}/data` under its storage root (or run `registry garbage-collect CONFIG` after deleting the repository), then apply again",
+                    &hex[..hex.len().min(2)],
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The digest a HEAD of manifest `repo:reference` answered; `None` when not found.
     fn digest_answer(
         &self,
