@@ -96,6 +96,9 @@ fn fills(imp: Implementation) {
         .filter(|l| l.starts_with("Error: ") && l.contains("is out of space"))
         .collect();
     assert_eq!(said.len(), 1, "named once:\n{all}");
+    // The plan said what the mirror sends at most; the summary says what is left.
+    assert!(all.contains("Mirroring sends at most 1."), "{all}");
+    assert!(all.contains("Left to mirror: "), "{all}");
     assert!(
         !all.contains("attempts)"),
         "no retries spent on a full registry:\n{all}"

@@ -216,6 +216,19 @@ pub fn plan_schema() -> Value {
                     }),
                 );
                 ordered.insert(
+                    "transfer".into(),
+                    serde_json::json!({
+                        "type": "object",
+                        "description": "What the plan's mirroring sends at most, from the source's manifests: `bytes_at_most` counts each blob once; `images` gives each image created or changed its blobs' weight (blobs the private registry already holds are not sent, so apply may send less).",
+                        "properties": {
+                            "bytes_at_most": {"type": "integer", "minimum": 0},
+                            "images": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+                        },
+                        "required": ["bytes_at_most", "images"],
+                        "additionalProperties": false
+                    }),
+                );
+                ordered.insert(
                     "permissions".into(),
                     serde_json::json!({
                         "type": "object",

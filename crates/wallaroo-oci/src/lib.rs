@@ -21,6 +21,7 @@ pub mod release;
 pub mod resume;
 pub mod signing;
 pub mod verify;
+pub mod weight;
 
 pub use copy::{
     BlobLedger, CopyOptions, CopyReport, LARGE_BLOB, LARGE_TRANSFERS_AT_ONCE, READS_AHEAD,

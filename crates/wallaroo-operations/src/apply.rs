@@ -115,6 +115,9 @@ pub async fn start<'w>(
             ws.forget_prefetched();
             crate::plan::refuse_passwordless_users(&plan, &prepared.desired)?;
             wallaroo_model::set_plan_images(&mut plan, &prepared.images);
+            if let Some(mirror) = &prepared.mirror {
+                crate::transfer::set_transfer(&mut plan, &prepared.desired, &mirror.sources).await;
+            }
             (plan, prepared, false)
         }
     };

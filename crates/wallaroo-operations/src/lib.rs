@@ -23,6 +23,7 @@ pub mod prepare;
 pub mod render_cache;
 pub mod state;
 pub mod support;
+mod transfer;
 pub mod workspace;
 
 pub use error::OperationError;

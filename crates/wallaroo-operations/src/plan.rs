@@ -80,6 +80,9 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
         refuse_passwordless_users(&plan, &prepared.desired)?;
         wallaroo_model::set_plan_images(&mut plan, &prepared.images);
         set_vendor_checks(&mut plan, &prepared.vendor_checks);
+        if let Some(mirror) = &prepared.mirror {
+            crate::transfer::set_transfer(&mut plan, &prepared.desired, &mirror.sources).await;
+        }
         if let Some(p) = &permissions {
             plan.warnings.extend(p.warning.clone());
             plan.inputs.insert("permissions".into(), p.summary.clone());

@@ -171,6 +171,8 @@ async fn execute(
         }
     }
 
+    // What each image weighs, to say what is left when the run stops short.
+    let weights = run.plan.inputs.get("transfer").cloned();
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -262,6 +264,9 @@ async fn execute(
     if let Some(p) = &outcome.pods {
         print!("{}", pods_text(p));
     }
+    if let Some(line) = left_to_mirror(report, weights.as_ref()) {
+        println!("{line}");
+    }
     if summary.skipped > 0 {
         println!("\n{} step(s) did not run:", summary.skipped);
         for (address, step) in &report.steps {
@@ -305,6 +310,29 @@ fn failures_text(report: &wallaroo_engine::ApplyReport) -> String {
         }
     }
     out
+}
+
+/// The images a run that stopped short did not mirror, and what they weigh at most (from the
+/// plan's `transfer`): what the private registry still needs room for.
+fn left_to_mirror(
+    report: &wallaroo_engine::ApplyReport,
+    weights: Option<&serde_json::Value>,
+) -> Option<String> {
+    let images = weights?.get("images")?.as_object()?;
+    let left: Vec<u64> = report
+        .steps
+        .iter()
+        .filter(|(_, step)| !matches!(step, StepResult::Applied { .. }))
+        .filter_map(|(address, _)| images.get(&address.to_string())?.as_u64())
+        .collect();
+    if left.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Left to mirror: {} image(s), at most {} (blobs shared with what landed are not sent again).",
+        left.len(),
+        HumanBytes(left.iter().sum())
+    ))
 }
 
 /// Where the run recorded what it did: the lockfile's path, or the state backend's location.

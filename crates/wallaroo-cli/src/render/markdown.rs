@@ -41,6 +41,9 @@ pub fn plan(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+    if let Some(line) = super::transfer_line(plan) {
+        out.push_str(&format!("{line}\n\n"));
+    }
     if let Some(p) = plan.inputs.get("permissions") {
         out.push_str(&format!("{}\n\n", super::permissions_line(p)));
     }

@@ -118,3 +118,14 @@ pub fn permissions_line(p: &Value) -> String {
         }
     }
 }
+
+/// The plan's line on what mirroring sends at most (its `transfer` input), if it mirrors.
+pub fn transfer_line(plan: &wallaroo_engine::Plan) -> Option<String> {
+    let t = plan.inputs.get("transfer")?;
+    let bytes = t["bytes_at_most"].as_u64()?;
+    let images = t["images"].as_object().map_or(0, |m| m.len());
+    Some(format!(
+        "Mirroring sends at most {} ({images} image(s); blobs the private registry already holds are not sent): check its volume has room.",
+        indicatif::HumanBytes(bytes)
+    ))
+}

@@ -72,6 +72,9 @@ pub fn plan(plan: &Plan, style: Style) -> String {
         out.push('\n');
     }
     out.push_str(&summary_line(plan, style));
+    if let Some(line) = super::transfer_line(plan) {
+        out.push_str(&format!("{line}\n"));
+    }
     warnings(&mut out, plan, style);
     out
 }
