@@ -42,6 +42,12 @@ impl Cluster {
         Ok(Cluster::from(crate::connect().await?))
     }
 
+    /// [`Cluster::connect`], trying requests again for up to `retry` while the API server
+    /// cannot answer (see [`crate::retry`]).
+    pub async fn connect_retrying(retry: std::time::Duration) -> Result<Cluster, KubeError> {
+        Ok(Cluster::from(crate::connect_retrying(retry).await?))
+    }
+
     /// The same cluster, keeping each answer for the steps of one operation: whoever holds
     /// it calls [`Cluster::forget_reads`] when the next operation starts, so that nothing
     /// read before an apply is taken for the state after it.

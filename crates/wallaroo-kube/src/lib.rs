@@ -17,6 +17,7 @@ mod output;
 pub mod permissions;
 pub mod preflight;
 pub mod pullcheck;
+pub mod retry;
 mod secret;
 pub mod state_backend;
 pub mod support;
@@ -80,6 +81,15 @@ pub enum KubeError {
 /// A client for the cluster of the current kubeconfig (`KUBECONFIG`, or in-cluster). Each
 /// request it sends counts in the profile's phase of the task that sent it.
 pub async fn connect() -> Result<kube::Client, KubeError> {
+    connect_retrying(DEFAULT_API_RETRY).await
+}
+
+/// How long a request to an API server that cannot answer is tried again, by default.
+pub const DEFAULT_API_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// [`connect`], trying requests again for up to `retry` while the API server cannot answer
+/// (see [`retry`]).
+pub async fn connect_retrying(retry: std::time::Duration) -> Result<kube::Client, KubeError> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| KubeError::Connect(e.to_string()))?;
@@ -87,11 +97,21 @@ pub async fn connect() -> Result<kube::Client, KubeError> {
         .map_err(|e| KubeError::Connect(e.to_string()))?;
     // The client hands requests to a worker task, but the response future it makes is
     // awaited by the caller: counted there, the request lands in the caller's phase.
-    let counted = tower::util::MapFutureLayer::new(|fut| async move {
-        wallaroo_profile::request();
-        fut.await
+    // (A combinator, not an async block: the retry layer's future inside it is Send, which the
+    // compiler cannot prove through an async block.)
+    let counted = tower::util::MapFutureLayer::new(|fut| {
+        futures_util::FutureExt::then(
+            futures_util::future::lazy(|_| wallaroo_profile::request()),
+            move |_| fut,
+        )
     });
-    Ok(builder.with_layer(&counted).build())
+    Ok(builder
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::retry::RetryLayer::new(retry::ApiRetry::within(
+            retry,
+        )))
+        .with_layer(&counted)
+        .build())
 }
 
 /// Registers every cluster kind, talking through `cluster` (a client, or a [`Cluster`] whose

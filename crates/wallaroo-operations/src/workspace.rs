@@ -189,7 +189,12 @@ impl Workspace {
     pub async fn cluster(&self) -> Result<&wallaroo_kube::Cluster, OperationError> {
         self.cluster
             .get_or_try_init(|| async {
-                Ok::<_, OperationError>(wallaroo_kube::Cluster::connect().await?.sharing_reads())
+                let retry = self.spec.wallaroo.api_retry();
+                Ok::<_, OperationError>(
+                    wallaroo_kube::Cluster::connect_retrying(retry)
+                        .await?
+                        .sharing_reads(),
+                )
             })
             .await
     }

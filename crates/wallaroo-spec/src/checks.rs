@@ -217,6 +217,14 @@ pub(crate) fn run(file: &SourceFile, blocks: &Blocks<'_>, spec: &Spec) -> Vec<Sp
         }
     }
     c.check(
+        "wallaroo",
+        None,
+        "api_retry",
+        None,
+        duration(&spec.wallaroo.api_retry),
+        "how long requests to the API server are tried again, as a duration: 30s, 2m",
+    );
+    c.check(
         "helm",
         None,
         "timeout",

@@ -85,9 +85,27 @@ pub struct Wallaroo {
     pub chart: String,
     /// Keycloak's base URL for creating users; default `https://{prefix.}keycloak.{domain}/auth`.
     pub keycloak_url: Option<String>,
+    /// How long a request to the Kubernetes API server is tried again while the server cannot
+    /// answer (it restarts, or answers 429, 503, 504), counted from the first failure. A
+    /// duration: `30s`, `2m`.
+    #[serde(default = "default_api_retry")]
+    pub api_retry: String,
+}
+
+fn default_api_retry() -> String {
+    "30s".into()
 }
 
 impl Wallaroo {
+    /// `api_retry` as a duration (validation has checked it; 30 s otherwise).
+    pub fn api_retry(&self) -> std::time::Duration {
+        go_parse_duration::parse_duration(&self.api_retry)
+            .ok()
+            .and_then(|ns| u64::try_from(ns).ok())
+            .map(std::time::Duration::from_nanos)
+            .unwrap_or(std::time::Duration::from_secs(30))
+    }
+
     /// The host name of a service, `{prefix.}{service}.{domain}` (the documented URL form).
     pub fn service_host(&self, service: &str) -> String {
         match self.domain_prefix.as_str() {

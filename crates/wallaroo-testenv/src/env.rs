@@ -299,6 +299,48 @@ impl Env {
             .collect()
     }
 
+    /// Stops kube-apiserver, waits `down`, and starts it again as it ran (the same command
+    /// line, read from `/proc`; the same port, certificates and etcd), as a control plane that
+    /// restarts mid-operation does. Waits until it is ready and records its new PID, so that
+    /// later test processes find the environment whole. Returns the new PID.
+    pub fn restart_apiserver(&self, down: Duration) -> Result<u32, Error> {
+        let _lock = state_lock(&self.run_dir)?;
+        let state = state_file(&self.run_dir);
+        let text = std::fs::read_to_string(&state).map_err(|e| Error::io(&state, e))?;
+        let mut current: Env = serde_json::from_str(&text).map_err(|e| Error::Api {
+            what: "state.json".into(),
+            message: e.to_string(),
+        })?;
+        let pid = current.procs["kube-apiserver"].pid;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map_err(|e| Error::io(Path::new(&format!("/proc/{pid}/cmdline")), e))?;
+        let mut args = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned());
+        let program = args.next().unwrap_or_default();
+        let args: Vec<String> = args.collect();
+        stop(pid, Duration::from_secs(10));
+        std::thread::sleep(down);
+        let mut cmd = Command::new(&program);
+        cmd.args(&args);
+        let new = spawn("kube-apiserver", cmd, &self.run_dir)?;
+        let api = self.api()?;
+        wait_until(
+            "kube-apiserver",
+            new,
+            Duration::from_secs(60),
+            &self.run_dir,
+            || api.ready(),
+        )?;
+        if let Some(p) = current.procs.get_mut("kube-apiserver") {
+            p.pid = new;
+        }
+        let text = serde_json::to_string_pretty(&current).expect("JSON");
+        std::fs::write(&state, text).map_err(|e| Error::io(&state, e))?;
+        Ok(new)
+    }
+
     /// A kubeconfig at `path` for ServiceAccount `namespace/name`, with a token the API server
     /// issues for it now (TokenRequest, an hour), as `kubectl create token` makes one.
     pub fn service_account_kubeconfig(
