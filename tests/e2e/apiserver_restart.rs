@@ -5,23 +5,17 @@
 //! restart disturbs no other test (test binaries run one after another).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wallaroo_testenv::{Env, shared, unique};
 
 mod common;
-use common::{operator_spec, seed_tiny};
+use common::{operator_spec, seed_tiny, wallaroo_in};
 
 fn wallaroo(env: &Env, dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
-        .args(args)
-        .current_dir(dir)
-        .envs(env.exports())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = wallaroo_in(env, dir).args(args).output().unwrap();
     (
         out.status.code(),
         format!(
@@ -73,11 +67,8 @@ fn an_api_server_restarted_during_helm_upgrade_leaves_a_release_the_next_apply_r
     assert_ne!(spec, op.spec);
     std::fs::write(dir.join("wallaroo.hcl"), &spec).unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+    let child = wallaroo_in(env, dir)
         .args(["apply", "--auto-approve"])
-        .current_dir(dir)
-        .envs(env.exports())
-        .env("NO_COLOR", "1")
         .stdout(std::fs::File::create(logs.path().join("out")).unwrap())
         .stderr(std::fs::File::create(logs.path().join("err")).unwrap())
         .stdin(Stdio::null())

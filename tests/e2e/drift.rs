@@ -12,17 +12,14 @@ use serde_json::{Value, json};
 use wallaroo_testenv::{Env, shared, unique};
 
 mod common;
-use common::{operator_spec, repo, seed_tiny};
+use common::{operator_spec, repo, seed_tiny, wallaroo_in};
 
 const DRIFT_SA: &str = "system:serviceaccount:wallaroo:wallaroo-drift";
 
 fn run(env: &Env, dir: &Path, kubeconfig: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
+    let out = wallaroo_in(env, dir)
         .args(args)
-        .current_dir(dir)
-        .envs(env.exports())
         .env("KUBECONFIG", kubeconfig)
-        .env("NO_COLOR", "1")
         .output()
         .unwrap();
     (

@@ -4,7 +4,7 @@
 //! cut short and the registry restarted.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -12,16 +12,10 @@ use wallaroo_testenv::env::{Implementation, ScratchRegistry};
 use wallaroo_testenv::{Env, unique};
 
 mod common;
-use common::repo;
+use common::{repo, wallaroo_in};
 
 fn run(env: &Env, dir: &Path, args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wallaroo"))
-        .args(args)
-        .current_dir(dir)
-        .envs(env.exports())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    wallaroo_in(env, dir).args(args).output().unwrap()
 }
 
 fn text(out: &Output) -> String {

@@ -96,14 +96,19 @@ fn default_api_retry() -> String {
     "30s".into()
 }
 
+/// A duration as Go reads it (validation has checked it), else `secs` seconds.
+fn duration_or(text: &str, secs: u64) -> std::time::Duration {
+    go_parse_duration::parse_duration(text)
+        .ok()
+        .and_then(|ns| u64::try_from(ns).ok())
+        .map(std::time::Duration::from_nanos)
+        .unwrap_or(std::time::Duration::from_secs(secs))
+}
+
 impl Wallaroo {
     /// `api_retry` as a duration (validation has checked it; 30 s otherwise).
     pub fn api_retry(&self) -> std::time::Duration {
-        go_parse_duration::parse_duration(&self.api_retry)
-            .ok()
-            .and_then(|ns| u64::try_from(ns).ok())
-            .map(std::time::Duration::from_nanos)
-            .unwrap_or(std::time::Duration::from_secs(30))
+        duration_or(&self.api_retry, 30)
     }
 
     /// The host name of a service, `{prefix.}{service}.{domain}` (the documented URL form).
@@ -221,11 +226,7 @@ fn default_pull_check_max_age() -> String {
 impl PrivateRegistry {
     /// `pull_check_max_age` as a duration (validation has checked it; a day otherwise).
     pub fn pull_check_max_age(&self) -> std::time::Duration {
-        go_parse_duration::parse_duration(&self.pull_check_max_age)
-            .ok()
-            .and_then(|ns| u64::try_from(ns).ok())
-            .map(std::time::Duration::from_nanos)
-            .unwrap_or(std::time::Duration::from_secs(24 * 3600))
+        duration_or(&self.pull_check_max_age, 24 * 3600)
     }
 }
 

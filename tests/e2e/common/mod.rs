@@ -129,3 +129,13 @@ pub fn keycloak_admin_token(kc: &reqwest::blocking::Client, env: &wallaroo_teste
         .unwrap();
     token["access_token"].as_str().unwrap().to_string()
 }
+
+/// The `wallaroo` binary run in `dir` as the tests run it: the test kit's environment (its
+/// kubeconfig, registries and credentials), no colour. Callers add arguments and overrides.
+pub fn wallaroo_in(env: &wallaroo_testenv::Env, dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wallaroo"));
+    cmd.current_dir(dir)
+        .envs(env.exports())
+        .env("NO_COLOR", "1");
+    cmd
+}
