@@ -14,7 +14,9 @@ use crate::{ClusterConfig, kube_err, str_attr};
 pub struct KeycloakUserKind {
     client: kube::Client,
     config: std::sync::Arc<ClusterConfig>,
-    http: reqwest::Client,
+    /// The client, or why none could be made (an image without the system's CA certificates):
+    /// said when Keycloak is first asked, not a panic when the kinds are set up.
+    http: Result<reqwest::Client, String>,
     /// The admin token and until when it is used: every user of a plan shares one login
     /// (Keycloak hashes the admin password on each, a few hundred milliseconds). Kept in
     /// memory only.
@@ -36,13 +38,24 @@ impl KeycloakUserKind {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()
-            .expect("an HTTP client");
+            .map_err(|e| {
+                format!(
+                    "cannot make an HTTPS client for Keycloak: {} (install the CA certificates in the image that runs wallaroo)",
+                    wallaroo_engine::error_chain(&e)
+                )
+            });
         KeycloakUserKind {
             client,
             config,
             http,
             token: tokio::sync::Mutex::new(None),
         }
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, ResourceError> {
+        self.http
+            .as_ref()
+            .map_err(|e| ResourceError::new(e.clone()))
     }
 
     fn url(&self, path: &str) -> String {
@@ -68,7 +81,7 @@ impl KeycloakUserKind {
         let ns = &self.config.namespace;
         let (user, password) = self.admin_credentials().await?;
         let r = self
-            .http
+            .http()?
             .post(self.url("/realms/master/protocol/openid-connect/token"))
             .form(&[
                 ("grant_type", "password"),
@@ -108,7 +121,7 @@ impl KeycloakUserKind {
         body: Option<Value>,
     ) -> Result<reqwest::Response, ResourceError> {
         let mut req = self
-            .http
+            .http()?
             .request(method.clone(), self.url(path))
             .bearer_auth(token);
         if let Some(b) = body {
