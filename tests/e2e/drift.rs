@@ -365,3 +365,59 @@ fn the_drift_cron_jobs_identity_plans_with_read_rights_only() {
         }
     }
 }
+
+/// The pull check's cost in a cron: a plan runs it when something a pull depends on changed
+/// since it last passed, or when that pass is older than `pull_check_max_age`, and otherwise
+/// says when it passed; `wallaroo preflight` always runs it.
+#[test]
+fn the_pull_check_runs_again_only_when_a_pull_would_differ_or_its_pass_is_old() {
+    let env = shared();
+    seed_tiny(env);
+    let id = unique("pullonce");
+    let op = operator_spec(env, &id, None);
+    let dir = op.dir.path();
+    std::fs::write(dir.join("wallaroo.hcl"), &op.spec).unwrap();
+    let kit = env.kubeconfig.clone();
+    let ran = "are simulated (kwok) and pull nothing";
+    let kept = "pull from the private registry: passed ";
+
+    let (code, out, err) = run(env, dir, &kit, &["plan"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains(ran) && !err.contains(kept), "{err}");
+    let (_, _, err) = run(env, dir, &kit, &["plan"]);
+    assert!(
+        err.contains(kept)
+            && err.contains("nothing a pull depends on changed")
+            && !err.contains(ran),
+        "{err}"
+    );
+    let (code, out, err) = run(env, dir, &kit, &["preflight"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(ran) && !out.contains(kept),
+        "preflight always runs it:\n{out}"
+    );
+
+    // Another node in a pool: a pull may differ.
+    let extra = env
+        .add_nodes(&format!("{id}-more"), 1, &json!({}), &json!([]), &json!({}))
+        .unwrap();
+    let moved = op.spec.replace(
+        &format!("\"{}\"", op.nodes[0]),
+        &format!("\"{}\"", extra[0]),
+    );
+    std::fs::write(dir.join("wallaroo.hcl"), &moved).unwrap();
+    let (_, _, err) = run(env, dir, &kit, &["plan"]);
+    assert!(err.contains(ran) && !err.contains(kept), "{err}");
+
+    // A pass older than the bound.
+    let bounded = moved.replace(
+        "  ca_file   = var.private_ca_file\n",
+        "  ca_file   = var.private_ca_file\n  pull_check_max_age = \"1s\"\n",
+    );
+    assert_ne!(bounded, moved);
+    std::fs::write(dir.join("wallaroo.hcl"), &bounded).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (_, _, err) = run(env, dir, &kit, &["plan"]);
+    assert!(err.contains(ran) && !err.contains(kept), "{err}");
+}
