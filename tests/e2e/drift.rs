@@ -397,6 +397,11 @@ fn the_pull_check_runs_again_only_when_a_pull_would_differ_or_its_pass_is_old() 
         out.contains(ran) && !out.contains(kept),
         "preflight always runs it:\n{out}"
     );
+    // And says what the release's images weigh: the room a first mirror needs.
+    assert!(
+        out.contains("mirror size: the release's 4 image(s) weigh "),
+        "{out}"
+    );
 
     // Another node in a pool: a pull may differ.
     let extra = env

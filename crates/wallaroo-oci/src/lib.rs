@@ -30,5 +30,5 @@ pub use copy::{
 pub use image::{ImageKind, MirrorStats, Signatures};
 pub use registry::{
     BlobState, BlobStream, Credentials, ImageSource, Manifest, OciError, Registry, Removed,
-    read_blob, sha256,
+    read_blob, sha256, size_text,
 };

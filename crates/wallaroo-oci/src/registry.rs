@@ -1030,7 +1030,7 @@ pub(crate) fn next_page(link: &str) -> Option<String> {
 }
 
 /// `bytes` for people: GiB, MiB or KiB with two decimals.
-pub(crate) fn size_text(bytes: u64) -> String {
+pub fn size_text(bytes: u64) -> String {
     let (unit, name) = match bytes {
         b if b >= 1 << 30 => (1u64 << 30, "GiB"),
         b if b >= 1 << 20 => (1 << 20, "MiB"),

@@ -19,7 +19,7 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Runs the checks of a workspace's spec, the pull check included (always, whenever it last
 /// passed).
 pub async fn checks(ws: &Workspace) -> Result<Vec<Check>, OperationError> {
-    checks_on(
+    let mut checks = checks_on(
         &ws.spec,
         &ws.helm,
         ws.cluster().await?,
@@ -29,7 +29,49 @@ pub async fn checks(ws: &Workspace) -> Result<Vec<Check>, OperationError> {
             always: true,
         },
     )
-    .await
+    .await?;
+    if ws.target.is_some() {
+        checks.push(mirror_size(ws).await);
+    }
+    Ok(checks)
+}
+
+/// What the release's images weigh: the room the private registry's volume needs for a first
+/// mirror (an upgrade's plan says what it would send beyond what is there).
+async fn mirror_size(ws: &Workspace) -> Check {
+    const NAME: &str = "mirror size";
+    let state = match ws.store.load() {
+        Ok(state) => state,
+        Err(e) => {
+            return Check {
+                name: NAME.into(),
+                outcome: Outcome::Warn,
+                detail: format!("not weighed: {e}"),
+                hint: None,
+            };
+        }
+    };
+    match ws.images(state.as_ref(), false).await {
+        Ok((images, sources)) => {
+            let (weighed, bytes) =
+                crate::transfer::release_weight(&images, &sources, &ws.spec.images.platforms).await;
+            Check {
+                name: NAME.into(),
+                outcome: Outcome::Pass,
+                detail: format!(
+                    "the release's {weighed} image(s) weigh {} in all (each blob once): the private registry's volume needs that much room for a first mirror; a plan says what an upgrade would send",
+                    wallaroo_oci::size_text(bytes)
+                ),
+                hint: None,
+            }
+        }
+        Err(e) => Check {
+            name: NAME.into(),
+            outcome: Outcome::Warn,
+            detail: format!("not weighed: the release's images could not be listed: {e}"),
+            hint: None,
+        },
+    }
 }
 
 /// When the pull check runs, and where the last one that passed is recorded.

@@ -41,19 +41,7 @@ pub(crate) async fn set_transfer(
     if todo.is_empty() {
         return;
     }
-    let weighed: Vec<(String, BTreeMap<String, u64>)> = futures_util::stream::iter(todo)
-        .map(|(address, host, repo, reference, platforms)| async move {
-            let src = sources.get(&host)?;
-            let blobs =
-                wallaroo_oci::weight::image_blobs(src.as_ref(), &repo, &reference, &platforms)
-                    .await
-                    .ok()?;
-            Some((address, blobs))
-        })
-        .buffer_unordered(16)
-        .filter_map(|x| async move { x })
-        .collect()
-        .await;
+    let weighed = weigh(todo, sources).await;
     let mut all = BTreeMap::new();
     let mut images = serde_json::Map::new();
     for (address, blobs) in weighed {
@@ -64,4 +52,50 @@ pub(crate) async fn set_transfer(
         "transfer".into(),
         json!({"bytes_at_most": all.values().sum::<u64>(), "images": images}),
     );
+}
+
+/// The blobs of each (key, host, repository, reference, platforms), 16 images at a time; an
+/// image whose manifests cannot be read is left out.
+async fn weigh(
+    todo: Vec<(String, String, String, String, Vec<String>)>,
+    sources: &BTreeMap<String, Arc<dyn ImageSource>>,
+) -> Vec<(String, BTreeMap<String, u64>)> {
+    futures_util::stream::iter(todo)
+        .map(|(key, host, repo, reference, platforms)| async move {
+            let src = sources.get(&host)?;
+            let blobs =
+                wallaroo_oci::weight::image_blobs(src.as_ref(), &repo, &reference, &platforms)
+                    .await
+                    .ok()?;
+            Some((key, blobs))
+        })
+        .buffer_unordered(16)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await
+}
+
+/// What the release's images weigh in all (each blob once), for `wallaroo preflight`: the
+/// number of images weighed and the bytes.
+pub(crate) async fn release_weight(
+    images: &[wallaroo_model::MirrorImage],
+    sources: &BTreeMap<String, Arc<dyn ImageSource>>,
+    platforms: &[String],
+) -> (usize, u64) {
+    let todo = images
+        .iter()
+        .map(|i| {
+            let (host, repo, tag) = wallaroo_model::split_reference(&i.source);
+            let reference = i
+                .pin
+                .as_ref()
+                .map(|p| p.source_digest.clone())
+                .unwrap_or(tag);
+            (i.source.clone(), host, repo, reference, platforms.to_vec())
+        })
+        .collect();
+    let weighed = weigh(todo, sources).await;
+    let count = weighed.len();
+    let all: BTreeMap<String, u64> = weighed.into_iter().flat_map(|(_, b)| b).collect();
+    (count, all.values().sum())
 }
