@@ -575,7 +575,9 @@ impl Blobs<'_> {
             .await
         {
             Ok(sent) => sent,
+            // Out of space, or an outage: not the record's fault, and said as it is.
             Err(e @ OciError::OutOfSpace { .. }) => return Err(e),
+            Err(e) if e.is_transient() => return Err(e),
             Err(e) => return Err(self.unrepaired(digest, &e.to_string())),
         };
         if let Some(p) = &self.progress {

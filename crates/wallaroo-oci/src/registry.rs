@@ -793,11 +793,12 @@ impl Registry {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         match self.send(&Self::push(repo), |c| c.head(&url)).await {
             Ok(resp) if resp.status().is_success() => Ok(BlobState::Present),
-            Ok(resp) if resp.status() == StatusCode::NOT_FOUND => Ok(BlobState::Missing),
-            Ok(resp) => Ok(BlobState::Damaged(format!("answered {}", resp.status()))),
-            // Reachable (it answered), but never with the blob: its record is damaged. A HEAD
-            // carries no words; one GET of its first byte reads them.
-            Err(OciError::Unavailable { message, .. }) if message.starts_with("answered 5") => {
+            // Any other answer reads as absent, as it always did: the upload says what is wrong.
+            Ok(_) => Ok(BlobState::Missing),
+            // Reachable (it answered), but with 500 to every lookup: its record is damaged. (A
+            // 502-504 is a proxy or an outage, not damage, and stays an error.) A HEAD carries
+            // no words; one GET of its first byte reads them.
+            Err(OciError::Unavailable { message, .. }) if message.starts_with("answered 500") => {
                 let get = self
                     .send_once(&self.http, &Self::push(repo), &|c: &reqwest::Client| {
                         c.get(&url).header("Range", "bytes=0-0")
