@@ -171,11 +171,43 @@ pub struct RbacArgs {
     /// many namespaces), instead of a Role in each namespace.
     #[arg(long)]
     pub cluster_wide: bool,
-    /// What a plan that only reads needs (a drift cron job, a pull request's CI): the reads,
-    /// the run lock, the state Secret, and with `apply_identity { }` in the spec the right to
-    /// ask whether that identity may apply (SubjectAccessReview).
+    /// The operations to grant: `plan` (a plan that only reads: a drift cron job, a pull
+    /// request's CI; with `apply_identity { }` also the right to ask whether that identity
+    /// may apply), `apply` (plan and apply, the chart's own RBAC rules included), `destroy`,
+    /// `support-bundle`, or `all`. Comma-separated or repeated.
+    #[arg(
+        long = "for",
+        value_name = "OPERATION",
+        value_delimiter = ',',
+        default_value = "apply",
+        conflicts_with = "read_only"
+    )]
+    pub operations: Vec<RbacFor>,
+    /// Same as `--for plan`.
     #[arg(long)]
     pub read_only: bool,
+    /// How the identity may create the chart's own Roles, ClusterRoles and bindings
+    /// (Kubernetes lets an identity grant only what it holds): `rules` grants it their rules
+    /// (the least privilege), `escalate` the `escalate` and `bind` verbs instead.
+    #[arg(long, value_enum, default_value = "rules")]
+    pub chart_rbac: ChartRbacArg,
+}
+
+/// An operation `wallaroo rbac --for` grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RbacFor {
+    Plan,
+    Apply,
+    Destroy,
+    SupportBundle,
+    All,
+}
+
+/// `wallaroo rbac --chart-rbac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChartRbacArg {
+    Rules,
+    Escalate,
 }
 
 #[derive(Debug, Args)]

@@ -132,6 +132,7 @@ impl Workspace {
         if let (Some(k), Some(target)) = (&key, &self.target)
             && let Some(held) = self.render_cache.load::<Vec<String>>("airgap", k)
             && let Some(kinds) = self.render_cache.load("kinds", k)
+            && let Some(rbac) = self.render_cache.load("rbac", k)
             && let Some(specs) = self.render_cache.load::<Vec<String>>("preflights", k)
         {
             let mut all_there = true;
@@ -141,6 +142,7 @@ impl Workspace {
             }
             if all_there {
                 *self.rendered_kinds.lock().expect("kinds lock") = Some(kinds);
+                *self.rendered_rbac.lock().expect("rbac lock") = Some(rbac);
                 *self.vendor_preflight_specs.lock().expect("specs lock") = Some(specs);
                 return Ok(());
             }
@@ -148,6 +150,8 @@ impl Workspace {
         let yaml = wallaroo_oci::release::render_manifests(&render, &chart).await?;
         let kinds = wallaroo_kube::permissions::rendered_kinds(&yaml);
         *self.rendered_kinds.lock().expect("kinds lock") = Some(kinds.clone());
+        let rbac = wallaroo_kube::permissions::grants::rbac_objects(&yaml);
+        *self.rendered_rbac.lock().expect("rbac lock") = Some(rbac.clone());
         let specs = wallaroo_kube::troubleshoot::preflight_specs(&yaml);
         *self.vendor_preflight_specs.lock().expect("specs lock") = Some(specs.clone());
         let rendered = wallaroo_oci::release::rendered_containers(&yaml).map_err(|e| {
@@ -179,6 +183,7 @@ impl Workspace {
             if let Some(k) = &key {
                 self.render_cache.store("airgap", k, &held);
                 self.render_cache.store("kinds", k, &kinds);
+                self.render_cache.store("rbac", k, &rbac);
                 // The cache holds no secret: specs that show one are rendered again instead.
                 let secrets = wallaroo_model::sensitive::secret_strings(&self.spec);
                 if !specs.iter().any(|s| {

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use wallaroo_engine::{Action, DesiredSet, Plan};
+pub use wallaroo_kube::permissions::ChartRbac;
 use wallaroo_kube::permissions::{Need, Touches};
 
 use crate::error::OperationError;
@@ -53,7 +54,11 @@ impl Workspace {
         }
         t.pull_check = crate::preflight::pull_check_runs(spec, self.target.is_some());
         // The objects the chart renders are created only by an apply that installs it.
-        if !t.helm {
+        if t.helm {
+            let rbac = self.rendered_rbac.lock().expect("rbac lock").clone();
+            t.grants =
+                wallaroo_kube::permissions::grants_of(&rbac.unwrap_or_default(), &t.namespace);
+        } else {
             t.release = Default::default();
         }
         t
@@ -86,6 +91,10 @@ impl Workspace {
         if scoped.resources.is_empty() {
             return Ok(None);
         }
+        let purpose = match (purpose, plan.mode) {
+            (Purpose::Apply, wallaroo_engine::PlanMode::Destroy) => Purpose::Destroy,
+            (p, _) => p,
+        };
         wallaroo_profile::within("permissions", self.permissions(&scoped, purpose))
             .await
             .map(Some)
@@ -105,7 +114,16 @@ impl Workspace {
     ) -> Result<Checked, OperationError> {
         use wallaroo_kube::permissions::{self as perms, Reviewed};
         let touches = self.touches(desired);
-        let needs = perms::needs(&touches);
+        // What the chart's own Roles and bindings take: their rules, or escalate and bind.
+        let (needs, grants) = match purpose {
+            Purpose::Destroy => (perms::destroy_needs(&touches), Vec::new()),
+            _ => (perms::needs(&touches), touches.grants.clone()),
+        };
+        let asked_needs: BTreeSet<Need> = needs
+            .iter()
+            .chain(grants.iter().flat_map(|g| g.rules.iter().chain(&g.instead)))
+            .cloned()
+            .collect();
         let cluster = self.cluster().await?;
         let asked = |e: &dyn std::fmt::Display, how: &str| {
             OperationError::message(format!(
@@ -118,7 +136,10 @@ impl Workspace {
             .as_ref()
             .filter(|_| purpose == Purpose::Plan);
         let (me, lacking) = match named {
-            None => tokio::join!(perms::whoami(cluster), perms::missing(cluster, &needs)),
+            None => tokio::join!(
+                perms::whoami(cluster),
+                perms::missing(cluster, &asked_needs)
+            ),
             Some(id) => {
                 let (user, groups) = id.subject();
                 let me = perms::whoami(cluster).await;
@@ -129,7 +150,7 @@ impl Workspace {
                         groups: &groups,
                     },
                 };
-                match perms::missing_for(cluster, &needs, who).await {
+                match perms::missing_for(cluster, &asked_needs, who).await {
                     Ok(lacking) => (me, Ok(lacking)),
                     // An identity that may not ask about another one plans on, and says so.
                     Err(e) if perms::forbidden(&e) => {
@@ -150,7 +171,21 @@ impl Workspace {
                 }
             }
         };
-        let lacking = lacking.map_err(|e| asked(&e, "SelfSubjectAccessReview"))?;
+        let answered = lacking.map_err(|e| asked(&e, "SelfSubjectAccessReview"))?;
+        // The needs of wallaroo's own steps it lacks, then the chart's RBAC rules it lacks
+        // where it holds neither them nor escalate/bind.
+        let mut lacking: Vec<Need> = answered
+            .iter()
+            .filter(|n| needs.contains(n))
+            .cloned()
+            .collect();
+        let mut granting: std::collections::BTreeMap<Need, Vec<&str>> = Default::default();
+        for (need, object) in perms::lacking_of(&grants, &answered) {
+            granting.entry(need).or_default().push(object);
+        }
+        lacking.extend(granting.keys().filter(|n| !needs.contains(n)).cloned());
+        lacking.sort();
+        lacking.dedup();
         let me = me.ok().filter(|m| !m.is_empty());
         let identity = match (named, &me) {
             (Some(id), _) => id.describe(),
@@ -160,14 +195,21 @@ impl Workspace {
         let listed = || {
             lacking
                 .iter()
-                .map(|n| format!("  - {}", n.describe()))
+                .map(|n| match granting.get(n) {
+                    Some(objects) => format!(
+                        "  - {} (the chart's {} grants it, and Kubernetes lets an identity grant only what it holds)",
+                        n.describe(),
+                        objects.join(", ")
+                    ),
+                    None => format!("  - {}", n.describe()),
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         };
         let summary = serde_json::json!({
             "identity": identity,
             "checked": true,
-            "needs": needs.len(),
+            "needs": asked_needs.len(),
             "lacking": lacking.iter().map(|n| n.describe()).collect::<Vec<_>>(),
         });
         if lacking.is_empty() {
@@ -198,8 +240,10 @@ impl Workspace {
             None => identity.clone(),
         };
         Err(OperationError::message(format!(
-            "{subject} may not do everything apply needs, so apply would stop half way; nothing was changed. It may not:\n{}\n`wallaroo rbac` prints the Role and ClusterRole that grant exactly what this spec and chart need.",
-            listed()
+            "{subject} may not do everything {} needs, so it would stop half way; nothing was changed. It may not:\n{}\n`wallaroo rbac --for {}` prints the Role and ClusterRole that grant exactly what this spec and chart need.",
+            purpose.operation(),
+            listed(),
+            purpose.operation()
         )))
     }
 }
@@ -211,8 +255,20 @@ pub enum Purpose {
     /// request's CI), so such an identity's lack of write rights is a warning; with
     /// `apply_identity { }` the rights checked are that identity's.
     Plan,
-    /// An apply or destroy, which writes as this identity: anything it lacks stops it.
+    /// An apply, which writes as this identity: anything it lacks stops it.
     Apply,
+    /// A destroy, as this identity: what it reads and deletes.
+    Destroy,
+}
+
+impl Purpose {
+    /// The operation whose needs are checked: what `wallaroo rbac --for` names.
+    fn operation(self) -> &'static str {
+        match self {
+            Purpose::Destroy => "destroy",
+            Purpose::Plan | Purpose::Apply => "apply",
+        }
+    }
 }
 
 /// What the permission check found for a plan: its line in the plan's `permissions` input,
@@ -221,6 +277,37 @@ pub enum Purpose {
 pub struct Checked {
     pub summary: serde_json::Value,
     pub warning: Option<String>,
+}
+
+/// An operation `wallaroo rbac --for` grants what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Operation {
+    /// A plan that only reads (a drift cron job, a pull request's CI).
+    Plan,
+    /// A plan and apply as the identity that applies (the pull check included).
+    Apply,
+    /// `wallaroo destroy`.
+    Destroy,
+    /// `wallaroo support-bundle`.
+    Support,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 4] = [
+        Operation::Plan,
+        Operation::Apply,
+        Operation::Destroy,
+        Operation::Support,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Plan => "plan",
+            Operation::Apply => "apply",
+            Operation::Destroy => "destroy",
+            Operation::Support => "support-bundle",
+        }
+    }
 }
 
 /// What `wallaroo rbac` writes for.
@@ -232,66 +319,110 @@ pub struct RbacRequest {
     pub service_account: (String, String),
     /// Everything in one ClusterRole (an identity that installs into many namespaces).
     pub cluster_wide: bool,
-    /// What a plan that only reads needs (a drift cron job, a pull request's CI), not apply.
-    pub read_only: bool,
+    /// The operations granted (at least one).
+    pub operations: BTreeSet<Operation>,
+    /// How the chart's own Roles and bindings may be created: their rules, or escalate and
+    /// bind.
+    pub chart_rbac: wallaroo_kube::permissions::ChartRbac,
 }
 
-/// The least Role and ClusterRole that let an identity apply this spec: the release is
-/// rendered as a plan renders it (no permission check, so the current identity may lack
-/// them). Returns the YAML and the needs.
+/// The least Role and ClusterRole that let an identity run `request.operations` on this spec:
+/// the release is rendered as a plan renders it, with no check that needs the cluster ready
+/// for the install (no preflight, no permission check; an air-gap problem is a warning here,
+/// since the plan reports it). Returns the YAML and the needs.
 pub async fn rbac(
     ws: &Workspace,
     request: &RbacRequest,
 ) -> Result<(String, BTreeSet<Need>), OperationError> {
+    use wallaroo_kube::permissions::{self as perms, ChartRbac};
     let state = ws.store.load()?;
     let prepared = ws
-        .prepare(
+        .prepare_with(
             state.as_ref(),
             Images::Resolve {
                 refresh_pins: false,
             },
             &wallaroo_engine::PlanOptions::default(),
+            crate::prepare::Checks::RenderOnly,
         )
         .await?;
     let touches = ws.touches(&prepared.desired);
-    if !request.read_only {
-        let needs = wallaroo_kube::permissions::needs(&touches);
-        let yaml = wallaroo_kube::permissions::rbac_yaml(
-            &needs,
-            &request.name,
-            &request.service_account.0,
-            &request.service_account.1,
-            request.cluster_wide,
-        );
-        return Ok((yaml, needs));
+    if touches.helm && ws.rendered_kinds.lock().expect("kinds lock").is_none() {
+        return Err(OperationError::message(
+            "the release could not be rendered, so the permissions its objects need are unknown"
+                .to_string(),
+        ));
     }
-    let mut needs = wallaroo_kube::permissions::read_needs(&touches);
-    let mut heading = String::from(
-        "# What a plan that only reads needs (`wallaroo rbac --read-only`): a drift cron job's or a\n\
-         # pull request's CI. It reads what apply would change and the release's objects,\n\
-         # and takes the run lock; checks that would write (the pull check) are skipped with a\n\
-         # warning.\n",
+    let mut needs = BTreeSet::new();
+    for op in &request.operations {
+        match op {
+            Operation::Plan => {
+                needs.extend(perms::read_needs(&touches));
+                // The plan asks whether the identity that applies may apply it.
+                if ws.spec.apply_identity.is_some() {
+                    needs.insert(Need::new(
+                        "authorization.k8s.io",
+                        "subjectaccessreviews",
+                        None,
+                        "create",
+                    ));
+                }
+            }
+            Operation::Apply => {
+                needs.extend(perms::needs(&touches));
+                for g in &touches.grants {
+                    needs.extend(g.needs(request.chart_rbac).iter().cloned());
+                }
+            }
+            Operation::Destroy => needs.extend(perms::destroy_needs(&touches)),
+            Operation::Support => needs.extend(perms::support_needs(&touches)),
+        }
+    }
+    let needs = perms::least(needs);
+    let names: Vec<&str> = request.operations.iter().map(|o| o.name()).collect();
+    let mut heading = format!(
+        "# The permissions wallaroo needs for: {} (`wallaroo rbac --for ...`), for this spec and chart.\n",
+        names.join(", ")
     );
-    if let Some(id) = &ws.spec.apply_identity {
-        // The plan asks whether the identity that applies may apply it.
-        needs.insert(Need {
-            group: "authorization.k8s.io".into(),
-            resource: "subjectaccessreviews".into(),
-            namespace: None,
-            verb: "create".into(),
-        });
+    if !request.cluster_wide {
+        heading.push_str(
+            "# Apply as a cluster admin with `kubectl apply -f` before the first install: each namespace\n\
+             # that holds a Role comes first, so that the Role can be made before wallaroo would create\n\
+             # it; wallaroo adopts a namespace it finds.\n",
+        );
+    }
+    if request.operations == BTreeSet::from([Operation::Plan]) {
+        heading.push_str(
+            "# A plan that only reads (a drift cron job's or a pull request's CI) reads what apply\n\
+             # would change and the release's objects, and takes the run lock; checks that would\n\
+             # write (the pull check) are skipped with a warning.\n",
+        );
+    }
+    if let Some(id) = &ws.spec.apply_identity
+        && request.operations.contains(&Operation::Plan)
+    {
         heading.push_str(&format!(
-            "# With it, the plan asks the API server whether {} (apply_identity) may apply it.\n",
+            "# With `create subjectaccessreviews`, a plan asks whether {} (apply_identity) may apply it.\n",
             id.describe()
         ));
     }
-    let yaml = wallaroo_kube::permissions::rbac_yaml_with(
+    if request.operations.contains(&Operation::Apply) && !touches.grants.is_empty() {
+        heading.push_str(match request.chart_rbac {
+            ChartRbac::Rules => "# The chart carries Roles or bindings of its own: Kubernetes lets an identity grant only\n\
+                 # what it holds, so their rules are here too (`--chart-rbac escalate` grants the\n\
+                 # escalate and bind verbs instead).\n",
+            ChartRbac::Escalate => "# The chart carries Roles or bindings of its own: `escalate` and `bind` let this identity\n\
+                 # create them without holding their rules (`--chart-rbac rules` grants the rules).\n",
+        });
+    }
+    let yaml = perms::rbac_yaml(
         &heading,
         &needs,
-        &request.name,
-        &request.service_account.0,
-        &request.service_account.1,
-        request.cluster_wide,
+        &perms::Grantee {
+            name: &request.name,
+            service_account: (&request.service_account.0, &request.service_account.1),
+            cluster_wide: request.cluster_wide,
+        },
     );
     Ok((yaml, needs))
 }

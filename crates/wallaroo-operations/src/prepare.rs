@@ -52,6 +52,17 @@ impl Workspace {
         images: Images<'_>,
         scope: &PlanOptions,
     ) -> Result<Prepared, OperationError> {
+        self.prepare_with(state, images, scope, Checks::All).await
+    }
+
+    /// [`Workspace::prepare`] with only the checks `checks` asks for.
+    pub async fn prepare_with(
+        &self,
+        state: Option<&Lockfile>,
+        images: Images<'_>,
+        scope: &PlanOptions,
+        checks: Checks,
+    ) -> Result<Prepared, OperationError> {
         // A signed bundle is checked whole before anything is read from it.
         wallaroo_profile::within("bundle check", self.check_bundle()).await?;
         let resolved = !matches!(images, Images::Unread);
@@ -89,7 +100,9 @@ impl Workspace {
         }
         desired.warnings.extend(self.take_notes());
         if resolved {
-            self.no_shared_nodes().await?;
+            if checks == Checks::All {
+                self.no_shared_nodes().await?;
+            }
             let in_scope = Engine::scope(&desired, state, scope)?;
             // A run that leaves the release alone (e.g. `--target image`) needs neither its
             // air-gap render nor the vendor's preflights.
@@ -100,10 +113,17 @@ impl Workspace {
                     .is_some_and(|r| RELEASE_KINDS.contains(&r.kind.as_str()))
             });
             if release {
-                wallaroo_profile::within("air-gap check", self.air_gap(&mut desired, &images))
-                    .await?;
+                let checked =
+                    wallaroo_profile::within("air-gap check", self.air_gap(&mut desired, &images))
+                        .await;
+                match checked {
+                    Err(e) if checks == Checks::RenderOnly => desired.warnings.push(format!(
+                        "the air-gap check did not pass (a plan says why): {e}"
+                    )),
+                    other => other?,
+                }
             }
-            if release {
+            if release && checks == Checks::All {
                 vendor_checks =
                     wallaroo_profile::within("vendor preflights", self.vendor_preflights()).await?;
             }
@@ -136,6 +156,16 @@ impl Workspace {
             vendor_checks,
         })
     }
+}
+
+/// Which checks [`Workspace::prepare_with`] runs besides rendering the release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// Every check a plan runs (nodepools, the air-gap guarantee, the vendor's preflights).
+    All,
+    /// Only the release's render (what `wallaroo rbac` needs): nothing that asks the cluster
+    /// to be ready for the install, and an air-gap problem is a warning.
+    RenderOnly,
 }
 
 /// The kinds that install the release: a plan touching none of them needs no release checks.

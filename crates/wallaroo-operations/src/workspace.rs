@@ -86,6 +86,9 @@ pub struct Workspace {
     /// the cache of it): what apply will ask the API server to create.
     pub(crate) rendered_kinds:
         std::sync::Mutex<Option<Vec<wallaroo_kube::permissions::RenderedKind>>>,
+    /// The release's own Roles, ClusterRoles and bindings (from the same render): what
+    /// the identity that applies must hold to create them.
+    pub(crate) rendered_rbac: std::sync::Mutex<Option<Vec<serde_json::Value>>>,
     /// The troubleshoot `Preflight` specs the release carries (from the air-gap check's
     /// render, or the cache of it).
     pub(crate) vendor_preflight_specs: std::sync::Mutex<Option<Vec<String>>>,
@@ -179,6 +182,7 @@ impl Workspace {
             bundle_checked: tokio::sync::OnceCell::new(),
             render_cache: crate::render_cache::RenderCache::beside(&spec.lockfile_path()),
             rendered_kinds: std::sync::Mutex::new(None),
+            rendered_rbac: std::sync::Mutex::new(None),
             vendor_preflight_specs: std::sync::Mutex::new(None),
             cluster: tokio::sync::OnceCell::new(),
             spec,

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use wallaroo_operations::permissions::RbacRequest;
+use wallaroo_operations::permissions::{ChartRbac, Operation, RbacRequest};
 
-use crate::args::{Global, RbacArgs};
+use crate::args::{ChartRbacArg, Global, RbacArgs, RbacFor};
 use crate::report::Failure;
 
 pub async fn run(global: &Global, args: &RbacArgs) -> Result<ExitCode, Failure> {
@@ -15,11 +15,29 @@ pub async fn run(global: &Global, args: &RbacArgs) -> Result<ExitCode, Failure> 
         ))
     })?;
     let ws = wallaroo_operations::Workspace::open(&super::workspace(global))?;
+    let operations = if args.read_only {
+        [Operation::Plan].into()
+    } else {
+        args.operations
+            .iter()
+            .flat_map(|o| match o {
+                RbacFor::Plan => vec![Operation::Plan],
+                RbacFor::Apply => vec![Operation::Apply],
+                RbacFor::Destroy => vec![Operation::Destroy],
+                RbacFor::SupportBundle => vec![Operation::Support],
+                RbacFor::All => Operation::ALL.to_vec(),
+            })
+            .collect()
+    };
     let request = RbacRequest {
         name: args.name.clone(),
         service_account: (ns.to_string(), name.to_string()),
         cluster_wide: args.cluster_wide,
-        read_only: args.read_only,
+        operations,
+        chart_rbac: match args.chart_rbac {
+            ChartRbacArg::Rules => ChartRbac::Rules,
+            ChartRbacArg::Escalate => ChartRbac::Escalate,
+        },
     };
     let (yaml, _) = wallaroo_operations::permissions::rbac(&ws, &request).await?;
     print!("{yaml}");

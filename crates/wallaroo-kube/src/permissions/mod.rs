@@ -1,45 +1,97 @@
-//! The permissions an apply needs, known at plan time: from the release's rendered objects
-//! (helm creates, reads, patches and deletes each kind it renders, and reads what `--wait`
-//! watches) and from everything else apply touches (the namespace, Secrets, nodes, the state
-//! Secret and Lease, the pull check). [`missing`] asks the API server which of them the
-//! current identity lacks, with SelfSubjectAccessReviews sent at once; [`rbac_yaml`] writes the
-//! least ClusterRole and Role that grant them.
+//! The permissions each operation needs, known at plan time: from the release's rendered
+//! objects (helm creates, reads, patches and deletes each kind it renders, and reads what
+//! `--wait` watches), from the rules the chart's own Roles and bindings grant (RBAC lets an
+//! identity grant only what it holds, [`grants`]) and from everything else wallaroo touches
+//! (the namespace, Secrets, nodes, the state Secret and Lease, the pull check, a support
+//! bundle). [`review`] asks the API server which of them an identity lacks; [`yaml`] writes
+//! the least ClusterRole and Roles that grant them.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod grants;
+pub mod review;
+pub mod yaml;
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec, SubjectAccessReview,
-    SubjectAccessReviewSpec,
-};
-use kube::api::{Api, PostParams};
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Cluster;
+pub use grants::{ChartRbac, Grant, grants_of, lacking_of};
+pub use review::{Reviewed, forbidden, missing, missing_for, whoami};
+pub use yaml::{Grantee, rbac_yaml};
 
-/// One thing apply will do: `verb` on `resource` of API group `group` in `namespace` (`None`:
-/// a cluster-scoped resource, or a namespaced one in every namespace).
+/// One thing an operation does: `verb` on `resource` of API group `group` in `namespace`
+/// (`None`: a cluster-scoped resource, or a namespaced one in every namespace), on the
+/// object `name` only when it names one. A `resource` that starts with `/` is a
+/// non-resource URL (`/metrics`), which only a ClusterRole grants; a `resource` with a `/`
+/// inside names a subresource (`pods/log`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Need {
     pub group: String,
     pub resource: String,
     pub namespace: Option<String>,
     pub verb: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Need {
-    /// `create cronjobs.batch in namespace ns` / `patch nodes (cluster-wide)`.
+    /// `verb` on `group`/`resource` in `namespace` (`None`: cluster-wide), any object.
+    pub fn new(group: &str, resource: &str, namespace: Option<&str>, verb: &str) -> Need {
+        Need {
+            group: group.into(),
+            resource: resource.into(),
+            namespace: namespace.map(String::from),
+            verb: verb.into(),
+            name: None,
+        }
+    }
+
+    /// Whether this is a non-resource URL (`/metrics`, `/healthz`).
+    pub fn is_non_resource(&self) -> bool {
+        self.resource.starts_with('/')
+    }
+
+    /// `create cronjobs.batch in namespace ns` / `patch nodes (cluster-wide)` /
+    /// `bind clusterroles.rbac.authorization.k8s.io named "view" in namespace ns` /
+    /// `get non-resource URL /metrics`.
     pub fn describe(&self) -> String {
+        if self.is_non_resource() {
+            return format!("{} non-resource URL {}", self.verb, self.resource);
+        }
         let resource = if self.group.is_empty() {
             self.resource.clone()
         } else {
             format!("{}.{}", self.resource, self.group)
         };
+        let named = match &self.name {
+            Some(name) => format!(" named \"{name}\""),
+            None => String::new(),
+        };
         match &self.namespace {
-            Some(ns) => format!("{} {resource} in namespace {ns}", self.verb),
-            None => format!("{} {resource} (cluster-wide)", self.verb),
+            Some(ns) => format!("{} {resource}{named} in namespace {ns}", self.verb),
+            None => format!("{} {resource}{named} (cluster-wide)", self.verb),
         }
     }
+
+    /// Whether holding `self` also grants `other`: the same verb on the same object, where
+    /// `self` is cluster-wide or in `other`'s namespace and names no object or `other`'s.
+    pub fn covers(&self, other: &Need) -> bool {
+        self.group == other.group
+            && self.resource == other.resource
+            && self.verb == other.verb
+            && (self.namespace.is_none() || self.namespace == other.namespace)
+            && (self.name.is_none() || self.name == other.name)
+    }
+}
+
+/// `needs` without those another of them already grants (a namespaced need beside the
+/// same one cluster-wide, a named one beside the same for every object).
+pub fn least(needs: BTreeSet<Need>) -> BTreeSet<Need> {
+    needs
+        .iter()
+        .filter(|n| !needs.iter().any(|m| m != *n && m.covers(n)))
+        .cloned()
+        .collect()
 }
 
 /// An object of the rendered release: its API version, kind and namespace (if it names one).
@@ -86,6 +138,9 @@ pub struct Touches {
     pub pull_check: bool,
     /// Whether outputs read Services and Secrets of the release's namespace.
     pub outputs: bool,
+    /// What the chart's own Roles, ClusterRoles and bindings grant, which the identity that
+    /// creates them must hold (or `escalate` and `bind` instead).
+    pub grants: Vec<Grant>,
 }
 
 const READ: &[&str] = &["get", "list", "watch"];
@@ -152,12 +207,7 @@ fn add_needs(
     verbs: &[&str],
 ) {
     for verb in verbs {
-        out.insert(Need {
-            group: group.into(),
-            resource: resource.into(),
-            namespace: namespace.map(String::from),
-            verb: (*verb).into(),
-        });
+        out.insert(Need::new(group, resource, namespace, verb));
     }
 }
 
@@ -230,6 +280,66 @@ pub fn read_needs(t: &Touches) -> BTreeSet<Need> {
     out
 }
 
+/// Every (verb, group, resource, namespace) destroy needs: helm's uninstall reads the
+/// release's storage and deletes (and waits out) each kind the release renders; the
+/// namespace is deleted only when it holds no PersistentVolumeClaim, which it lists first;
+/// nodepools' labels and taints are taken off; wallaroo's Secrets and DaemonSet deleted; the
+/// state Secret written and the run lock held.
+pub fn destroy_needs(t: &Touches) -> BTreeSet<Need> {
+    let mut out = BTreeSet::new();
+    let mut add = |group: &str, resource: &str, namespace: Option<&str>, verbs: &[&str]| {
+        add_needs(&mut out, group, resource, namespace, verbs)
+    };
+    let ns = t.namespace.as_str();
+    add("", "namespaces", None, &["get", "delete"]);
+    add("", "persistentvolumeclaims", Some(ns), &["list"]);
+    add("", "nodes", None, &["get", "list"]);
+    add("storage.k8s.io", "storageclasses", None, &["list"]);
+    if t.nodes {
+        add("", "nodes", None, &["patch"]);
+    }
+    for secrets_ns in &t.secrets_in {
+        add("", "secrets", Some(secrets_ns), &["get", "delete"]);
+    }
+    if let Some(d) = &t.daemonset_in {
+        add("apps", "daemonsets", Some(d), &["get", "delete"]);
+    }
+    if let Some(state) = &t.state_in {
+        add("", "secrets", Some(state), MANAGE);
+        add("coordination.k8s.io", "leases", Some(state), MANAGE);
+    }
+    if t.helm {
+        // helm's release storage (read, marked uninstalling, deleted); Keycloak's admin
+        // Secret; each rendered kind deleted and watched until gone.
+        add("", "secrets", Some(ns), MANAGE);
+        for k in &t.release {
+            let (group, plural, namespace) = resource_of(k, ns);
+            add(
+                &group,
+                &plural,
+                namespace.as_deref(),
+                &["get", "list", "watch", "delete"],
+            );
+        }
+    }
+    out
+}
+
+/// What `wallaroo support-bundle` reads: the nodes, the release namespace's pods, their
+/// logs and events, and helm's history and values of the release.
+pub fn support_needs(t: &Touches) -> BTreeSet<Need> {
+    let mut out = BTreeSet::new();
+    let ns = t.namespace.as_str();
+    add_needs(&mut out, "", "nodes", None, &["list"]);
+    add_needs(&mut out, "", "pods", Some(ns), &["list"]);
+    add_needs(&mut out, "", "pods/log", Some(ns), &["get"]);
+    add_needs(&mut out, "", "events", Some(ns), &["list"]);
+    if t.helm {
+        add_needs(&mut out, "", "secrets", Some(ns), &["get", "list"]);
+    }
+    out
+}
+
 /// The group, plural and namespace (`None`: cluster-scoped) of a rendered kind.
 fn resource_of(k: &RenderedKind, ns: &str) -> (String, String, Option<String>) {
     let (group, version) = k
@@ -244,210 +354,6 @@ fn resource_of(k: &RenderedKind, ns: &str) -> (String, String, Option<String>) {
         Some(k.namespace.as_deref().unwrap_or(ns).to_string())
     };
     (group.to_string(), plural, namespace)
-}
-
-/// Whose rights a review asks about: the identity making the request, or another one (the
-/// identity that applies, asked about by a plan run as someone else).
-#[derive(Debug, Clone, Copy)]
-pub enum Reviewed<'a> {
-    /// SelfSubjectAccessReview: any authenticated identity may ask it.
-    Own,
-    /// SubjectAccessReview of this username and groups: needs `create subjectaccessreviews`.
-    Subject { user: &'a str, groups: &'a [String] },
-}
-
-/// Whether the API server refused a review because the identity may not ask it.
-pub fn forbidden(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 403)
-}
-
-/// The username the API server knows the current identity by (SelfSubjectReview, which
-/// every authenticated identity may ask).
-pub async fn whoami(cluster: &Cluster) -> Result<String, kube::Error> {
-    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-    let api: Api<SelfSubjectReview> = Api::all(cluster.client().clone());
-    let answer = api
-        .create(&PostParams::default(), &SelfSubjectReview::default())
-        .await?;
-    Ok(answer
-        .status
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
-        .unwrap_or_default())
-}
-
-/// The needs the current identity lacks, asked of the API server all at once (a few at a
-/// time). A review the server cannot answer counts as missing, with its error.
-pub async fn missing(cluster: &Cluster, needs: &BTreeSet<Need>) -> Result<Vec<Need>, kube::Error> {
-    missing_for(cluster, needs, Reviewed::Own).await
-}
-
-/// The needs `who` lacks (see [`missing`]).
-pub async fn missing_for(
-    cluster: &Cluster,
-    needs: &BTreeSet<Need>,
-    who: Reviewed<'_>,
-) -> Result<Vec<Need>, kube::Error> {
-    let own: Api<SelfSubjectAccessReview> = Api::all(cluster.client().clone());
-    let other: Api<SubjectAccessReview> = Api::all(cluster.client().clone());
-    let reviews = needs.iter().map(|need| {
-        let (own, other) = (own.clone(), other.clone());
-        async move {
-            let attributes = ResourceAttributes {
-                group: Some(need.group.clone()),
-                resource: Some(need.resource.clone()),
-                namespace: need.namespace.clone(),
-                verb: Some(need.verb.clone()),
-                ..Default::default()
-            };
-            let allowed = match who {
-                Reviewed::Own => {
-                    let review = SelfSubjectAccessReview {
-                        spec: SelfSubjectAccessReviewSpec {
-                            resource_attributes: Some(attributes),
-                            ..Default::default()
-                        },
-                        ..Default::default()
-                    };
-                    let answer = own.create(&PostParams::default(), &review).await?;
-                    answer.status.is_some_and(|s| s.allowed)
-                }
-                Reviewed::Subject { user, groups } => {
-                    let review = SubjectAccessReview {
-                        spec: SubjectAccessReviewSpec {
-                            resource_attributes: Some(attributes),
-                            user: Some(user.to_string()),
-                            groups: Some(groups.to_vec()),
-                            ..Default::default()
-                        },
-                        ..Default::default()
-                    };
-                    let answer = other.create(&PostParams::default(), &review).await?;
-                    answer.status.is_some_and(|s| s.allowed)
-                }
-            };
-            Ok::<_, kube::Error>((need, allowed))
-        }
-    });
-    let answers: Vec<Result<(&Need, bool), kube::Error>> = futures_util::StreamExt::collect(
-        futures_util::StreamExt::buffer_unordered(futures_util::stream::iter(reviews), 16),
-    )
-    .await;
-    let mut lacking = Vec::new();
-    for a in answers {
-        let (need, allowed) = a?;
-        if !allowed {
-            lacking.push(need.clone());
-        }
-    }
-    lacking.sort();
-    Ok(lacking)
-}
-
-/// The least ClusterRole (cluster-scoped and every-namespace needs) and Role (needs in one
-/// namespace, one Role each) that grant `needs`, bound to ServiceAccount `sa_ns/sa_name`,
-/// as a YAML stream `kubectl apply -f` takes. With `cluster_wide`, every need goes into the
-/// ClusterRole (an identity that installs into many namespaces, like the test kit's).
-pub fn rbac_yaml(
-    needs: &BTreeSet<Need>,
-    name: &str,
-    sa_ns: &str,
-    sa_name: &str,
-    cluster_wide: bool,
-) -> String {
-    rbac_yaml_with(
-        "# The permissions wallaroo needs to apply this spec and chart (`wallaroo rbac`).\n",
-        needs,
-        name,
-        sa_ns,
-        sa_name,
-        cluster_wide,
-    )
-}
-
-/// [`rbac_yaml`] under a heading of the caller's (comment lines).
-pub fn rbac_yaml_with(
-    heading: &str,
-    needs: &BTreeSet<Need>,
-    name: &str,
-    sa_ns: &str,
-    sa_name: &str,
-    cluster_wide: bool,
-) -> String {
-    let mut out = heading.to_string();
-    // scope (a namespace, or cluster-wide) -> group -> resource -> verbs
-    type Verbs = BTreeMap<String, BTreeSet<String>>;
-    let mut scopes: BTreeMap<Option<String>, BTreeMap<String, Verbs>> = BTreeMap::new();
-    for n in needs {
-        let scope = if cluster_wide {
-            None
-        } else {
-            n.namespace.clone()
-        };
-        scopes
-            .entry(scope)
-            .or_default()
-            .entry(n.group.clone())
-            .or_default()
-            .entry(n.resource.clone())
-            .or_default()
-            .insert(n.verb.clone());
-    }
-    for (scope, groups) in &scopes {
-        // Resources of one group with the same verbs share a rule.
-        let mut rules: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
-        for (group, resources) in groups {
-            let mut by_verbs: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
-            for (resource, verbs) in resources {
-                let mut verbs: Vec<String> = verbs.iter().cloned().collect();
-                verbs.sort_by_key(|v| verb_order(v));
-                by_verbs.entry(verbs).or_default().push(resource.clone());
-            }
-            for (verbs, resources) in by_verbs {
-                rules.push((group.clone(), resources, verbs));
-            }
-        }
-        let (kind, meta) = match scope {
-            None => ("ClusterRole", format!("  name: {name}\n")),
-            Some(ns) => ("Role", format!("  name: {name}\n  namespace: {ns}\n")),
-        };
-        out.push_str(&format!(
-            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: {kind}\nmetadata:\n{meta}rules:\n"
-        ));
-        for (group, resources, verbs) in rules {
-            out.push_str(&format!(
-                "  - apiGroups: [{}]\n    resources: [{}]\n    verbs: [{}]\n",
-                quote(&group),
-                resources
-                    .iter()
-                    .map(|r| quote(r))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                verbs
-                    .iter()
-                    .map(|v| quote(v))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        out.push_str(&format!(
-            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: {kind}Binding\nmetadata:\n{meta}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: {kind}\n  name: {name}\nsubjects:\n  - kind: ServiceAccount\n    name: {sa_name}\n    namespace: {sa_ns}\n"
-        ));
-    }
-    out
-}
-
-fn quote(s: &str) -> String {
-    format!("\"{s}\"")
-}
-
-fn verb_order(v: &str) -> usize {
-    [
-        "get", "list", "watch", "create", "update", "patch", "delete",
-    ]
-    .iter()
-    .position(|x| *x == v)
-    .unwrap_or(99)
 }
 
 #[cfg(test)]
@@ -466,12 +372,7 @@ mod tests {
             ..Touches::default()
         };
         let n = needs(&t);
-        let create_cron = Need {
-            group: "batch".into(),
-            resource: "cronjobs".into(),
-            namespace: Some("wallaroo".into()),
-            verb: "create".into(),
-        };
+        let create_cron = Need::new("batch", "cronjobs", Some("wallaroo"), "create");
         assert!(n.contains(&create_cron));
         assert_eq!(
             create_cron.describe(),
@@ -547,31 +448,5 @@ mod tests {
             .collect();
         assert!(extra.is_empty(), "{extra:?}");
         assert!(pull_check_needs().iter().all(|n| apply.contains(n)));
-    }
-
-    #[test]
-    fn the_yaml_has_a_role_per_namespace_and_a_cluster_role() {
-        let t = Touches {
-            namespace: "wallaroo".into(),
-            helm: true,
-            nodes: true,
-            secrets_in: ["wallaroo".to_string()].into(),
-            ..Touches::default()
-        };
-        let yaml = rbac_yaml(&needs(&t), "wallaroo", "wallaroo-system", "wallaroo", false);
-        assert!(
-            yaml.contains("kind: ClusterRole\nmetadata:\n  name: wallaroo\n"),
-            "{yaml}"
-        );
-        assert!(
-            yaml.contains("kind: Role\nmetadata:\n  name: wallaroo\n  namespace: wallaroo\n"),
-            "{yaml}"
-        );
-        assert!(
-            yaml.contains("resources: [\"nodes\"]\n    verbs: [\"get\", \"list\", \"patch\"]"),
-            "{yaml}"
-        );
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
-        assert_eq!(docs.len(), 4, "two roles and their bindings");
     }
 }
