@@ -421,7 +421,6 @@ fn what_wallaroo_rbac_for_all_prints_is_enough_for_every_operation_from_nothing(
         refused.contains("attempting to grant RBAC permissions not currently held"),
         "{refused}"
     );
-    let before = env.audited_writes_by(&user).len();
 
     // All of it: every operation passes, and the API server refuses none of its requests.
     apply_as_admin(env, &docs);
@@ -430,6 +429,20 @@ fn what_wallaroo_rbac_for_all_prints_is_enough_for_every_operation_from_nothing(
         assert_eq!(code, Some(want), "wallaroo {}:\n{out}{err}", args.join(" "));
         out
     };
+    // An aggregated ClusterRole gathers rules it cannot show: the API server wants
+    // `escalate` for it however many rules the identity holds (what the plan asks for one).
+    let gathered = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": format!("{id}-gathered")},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"x": id}}]},
+        "rules": [],
+    });
+    let refused = deployer
+        .create("/apis/rbac.authorization.k8s.io/v1/clusterroles", &gathered)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("aggregationRule"), "{refused}");
+    let before = env.audited_writes_by(&user).len();
     step(&["plan", "--detailed-exitcode"], 2);
     step(&["apply", "--auto-approve"], 0);
     assert!(
