@@ -321,6 +321,8 @@ impl Engine {
         let salt = state.map(|s| s.salt.clone()).unwrap_or_else(new_salt);
         let mut items = Vec::new();
         let mut by_addr: BTreeMap<Address, ResourceChange> = BTreeMap::new();
+        // What each resource used, as the lockfile records (for the destroy edges below).
+        let mut used_before: BTreeMap<Address, Vec<Address>> = BTreeMap::new();
         let mut drift = Vec::new();
         let mut warnings = desired.warnings.clone();
         for address in &scope {
@@ -411,6 +413,14 @@ impl Engine {
                 && !kind.read_only()
                 && opts.mode == PlanMode::Apply
                 && matches!(action, Action::NoOp | Action::Update);
+            if action != Action::Delete
+                && let Some(p) = prior
+            {
+                used_before.insert(
+                    address.clone(),
+                    p.depends_on.iter().filter_map(|d| d.parse().ok()).collect(),
+                );
+            }
             items.push((address.clone(), action, depends_on.clone()));
             by_addr.insert(
                 address.clone(),
@@ -423,6 +433,27 @@ impl Engine {
                     adopted,
                 },
             );
+        }
+        // Terraform's destroy edges: a resource leaving the spec is deleted only after each
+        // resource that used it (as the lockfile records) has been changed, so that a change
+        // that fails leaves what it still uses in place (the executor skips the delete).
+        let deleted: BTreeSet<Address> = items
+            .iter()
+            .filter(|(_, action, _)| *action == Action::Delete)
+            .map(|(a, _, _)| a.clone())
+            .collect();
+        for (address, action, deps) in &mut items {
+            if *action == Action::NoOp || *action == Action::Delete {
+                continue;
+            }
+            for used in used_before.get(address).into_iter().flatten() {
+                if deleted.contains(used) && !deps.contains(used) {
+                    deps.push(used.clone());
+                    if let Some(c) = by_addr.get_mut(address) {
+                        c.depends_on.push(used.clone());
+                    }
+                }
+            }
         }
         let g = graph::build(&items)?;
         let changes: Vec<ResourceChange> = graph::ordered(&g)

@@ -878,3 +878,57 @@ async fn a_steps_notes_reach_the_reporter_while_it_runs_and_before_it_finishes()
         "each note once, in order, the last before the step's end"
     );
 }
+
+/// Terraform's destroy edges: a resource that leaves the spec (`secret`) is deleted only
+/// after the change of the resource that used it (`release`, whose new version no longer
+/// does); when that change fails, the resource it used stays, and the next plan shows both
+/// again.
+#[tokio::test]
+async fn a_resource_leaving_the_spec_outlives_a_failed_change_of_its_user() {
+    let env = env();
+    let kind = Arc::new(FileKind::new(&env.root));
+    let mut first = DesiredSet::default();
+    first.insert(FileKind::desired("secret", "tls"));
+    first.insert(FileKind::desired("release", "uses tls").depends_on([addr("secret")]));
+    let (_, report) = plan_and_apply(&engine(&kind), &first, &env.store, 4).await;
+    assert!(report.success());
+
+    let mut second = DesiredSet::default();
+    second.insert(FileKind::desired("release", "no tls"));
+    let failing = Arc::new(FileKind::new(&env.root));
+    failing.fail_on("release");
+    let e = engine(&failing);
+    let state = env.store.load().unwrap();
+    let plan = e
+        .plan(&second, state.as_ref(), &PlanOptions::default())
+        .await
+        .unwrap();
+    let order: Vec<String> = plan.changes.iter().map(|c| c.address.to_string()).collect();
+    assert_eq!(
+        order,
+        [addr("release").to_string(), addr("secret").to_string()]
+    );
+    let release = plan
+        .changes
+        .iter()
+        .find(|c| c.address == addr("release"))
+        .unwrap();
+    assert!(release.depends_on.contains(&addr("secret")), "{release:?}");
+    let (plan, report) = plan_and_apply(&e, &second, &env.store, 4).await;
+    assert_eq!(plan.summary.destroy, 1);
+    assert!(!report.success());
+    assert!(matches!(
+        report.steps[&addr("secret")],
+        StepResult::Skipped { .. }
+    ));
+    assert!(
+        env.root.join("secret").exists(),
+        "the secret is still there"
+    );
+
+    // The next plan shows the same change again; without the fault it goes through.
+    let (plan, report) = plan_and_apply(&engine(&kind), &second, &env.store, 4).await;
+    assert_eq!((plan.summary.change, plan.summary.destroy), (1, 1));
+    assert!(report.success());
+    assert!(!env.root.join("secret").exists());
+}
