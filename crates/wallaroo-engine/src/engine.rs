@@ -479,6 +479,58 @@ impl Engine {
         })
     }
 
+    /// Rehearses the creates, updates and replacements of `plan` with the kinds that can
+    /// (see [`ResourceKind::rehearse`]), a few at a time, and gathers their answers; a kind
+    /// that fails to rehearse is listed as not rehearsed, with why. Deletes are not
+    /// rehearsed (they are not refused for what they contain).
+    pub async fn rehearse(
+        &self,
+        plan: &Plan,
+        desired: &DesiredSet,
+        state: Option<&Lockfile>,
+    ) -> crate::Rehearsal {
+        use futures_util::StreamExt;
+        let todo: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
+            .filter_map(|c| {
+                let wanted = desired.resources.get(&c.address)?;
+                let kind = self.kinds.get(&wanted.kind)?.clone();
+                let prior = state
+                    .and_then(|s| s.resources.get(&c.address.to_string()))
+                    .filter(|_| c.action == Action::Update)
+                    .map(|p| p.attributes.clone());
+                Some((c.address.clone(), kind, prior, wanted.attrs.clone()))
+            })
+            .collect();
+        let answers: Vec<(
+            Address,
+            Result<Option<crate::Rehearsal>, crate::ResourceError>,
+        )> = futures_util::stream::iter(todo)
+            .map(|(address, kind, prior, attrs)| async move {
+                let answer = kind.rehearse(&address, prior.as_ref(), &attrs).await;
+                (address, answer)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut out = crate::Rehearsal::default();
+        for (address, answer) in answers {
+            match answer {
+                Ok(Some(r)) => out.merge(r),
+                Ok(None) => {}
+                Err(e) => out
+                    .not_rehearsed
+                    .push(format!("{address}: could not be rehearsed: {e}")),
+            }
+        }
+        out.refused
+            .sort_by(|a, b| (&a.address, &a.object).cmp(&(&b.address, &b.object)));
+        out.not_rehearsed.sort();
+        out
+    }
+
     /// Refuses a saved plan when the lockfile, the live state or the spec moved since.
     pub async fn check_fresh(
         &self,

@@ -29,7 +29,15 @@ pub fn build(items: &[(Address, Action, Vec<Address>)]) -> Result<StepGraph, Eng
                 continue;
             };
             let dep_deleted = actions[dep] == Action::Delete;
-            if *action == Action::Delete || dep_deleted {
+            if *action == Action::Delete {
+                // A delete runs before what it depended on goes; a dependency that stays
+                // asks no order (and an edge to it could close a cycle with the changes
+                // that must run before this delete).
+                if matches!(actions[dep], Action::Delete | Action::Replace) {
+                    g.update_edge(me, d, ());
+                }
+            } else if dep_deleted {
+                // A change of what used a resource leaving the spec runs before its delete.
                 g.update_edge(me, d, ());
             } else {
                 g.update_edge(d, me, ());

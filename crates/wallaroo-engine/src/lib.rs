@@ -15,6 +15,7 @@ pub mod graph;
 pub mod json;
 pub mod plan;
 pub mod progress;
+pub mod rehearsal;
 pub mod resource;
 pub mod testkit;
 pub mod value;
@@ -27,6 +28,7 @@ pub use engine::{
 pub use error::EngineError;
 pub use plan::{Action, AttrChange, Drift, Plan, PlanMode, ResourceChange, Summary};
 pub use progress::{StepProgress, Transfer};
+pub use rehearsal::{Refusal, RefusalReason, Rehearsal};
 pub use resource::{
     Attrs, DesiredResource, DesiredSet, KindRegistry, ReadRequest, ResourceError, ResourceKind,
     error_chain,

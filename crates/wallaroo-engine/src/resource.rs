@@ -112,6 +112,19 @@ pub trait ResourceKind: Send + Sync {
     async fn delete(&self, _address: &Address, _prior: &Attrs) -> Result<(), ResourceError> {
         Ok(())
     }
+
+    /// Sends the writes that creating (`prior` is `None`) or updating the resource would
+    /// make as a rehearsal that stores nothing, and says what the system answered. `None`:
+    /// this kind cannot rehearse (the default; its writes go to no server that can, or are
+    /// rehearsed elsewhere).
+    async fn rehearse(
+        &self,
+        _address: &Address,
+        _prior: Option<&Attrs>,
+        _desired: &Attrs,
+    ) -> Result<Option<crate::Rehearsal>, ResourceError> {
+        Ok(None)
+    }
 }
 
 /// One resource the spec asks for.

@@ -164,6 +164,28 @@ impl ResourceKind for DaemonSetKind {
         Ok(desired.clone())
     }
 
+    async fn rehearse(
+        &self,
+        address: &Address,
+        _: Option<&Attrs>,
+        desired: &Attrs,
+    ) -> Result<Option<wallaroo_engine::Rehearsal>, ResourceError> {
+        let (ns, name, image) = (
+            str_attr(desired, "namespace")?,
+            str_attr(desired, "name")?,
+            str_attr(desired, "image")?,
+        );
+        let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
+        let body = manifest(
+            ns,
+            name,
+            image,
+            desired.get("pull_secret").and_then(Value::as_str),
+        );
+        let result = crate::dry_run_apply(&api, name, &body).await;
+        crate::rehearse::own::answered(address, &format!("DaemonSet {ns}/{name}"), Some(ns), result)
+    }
+
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         let (ns, name) = (str_attr(prior, "namespace")?, str_attr(prior, "name")?);
         let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);

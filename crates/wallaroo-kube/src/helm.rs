@@ -270,6 +270,18 @@ impl HelmReleaseKind {
             .and_then(Value::as_str)
             .unwrap_or("15m");
         self.unstick(name, ns).await?;
+        // Objects whose change a field's immutability refuses (apply's rehearsal found
+        // them, and the spec allows it): deleted first, made again by the upgrade.
+        let replacing: Vec<crate::rehearse::Replacement> =
+            std::mem::take(&mut *self.config.replacing.lock().expect("replacing lock"));
+        for r in &replacing {
+            crate::rehearse::replace::delete_for_replacement(
+                &self.client,
+                r,
+                std::time::Duration::from_secs(120),
+            )
+            .await?;
+        }
         let mut values = desired.get("values").cloned().unwrap_or(json!({}));
         if let Some(secret) = desired.get("secret_values") {
             wallaroo_engine::json::merge(&mut values, secret);

@@ -17,6 +17,7 @@ mod output;
 pub mod permissions;
 pub mod preflight;
 pub mod pullcheck;
+pub mod rehearse;
 pub mod retry;
 mod secret;
 pub mod state_backend;
@@ -61,7 +62,14 @@ pub struct ClusterConfig {
     /// `Kind/name:path` rules of fields of the release's objects not compared for drift
     /// (`helm { ignore_drift }`).
     pub ignore_drift: Vec<String>,
+    /// Objects of the release the next upgrade deletes first, so that helm makes them again
+    /// (a field that cannot change does; `helm { replace_immutable = true }`): set by apply
+    /// from its rehearsal, taken by the release's upgrade.
+    pub replacing: Replacements,
 }
+
+/// The release's objects apply replaces (see [`ClusterConfig::replacing`]).
+pub type Replacements = std::sync::Arc<std::sync::Mutex<Vec<rehearse::Replacement>>>;
 
 /// A registry login, password kept out of Debug output.
 #[derive(Clone)]
@@ -201,6 +209,25 @@ where
         .await
         .map_err(kube_err(format!("applying {what}")))?;
     Ok(())
+}
+
+/// [`apply`] as a dry run with strict field validation: what the API server answers,
+/// storing nothing.
+pub(crate) async fn dry_run_apply<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    body: &serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = kube::api::PatchParams::apply(FIELD_MANAGER)
+        .force()
+        .dry_run()
+        .validation_strict();
+    api.patch(name, &params, &kube::api::Patch::Apply(body))
+        .await
+        .map(|_| ())
 }
 
 /// Deletes an object; one already gone is fine.

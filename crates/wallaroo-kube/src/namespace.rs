@@ -47,6 +47,19 @@ impl ResourceKind for NamespaceKind {
         Ok(desired.clone())
     }
 
+    async fn rehearse(
+        &self,
+        address: &Address,
+        _: Option<&Attrs>,
+        desired: &Attrs,
+    ) -> Result<Option<wallaroo_engine::Rehearsal>, ResourceError> {
+        let name = str_attr(desired, "name")?;
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        let result = crate::dry_run_apply(&api, name, &body).await;
+        crate::rehearse::own::answered(address, &format!("Namespace {name}"), None, result)
+    }
+
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         let name = str_attr(prior, "name")?;
         // Deleting the namespace deletes its PersistentVolumeClaims, and with them the data

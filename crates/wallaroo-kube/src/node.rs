@@ -272,6 +272,26 @@ impl ResourceKind for SelectorKind {
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
         self.write_all(prior, Some(prior), None).await
     }
+
+    async fn rehearse(
+        &self,
+        address: &Address,
+        prior: Option<&Attrs>,
+        desired: &Attrs,
+    ) -> Result<Option<wallaroo_engine::Rehearsal>, ResourceError> {
+        let mut out = wallaroo_engine::Rehearsal::default();
+        for node in self.matched(desired).await? {
+            let name = node.metadata.name.unwrap_or_default();
+            if let Some(r) = self
+                .nodes
+                .rehearse_write(address, &name, prior, Some(desired))
+                .await?
+            {
+                out.merge(r);
+            }
+        }
+        Ok(Some(out))
+    }
 }
 
 impl NodeKind {
@@ -311,6 +331,57 @@ impl NodeKind {
         prior: Option<&Attrs>,
         want: Option<&Attrs>,
     ) -> Result<(), WriteError> {
+        let patch = self.patch_of(name, prior, want).await?;
+        let api: Api<Node> = Api::all(self.client.clone());
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let conflict = matches!(&e, kube::Error::Api(s) if s.code == 409);
+                let err = kube_err(format!("labelling and tainting node {name}"))(e);
+                Err(if conflict {
+                    WriteError::Conflict(err)
+                } else {
+                    WriteError::Other(err)
+                })
+            }
+        }
+    }
+
+    /// Sends the patch [`NodeKind::write_once`] would send as a dry run.
+    async fn rehearse_write(
+        &self,
+        address: &Address,
+        name: &str,
+        prior: Option<&Attrs>,
+        want: Option<&Attrs>,
+    ) -> Result<Option<wallaroo_engine::Rehearsal>, ResourceError> {
+        let patch = match self.patch_of(name, prior, want).await {
+            Ok(p) => p,
+            Err(WriteError::Conflict(e) | WriteError::Other(e)) => return Err(e),
+        };
+        let api: Api<Node> = Api::all(self.client.clone());
+        let result = api
+            .patch(
+                name,
+                &PatchParams::default().dry_run().validation_strict(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map(|_| ());
+        crate::rehearse::own::answered(address, &format!("Node {name}"), None, result)
+    }
+
+    /// The merge patch that sets `want`'s labels and taints on node `name` and takes off
+    /// the managed ones of `prior` that `want` does not have.
+    async fn patch_of(
+        &self,
+        name: &str,
+        prior: Option<&Attrs>,
+        want: Option<&Attrs>,
+    ) -> Result<Value, WriteError> {
         let Some(node) = self.get(name).await.map_err(WriteError::Other)? else {
             return Err(WriteError::Other(ResourceError::new(format!(
                 "node `{name}` does not exist in the cluster; fix the nodepool's `nodes` list"
@@ -345,26 +416,10 @@ impl NodeKind {
         }
         // The resourceVersion makes the patch fail, rather than overwrite, if someone
         // changed the node's taints in between.
-        let patch = json!({
+        Ok(json!({
             "metadata": {"labels": labels, "resourceVersion": node.metadata.resource_version},
             "spec": {"taints": taints},
-        });
-        let api: Api<Node> = Api::all(self.client.clone());
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let conflict = matches!(&e, kube::Error::Api(s) if s.code == 409);
-                let err = kube_err(format!("labelling and tainting node {name}"))(e);
-                Err(if conflict {
-                    WriteError::Conflict(err)
-                } else {
-                    WriteError::Other(err)
-                })
-            }
-        }
+        }))
     }
 }
 
@@ -423,6 +478,16 @@ impl ResourceKind for NodeKind {
             return Ok(());
         }
         self.write(name, Some(prior), None).await
+    }
+
+    async fn rehearse(
+        &self,
+        address: &Address,
+        prior: Option<&Attrs>,
+        desired: &Attrs,
+    ) -> Result<Option<wallaroo_engine::Rehearsal>, ResourceError> {
+        self.rehearse_write(address, str_attr(desired, "name")?, prior, Some(desired))
+            .await
     }
 }
 

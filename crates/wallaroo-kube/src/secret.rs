@@ -63,30 +63,22 @@ impl ResourceKind for SecretKind {
     }
 
     async fn create(&self, _: &Address, desired: &Attrs) -> Result<Attrs, ResourceError> {
-        let (ns, name) = (str_attr(desired, "namespace")?, str_attr(desired, "name")?);
-        let data: BTreeMap<String, ByteString> = desired
-            .get("data")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            ByteString(v.as_str().unwrap_or_default().as_bytes().to_vec()),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let body = json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "wallaroo"}},
-            "type": desired.get("type").cloned().unwrap_or(json!("Opaque")),
-            "data": data,
-        });
+        let (ns, name, body) = body(desired)?;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         apply(&api, name, &body, format!("secret {ns}/{name}")).await?;
         Ok(desired.clone())
+    }
+
+    async fn rehearse(
+        &self,
+        address: &Address,
+        _: Option<&Attrs>,
+        desired: &Attrs,
+    ) -> Result<Option<wallaroo_engine::Rehearsal>, ResourceError> {
+        let (ns, name, body) = body(desired)?;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let result = crate::dry_run_apply(&api, name, &body).await;
+        crate::rehearse::own::answered(address, &format!("Secret {ns}/{name}"), Some(ns), result)
     }
 
     async fn delete(&self, _: &Address, prior: &Attrs) -> Result<(), ResourceError> {
@@ -94,6 +86,32 @@ impl ResourceKind for SecretKind {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
         delete_if_present(&api, name, format!("secret {ns}/{name}")).await
     }
+}
+
+/// The Secret wallaroo applies for `desired`: namespace, name, body.
+fn body(desired: &Attrs) -> Result<(&str, &str, Value), ResourceError> {
+    let (ns, name) = (str_attr(desired, "namespace")?, str_attr(desired, "name")?);
+    let data: BTreeMap<String, ByteString> = desired
+        .get("data")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        ByteString(v.as_str().unwrap_or_default().as_bytes().to_vec()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "wallaroo"}},
+        "type": desired.get("type").cloned().unwrap_or(json!("Opaque")),
+        "data": data,
+    });
+    Ok((ns, name, body))
 }
 
 /// `live`, or `want` when the two are the same JSON document written differently (a

@@ -243,6 +243,36 @@ pub fn plan_schema() -> Value {
                         "additionalProperties": false
                     }),
                 );
+                ordered.insert(
+                    "rehearsal".into(),
+                    serde_json::json!({
+                        "type": "object",
+                        "description": "The API server's rehearsal of the plan's writes (server-side dry run, as the identity that planned): how many writes were sent, each it would refuse (the plan then exits 1 and apply refuses before any change), the server's warnings, writes that could not be rehearsed and why, and notes on how it ran. `skipped` says why nothing was rehearsed (an identity that may only read).",
+                        "properties": {
+                            "rehearsed": {"type": "integer", "minimum": 0},
+                            "refused": {"type": "array", "items": {
+                                "type": "object",
+                                "properties": {
+                                    "address": {"type": "string"},
+                                    "object": {"type": "string"},
+                                    "reason": {"enum": ["immutable", "policy", "ownership", "quota", "unserved", "invalid", "forbidden", "other"]},
+                                    "field": {"type": "string"},
+                                    "message": {"type": "string"},
+                                    "hint": {"type": "string"}
+                                },
+                                "required": ["address", "object", "reason", "message", "hint"],
+                                "additionalProperties": false
+                            }},
+                            "warnings": {"type": "array", "items": {"type": "string"}},
+                            "not_rehearsed": {"type": "array", "items": {"type": "string"}},
+                            "notes": {"type": "array", "items": {"type": "string"}},
+                            "replacing": {"type": "array", "items": {"type": "string"}, "description": "Objects of the release apply deletes and lets helm make again, since a field that cannot change does (`helm { replace_immutable = true }`)."},
+                            "skipped": {"type": "string"}
+                        },
+                        "required": ["rehearsed"],
+                        "additionalProperties": false
+                    }),
+                );
             }
         }
         *props = ordered;

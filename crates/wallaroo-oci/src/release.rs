@@ -149,6 +149,40 @@ pub fn listed_images(chart: &Chart) -> Result<ReleaseImages, OciError> {
     Ok(images)
 }
 
+/// The documents of the chart's `crds/` directories (its own and its unpacked subcharts'):
+/// what helm installs before the first install and never upgrades.
+pub fn chart_crds(chart: &Chart) -> Result<Vec<String>, OciError> {
+    let err = |m: String| OciError::Chart {
+        chart: format!("{}:{}", chart.repo, chart.version),
+        message: format!("reading crds/: {m}"),
+    };
+    let gz = flate2::read::GzDecoder::new(chart.archive.as_slice());
+    let mut tar = tar::Archive::new(gz);
+    let mut out = Vec::new();
+    for entry in tar.entries().map_err(|e| err(e.to_string()))? {
+        let mut entry = entry.map_err(|e| err(e.to_string()))?;
+        let path = entry.path().map_err(|e| err(e.to_string()))?.into_owned();
+        let parts: Vec<String> = path
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let in_crds = parts.len() >= 3
+            && parts[parts.len() - 2] == "crds"
+            && (parts.len() == 3 || parts[parts.len() - 4] == "charts");
+        let yaml = parts
+            .last()
+            .is_some_and(|l| l.ends_with(".yaml") || l.ends_with(".yml") || l.ends_with(".json"));
+        if in_crds && yaml {
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| err(e.to_string()))?;
+            out.push(text);
+        }
+    }
+    Ok(out)
+}
+
 /// An object in a chart's (or a subchart's) `values.yaml` that names an image by parts: a
 /// `repository`, with a `registry` beside it or not (the Bitnami and most charts' way).
 #[derive(Debug, Clone, PartialEq, Eq)]

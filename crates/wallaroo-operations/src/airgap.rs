@@ -150,6 +150,7 @@ impl Workspace {
         let yaml = wallaroo_oci::release::render_manifests(&render, &chart).await?;
         let kinds = wallaroo_kube::permissions::rendered_kinds(&yaml);
         *self.rendered_kinds.lock().expect("kinds lock") = Some(kinds.clone());
+        *self.rendered_manifest.lock().expect("manifest lock") = Some(yaml.clone());
         let rbac = wallaroo_kube::permissions::grants::rbac_objects(&yaml);
         *self.rendered_rbac.lock().expect("rbac lock") = Some(rbac.clone());
         let specs = wallaroo_kube::troubleshoot::preflight_specs(&yaml);

@@ -84,6 +84,7 @@ pub async fn start<'w>(
                 .await?;
             ws.permissions_for(&prepared.desired, &plan, Purpose::Apply)
                 .await?;
+            rehearse_before_apply(ws, &prepared, &plan, state.as_ref(), true).await?;
             (plan, prepared, true)
         }
         None => {
@@ -111,6 +112,11 @@ pub async fn start<'w>(
                 .await?;
             ws.permissions_for(&prepared.desired, &plan, Purpose::Apply)
                 .await?;
+            if let Some(r) =
+                rehearse_before_apply(ws, &prepared, &plan, state.as_ref(), false).await?
+            {
+                r.annotate(&mut plan);
+            }
             // The targets' tags asked during discovery served the refresh; later reads ask anew.
             ws.forget_prefetched();
             crate::plan::refuse_passwordless_users(&plan, &prepared.desired)?;
@@ -128,6 +134,54 @@ pub async fn start<'w>(
         ws,
         _lock: lock,
     })
+}
+
+/// The API server's rehearsal of everything the plan writes, before anything is written:
+/// a refusal stops the apply with nothing changed. The release's objects it replaces (an
+/// immutable field, `helm { replace_immutable = true }`) are handed to the release's upgrade;
+/// a saved plan may only replace what it showed.
+async fn rehearse_before_apply(
+    ws: &Workspace,
+    prepared: &Prepared,
+    plan: &Plan,
+    state: Option<&wallaroo_state::Lockfile>,
+    saved: bool,
+) -> Result<Option<crate::rehearse::Rehearsed>, OperationError> {
+    let Some(r) = ws
+        .rehearse(&prepared.engine, &prepared.desired, plan, state)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if let Some(e) = r.refusal_error() {
+        return Err(e);
+    }
+    if saved {
+        let shown: Vec<String> = plan
+            .inputs
+            .get("rehearsal")
+            .and_then(|v| v["replacing"].as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unseen: Vec<String> = r
+            .replacing
+            .iter()
+            .map(|x| format!("{}: {}", x.object, x.why))
+            .filter(|x| !shown.contains(x))
+            .collect();
+        if !unseen.is_empty() {
+            return Err(OperationError::message(format!(
+                "apply would replace (delete and make again) what the saved plan did not show:\n  - {}\nPlan again and review it; nothing was changed.",
+                unseen.join("\n  - ")
+            )));
+        }
+    }
+    *ws.replacing.lock().expect("replacing lock") = r.replacing.clone();
+    Ok(Some(r))
 }
 
 impl Run<'_> {

@@ -20,6 +20,7 @@ pub mod permissions;
 pub mod plan;
 pub mod preflight;
 pub mod prepare;
+mod rehearse;
 pub mod render_cache;
 pub mod state;
 pub mod support;

@@ -40,6 +40,7 @@ pub async fn outputs(
                         false,
                         &options.helm_binary(),
                         &wallaroo_kube::Cluster::connect().await?,
+                        Default::default(),
                     )
                     .await?;
                     live = Some((Engine::new(kinds), wallaroo_model::from_spec(&spec)?));

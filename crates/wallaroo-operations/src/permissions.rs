@@ -165,6 +165,7 @@ impl Workspace {
                                 "needs": needs.len(),
                             }),
                             warning: Some(warning),
+                            no_rehearsal: Some(not_as(id)),
                         });
                     }
                     Err(e) => return Err(asked(&e, "SubjectAccessReview")),
@@ -187,6 +188,10 @@ impl Workspace {
         lacking.sort();
         lacking.dedup();
         let me = me.ok().filter(|m| !m.is_empty());
+        // A plan run as someone other than the identity that applies cannot rehearse as it.
+        let other = named
+            .filter(|id| me.as_deref() != Some(id.subject().0.as_str()))
+            .map(not_as);
         let identity = match (named, &me) {
             (Some(id), _) => id.describe(),
             (None, Some(me)) => format!("this identity ({me})"),
@@ -216,6 +221,7 @@ impl Workspace {
             return Ok(Checked {
                 summary,
                 warning: None,
+                no_rehearsal: other,
             });
         }
         // Reading and the run lock are all a plan itself does: an identity that holds none of
@@ -228,6 +234,9 @@ impl Workspace {
         if purpose == Purpose::Plan && named.is_none() && read_only {
             return Ok(Checked {
                 summary,
+                no_rehearsal: Some(
+                    "this identity may only read, and a rehearsal sends each write; apply rehearses before it writes anything".into(),
+                ),
                 warning: Some(format!(
                     "{identity} may only read, so this plan is complete but an apply by it would be refused: it lacks {} of the {} permissions apply needs. Name the identity that applies in `apply_identity {{ }}` and plans check its rights instead; `wallaroo rbac` prints them.",
                     lacking.len(),
@@ -246,6 +255,14 @@ impl Workspace {
             purpose.operation()
         )))
     }
+}
+
+/// Why a plan run as another identity than `id` does not rehearse.
+fn not_as(id: &wallaroo_spec::model::ApplyIdentity) -> String {
+    format!(
+        "the plan does not run as {} (apply_identity), whose writes a rehearsal would send; apply rehearses as it before it writes anything",
+        id.describe()
+    )
 }
 
 /// Who asks, which decides what the permission check does with what it finds.
@@ -277,6 +294,9 @@ impl Purpose {
 pub struct Checked {
     pub summary: serde_json::Value,
     pub warning: Option<String>,
+    /// Why this identity cannot rehearse apply's writes with the API server (it may only
+    /// read, or it is not the identity that applies), when it cannot.
+    pub no_rehearsal: Option<String>,
 }
 
 /// An operation `wallaroo rbac --for` grants what it needs.

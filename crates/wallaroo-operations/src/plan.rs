@@ -9,6 +9,7 @@ use wallaroo_kube::preflight::{Check, Outcome};
 use crate::error::OperationError;
 use crate::permissions::Purpose;
 use crate::prepare::Images;
+use crate::rehearse::Rehearsed;
 use crate::workspace::Workspace;
 
 /// What a plan is asked for.
@@ -28,6 +29,9 @@ pub struct PlanRequest {
 pub struct PlanOutcome {
     pub plan: Plan,
     pub preflight: Vec<Check>,
+    /// What the API server's rehearsal would refuse (also in the plan's `rehearsal`): the
+    /// plan is shown, and then fails.
+    pub refused: Vec<wallaroo_engine::Refusal>,
 }
 
 /// Runs preflight and plans under the run lock. The two run side by side (behind a slow link
@@ -87,7 +91,23 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
             plan.warnings.extend(p.warning.clone());
             plan.inputs.insert("permissions".into(), p.summary.clone());
         }
-        Ok::<_, OperationError>((plan, prepared.vendor_checks))
+        // The API server rehearses every write, as the identity that applies.
+        let rehearsed = match permissions.as_ref().and_then(|p| p.no_rehearsal.clone()) {
+            Some(why) => crate::rehearse::writes_to_cluster(&plan).then(|| Rehearsed {
+                skipped: Some(why),
+                ..Rehearsed::default()
+            }),
+            None => {
+                ws.rehearse(&prepared.engine, &prepared.desired, &plan, state.as_ref())
+                    .await?
+            }
+        };
+        let mut refused = Vec::new();
+        if let Some(r) = &rehearsed {
+            r.annotate(&mut plan);
+            refused = r.found.refused.clone();
+        }
+        Ok::<_, OperationError>((plan, prepared.vendor_checks, refused))
     };
     tokio::pin!(preflight, work);
     let failed = |checks: &[Check]| checks.iter().any(|c| c.outcome == Outcome::Fail);
@@ -113,12 +133,13 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
         }
         _ if failed(&checks) => Err(OperationError::Preflight(checks)),
         Err(e) => Err(e),
-        Ok((plan, vendor)) => {
+        Ok((plan, vendor, refused)) => {
             let mut all = checks;
             all.extend(vendor);
             Ok(PlanOutcome {
                 plan,
                 preflight: all,
+                refused,
             })
         }
     }

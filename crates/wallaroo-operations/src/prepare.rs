@@ -88,6 +88,7 @@ impl Workspace {
             self.delete_data,
             &self.helm,
             self.cluster().await?,
+            self.replacing.clone(),
         )
         .await?;
         let signatures = self.signatures()?;
@@ -177,6 +178,7 @@ pub async fn cluster_kinds(
     delete_data: bool,
     helm: &std::path::Path,
     cluster: &wallaroo_kube::Cluster,
+    replacing: wallaroo_kube::Replacements,
 ) -> Result<KindRegistry, OperationError> {
     let mut kinds = KindRegistry::new();
     kinds.register(Arc::new(wallaroo_engine::value::StaticValueKind));
@@ -223,6 +225,7 @@ pub async fn cluster_kinds(
         output_timeout: Duration::from_secs(300),
         delete_data,
         ignore_drift: spec.helm.ignore_drift.clone(),
+        replacing,
         kots_binary: spec
             .kots
             .as_ref()

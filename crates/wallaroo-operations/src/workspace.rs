@@ -89,6 +89,11 @@ pub struct Workspace {
     /// The release's own Roles, ClusterRoles and bindings (from the same render): what
     /// the identity that applies must hold to create them.
     pub(crate) rendered_rbac: std::sync::Mutex<Option<Vec<serde_json::Value>>>,
+    /// The release's rendered manifests, when this run rendered them (never written
+    /// anywhere: they may hold secret values): what the API server's rehearsal sends.
+    pub(crate) rendered_manifest: std::sync::Mutex<Option<String>>,
+    /// The release's objects the next upgrade replaces (apply's rehearsal sets them).
+    pub(crate) replacing: wallaroo_kube::Replacements,
     /// The troubleshoot `Preflight` specs the release carries (from the air-gap check's
     /// render, or the cache of it).
     pub(crate) vendor_preflight_specs: std::sync::Mutex<Option<Vec<String>>>,
@@ -183,6 +188,8 @@ impl Workspace {
             render_cache: crate::render_cache::RenderCache::beside(&spec.lockfile_path()),
             rendered_kinds: std::sync::Mutex::new(None),
             rendered_rbac: std::sync::Mutex::new(None),
+            rendered_manifest: std::sync::Mutex::new(None),
+            replacing: Default::default(),
             vendor_preflight_specs: std::sync::Mutex::new(None),
             cluster: tokio::sync::OnceCell::new(),
             spec,

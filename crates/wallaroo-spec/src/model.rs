@@ -742,12 +742,19 @@ pub struct HelmSettings {
     /// whole object.
     #[serde(default)]
     pub ignore_drift: Vec<String>,
+    /// When an upgrade changes a field that cannot change on an existing object (a
+    /// Deployment's selector, a StatefulSet's volume claim templates), apply deletes that
+    /// object and helm makes it again (a StatefulSet's pods and volumes are kept). Off, such
+    /// a plan stops naming the object and field.
+    #[serde(default)]
+    pub replace_immutable: bool,
 }
 
 impl Default for HelmSettings {
     fn default() -> Self {
         HelmSettings {
             ignore_drift: Vec::new(),
+            replace_immutable: false,
             values: empty_object(),
             timeout: default_timeout(),
         }

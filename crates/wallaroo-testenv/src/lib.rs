@@ -14,13 +14,14 @@ pub mod lbdouble;
 pub mod nginx;
 pub mod node;
 pub mod paths;
-mod pki;
+pub(crate) mod pki;
 pub mod process;
 pub mod provision;
 pub mod rbac;
 pub mod seed;
 pub mod tokenauth;
 pub mod versions;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

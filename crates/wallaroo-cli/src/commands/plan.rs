@@ -35,6 +35,10 @@ pub async fn run(global: &Global, args: &PlanArgs) -> Result<ExitCode, Failure> 
     let plan = outcome.plan;
     let format = if args.json { Format::Json } else { args.format };
     print!("{}", show(&plan, format, stdout_style(global)));
+    // What the API server would refuse: shown in the plan, then a failure (no plan saved).
+    if !outcome.refused.is_empty() {
+        return Err(wallaroo_operations::OperationError::Rehearsal(outcome.refused).into());
+    }
     if let Some(out) = &args.out {
         wallaroo_operations::plan::save(&plan, out)?;
         if format == Format::Text {

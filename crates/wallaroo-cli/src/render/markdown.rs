@@ -47,6 +47,14 @@ pub fn plan(plan: &Plan) -> String {
     if let Some(p) = plan.inputs.get("permissions") {
         out.push_str(&format!("{}\n\n", super::permissions_line(p)));
     }
+    if let Some(r) = plan.inputs.get("rehearsal") {
+        let lines = super::rehearsal_lines(r);
+        out.push_str(&format!("{}\n", lines[0]));
+        if lines.len() > 1 {
+            out.push_str(&format!("\n```\n{}\n```\n", lines[1..].join("\n")));
+        }
+        out.push('\n');
+    }
     if !plan.drift.is_empty() {
         out.push_str(&format!(
             "<details><summary>⚠️ {} object(s) changed outside of wallaroo</summary>\n\n",

@@ -119,6 +119,51 @@ pub fn permissions_line(p: &Value) -> String {
     }
 }
 
+/// The plan's lines on the API server's rehearsal (its `rehearsal` input): how many writes
+/// it rehearsed, each object it would replace (`-/+`), and each refusal with its field,
+/// message and what to do.
+pub fn rehearsal_lines(r: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let refused = r["refused"].as_array().cloned().unwrap_or_default();
+    if r["skipped"].is_string() {
+        out.push("Rehearsal: not run (see the warning below).".to_string());
+        return out;
+    }
+    let rehearsed = r["rehearsed"].as_u64().unwrap_or(0);
+    out.push(if refused.is_empty() {
+        format!("Rehearsal: the API server accepts all {rehearsed} write(s) of this plan (dry run).")
+    } else {
+        format!(
+            "Rehearsal: the API server would refuse {} of the {rehearsed} write(s) of this plan; apply would stop half way, so it refuses to start:",
+            refused.len()
+        )
+    });
+    for x in &refused {
+        let field = x["field"]
+            .as_str()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        out.push(format!(
+            "  ! {}{field}: {}",
+            x["object"].as_str().unwrap_or_default(),
+            x["message"].as_str().unwrap_or_default()
+        ));
+        if let Some(h) = x["hint"].as_str().filter(|h| !h.is_empty()) {
+            out.push(format!("      what to do: {h}"));
+        }
+    }
+    for x in r["replacing"].as_array().into_iter().flatten() {
+        out.push(format!(
+            "  -/+ {} (apply deletes it and helm makes it again: helm {{ replace_immutable = true }})",
+            x.as_str().unwrap_or_default()
+        ));
+    }
+    for n in r["notes"].as_array().into_iter().flatten() {
+        out.push(format!("  note: {}", n.as_str().unwrap_or_default()));
+    }
+    out
+}
+
 /// The plan's line on what mirroring sends at most (its `transfer` input), if it mirrors.
 pub fn transfer_line(plan: &wallaroo_engine::Plan) -> Option<String> {
     let t = plan.inputs.get("transfer")?;

@@ -83,6 +83,9 @@ fn warnings(out: &mut String, plan: &Plan, style: Style) {
     if let Some(p) = plan.inputs.get("permissions") {
         out.push_str(&format!("\n{}\n", super::permissions_line(p)));
     }
+    if let Some(r) = plan.inputs.get("rehearsal") {
+        out.push_str(&format!("{}\n", super::rehearsal_lines(r).join("\n")));
+    }
     for w in &plan.warnings {
         out.push_str(&format!(
             "\n{} {w}\n",

@@ -159,8 +159,14 @@ pub fn needs(t: &Touches) -> BTreeSet<Need> {
         add_needs(&mut out, group, resource, namespace, verbs)
     };
     let ns = t.namespace.as_str();
-    // wallaroo creates the release's namespace.
-    add("", "namespaces", None, &["get", "create", "patch"]);
+    // wallaroo creates the release's namespace; a first install is rehearsed in a
+    // short-lived one, deleted after.
+    add(
+        "",
+        "namespaces",
+        None,
+        &["get", "create", "patch", "delete"],
+    );
     // Preflight: the nodepools' nodes, and whether there is a storage class.
     add("", "nodes", None, &["get", "list"]);
     add("storage.k8s.io", "storageclasses", None, &["list"]);
