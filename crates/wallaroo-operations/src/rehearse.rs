@@ -210,12 +210,8 @@ impl Workspace {
             .into_iter()
             .collect();
         let ns = self.spec.wallaroo.namespace.clone();
-        let manifests = match self
-            .rendered_manifest
-            .lock()
-            .expect("manifest lock")
-            .clone()
-        {
+        let kept = self.rendered_manifest.lock().expect("manifest lock").clone();
+        let manifests = match kept {
             Some(m) => m,
             None => {
                 let mut values = release.attrs.get("values").cloned().unwrap_or(Value::Null);
