@@ -363,3 +363,376 @@ fn site_policies_stop_the_plan_and_a_failed_upgrade_keeps_what_the_release_used(
         "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/{policy}"
     ));
 }
+
+/// The sample chart with a Deployment whose selector, and a StatefulSet whose volume claim
+/// size, come from values: what two chart versions that changed them would render.
+fn chart_with_immutables(dir: &Path) -> std::path::PathBuf {
+    let chart = sample_chart_copy(dir);
+    std::fs::write(
+        chart.join("templates/store.yaml"),
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: minio
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{ toJson .Values.minioSelector }}
+  template:
+    metadata:
+      labels: {{ toJson .Values.minioSelector }}
+    spec:
+      containers:
+        - name: minio
+          image: {{ include "sample.image" (dict "root" . "name" "fitzroy-mini") }}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: store
+spec:
+  serviceName: store
+  replicas: 1
+  selector:
+    matchLabels: {app: store}
+  template:
+    metadata:
+      labels: {app: store}
+    spec:
+      containers:
+        - name: store
+          image: {{ include "sample.image" (dict "root" . "name" "fitzroy-mini") }}
+  volumeClaimTemplates:
+    - metadata:
+        name: data
+      spec:
+        accessModes: ["ReadWriteOnce"]
+        resources:
+          requests:
+            storage: {{ .Values.storeSize }}
+"#,
+    )
+    .unwrap();
+    let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
+    std::fs::write(
+        chart.join("values.yaml"),
+        // Before `images:`, which the seeder writes anew from there on.
+        values.replace(
+            "\nimages:",
+            "\nminioSelector:\n  app: minio\nstoreSize: 1Gi\nimages:",
+        ),
+    )
+    .unwrap();
+    chart
+}
+
+/// An upgrade that changes a Deployment's selector and a StatefulSet's volume claim
+/// templates: the plan refuses, naming each object and field and the setting that allows a
+/// replacement; with `helm { replace_immutable = true }` the plan shows each as `-/+`, the
+/// saved plan applies (both deleted, the StatefulSet without its pods and volumes, and made
+/// again by helm), the release is deployed, and the next plan is empty.
+#[test]
+fn an_immutable_change_is_refused_or_replaced_as_the_spec_allows() {
+    let env = shared();
+    let id = unique("immutable");
+    let charts = tempfile::tempdir().unwrap();
+    let chart = chart_with_immutables(charts.path());
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &id, &chart).unwrap();
+    let op = operator_spec(env, &id, Some(&id));
+    let dir = op.dir.path();
+    std::fs::write(dir.join("wallaroo.hcl"), &op.spec).unwrap();
+    let api = env.api().unwrap();
+    // A volume for the StatefulSet's claim (the kit has no provisioner).
+    let pv = format!("{id}-data");
+    api.create(
+        "/api/v1/persistentvolumes",
+        &json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+                "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
+                         "hostPath": {"path": format!("/tmp/{pv}")},
+                         "claimRef": {"namespace": id, "name": "data-store-0"}}}),
+    )
+    .unwrap();
+    let (code, out, err) = run(env, dir, &["apply", "--auto-approve"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // The StatefulSet's claim, made by the controller: it must outlive the replacement.
+    let claim = format!("/api/v1/namespaces/{id}/persistentvolumeclaims/data-store-0");
+    let mut claim_uid = Value::Null;
+    for _ in 0..60 {
+        if let Ok(c) = api.get(&claim) {
+            claim_uid = c["metadata"]["uid"].clone();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(claim_uid.is_string(), "the StatefulSet's claim was made");
+    let installed = revisions(env, &id);
+
+    let changed = |extra: &str| {
+        op.spec.replace(
+            "helm {\n  timeout = \"2m\"\n}\n",
+            &format!(
+                "helm {{\n  timeout = \"2m\"\n  values  = {{ minioSelector = {{ app = \"minio\", tier = \"store\" }}, storeSize = \"2Gi\" }}\n{extra}}}\n"
+            ),
+        )
+    };
+    std::fs::write(dir.join("wallaroo.hcl"), changed("")).unwrap();
+    let (code, out, err) = run(env, dir, &["plan", "--json"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let refusals = refused(&plan);
+    let minio = refusals
+        .iter()
+        .find(|r| r["object"] == format!("Deployment {id}/minio"))
+        .unwrap_or_else(|| panic!("{refusals:#?}"));
+    assert_eq!(minio["reason"], "immutable");
+    assert_eq!(minio["field"], "spec.selector");
+    assert!(
+        minio["message"]
+            .as_str()
+            .unwrap()
+            .contains("field is immutable")
+    );
+    assert!(
+        minio["hint"]
+            .as_str()
+            .unwrap()
+            .contains("replace_immutable = true"),
+        "{minio}"
+    );
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r["object"] == format!("StatefulSet {id}/store") && r["reason"] == "immutable"),
+        "{refusals:#?}"
+    );
+    let (code, out, err) = run(env, dir, &["apply", "--auto-approve"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(revisions(env, &id), installed, "nothing changed");
+
+    // Allowed: shown as replacements, and applied from the saved plan.
+    std::fs::write(
+        dir.join("wallaroo.hcl"),
+        changed("  replace_immutable = true\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        env,
+        dir,
+        &["plan", "--detailed-exitcode", "--out", "replace.plan"],
+    );
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "-/+ Deployment {id}/minio: spec.selector is immutable"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("-/+ StatefulSet {id}/store: ")),
+        "{out}"
+    );
+    let (code, out, err) = run(env, dir, &["apply", "replace.plan"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let minio = api
+        .get(&format!("/apis/apps/v1/namespaces/{id}/deployments/minio"))
+        .unwrap();
+    assert_eq!(
+        minio["spec"]["selector"]["matchLabels"],
+        json!({"app": "minio", "tier": "store"})
+    );
+    let store = api
+        .get(&format!("/apis/apps/v1/namespaces/{id}/statefulsets/store"))
+        .unwrap();
+    assert_eq!(
+        store["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "2Gi"
+    );
+    assert_eq!(
+        api.get(&claim).unwrap()["metadata"]["uid"],
+        claim_uid,
+        "the claim (the data) was kept"
+    );
+    assert_eq!(revisions(env, &id), installed + 1);
+    let (code, out, err) = run(env, dir, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(env, dir, &["destroy", "--auto-approve", "--delete-data"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let _ = api.delete(&format!("/api/v1/persistentvolumes/{pv}"));
+}
+
+/// A first install into a namespace the platform team made beforehand, holding a quota that
+/// allows no LoadBalancer and a Service of the release's name made by hand, of a chart that
+/// renders a kind the cluster does not serve (a ServiceMonitor) and carries a CRD in crds/
+/// with an object of its kind. The plan (as the cluster's admin, so that rights are not what
+/// stops it) refuses the three, each with its reason and what to do, rehearses the CRD and
+/// says its object waits for it; nothing is made. With the Service gone, the quota lifted and
+/// the ServiceMonitor off, the install goes through, the CRD with it.
+#[test]
+fn objects_helm_cannot_own_quotas_and_unserved_kinds_stop_a_first_install() {
+    let env = shared();
+    let id = unique("refuse");
+    let charts = tempfile::tempdir().unwrap();
+    let chart = sample_chart_copy(charts.path());
+    let group = format!("{id}.example.com");
+    std::fs::create_dir_all(chart.join("crds")).unwrap();
+    std::fs::write(
+        chart.join("crds/widgets.yaml"),
+        format!(
+            r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/extras.yaml"),
+        format!(
+            r#"apiVersion: {group}/v1
+kind: Widget
+metadata:
+  name: gadget
+spec:
+  size: 3
+{{{{- if .Values.monitor }}}}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: api
+spec:
+  selector: {{matchLabels: {{app: conductor-wallsvc}}}}
+  endpoints: [{{port: http}}]
+{{{{- end }}}}
+"#
+        ),
+    )
+    .unwrap();
+    let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
+    std::fs::write(
+        chart.join("values.yaml"),
+        values.replace("\nimages:", "\nmonitor: true\nimages:"),
+    )
+    .unwrap();
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &id, &chart).unwrap();
+    let op = operator_spec(env, &id, Some(&id));
+    let dir = op.dir.path();
+    std::fs::write(dir.join("wallaroo.hcl"), &op.spec).unwrap();
+    let api = env.api().unwrap();
+
+    // What the platform team made: the namespace, its quota, a Service of the same name.
+    api.create(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": id}}),
+    )
+    .unwrap();
+    api.create(
+        &format!("/api/v1/namespaces/{id}/resourcequotas"),
+        &json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-lb"},
+                "spec": {"hard": {"services.loadbalancers": "0"}}}),
+    )
+    .unwrap();
+    api.create(
+        &format!("/api/v1/namespaces/{id}/services"),
+        &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api-lb"},
+                "spec": {"selector": {"app": "legacy"}, "ports": [{"port": 80}]}}),
+    )
+    .unwrap();
+
+    let (code, out, err) = run_as_admin(env, dir, &["plan", "--json"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let refusals = refused(&plan);
+    let find = |object: &str| {
+        refusals
+            .iter()
+            .find(|r| r["object"] == object)
+            .unwrap_or_else(|| panic!("{object} in {refusals:#?}"))
+            .clone()
+    };
+    let quota = find(&format!("Service {id}/api-lb-ext"));
+    assert_eq!(quota["reason"], "quota");
+    assert!(
+        quota["message"]
+            .as_str()
+            .unwrap()
+            .contains("services.loadbalancers"),
+        "{quota}"
+    );
+    let owned = find(&format!("Service {id}/api-lb"));
+    assert_eq!(owned["reason"], "ownership");
+    assert!(
+        owned["hint"].as_str().unwrap().contains(&format!(
+            "meta.helm.sh/release-name=wallaroo meta.helm.sh/release-namespace={id}"
+        )),
+        "{owned}"
+    );
+    // Its scope is unknown where its kind is not served: named without a namespace.
+    let monitor = find("ServiceMonitor api");
+    assert_eq!(monitor["reason"], "unserved");
+    assert_eq!(refusals.len(), 3, "{refusals:#?}");
+    let rehearsal = &plan["rehearsal"];
+    assert!(
+        rehearsal["not_rehearsed"].to_string().contains(&format!(
+            "Widget {id}/gadget: its kind comes with the chart's CRDs"
+        )),
+        "{rehearsal}"
+    );
+    assert!(
+        rehearsal["notes"].to_string().contains("crds/"),
+        "{rehearsal}"
+    );
+    assert!(err.contains("what to do: "), "{err}");
+    // Nothing was made.
+    assert_eq!(revisions(env, &id), 0);
+    assert!(
+        api.get(&format!(
+            "/api/v1/namespaces/{id}/secrets/wallaroo-registry"
+        ))
+        .is_err()
+    );
+    assert!(
+        api.get(&format!(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{group}"
+        ))
+        .is_err()
+    );
+
+    // Put right: the install goes through, the chart's CRD and its object with it.
+    api.delete(&format!("/api/v1/namespaces/{id}/services/api-lb"))
+        .unwrap();
+    api.delete(&format!("/api/v1/namespaces/{id}/resourcequotas/no-lb"))
+        .unwrap();
+    let spec = op.spec.replace(
+        "helm {\n  timeout = \"2m\"\n}\n",
+        "helm {\n  timeout = \"2m\"\n  values  = { monitor = false }\n}\n",
+    );
+    std::fs::write(dir.join("wallaroo.hcl"), spec).unwrap();
+    let (code, out, err) = run_as_admin(env, dir, &["apply", "--auto-approve"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        api.get(&format!("/apis/{group}/v1/namespaces/{id}/widgets/gadget"))
+            .is_ok()
+    );
+    let (code, out, err) = run_as_admin(env, dir, &["destroy", "--auto-approve"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let _ = api.delete(&format!(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{group}"
+    ));
+}

@@ -192,7 +192,7 @@ impl Workspace {
     /// with where it was found; none when the spec does not install the chart with helm.
     /// The chart is read from the vendor once and kept beside the lockfile, pinned as image
     /// tags are (`refresh_pins` reads it again).
-    async fn discover_release(
+    pub(crate) async fn discover_release(
         &self,
         refresh_pins: bool,
     ) -> Result<BTreeMap<String, String>, OperationError> {

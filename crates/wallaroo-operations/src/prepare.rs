@@ -71,6 +71,9 @@ impl Workspace {
                 let images = wallaroo_model::plan_images(plan).map_err(|e| {
                     OperationError::message(format!("the saved plan's images cannot be read: {e}"))
                 })?;
+                // The chart (kept beside the lockfile since the plan was made): the air-gap
+                // check and the API server's rehearsal render it again before apply.
+                self.discover_release(false).await?;
                 let sources = self.sources_for(&images)?;
                 (images, sources)
             }

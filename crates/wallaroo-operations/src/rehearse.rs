@@ -210,7 +210,11 @@ impl Workspace {
             .into_iter()
             .collect();
         let ns = self.spec.wallaroo.namespace.clone();
-        let kept = self.rendered_manifest.lock().expect("manifest lock").clone();
+        let kept = self
+            .rendered_manifest
+            .lock()
+            .expect("manifest lock")
+            .clone();
         let manifests = match kept {
             Some(m) => m,
             None => {

@@ -382,11 +382,14 @@ async fn rehearse_object(
             field,
             message,
         } if w.replace_immutable && method == http::Method::PATCH => {
-            let why = match &field {
-                Some(f) => format!("{f} is immutable"),
-                None => "a field that cannot change does".to_string(),
+            let why = if message.contains("updates to statefulset spec") {
+                "only replicas, ordinals, template, updateStrategy, persistentVolumeClaimRetentionPolicy and minReadySeconds of a StatefulSet may change".to_string()
+            } else {
+                match &field {
+                    Some(f) => format!("{f} is immutable"),
+                    None => "a field that cannot change does".to_string(),
+                }
             };
-            let _ = message;
             Outcome::Replaced(Replacement {
                 object,
                 path: format!("{collection}/{}", o.name),
