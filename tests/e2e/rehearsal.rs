@@ -209,7 +209,12 @@ fn site_policies_stop_the_plan_and_a_failed_upgrade_keeps_what_the_release_used(
     .unwrap();
     api.merge_patch(
         &format!("/api/v1/namespaces/{id}"),
-        &json!({"metadata": {"labels": {"wallaroo-test-policy": id, "wallaroo-test-site": id}}}),
+        &json!({"metadata": {"labels": {
+            "wallaroo-test-policy": id,
+            "wallaroo-test-site": id,
+            // Pod Security in warn mode: the server's warnings are the plan's.
+            "pod-security.kubernetes.io/warn": "restricted",
+        }}}),
     )
     .unwrap();
 
@@ -310,6 +315,12 @@ fn site_policies_stop_the_plan_and_a_failed_upgrade_keeps_what_the_release_used(
     assert_eq!(code, Some(2), "{out}{err}");
     assert!(
         out.contains("Rehearsal: the API server accepts all"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "Warning: the API server warns: Deployment {id}/conductor-wallsvc: would violate PodSecurity \"restricted:latest\""
+        )),
         "{out}"
     );
     // Apply meets the webhook's denial in helm's upgrade: it fails, and the Secret the
@@ -567,7 +578,8 @@ fn an_immutable_change_is_refused_or_replaced_as_the_spec_allows() {
 /// with an object of its kind. The plan (as the cluster's admin, so that rights are not what
 /// stops it) refuses the three, each with its reason and what to do, rehearses the CRD and
 /// says its object waits for it; nothing is made. With the Service gone, the quota lifted and
-/// the ServiceMonitor off, the install goes through, the CRD with it.
+/// the ServiceMonitor off, the install goes through, wallaroo applying the CRD; a next chart
+/// whose CRD drops the version the object is stored in is refused.
 #[test]
 fn objects_helm_cannot_own_quotas_and_unserved_kinds_stop_a_first_install() {
     let env = shared();
@@ -729,6 +741,62 @@ spec:
     assert!(
         api.get(&format!("/apis/{group}/v1/namespaces/{id}/widgets/gadget"))
             .is_ok()
+    );
+    // wallaroo applied the chart's CRD (helm would have, once, and never again).
+    let crd_path =
+        format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.{group}");
+    let crd = api.get(&crd_path).unwrap();
+    assert!(
+        crd["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["manager"] == "wallaroo" && m["operation"] == "Apply"),
+        "{crd:#}"
+    );
+    assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
+
+    // The next chart version's CRD serves v2 only: the widget stored as v1 could no longer be
+    // read, and the plan says so.
+    std::fs::write(
+        chart.join("crds/widgets.yaml"),
+        std::fs::read_to_string(chart.join("crds/widgets.yaml"))
+            .unwrap()
+            .replace("    - name: v1\n", "    - name: v2\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/extras.yaml"),
+        std::fs::read_to_string(chart.join("templates/extras.yaml"))
+            .unwrap()
+            .replace(
+                &format!("apiVersion: {group}/v1"),
+                &format!("apiVersion: {group}/v2"),
+            ),
+    )
+    .unwrap();
+    wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &id, &chart).unwrap();
+    // (A new chart version changes the release; here one value stands for it.)
+    let spec = op.spec.replace(
+        "helm {\n  timeout = \"2m\"\n}\n",
+        "helm {\n  timeout = \"2m\"\n  values  = { monitor = false, widgets = \"v2\" }\n}\n",
+    );
+    std::fs::write(dir.join("wallaroo.hcl"), spec).unwrap();
+    let (code, out, err) = run_as_admin(env, dir, &["plan", "--refresh-pins", "--json"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let refusals = refused(&plan);
+    let dropped = refusals
+        .iter()
+        .find(|r| r["object"] == format!("CustomResourceDefinition widgets.{group}"))
+        .unwrap_or_else(|| panic!("{refusals:#?}"));
+    assert_eq!(dropped["field"], "spec.versions");
+    assert!(
+        dropped["message"]
+            .as_str()
+            .unwrap()
+            .contains("version(s) v1,"),
+        "{dropped}"
     );
     let (code, out, err) = run_as_admin(env, dir, &["destroy", "--auto-approve"]);
     assert_eq!(code, Some(0), "{out}{err}");

@@ -270,11 +270,13 @@ impl HelmReleaseKind {
             .and_then(Value::as_str)
             .unwrap_or("15m");
         self.unstick(name, ns).await?;
-        // Objects whose change a field's immutability refuses (apply's rehearsal found
-        // them, and the spec allows it): deleted first, made again by the upgrade.
-        let replacing: Vec<crate::rehearse::Replacement> =
-            std::mem::take(&mut *self.config.replacing.lock().expect("replacing lock"));
-        for r in &replacing {
+        // What apply's rehearsal found to do first: the chart's CRDs applied (helm installs
+        // them on a first install only, and never upgrades them), and the objects whose
+        // change a field's immutability refuses (the spec allows it) deleted, for the
+        // upgrade to make again.
+        let first = std::mem::take(&mut *self.config.before_upgrade.lock().expect("upgrade lock"));
+        crate::rehearse::crds::apply_crds(&self.client, &first.crds).await?;
+        for r in &first.replacing {
             crate::rehearse::replace::delete_for_replacement(
                 &self.client,
                 r,

@@ -62,14 +62,14 @@ pub struct ClusterConfig {
     /// `Kind/name:path` rules of fields of the release's objects not compared for drift
     /// (`helm { ignore_drift }`).
     pub ignore_drift: Vec<String>,
-    /// Objects of the release the next upgrade deletes first, so that helm makes them again
-    /// (a field that cannot change does; `helm { replace_immutable = true }`): set by apply
-    /// from its rehearsal, taken by the release's upgrade.
-    pub replacing: Replacements,
+    /// What the release's next upgrade does first (the chart's CRDs applied, objects
+    /// replaced): set by apply from its rehearsal, taken by the upgrade.
+    pub before_upgrade: BeforeUpgrades,
 }
 
-/// The release's objects apply replaces (see [`ClusterConfig::replacing`]).
-pub type Replacements = std::sync::Arc<std::sync::Mutex<Vec<rehearse::Replacement>>>;
+/// What the release's next upgrade does first, shared between apply and the release's kind
+/// (see [`ClusterConfig::before_upgrade`]).
+pub type BeforeUpgrades = std::sync::Arc<std::sync::Mutex<rehearse::BeforeUpgrade>>;
 
 /// A registry login, password kept out of Debug output.
 #[derive(Clone)]

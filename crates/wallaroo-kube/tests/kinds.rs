@@ -23,7 +23,7 @@ fn config(env: &Env) -> wallaroo_kube::ClusterConfig {
         delete_data: false,
         kots_binary: "kubectl-kots".into(),
         ignore_drift: Vec::new(),
-        replacing: Default::default(),
+        before_upgrade: Default::default(),
     }
 }
 

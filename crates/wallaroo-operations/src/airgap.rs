@@ -148,7 +148,9 @@ impl Workspace {
             }
         }
         let yaml = wallaroo_oci::release::render_manifests(&render, &chart).await?;
-        let kinds = wallaroo_kube::permissions::rendered_kinds(&yaml);
+        // The chart's own CRDs are applied by wallaroo before the release: their kind too.
+        let crds = wallaroo_oci::release::chart_crds(&chart)?.join("\n---\n");
+        let kinds = wallaroo_kube::permissions::rendered_kinds(&format!("{yaml}\n---\n{crds}"));
         *self.rendered_kinds.lock().expect("kinds lock") = Some(kinds.clone());
         *self.rendered_manifest.lock().expect("manifest lock") = Some(yaml.clone());
         let rbac = wallaroo_kube::permissions::grants::rbac_objects(&yaml);

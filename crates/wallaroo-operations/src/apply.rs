@@ -180,7 +180,10 @@ async fn rehearse_before_apply(
             )));
         }
     }
-    *ws.replacing.lock().expect("replacing lock") = r.replacing.clone();
+    *ws.before_upgrade.lock().expect("upgrade lock") = wallaroo_kube::rehearse::BeforeUpgrade {
+        crds: r.crds.clone(),
+        replacing: r.replacing.clone(),
+    };
     Ok(Some(r))
 }
 

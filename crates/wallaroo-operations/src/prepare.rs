@@ -91,7 +91,7 @@ impl Workspace {
             self.delete_data,
             &self.helm,
             self.cluster().await?,
-            self.replacing.clone(),
+            self.before_upgrade.clone(),
         )
         .await?;
         let signatures = self.signatures()?;
@@ -181,7 +181,7 @@ pub async fn cluster_kinds(
     delete_data: bool,
     helm: &std::path::Path,
     cluster: &wallaroo_kube::Cluster,
-    replacing: wallaroo_kube::Replacements,
+    before_upgrade: wallaroo_kube::BeforeUpgrades,
 ) -> Result<KindRegistry, OperationError> {
     let mut kinds = KindRegistry::new();
     kinds.register(Arc::new(wallaroo_engine::value::StaticValueKind));
@@ -228,7 +228,7 @@ pub async fn cluster_kinds(
         output_timeout: Duration::from_secs(300),
         delete_data,
         ignore_drift: spec.helm.ignore_drift.clone(),
-        replacing,
+        before_upgrade,
         kots_binary: spec
             .kots
             .as_ref()

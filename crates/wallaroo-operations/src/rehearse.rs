@@ -20,6 +20,8 @@ use crate::workspace::Workspace;
 pub struct Rehearsed {
     pub found: Rehearsal,
     pub replacing: Vec<Replacement>,
+    /// The chart's CRDs (its `crds/`), which apply applies before the release.
+    pub crds: Vec<Value>,
     /// Why nothing was rehearsed (an identity that may only read).
     pub skipped: Option<String>,
 }
@@ -163,6 +165,7 @@ impl Workspace {
                 .await?;
                 out.found.merge(r.found);
                 out.replacing = r.replacing;
+                out.crds = r.crds;
             }
             Ok::<_, OperationError>(out)
         }

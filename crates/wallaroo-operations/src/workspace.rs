@@ -92,8 +92,8 @@ pub struct Workspace {
     /// The release's rendered manifests, when this run rendered them (never written
     /// anywhere: they may hold secret values): what the API server's rehearsal sends.
     pub(crate) rendered_manifest: std::sync::Mutex<Option<String>>,
-    /// The release's objects the next upgrade replaces (apply's rehearsal sets them).
-    pub(crate) replacing: wallaroo_kube::Replacements,
+    /// What the release's next upgrade does first (apply's rehearsal sets it).
+    pub(crate) before_upgrade: wallaroo_kube::BeforeUpgrades,
     /// The troubleshoot `Preflight` specs the release carries (from the air-gap check's
     /// render, or the cache of it).
     pub(crate) vendor_preflight_specs: std::sync::Mutex<Option<Vec<String>>>,
@@ -189,7 +189,7 @@ impl Workspace {
             rendered_kinds: std::sync::Mutex::new(None),
             rendered_rbac: std::sync::Mutex::new(None),
             rendered_manifest: std::sync::Mutex::new(None),
-            replacing: Default::default(),
+            before_upgrade: Default::default(),
             vendor_preflight_specs: std::sync::Mutex::new(None),
             cluster: tokio::sync::OnceCell::new(),
             spec,

@@ -12,6 +12,7 @@
 //! are then listed as not rehearsed). CRDs are rehearsed first, as helm orders them.
 
 pub mod answer;
+pub mod crds;
 pub mod own;
 pub mod replace;
 
@@ -62,10 +63,20 @@ pub struct Replacement {
     pub why: String,
 }
 
-/// What a release's rehearsal found, and the replacements it would make.
+/// What a release's rehearsal found, the replacements it would make, and the chart's CRDs
+/// apply applies first.
 #[derive(Debug, Clone, Default)]
 pub struct ReleaseRehearsal {
     pub found: Rehearsal,
+    pub replacing: Vec<Replacement>,
+    pub crds: Vec<Value>,
+}
+
+/// What the release's next upgrade does first: the chart's CRDs applied, then the objects
+/// replaced.
+#[derive(Debug, Clone, Default)]
+pub struct BeforeUpgrade {
+    pub crds: Vec<Value>,
     pub replacing: Vec<Replacement>,
 }
 
@@ -77,6 +88,8 @@ struct Object {
     name: String,
     namespace: Option<String>,
     hook: bool,
+    /// From the chart's `crds/`: applied by wallaroo server-side, owned by no release.
+    chart_crd: bool,
 }
 
 impl Object {
@@ -101,6 +114,7 @@ impl Object {
             name,
             namespace,
             hook,
+            chart_crd: false,
         })
     }
 
@@ -124,7 +138,16 @@ pub async fn release(
             .filter_map(Object::of)
             .collect()
     };
-    let mut objects: Vec<Object> = w.crds.iter().flat_map(|t| parse(t)).collect();
+    let mut objects: Vec<Object> = w
+        .crds
+        .iter()
+        .flat_map(|t| parse(t))
+        .filter(|o| o.kind == "CustomResourceDefinition")
+        .map(|o| Object {
+            chart_crd: true,
+            ..o
+        })
+        .collect();
     let chart_crds = objects.len();
     objects.extend(parse(w.manifests));
     // Kinds the chart's CRDs bring: group -> kinds.
@@ -144,7 +167,14 @@ pub async fn release(
         }
     }
     let served = discover(cluster, &objects).await?;
-    let mut out = ReleaseRehearsal::default();
+    let mut out = ReleaseRehearsal {
+        crds: objects
+            .iter()
+            .filter(|o| o.chart_crd)
+            .map(|o| o.doc.clone())
+            .collect(),
+        ..ReleaseRehearsal::default()
+    };
     let describe = |o: &Object, ns: Option<&str>| match ns {
         Some(ns) => format!("{} {ns}/{}", o.kind, o.name),
         None => format!("{} {}", o.kind, o.name),
@@ -186,12 +216,19 @@ pub async fn release(
     }
     if chart_crds > 0 {
         out.found.notes.push(format!(
-            "the chart's crds/ ({chart_crds} CRD(s)) were rehearsed as helm installs them: before the release, on a first install only"
+            "the chart's crds/ ({chart_crds} CRD(s)) were rehearsed as apply applies them: server-side, before the release, never deleted"
         ));
     }
+    // What the release makes, by name: a dry run of one object that needs another made in
+    // the same install (a binding and its Role) cannot find it.
+    let names: BTreeSet<String> = objects
+        .iter()
+        .map(|o| format!("{}\"{}\"", o.kind.to_lowercase(), o.name))
+        .collect();
+    let names = &names;
     let sends = todo.into_iter().map(|(i, ar, caps)| {
         let o = &objects[i];
-        rehearse_object(cluster, w, o, ar, caps)
+        rehearse_object(cluster, w, o, ar, caps, names)
     });
     let answers: Vec<Result<Outcome, kube::Error>> = futures_util::StreamExt::collect(
         futures_util::StreamExt::buffered(futures_util::stream::iter(sends), AT_ONCE),
@@ -294,6 +331,7 @@ async fn rehearse_object(
     o: &Object,
     ar: ApiResource,
     caps: ApiCapabilities,
+    release_objects: &BTreeSet<String>,
 ) -> Result<Outcome, kube::Error> {
     let namespaced = caps.scope == Scope::Namespaced;
     let ns = namespaced.then(|| {
@@ -337,6 +375,48 @@ async fn rehearse_object(
             });
         }
     };
+    if o.chart_crd {
+        // Applied server-side by wallaroo, as apply will; a version objects are stored in
+        // must stay.
+        if let Some(live) = &live {
+            let dropped = crds::dropped_versions(live, &o.doc);
+            if !dropped.is_empty() {
+                return Ok(Outcome::Refused(Refusal {
+                    address: w.address.to_string(),
+                    object,
+                    reason: RefusalReason::Invalid,
+                    field: Some("spec.versions".into()),
+                    message: format!(
+                        "the chart's CRD no longer lists version(s) {}, which objects are stored in (status.storedVersions)",
+                        dropped.join(", ")
+                    ),
+                    hint: "migrate the stored objects to a version the new CRD keeps, and drop the old one from status.storedVersions, before this upgrade (Kubernetes' storage version migration)".into(),
+                }));
+            }
+        }
+        let (status, headers, answer) = send(
+            cluster.client(),
+            http::Method::PATCH,
+            &format!(
+                "{collection}/{}?dryRun=All&fieldValidation=Strict&fieldManager={}&force=true",
+                o.name,
+                crds::MANAGER
+            ),
+            Some(("application/apply-patch+yaml", payload_of(&body))),
+        )
+        .await?;
+        return Ok(match classify(status, &headers, &answer) {
+            Answer::Accepted(warnings) => Outcome::Accepted { object, warnings },
+            Answer::NotRehearsed(why) => Outcome::NotRehearsed { object, why },
+            Answer::Refused {
+                reason,
+                field,
+                message,
+            } => Outcome::Refused(refusal(
+                w.address, &object, None, reason, field, message, w.redact,
+            )),
+        });
+    }
     let (method, path, content_type) = match &live {
         None => (http::Method::POST, collection.clone(), "application/json"),
         Some(_) if o.hook => {
@@ -363,7 +443,7 @@ async fn rehearse_object(
             )
         }
     };
-    let payload = serde_json::to_vec(&body).unwrap_or_default();
+    let payload = payload_of(&body);
     let (status, headers, answer) = send(
         cluster.client(),
         method.clone(),
@@ -371,6 +451,29 @@ async fn rehearse_object(
         Some((content_type, payload)),
     )
     .await?;
+    // A binding's role is resolved when the binding is made (RBAC's escalation check): one
+    // the same install makes cannot be found by a dry run.
+    let bound_role = matches!(o.kind.as_str(), "RoleBinding" | "ClusterRoleBinding")
+        .then(|| {
+            let kind = o.doc["roleRef"]["kind"].as_str().unwrap_or_default();
+            let name = o.doc["roleRef"]["name"].as_str().unwrap_or_default();
+            (
+                format!("{}\"{name}\"", kind.to_lowercase()),
+                format!("{} {name}", kind.to_lowercase()),
+            )
+        })
+        .filter(|(key, _)| release_objects.contains(key))
+        .map(|(_, shown)| shown);
+    if status == 404
+        && let Some(needed) = bound_role.or_else(|| needs_from_release(&answer, release_objects))
+    {
+        return Ok(Outcome::NotRehearsed {
+            object,
+            why: format!(
+                "it needs {needed}, which this install makes and which does not exist yet (the permission check covers what making it takes)"
+            ),
+        });
+    }
     Ok(match classify(status, &headers, &answer) {
         Answer::Accepted(warnings) => Outcome::Accepted { object, warnings },
         Answer::NotRehearsed(why) => Outcome::NotRehearsed {
@@ -411,6 +514,27 @@ async fn rehearse_object(
             w.redact,
         )),
     })
+}
+
+/// The object of the release a NotFound answer names (`roles.rbac.authorization.k8s.io
+/// "reader" not found`), when it names one: `role "reader"`.
+fn needs_from_release(answer: &[u8], release_objects: &BTreeSet<String>) -> Option<String> {
+    let message = serde_json::from_slice::<Value>(answer).ok()?["message"]
+        .as_str()?
+        .to_string();
+    let (resource, rest) = message.split_once(' ')?;
+    let name = rest.strip_suffix(" not found")?;
+    // `roles.rbac.authorization.k8s.io` -> `role`; `ingresses` -> `ingress`
+    let plural = resource.split('.').next()?;
+    [plural.strip_suffix("es"), plural.strip_suffix('s')]
+        .into_iter()
+        .flatten()
+        .find(|kind| release_objects.contains(&format!("{kind}{name}")))
+        .map(|kind| format!("{kind} {name}"))
+}
+
+fn payload_of(body: &Value) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap_or_default()
 }
 
 /// Why helm would not take over `live` for release `release` in `namespace` (its ownership
