@@ -147,9 +147,11 @@ async fn rehearse_before_apply(
     state: Option<&wallaroo_state::Lockfile>,
     saved: bool,
 ) -> Result<Option<crate::rehearse::Rehearsed>, OperationError> {
-    let Some(r) = ws
-        .rehearse(&prepared.engine, &prepared.desired, plan, state)
-        .await?
+    let Some(r) = wallaroo_profile::within(
+        "rehearsal",
+        ws.rehearse(&prepared.engine, &prepared.desired, plan, state),
+    )
+    .await?
     else {
         return Ok(None);
     };

@@ -98,8 +98,11 @@ pub async fn plan(ws: &Workspace, request: &PlanRequest) -> Result<PlanOutcome, 
                 ..Rehearsed::default()
             }),
             None => {
-                ws.rehearse(&prepared.engine, &prepared.desired, &plan, state.as_ref())
-                    .await?
+                wallaroo_profile::within(
+                    "rehearsal",
+                    ws.rehearse(&prepared.engine, &prepared.desired, &plan, state.as_ref()),
+                )
+                .await?
             }
         };
         let mut refused = Vec::new();

@@ -153,13 +153,16 @@ impl Workspace {
                 }
             }
             let mut out = Rehearsed {
-                found: wallaroo_profile::within("rehearsal", engine.rehearse(plan, &sent, state))
-                    .await,
+                found: wallaroo_profile::within(
+                    "rehearsal: wallaroo's writes",
+                    engine.rehearse(plan, &sent, state),
+                )
+                .await,
                 ..Rehearsed::default()
             };
             if let Some(release) = changing.iter().find(|c| c.kind == "helm_release") {
                 let r = wallaroo_profile::within(
-                    "rehearsal of the release",
+                    "rehearsal: the release",
                     self.rehearse_release(desired, &release.address.to_string(), &into),
                 )
                 .await?;
