@@ -523,3 +523,303 @@ fn drop_foreign_users(spec: &str, ns: &str) -> String {
     }
     out
 }
+
+/// The sample chart as another vendor's chart would be: no `assays`, `nodeAffinityKey`,
+/// `engineAffinity` or `nodeSelectors` in its values (its templates fix what they decided).
+fn chart_without_wallaroos_keys(dir: &Path) -> PathBuf {
+    let chart = common::sample_chart_copy(dir);
+    let values = std::fs::read_to_string(chart.join("values.yaml")).unwrap();
+    let mut kept = Vec::new();
+    let mut skipping = false;
+    for line in values.lines() {
+        let top = !line.starts_with(' ') && !line.starts_with('#');
+        if top {
+            skipping = [
+                "assays:",
+                "nodeAffinityKey:",
+                "engineAffinity:",
+                "nodeSelectors:",
+            ]
+            .iter()
+            .any(|k| line.starts_with(k));
+        }
+        if !skipping {
+            kept.push(line);
+        }
+    }
+    std::fs::write(chart.join("values.yaml"), kept.join("\n") + "\n").unwrap();
+    let templates = chart.join("templates/deployments.yaml");
+    let text = std::fs::read_to_string(&templates)
+        .unwrap()
+        .replace(
+            "            - {name: ASSAYS, value: \"{{ $.Values.assays.enabled }}/{{ $.Values.assays.version }}\"}\n",
+            "",
+        )
+        .replace("{{ .Values.nodeAffinityKey | quote }}", "\"wallaroo.ai/node-purpose\"")
+        .replace("{{ .Values.engineAffinity | quote }}", "\"pipelines\"");
+    assert!(!text.contains("assays") && !text.contains("engineAffinity"));
+    std::fs::write(&templates, text).unwrap();
+    let helpers = chart.join("templates/_helpers.tpl");
+    let text = std::fs::read_to_string(&helpers).unwrap().replace(
+        "{{- $sel := index .root.Values.nodeSelectors .service | default dict }}",
+        "{{- $sel := dict }}",
+    );
+    assert!(!text.contains("nodeSelectors"));
+    std::fs::write(&helpers, text).unwrap();
+    chart
+}
+
+/// A guide-style install of a chart that lacks keys the spec always sets, whose pull secret
+/// was made with `kubectl create secret docker-registry regcred`: init finds the registry's
+/// login in it and keeps it under its own name; the plan sends none of the values this chart
+/// does not read (and says which), so it changes nothing in the release, the nodes or the
+/// users; apply makes no helm revision; the next plan is empty.
+#[test]
+fn a_foreign_chart_and_a_hand_made_pull_secret_are_adopted_with_no_change() {
+    let env = shared();
+    let ns = unique("adoptfor");
+    let charts = tempfile::tempdir().unwrap();
+    let chart_dir = chart_without_wallaroos_keys(charts.path());
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &ns, &chart_dir).unwrap();
+    let nodes = env
+        .add_nodes(&ns, 4, &json!({"e2e-init": ns}), &json!([]), &json!({}))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let api = env.api().unwrap();
+    api.create(
+        "/api/v1/namespaces",
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    )
+    .unwrap();
+    for (node, purpose, taint) in [
+        (&nodes[0], "general", None),
+        (&nodes[1], "persistent", Some("persistent")),
+        (&nodes[2], "pipelines", Some("pipelines")),
+        (&nodes[3], "pipelines", Some("pipelines")),
+    ] {
+        let taints: Vec<Value> = taint
+            .map(|t| json!({"key": format!("wallaroo.ai/{t}"), "value": "true", "effect": "NoSchedule"}))
+            .into_iter()
+            .collect();
+        api.merge_patch(
+            &format!("/api/v1/nodes/{node}"),
+            &json!({"metadata": {"labels": {"wallaroo.ai/node-purpose": purpose}}, "spec": {"taints": taints}}),
+        )
+        .unwrap();
+    }
+    // kubectl create secret docker-registry regcred --docker-server=... (Go's key order).
+    let (u, p) = (&env.private.username, &env.private.password);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let auth = format!(
+        r#"{{"auths":{{"{}":{{"username":"{u}","password":"{p}","auth":"{}"}}}}}}"#,
+        env.private.address(),
+        b64.encode(format!("{u}:{p}"))
+    );
+    api.create(
+        &format!("/api/v1/namespaces/{ns}/secrets"),
+        &json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                "metadata": {"name": "regcred", "namespace": ns},
+                "data": {".dockerconfigjson": b64.encode(&auth)}}),
+    )
+    .unwrap();
+    let mut copies = vec![(
+        format!("{ns}/2025-1/wallaroo"),
+        format!("{ns}/charts/wallaroo"),
+    )];
+    for image in &preset.images {
+        copies.push((
+            format!("{ns}/{}", image.name),
+            format!("{ns}/{}", image.name),
+        ));
+    }
+    common::skopeo_mirror(env, &copies, VERSION);
+    let hand = dir.path().join("by-hand");
+    std::fs::create_dir_all(&hand).unwrap();
+    std::fs::write(
+        hand.join("image-values.yaml"),
+        format!(
+            "imageRegistry: {}/{ns}\nimagePullSecrets:\n  - name: regcred\n",
+            env.private.address()
+        ),
+    )
+    .unwrap();
+    let ca = env.ca_file.display().to_string();
+    let private = env.private.address();
+    let helm = |args: &[&str]| {
+        let out = Command::new(&env.helm)
+            .args(args)
+            .env("HELM_REGISTRY_CONFIG", hand.join("registry.json"))
+            .arg("--kubeconfig")
+            .arg(&env.admin_kubeconfig)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    helm(&[
+        "registry",
+        "login",
+        &private,
+        "--username",
+        u,
+        "--password",
+        p,
+        "--ca-file",
+        &ca,
+    ]);
+    let hand_dir = hand.display().to_string();
+    helm(&[
+        "pull",
+        &format!("oci://{private}/{ns}/charts/wallaroo"),
+        "--version",
+        VERSION,
+        "--destination",
+        &hand_dir,
+        "--ca-file",
+        &ca,
+    ]);
+    let keycloak_admin = format!("keycloakAdmin.password={}", env.keycloak_password);
+    helm(&[
+        "install",
+        "wallaroo",
+        &hand
+            .join(format!("wallaroo-{VERSION}.tgz"))
+            .display()
+            .to_string(),
+        "--namespace",
+        &ns,
+        "--values",
+        &hand.join("image-values.yaml").display().to_string(),
+        "--set",
+        "domainSuffix=foreign.example.com",
+        "--set",
+        &keycloak_admin,
+    ]);
+
+    let out = wallaroo(
+        env,
+        dir.path(),
+        &[
+            "init",
+            "--from-cluster",
+            "--namespace",
+            &ns,
+            "--nodes",
+            &format!("e2e-init={ns}"),
+            "--keycloak-url",
+            &env.keycloak_url,
+            "--vendor-registry",
+            &env.vendor.address(),
+            "--vendor-username",
+            &env.vendor.username,
+            "--vendor-ca-file",
+            &ca,
+            "--registry-ca-file",
+            &ca,
+        ],
+        &[],
+    );
+    let printed = format!("{}{}", ok(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        printed.contains(&format!(
+            "the private registry's login ({u}) comes from the pull secret `regcred` in {ns}, which the release names: kept under its name (`pull_secret`)"
+        )),
+        "{printed}"
+    );
+    let spec_path = dir.path().join("wallaroo.hcl");
+    let spec = std::fs::read_to_string(&spec_path).unwrap();
+    assert!(spec.contains("pull_secret = \"regcred\""), "{spec}");
+    assert!(
+        spec.lines()
+            .any(|l| l.trim().starts_with("username") && l.ends_with(&format!("\"{u}\""))),
+        "{spec}"
+    );
+    assert!(
+        !printed.contains("the plan will add the value"),
+        "{printed}"
+    );
+    assert!(!spec.contains(p.as_str()), "no password in the spec");
+    // This vendor publishes under its own path (the cluster cannot know it).
+    assert!(spec.contains("source \"wallaroo\" {\n"), "{spec}");
+    let spec = drop_foreign_users(&spec, &ns).replace(
+        "source \"wallaroo\" {\n",
+        &format!("source \"wallaroo\" {{\n  path = \"{ns}\"\n"),
+    );
+    std::fs::write(&spec_path, &spec).unwrap();
+    let vars = vec![
+        (
+            "WALLAROO_VAR_vendor_password".to_string(),
+            env.vendor.password.clone(),
+        ),
+        ("WALLAROO_VAR_registry_password".to_string(), p.clone()),
+        (
+            "WALLAROO_VAR_helm_keycloak_admin_password".to_string(),
+            env.keycloak_password.clone(),
+        ),
+    ];
+    let planned = wallaroo(env, dir.path(), &["plan", "--json"], &vars);
+    let plan: Value = serde_json::from_str(&ok(&planned)).unwrap();
+    let changed: Vec<String> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "no-op" && c["action"] != "read")
+        .map(|c| c["address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "nothing to change: {changed:?}\n{plan:#}"
+    );
+    let warnings = plan["warnings"].to_string();
+    assert!(
+        warnings.contains("this chart does not read")
+            && warnings.contains("assays (assays { version })")
+            && warnings.contains("engineAffinity (scheduling { engine_affinity })"),
+        "{warnings}"
+    );
+    assert!(
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["address"] == format!("secret.{ns}/regcred") && c["adopted"] == true),
+        "the hand-made pull secret is adopted under its name"
+    );
+    ok(&wallaroo(
+        env,
+        dir.path(),
+        &["apply", "--auto-approve"],
+        &vars,
+    ));
+    let revisions = api
+        .get(&format!(
+            "/api/v1/namespaces/{ns}/secrets?labelSelector=owner%3Dhelm"
+        ))
+        .unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(revisions, 1, "no helm upgrade ran");
+    assert!(
+        api.get(&format!(
+            "/api/v1/namespaces/{ns}/secrets/wallaroo-registry"
+        ))
+        .is_err(),
+        "no second pull secret"
+    );
+    let again = wallaroo(env, dir.path(), &["plan", "--detailed-exitcode"], &vars);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&again.stderr)
+    );
+    for node in &nodes {
+        let _ = api.delete(&format!("/api/v1/nodes/{node}"));
+    }
+}

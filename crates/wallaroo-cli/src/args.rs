@@ -129,6 +129,10 @@ pub struct InitArgs {
     /// PEM file of the CA that signs the private registry's certificate.
     #[arg(long, value_name = "PATH")]
     pub registry_ca_file: Option<PathBuf>,
+    /// With --from-cluster: the private registry's user, when no pull secret of the release's
+    /// namespace holds a login for it (its password becomes a variable).
+    #[arg(long, requires = "from_cluster", value_name = "USER")]
+    pub registry_username: Option<String>,
     /// The Wallaroo version, e.g. 2025.1.0-6290.
     #[arg(long, value_name = "VERSION", conflicts_with = "from_cluster")]
     pub wallaroo_version: Option<String>,

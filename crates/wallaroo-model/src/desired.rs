@@ -49,6 +49,14 @@ pub const TLS_SECRET: &str = "cust-cert-secret";
 /// Name of the Secret the cluster pulls images from the private registry with.
 pub const PULL_SECRET: &str = "wallaroo-registry";
 
+/// The name of the private registry's pull secret: `registry { pull_secret }`, else
+/// [`PULL_SECRET`].
+pub fn pull_secret_name(reg: &wallaroo_spec::model::PrivateRegistry) -> String {
+    reg.pull_secret
+        .clone()
+        .unwrap_or_else(|| PULL_SECRET.to_string())
+}
+
 /// Builds the desired resources of a spec, mirroring its extra images only (no release list,
 /// no pins): what can be known without reading the chart or the lockfile.
 pub fn from_spec(spec: &Spec) -> Result<DesiredSet, DesiredError> {
@@ -113,16 +121,17 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
     // The pull secret of the private registry, in the release's namespace and, for the
     // NVIDIA device plugin, in kube-system.
     let mut plugin_pull_secret = None;
+    let secret_name = registry.map(pull_secret_name).unwrap_or_default();
     if let Some(auth) = registry.and_then(pull_secret_config) {
         let mut pull_secret = |namespace: &str, deps: Vec<Address>| {
-            let addr = Address::named("secret", &format!("{namespace}/{PULL_SECRET}"));
+            let addr = Address::named("secret", &format!("{namespace}/{secret_name}"));
             set.insert(
                 DesiredResource::new(
                     addr.clone(),
                     "secret",
                     attrs([
                         ("namespace", json!(namespace)),
-                        ("name", json!(PULL_SECRET)),
+                        ("name", json!(secret_name)),
                         ("type", json!("kubernetes.io/dockerconfigjson")),
                         ("data", json!({".dockerconfigjson": auth})),
                     ]),
@@ -236,7 +245,7 @@ pub fn from_spec_with(spec: &Spec, images: &[MirrorImage]) -> Result<DesiredSet,
         ]);
         let mut deps = vec![image_addr];
         if let Some(secret) = plugin_pull_secret {
-            a.insert("pull_secret".into(), json!(PULL_SECRET));
+            a.insert("pull_secret".into(), json!(secret_name));
             deps.push(secret);
         }
         set.insert(

@@ -73,6 +73,8 @@ pub struct Hints {
     pub vendor_username: Option<String>,
     pub vendor_ca_file: Option<PathBuf>,
     pub registry_ca_file: Option<PathBuf>,
+    /// The private registry's user, when no pull secret in the namespace holds a login.
+    pub registry_username: Option<String>,
     /// Keycloak's base URL, when not the one the chart serves.
     pub keycloak_url: Option<String>,
     /// Where the spec will be written (relative paths in it resolve there).
@@ -521,33 +523,78 @@ fn map_registry(d: &mut Draft<'_>) {
                 .collect()
         })
         .unwrap_or_default();
-    if names == [PULL_SECRET] {
-        d.take(&["imagePullSecrets"]);
-    } else if !names.is_empty() {
-        d.report.push(format!(
-            "imagePullSecrets names {}, not wallaroo's `{PULL_SECRET}`: kept in helm {{ values }}; \
+    // The login: from the pull secrets the release names, wallaroo's own, then any
+    // other of the namespace that holds one for this registry (however its key is written:
+    // `host`, `https://host`, `host/v2/`).
+    let login_in = |name: &str| {
+        d.live.pull_secrets.get(name).and_then(|logins| {
+            logins
+                .iter()
+                .find(|(h, _)| registry_host(h) == host)
+                .map(|(_, u)| u.clone())
+        })
+    };
+    let mut order: Vec<String> = names.clone();
+    order.push(PULL_SECRET.to_string());
+    order.extend(d.live.pull_secrets.keys().cloned());
+    let found = order
+        .iter()
+        .find_map(|n| login_in(n).map(|u| (n.clone(), u)));
+    let mut attrs = vec![("host", json!(host)), ("namespace", json!(namespace))];
+    // The release's one pull secret, made by hand under its own name: adopted as it is.
+    let adopted = match (&found, names.as_slice()) {
+        (Some((secret, _)), [named]) if named == secret => Some(secret.clone()),
+        _ => None,
+    };
+    match &adopted {
+        Some(secret) => {
+            d.take(&["imagePullSecrets"]);
+            if secret != PULL_SECRET {
+                attrs.push(("pull_secret", json!(secret)));
+            }
+        }
+        None if !names.is_empty() => d.report.push(format!(
+            "imagePullSecrets names {}, none of which holds the login: kept in helm {{ values }}; \
              wallaroo adds a `{PULL_SECRET}` pull secret of its own",
             names.join(", ")
-        ));
-    }
-    let username = names
-        .iter()
-        .chain(std::iter::once(&PULL_SECRET.to_string()))
-        .find_map(|n| d.live.pull_secrets.get(n)?.get(host).cloned());
-    let mut attrs = vec![("host", json!(host)), ("namespace", json!(namespace))];
-    match username {
-        Some(u) => {
-            let password = d.variable(
-                "registry_password",
-                format!("The password of {u} at the private registry {host}."),
-            );
-            attrs.push(("username", json!(u)));
-            attrs.push(("password", password));
-        }
-        None => d.report.push(format!(
-            "no pull secret in {} holds a login for {host}: the registry is written without a user",
-            d.live.namespace
         )),
+        None => {}
+    }
+    let username = match (found, &d.hints.registry_username) {
+        (Some((secret, u)), _) => {
+            d.report.push(format!(
+                "the private registry's login ({u}) comes from the pull secret `{secret}` in {}{}",
+                d.live.namespace,
+                if adopted.is_some() && secret != PULL_SECRET {
+                    ", which the release names: kept under its name (`pull_secret`)"
+                } else {
+                    ""
+                }
+            ));
+            Some(u)
+        }
+        (None, Some(u)) => {
+            d.report.push(format!(
+                "no pull secret in {} holds a login for {host}: the user given with --registry-username is written",
+                d.live.namespace
+            ));
+            Some(u.clone())
+        }
+        (None, None) => {
+            d.report.push(format!(
+                "no pull secret in {} holds a login for {host}: the registry is written without a user (pass --registry-username)",
+                d.live.namespace
+            ));
+            None
+        }
+    };
+    if let Some(u) = username {
+        let password = d.variable(
+            "registry_password",
+            format!("The password of {u} at the private registry {host}."),
+        );
+        attrs.push(("username", json!(u)));
+        attrs.push(("password", password));
     }
     match &d.hints.registry_ca_file {
         Some(ca) => attrs.push(("ca_file", json!(ca))),
@@ -557,6 +604,14 @@ fn map_registry(d: &mut Draft<'_>) {
         )),
     }
     d.block("registry \"private\"", attrs);
+}
+
+/// The `host[:port]` of a docker config `auths` key (`https://host/v1/`, `host`).
+fn registry_host(key: &str) -> &str {
+    let key = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    key.split('/').next().unwrap_or(key)
 }
 
 /// `tls { secret_name }` from `deploymentStage: cust` and `custTlsSecret`.
@@ -922,7 +977,15 @@ fn round_trip(d: &Draft<'_>, text: &str) -> Result<Differences, String> {
                 .join("; ")
         },
     )?;
-    let (desired, secrets) = values_with(&spec, true);
+    let (mut desired, secrets) = values_with(&spec, true);
+    // What the chart does not declare the plan does not send (when its render agrees).
+    if d.live.chart_defaults.is_object() {
+        for p in crate::declared::undeclared(&desired, &d.live.chart_defaults) {
+            if !crate::declared::is_explicit(&p, &spec.helm.values) {
+                crate::declared::remove_path(&mut desired, &p);
+            }
+        }
+    }
     let (mut live, _) = split(&d.live.config, &secrets);
     fill_defaults(&mut live, &desired, &d.live.chart_defaults);
     let mut out = Vec::new();

@@ -6,6 +6,7 @@
 //! network I/O and builds no resource kind: the kinds (`wallaroo-kube`, `wallaroo-oci`) act
 //! on what it describes, and `wallaroo-operations` wires the two together.
 
+pub mod declared;
 pub mod desired;
 pub mod images;
 pub mod inverse;

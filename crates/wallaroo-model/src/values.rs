@@ -7,7 +7,7 @@ use wallaroo_engine::json::merge;
 use wallaroo_spec::Spec;
 use wallaroo_spec::model::AssaysVersion;
 
-use crate::desired::{PULL_SECRET, TLS_SECRET};
+use crate::desired::TLS_SECRET;
 
 /// The one mapping from spec settings to chart values keys, and the secret values apart.
 /// Keys the public documentation confirms: `ingress_mode`, `imageRegistry`,
@@ -242,7 +242,7 @@ pub fn image_values(spec: &Spec) -> Value {
     if let Some(reg) = &spec.registry {
         v["imageRegistry"] = json!(format!("{}/{}", reg.host, reg.namespace));
         if reg.username.is_some() {
-            v["imagePullSecrets"] = json!([{ "name": PULL_SECRET }]);
+            v["imagePullSecrets"] = json!([{ "name": crate::desired::pull_secret_name(reg) }]);
         }
     }
     v

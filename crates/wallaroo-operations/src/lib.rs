@@ -25,6 +25,7 @@ pub mod render_cache;
 pub mod state;
 pub mod support;
 mod transfer;
+mod unread;
 pub mod workspace;
 
 pub use error::OperationError;

@@ -244,7 +244,7 @@ async fn pull_check(
         image,
         registry: registry.host.clone(),
         pull_secret,
-        pull_secret_name: wallaroo_model::PULL_SECRET.into(),
+        pull_secret_name: wallaroo_model::desired::pull_secret_name(registry),
         namespace: spec.wallaroo.namespace.clone(),
         ca_file: registry
             .ca_file

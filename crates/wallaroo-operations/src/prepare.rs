@@ -117,6 +117,11 @@ impl Workspace {
                     .is_some_and(|r| RELEASE_KINDS.contains(&r.kind.as_str()))
             });
             if release {
+                wallaroo_profile::within(
+                    "values the chart reads",
+                    self.drop_unread_values(&mut desired),
+                )
+                .await?;
                 let checked =
                     wallaroo_profile::within("air-gap check", self.air_gap(&mut desired, &images))
                         .await;

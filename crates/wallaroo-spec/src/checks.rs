@@ -184,6 +184,18 @@ pub(crate) fn run(file: &SourceFile, blocks: &Blocks<'_>, spec: &Spec) -> Vec<Sp
             "a Secret name: a DNS-1123 subdomain (lowercase, digits, '-', '.')",
         );
     }
+    if let Some(r) = &spec.registry
+        && let Some(name) = &r.pull_secret
+    {
+        c.check(
+            "registry",
+            Some("private"),
+            "pull_secret",
+            None,
+            dns_subdomain(name),
+            "a Secret name: a DNS-1123 subdomain (lowercase, digits, '-', '.')",
+        );
+    }
     if let Some(p) = &spec.private_pypi {
         c.check(
             "private_pypi",

@@ -217,6 +217,11 @@ pub struct PrivateRegistry {
     /// runs it. A duration: `30m`, `24h`.
     #[serde(default = "default_pull_check_max_age")]
     pub pull_check_max_age: String,
+    /// The name of the pull secret wallaroo keeps for this registry in the release's
+    /// namespace (and `kube-system` for the device plugin), and names in the release's
+    /// `imagePullSecrets`: `wallaroo-registry` unless set. An install made by hand keeps its
+    /// own (`kubectl create secret docker-registry regcred`): `init --from-cluster` writes it.
+    pub pull_secret: Option<String>,
 }
 
 fn default_pull_check_max_age() -> String {

@@ -74,6 +74,7 @@ async fn from_cluster(path: &Path, dir: &Path, args: &InitArgs) -> Result<ExitCo
                 .as_deref()
                 .map(|p| written_path(p, dir)),
             keycloak_url: args.keycloak_url.clone(),
+            registry_username: args.registry_username.clone(),
             base_dir: dir.to_path_buf(),
         },
     };

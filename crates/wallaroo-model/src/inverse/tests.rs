@@ -119,6 +119,7 @@ fn hand_install() -> LiveInstall {
 
 fn hints() -> Hints {
     Hints {
+        registry_username: None,
         vendor_registry: Some("registry.wallaroo.ai".into()),
         vendor_username: Some("corp".into()),
         base_dir: PathBuf::from("."),
