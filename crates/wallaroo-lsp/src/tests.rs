@@ -67,7 +67,7 @@ fn completion_offers_attributes_enums_variables_pools_and_blocks() {
     );
     assert_eq!(
         labels(completion(&k, &text, pos(22, 4))),
-        ["pull_check", "pull_check_max_age"]
+        ["pull_check", "pull_check_max_age", "pull_secret"]
     );
     // Variables after var.
     let text = SPEC.replace(
