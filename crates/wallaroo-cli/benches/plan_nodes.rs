@@ -152,7 +152,12 @@ fn main() {
     .unwrap();
     let docs: Vec<Option<serde_json::Value>> =
         serde_saphyr::from_multiple(&String::from_utf8_lossy(&printed.stdout)).unwrap();
-    let docs: Vec<serde_json::Value> = docs.into_iter().flatten().collect();
+    // The namespace (first in the stream) is there already.
+    let docs: Vec<serde_json::Value> = docs
+        .into_iter()
+        .flatten()
+        .filter(|d| d["kind"] != "Namespace")
+        .collect();
     for doc in &docs {
         let plural = format!("{}s", doc["kind"].as_str().unwrap().to_lowercase());
         let path = match doc["metadata"]["namespace"].as_str() {
