@@ -125,3 +125,83 @@ fn a_prefix_global_registry_is_learned_and_the_operators_own_prefix_wins() {
         assert!(image.starts_with(&format!("{private}/{id}/")), "{images:?}");
     }
 }
+
+/// A subchart that transforms a value before joining it with its registry: it takes the base
+/// of its repository (`base "library/fitzroy-mini"` is `fitzroy-mini`), as charts that trim or
+/// replace in their image helpers do. The markers cannot see that: their first solution splits
+/// the target at the host (`global.imageRegistry` = the host, the repository = `NS/name`),
+/// which the real render turns into `HOST/NAME`, an image the plan does not mirror. The
+/// learned values are proved by render: the solution near it that puts every image at its
+/// target is found with a render of its own, the plan says so, and the default path installs
+/// with no values written.
+#[test]
+fn learned_values_are_proved_by_render_where_a_template_transforms_them() {
+    let env = shared();
+    let path = unique("learnproof");
+    let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+    let charts = tempfile::tempdir().unwrap();
+    let chart = common::sample_chart_copy(charts.path());
+    let values = chart.join("values.yaml");
+    let text = std::fs::read_to_string(&values).unwrap();
+    std::fs::write(&values, format!("global:\n  imageRegistry: \"\"\n{text}")).unwrap();
+    let sub = chart.join("charts/cache");
+    std::fs::create_dir_all(sub.join("templates")).unwrap();
+    std::fs::write(
+        sub.join("Chart.yaml"),
+        "apiVersion: v2\nname: cache\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sub.join("values.yaml"),
+        format!(
+            "image:\n  registry: {}/{path}\n  repository: library/fitzroy-mini\n  tag: 2025.1.0-6290\n",
+            env.vendor.address()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        sub.join("templates/deployment.yaml"),
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: cache
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: cache}}
+  template:
+    metadata: {labels: {app: cache}}
+    spec:
+      containers:
+        - name: cache
+          image: {{ printf "%s/%s:%s" (.Values.global.imageRegistry | default .Values.image.registry) (base .Values.image.repository) .Values.image.tag }}
+"#,
+    )
+    .unwrap();
+    wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &path, &chart).unwrap();
+    let private = env.private.address();
+
+    let id = unique("learnproof");
+    let common::OperatorSpec { dir, spec, .. } = common::operator_spec(env, &id, Some(&path));
+    std::fs::write(dir.path().join("wallaroo.hcl"), &spec).unwrap();
+    let (code, out) = run(env, dir.path(), &["plan"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("proved by render"), "{out}");
+    assert!(
+        out.contains(&format!("global.imageRegistry = \"{private}/{id}\"")),
+        "{out}"
+    );
+    let (code, out) = run(env, dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}");
+    let images = running(env, &id);
+    assert_eq!(images.len(), 4, "{images:?}");
+    assert!(
+        images.contains(&format!("{private}/{id}/fitzroy-mini:2025.1.0-6290")),
+        "{images:?}"
+    );
+    for image in &images {
+        assert!(image.starts_with(&format!("{private}/{id}/")), "{images:?}");
+    }
+    // The next plan learns from the cache, proves again, and is clean.
+    let (code, out) = run(env, dir.path(), &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "the next plan is clean:\n{out}");
+}

@@ -177,7 +177,14 @@ pub struct Learned {
     pub values: Value,
     pub evidence: Vec<String>,
     pub unsolved: Vec<Unsolved>,
+    /// Other values that solve as many images by the markers, best first (at most
+    /// [`ALTERNATIVES`]): where a template transforms a value (trims, takes a path's base,
+    /// replaces), the markers cannot show it, and only a real render tells which is right.
+    pub alternatives: Vec<Value>,
 }
+
+/// How many other solutions [`solve`] keeps for the caller to prove by render.
+pub const ALTERNATIVES: usize = 7;
 
 /// Where a reference's name ends (before `:tag` and `@digest`).
 fn name_end(reference: &str) -> usize {
@@ -193,7 +200,15 @@ fn name_end(reference: &str) -> usize {
 enum Piece {
     Lit(String),
     Key(String),
+    /// Part of a key's marker, as a template transformed it (`base`, `trimPrefix`, a split):
+    /// what the key's own value becomes there is unknown, so an option that leaves the key
+    /// as it is and matches any text here is only a guess, which the caller proves by render.
+    Frag(String),
 }
+
+/// The value an option gives a key it leaves as the chart has it (its marker was only seen
+/// transformed): never written.
+const LEFT_AS_IS: &str = "\u{0}left as is";
 
 /// `reference` as literal text and markers.
 fn pieces(reference: &str, markers: &Markers) -> Vec<(usize, usize, Piece)> {
@@ -226,7 +241,46 @@ fn pieces(reference: &str, markers: &Markers) -> Vec<(usize, usize, Piece)> {
             Piece::Lit(reference[pos..].to_string()),
         ));
     }
-    out
+    // A half of a name marker in a literal: the template transformed that key's value.
+    let halves: Vec<(String, String)> = markers
+        .keys
+        .iter()
+        .filter(|(_, (_, role))| *role == Role::Name)
+        .flat_map(|(m, _)| {
+            m.split('/')
+                .filter(|h| !h.is_empty())
+                .map(|h| (h.to_string(), m.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut split = Vec::new();
+    for (start, end, p) in out {
+        let Piece::Lit(text) = &p else {
+            split.push((start, end, p));
+            continue;
+        };
+        let hit = halves
+            .iter()
+            .filter_map(|(h, m)| text.find(h.as_str()).map(|i| (i, h.len(), m.clone())))
+            .min();
+        match hit {
+            Some((i, len, m)) => {
+                if i > 0 {
+                    split.push((start, start + i, Piece::Lit(text[..i].to_string())));
+                }
+                split.push((start + i, start + i + len, Piece::Frag(m)));
+                if i + len < text.len() {
+                    split.push((
+                        start + i + len,
+                        end,
+                        Piece::Lit(text[i + len..].to_string()),
+                    ));
+                }
+            }
+            None => split.push((start, end, p)),
+        }
+    }
+    split
 }
 
 /// Every way the name pieces can spell `target`, each key's value a non-empty part, a key
@@ -253,8 +307,31 @@ fn spellings(
                 spellings(rest, target, pos + l.len(), given, out);
             }
         }
+        Piece::Frag(k) => {
+            // The key left as the chart has it; its transformed value any text here.
+            if given.get(k).is_some_and(|v| v != LEFT_AS_IS) {
+                return;
+            }
+            let ends: Vec<usize> = (pos + 1..=target.len())
+                .filter(|&e| {
+                    e == target.len()
+                        || target[e..].starts_with('/')
+                        || matches!(rest.first(), Some(Piece::Lit(l)) if target[e..].starts_with(l.as_str()))
+                })
+                .collect();
+            let had = given.insert(k.clone(), LEFT_AS_IS.to_string());
+            for e in ends {
+                spellings(rest, target, e, given, out);
+            }
+            if had.is_none() {
+                given.remove(k);
+            }
+        }
         Piece::Key(k) => {
             if let Some(v) = given.get(k).cloned() {
+                if v == LEFT_AS_IS {
+                    return;
+                }
                 if target[pos..].starts_with(v.as_str()) {
                     spellings(rest, target, pos + v.len(), given, out);
                 }
@@ -373,20 +450,26 @@ pub fn solve(
             }
             // Best first: each value as many `/`s as the key's default has (a host stays a
             // host, a repository a repository).
+            // Exact options before guesses (a key left as the chart has it, matching any
+            // text where the template transformed it).
             found.sort_by_key(|f| {
-                f.iter()
+                let guesses = f.values().filter(|v| *v == LEFT_AS_IS).count();
+                let slashes_off = f
+                    .iter()
+                    .filter(|(_, v)| *v != LEFT_AS_IS)
                     .map(|(k, v)| {
                         let d = default_of(&markers.keys[k].0);
                         slashes(v).abs_diff(slashes(&d))
                     })
-                    .sum::<usize>()
+                    .sum::<usize>();
+                (guesses, slashes_off)
             });
             if found.is_empty() {
                 let keys: Vec<String> = name
                     .iter()
                     .filter_map(|p| match p {
                         Piece::Key(k) => Some(markers.keys[k].0.join(".")),
-                        Piece::Lit(_) => None,
+                        Piece::Lit(_) | Piece::Frag(_) => None,
                     })
                     .collect();
                 let lits: Vec<String> = name
@@ -425,21 +508,38 @@ pub fn solve(
         chosen: BTreeMap<String, String>,
         skipped: Vec<usize>,
         best: Option<(BTreeMap<String, String>, Vec<usize>)>,
+        /// Other choices that leave as few images unsolved as the best.
+        others: Vec<BTreeMap<String, String>>,
         budget: usize,
     }
     impl Search<'_> {
+        fn full(&self) -> bool {
+            self.others.len() >= ALTERNATIVES
+        }
+
         fn run(&mut self, i: usize) {
             if self.budget == 0 {
                 return;
             }
             self.budget -= 1;
             if let Some((_, best)) = &self.best
-                && self.skipped.len() >= best.len()
+                && (self.skipped.len() > best.len()
+                    || (self.skipped.len() == best.len() && self.full()))
             {
                 return;
             }
             let Some(image) = self.images.get(i) else {
-                self.best = Some((self.chosen.clone(), self.skipped.clone()));
+                match &self.best {
+                    Some((chosen, skipped)) if skipped.len() == self.skipped.len() => {
+                        if *chosen != self.chosen && !self.others.contains(&self.chosen) {
+                            self.others.push(self.chosen.clone());
+                        }
+                    }
+                    _ => {
+                        self.others.clear();
+                        self.best = Some((self.chosen.clone(), self.skipped.clone()));
+                    }
+                }
                 return;
             };
             for o in &image.options {
@@ -457,7 +557,7 @@ pub fn solve(
                     for k in added {
                         self.chosen.remove(&k);
                     }
-                    if self.best.as_ref().is_some_and(|(_, s)| s.is_empty()) {
+                    if self.best.as_ref().is_some_and(|(_, s)| s.is_empty()) && self.full() {
                         return;
                     }
                 }
@@ -473,9 +573,11 @@ pub fn solve(
         chosen: BTreeMap::new(),
         skipped: Vec::new(),
         best: None,
+        others: Vec::new(),
         budget: 20_000,
     };
     search.run(0);
+    let others = std::mem::take(&mut search.others);
     let (chosen, skipped) = search
         .best
         .unwrap_or_else(|| (BTreeMap::new(), (0..images.len()).collect()));
@@ -485,12 +587,13 @@ pub fn solve(
         .iter()
         .filter(|(m, v)| {
             let (path, _) = &markers.keys[*m];
-            [defaults, already].iter().any(|base| {
-                path.iter()
-                    .try_fold(*base, |d, k| d.get(k))
-                    .and_then(Value::as_str)
-                    == Some(v.as_str())
-            })
+            *v == LEFT_AS_IS
+                || [defaults, already].iter().any(|base| {
+                    path.iter()
+                        .try_fold(*base, |d, k| d.get(k))
+                        .and_then(Value::as_str)
+                        == Some(v.as_str())
+                })
         })
         .map(|(m, _)| m.clone())
         .collect();
@@ -558,6 +661,27 @@ pub fn solve(
         ));
     }
     learned.values = values;
+    // The other solutions, as values (a key at the chart's own value or the release's left
+    // out, as above).
+    for other in others {
+        let mut v = json!({});
+        for (marker, value) in &other {
+            let (path, _) = &markers.keys[marker];
+            let same = value == LEFT_AS_IS
+                || [defaults, already].iter().any(|base| {
+                    path.iter()
+                        .try_fold(*base, |d, k| d.get(k))
+                        .and_then(Value::as_str)
+                        == Some(value.as_str())
+                });
+            if !same {
+                wallaroo_engine::json::set_path(&mut v, path, json!(value));
+            }
+        }
+        if v != learned.values && !learned.alternatives.contains(&v) {
+            learned.alternatives.push(v);
+        }
+    }
     learned
 }
 

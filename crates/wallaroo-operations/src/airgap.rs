@@ -76,6 +76,10 @@ impl Workspace {
             .values_mut()
             .find(|r| r.kind == "helm_release")
             .expect("found above");
+        // Kept for the proof by render below: the values before the learned ones.
+        let base_values = release.attrs.get("values").cloned().unwrap_or(Value::Null);
+        let secret_values = release.attrs.get("secret_values").cloned();
+        let learned_by_render = learned.values.as_object().is_some_and(|m| !m.is_empty());
         if let Some(values) = release.attrs.get_mut("values")
             && rewrites.is_object()
         {
@@ -181,7 +185,71 @@ impl Workspace {
                 }
             }
         }
-        let problems = check(&reg.host, &rendered, &mirrored, &allowed, &keys, &learned);
+        let mut problems = check(&reg.host, &rendered, &mirrored, &allowed, &keys, &learned);
+        // Learned values are proved, not predicted: the markers cannot show what a template
+        // does to a value (trims it, takes a path's base, replaces in it), so when the render
+        // with them still puts an image elsewhere, the solutions near them are rendered too.
+        if !problems.is_empty() && learned_by_render {
+            let mut tried = Vec::new();
+            for variant in nearby(&rewrites, &learned.alternatives, &self.spec.helm.values)
+                .into_iter()
+                .take(PROOF_RENDERS)
+            {
+                let mut values = base_values.clone();
+                wallaroo_engine::json::merge(&mut values, &variant);
+                let mut sent = values.clone();
+                if let Some(s) = &secret_values {
+                    wallaroo_engine::json::merge(&mut sent, s);
+                }
+                let proof = wallaroo_oci::release::Render {
+                    helm: &self.helm,
+                    kube_version: render.kube_version.clone(),
+                    values: Some(sent),
+                    release: self.spec.wallaroo.release_name.clone(),
+                    namespace: Some(self.spec.wallaroo.namespace.clone()),
+                    redact: render.redact.clone(),
+                };
+                let yaml = wallaroo_oci::release::render_manifests(&proof, &chart).await?;
+                let rendered = wallaroo_oci::release::rendered_containers(&yaml).map_err(|e| {
+                    OperationError::message(format!("the rendered release cannot be read: {e}"))
+                })?;
+                let left = check(&reg.host, &rendered, &mirrored, &allowed, &keys, &learned);
+                tried.push(format!("{} ({} left)", leaves_text(&variant), left.len()));
+                if !left.is_empty() {
+                    continue;
+                }
+                let release = desired
+                    .resources
+                    .values_mut()
+                    .find(|r| r.kind == "helm_release")
+                    .expect("found above");
+                release.attrs.insert("values".into(), values);
+                *self.rendered_manifest.lock().expect("manifest lock") = Some(yaml.clone());
+                *self.rendered_kinds.lock().expect("kinds lock") = Some(
+                    wallaroo_kube::permissions::rendered_kinds(&format!("{yaml}\n---\n{crds}")),
+                );
+                *self.rendered_rbac.lock().expect("rbac lock") =
+                    Some(wallaroo_kube::permissions::grants::rbac_objects(&yaml));
+                *self.vendor_preflight_specs.lock().expect("specs lock") =
+                    Some(wallaroo_kube::troubleshoot::preflight_specs(&yaml));
+                desired
+                    .warnings
+                    .retain(|w| !w.starts_with("air gap: wallaroo sets "));
+                desired.warnings.push(format!(
+                    "air gap: wallaroo sets {} (learned by render and proved by render: the first solution the markers gave, {}, put {} image(s) elsewhere than their targets; {} render(s) tried, at most {PROOF_RENDERS})",
+                    leaves_text(&variant),
+                    leaves_text(&rewrites),
+                    problems.len(),
+                    tried.len()
+                ));
+                return Ok(());
+            }
+            problems.push(format!(
+                "the values learned by render were proved by render and none fits: {} tried ({}), at most {PROOF_RENDERS}; set the image keys in `helm {{ values }}`",
+                tried.len(),
+                tried.join("; ")
+            ));
+        }
         if problems.is_empty() {
             if let Some(k) = &key {
                 self.render_cache.store("airgap", k, &held);
@@ -254,7 +322,7 @@ impl Workspace {
                 values: Some(&marked_values),
             },
             &[
-                b"learn/1",
+                b"learn/2",
                 serde_json::to_string(images).unwrap_or_default().as_bytes(),
                 default_values.to_string().as_bytes(),
                 reg.host.as_bytes(),
@@ -263,13 +331,14 @@ impl Workspace {
             ],
         );
         if let Some(k) = &key
-            && let Some((values, evidence, unsolved)) =
+            && let Some((values, evidence, unsolved, alternatives)) =
                 self.render_cache
-                    .load::<(Value, Vec<String>, Vec<[String; 5]>)>("learn", k)
+                    .load::<(Value, Vec<String>, Vec<[String; 5]>, Vec<Value>)>("learn", k)
         {
             return Ok(Some(learn::Learned {
                 values,
                 evidence,
+                alternatives,
                 unsolved: unsolved
                     .into_iter()
                     .map(
@@ -334,10 +403,83 @@ impl Workspace {
                     ]
                 })
                 .collect();
-            self.render_cache
-                .store("learn", k, &(&learned.values, &learned.evidence, &unsolved));
+            self.render_cache.store(
+                "learn",
+                k,
+                &(
+                    &learned.values,
+                    &learned.evidence,
+                    &unsolved,
+                    &learned.alternatives,
+                ),
+            );
         }
         Ok(Some(learned))
+    }
+}
+
+/// How many renders the proof of learned values may take.
+const PROOF_RENDERS: usize = 8;
+
+/// The solutions near `chosen` to prove by render, best first: the solver's alternatives (as
+/// many images solved by the markers), then `chosen` without one of its keys. Keys the
+/// operator set are left out of each.
+fn nearby(chosen: &Value, alternatives: &[Value], fixed: &Value) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut push = |mut v: Value| {
+        drop_paths_of(&mut v, fixed);
+        if v != *chosen && !out.contains(&v) {
+            out.push(v);
+        }
+    };
+    for a in alternatives {
+        push(a.clone());
+    }
+    for path in leaves(chosen) {
+        let mut fewer = chosen.clone();
+        wallaroo_model::declared::remove_path(&mut fewer, &path);
+        push(fewer);
+    }
+    out
+}
+
+/// The paths of the leaves of a values object.
+fn leaves(v: &Value) -> Vec<Vec<String>> {
+    fn walk(v: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        match v.as_object() {
+            Some(m) => {
+                for (k, child) in m {
+                    at.push(k.clone());
+                    walk(child, at, out);
+                    at.pop();
+                }
+            }
+            None if !at.is_empty() => out.push(at.clone()),
+            None => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, &mut Vec::new(), &mut out);
+    out
+}
+
+/// `a.b = "x", c = "y"` (or `nothing` for no values).
+fn leaves_text(v: &Value) -> String {
+    let all: Vec<String> = leaves(v)
+        .into_iter()
+        .map(|p| {
+            let value = p
+                .iter()
+                .try_fold(v, |v, k| v.get(k))
+                .cloned()
+                .unwrap_or(Value::Null);
+            format!("{} = {value}", p.join("."))
+        })
+        .collect();
+    if all.is_empty() {
+        "nothing".into()
+    } else {
+        all.join(", ")
     }
 }
 
