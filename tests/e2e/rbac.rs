@@ -5,7 +5,6 @@
 //! succeed.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use wallaroo_testenv::{shared, unique};
@@ -39,18 +38,7 @@ spec:
 }
 
 fn run(env: &wallaroo_testenv::Env, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wallaroo"))
-        .args(args)
-        .current_dir(dir)
-        .envs(env.exports())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::outcome(common::wallaroo_in(env, dir).args(args))
 }
 
 #[test]
@@ -274,23 +262,7 @@ fn apply_as_admin(env: &wallaroo_testenv::Env, docs: &[Value]) {
     }
 }
 
-fn run_as(
-    env: &wallaroo_testenv::Env,
-    dir: &Path,
-    kubeconfig: &Path,
-    args: &[&str],
-) -> (Option<i32>, String, String) {
-    let out = common::wallaroo_in(env, dir)
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::wallaroo_as as run_as;
 
 /// An identity made from nothing and granted exactly what `wallaroo rbac --for all` prints,
 /// with the release's namespace absent: plan, apply, a drift repair, a setting change and

@@ -9,7 +9,6 @@
 //! still used outlives the failure.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 use wallaroo_testenv::webhook::AdmissionWebhook;
@@ -19,23 +18,12 @@ mod common;
 use common::{operator_spec, sample_chart_copy, wallaroo_in};
 
 fn run(env: &Env, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    run_with(wallaroo_in(env, dir), args)
+    common::outcome(wallaroo_in(env, dir).args(args))
 }
 
 /// As the cluster's admin (for charts whose kinds the kit's identity may not touch).
 fn run_as_admin(env: &Env, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut cmd = wallaroo_in(env, dir);
-    cmd.env("KUBECONFIG", &env.admin_kubeconfig);
-    run_with(cmd, args)
-}
-
-fn run_with(mut cmd: Command, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = cmd.args(args).output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::wallaroo_as(env, dir, &env.admin_kubeconfig, args)
 }
 
 /// The helm release's stored revisions in `ns`.

@@ -11,9 +11,6 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
 use crate::Error;
 use crate::env::{Env, Registry};
 
@@ -43,24 +40,9 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy in front of `upstream` applying `faults`.
     pub fn start(env: &Env, upstream: &Registry, faults: Vec<Fault>) -> Result<FaultProxy, Error> {
-        crate::install_crypto_provider();
         let pki = env.run_dir.join("pki");
-        let (cert, key) = (pki.join("registry.crt"), pki.join("registry.key"));
-        let pem = |p: &std::path::Path, e: &dyn std::fmt::Display| Error::Api {
-            what: p.display().to_string(),
-            message: e.to_string(),
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
-            .map_err(|e| pem(&cert, &e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| pem(&cert, &e))?;
-        let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| pem(&key, &e))?;
-        let config = Arc::new(
-            rustls::ServerConfig::builder()
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .map_err(|e| pem(&cert, &e))?,
-        );
+        let config =
+            crate::pki::server_config(&pki.join("registry.crt"), &pki.join("registry.key"))?;
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Start {
             name: "fault proxy".into(),
             message: e.to_string(),

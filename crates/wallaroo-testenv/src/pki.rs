@@ -6,6 +6,32 @@ use std::process::Command;
 use crate::Error;
 use crate::process::run;
 
+/// A TLS server configuration serving the certificate and key at `cert` and `key` (PEM), for
+/// the kit's own servers (the fault proxy, the admission webhook).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+) -> Result<std::sync::Arc<rustls::ServerConfig>, Error> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    crate::install_crypto_provider();
+    let pem = |p: &Path, e: &dyn std::fmt::Display| Error::Api {
+        what: p.display().to_string(),
+        message: e.to_string(),
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| pem(cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem(cert, &e))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem(key, &e))?;
+    Ok(std::sync::Arc::new(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key_der)
+            .map_err(|e| pem(cert, &e))?,
+    ))
+}
+
 /// Files of the generated PKI.
 #[derive(Debug, Clone)]
 pub struct Pki {

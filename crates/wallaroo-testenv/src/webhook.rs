@@ -8,8 +8,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
 use crate::Error;
@@ -46,25 +44,9 @@ impl AdmissionWebhook {
         label: &str,
         judge_dry_runs: bool,
     ) -> Result<AdmissionWebhook, Error> {
-        crate::install_crypto_provider();
         let pki = crate::pki::Pki::create(&env.run_dir.join("pki"))?;
         pki.issue("webhook", &["127.0.0.1"])?;
-        let (cert, key) = (pki.cert("webhook"), pki.key("webhook"));
-        let pem = |p: &std::path::Path, e: &dyn std::fmt::Display| Error::Api {
-            what: p.display().to_string(),
-            message: e.to_string(),
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
-            .map_err(|e| pem(&cert, &e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| pem(&cert, &e))?;
-        let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| pem(&key, &e))?;
-        let config = Arc::new(
-            rustls::ServerConfig::builder()
-                .with_no_client_auth()
-                .with_single_cert(certs, key)
-                .map_err(|e| pem(&cert, &e))?,
-        );
+        let config = crate::pki::server_config(&pki.cert("webhook"), &pki.key("webhook"))?;
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Start {
             name: "admission webhook".into(),
             message: e.to_string(),

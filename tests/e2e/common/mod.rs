@@ -130,6 +130,30 @@ pub fn keycloak_admin_token(kc: &reqwest::blocking::Client, env: &wallaroo_teste
     token["access_token"].as_str().unwrap().to_string()
 }
 
+/// Runs `cmd` and returns its exit code, stdout and stderr.
+pub fn outcome(cmd: &mut std::process::Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `wallaroo ARGS` in `dir` as the identity of `kubeconfig`.
+pub fn wallaroo_as(
+    env: &wallaroo_testenv::Env,
+    dir: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    outcome(
+        wallaroo_in(env, dir)
+            .env("KUBECONFIG", kubeconfig)
+            .args(args),
+    )
+}
+
 /// The `wallaroo` binary run in `dir` as the tests run it: the test kit's environment (its
 /// kubeconfig, registries and credentials), no colour. Callers add arguments and overrides.
 pub fn wallaroo_in(env: &wallaroo_testenv::Env, dir: &Path) -> std::process::Command {
