@@ -205,3 +205,111 @@ spec:
     let (code, out) = run(env, dir.path(), &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 0, "the next plan is clean:\n{out}");
 }
+
+/// The corpus of templates that transform or assemble their image before rendering it, each
+/// as a subchart of the sample chart (the parent declares `global.imageRegistry: ""`): a
+/// `trimSuffix`, a `replace`, a `printf` with a tag that `default`s to the chart's appVersion,
+/// a `tpl`'d reference, and Bitnami's common image helper (registry, repository, tag or
+/// digest, `global.imageRegistry` overriding). Each installs on the default path, no values
+/// written, every image from the private registry.
+#[test]
+fn charts_whose_templates_transform_their_image_values_install_on_the_default_path() {
+    let env = shared();
+    let vendor = env.vendor.address();
+    let private = env.private.address();
+    const BITNAMI: &str = r#"{{- define "common.images.image" -}}
+{{- $registryName := .imageRoot.registry -}}
+{{- $repositoryName := .imageRoot.repository -}}
+{{- $separator := ":" -}}
+{{- $termination := .imageRoot.tag | toString -}}
+{{- if .global }}{{- if .global.imageRegistry }}{{- $registryName = .global.imageRegistry -}}{{- end -}}{{- end -}}
+{{- if .imageRoot.digest }}{{- $separator = "@" -}}{{- $termination = .imageRoot.digest | toString -}}{{- end -}}
+{{- if $registryName }}{{- printf "%s/%s%s%s" $registryName $repositoryName $separator $termination -}}{{- else -}}{{- printf "%s%s%s" $repositoryName $separator $termination -}}{{- end -}}
+{{- end -}}
+"#;
+    // (name, the subchart's values.yaml with PATH and VENDOR to fill, its image expression,
+    // a helper file)
+    let cases: [(&str, &str, &str, &str); 5] = [
+        (
+            "trimsuffix",
+            "image:\n  registry: VENDOR\n  repository: PATH/fitzroy-mini-img\n  tag: 2025.1.0-6290\n",
+            r#"{{ printf "%s/%s:%s" (.Values.global.imageRegistry | default .Values.image.registry) (.Values.image.repository | trimSuffix "-img") .Values.image.tag }}"#,
+            "",
+        ),
+        (
+            "replace",
+            "image:\n  registry: VENDOR\n  repository: PATH/fitzroy_mini\n  tag: 2025.1.0-6290\n",
+            r#"{{ printf "%s/%s:%s" (.Values.global.imageRegistry | default .Values.image.registry) (.Values.image.repository | replace "_" "-") .Values.image.tag }}"#,
+            "",
+        ),
+        (
+            "printf-default",
+            "image:\n  registry: VENDOR\n  repository: PATH/fitzroy-mini\n  tag: \"\"\n",
+            r#"{{ printf "%s/%s:%s" (.Values.global.imageRegistry | default .Values.image.registry) .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}"#,
+            "",
+        ),
+        (
+            "tpl",
+            "image:\n  registry: VENDOR\n  reference: \"{{ .Values.global.imageRegistry | default .Values.image.registry }}/PATH/fitzroy-mini:2025.1.0-6290\"\n",
+            r#"{{ tpl .Values.image.reference . }}"#,
+            "",
+        ),
+        (
+            "bitnami",
+            "image:\n  registry: VENDOR\n  repository: PATH/fitzroy-mini\n  tag: 2025.1.0-6290\n  digest: \"\"\n",
+            r#"{{ include "common.images.image" (dict "imageRoot" .Values.image "global" .Values.global) }}"#,
+            BITNAMI,
+        ),
+    ];
+    for (name, values, image, helper) in cases {
+        let path = unique(&format!("corpus-{name}"));
+        let preset = wallaroo_testenv::seed::preset("tiny").unwrap();
+        let charts = tempfile::tempdir().unwrap();
+        let chart = common::sample_chart_copy(charts.path());
+        let parent_values = chart.join("values.yaml");
+        let text = std::fs::read_to_string(&parent_values).unwrap();
+        std::fs::write(
+            &parent_values,
+            format!("global:\n  imageRegistry: \"\"\n{text}"),
+        )
+        .unwrap();
+        let sub = chart.join("charts/cache");
+        std::fs::create_dir_all(sub.join("templates")).unwrap();
+        std::fs::write(
+            sub.join("Chart.yaml"),
+            "apiVersion: v2\nname: cache\nversion: 0.1.0\nappVersion: 2025.1.0-6290\n",
+        )
+        .unwrap();
+        std::fs::write(
+            sub.join("values.yaml"),
+            values.replace("VENDOR", &vendor).replace("PATH", &path),
+        )
+        .unwrap();
+        if !helper.is_empty() {
+            std::fs::write(sub.join("templates/_images.tpl"), helper).unwrap();
+        }
+        std::fs::write(
+            sub.join("templates/deployment.yaml"),
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: cache\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: cache}}}}\n  template:\n    metadata: {{labels: {{app: cache}}}}\n    spec:\n      containers:\n        - name: cache\n          image: {image}\n"
+            ),
+        )
+        .unwrap();
+        wallaroo_testenv::seed::seed(env, &preset, &env.vendor, &path, &chart).unwrap();
+        let id = unique(&format!("corpus-{name}"));
+        let common::OperatorSpec { dir, spec, .. } = common::operator_spec(env, &id, Some(&path));
+        std::fs::write(dir.path().join("wallaroo.hcl"), &spec).unwrap();
+        let (code, out) = run(env, dir.path(), &["apply", "--auto-approve"]);
+        assert_eq!(code, 0, "{name}: {out}");
+        let images = running(env, &id);
+        assert_eq!(images.len(), 4, "{name}: {images:?}");
+        for image in &images {
+            assert!(
+                image.starts_with(&format!("{private}/{id}/")),
+                "{name}: {images:?}\n{out}"
+            );
+        }
+        let (code, out) = run(env, dir.path(), &["plan", "--detailed-exitcode"]);
+        assert_eq!(code, 0, "{name}: the next plan is clean:\n{out}");
+    }
+}
