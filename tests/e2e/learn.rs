@@ -201,9 +201,11 @@ spec:
     for image in &images {
         assert!(image.starts_with(&format!("{private}/{id}/")), "{images:?}");
     }
-    // The next plan learns from the cache, proves again, and is clean.
+    // The next plan takes the proved solution from the cache (no render at all: a no-op
+    // plan), still says why, and is clean.
     let (code, out) = run(env, dir.path(), &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 0, "the next plan is clean:\n{out}");
+    assert!(out.contains("proved by render"), "{out}");
 }
 
 /// The corpus of templates that transform or assemble their image before rendering it, each

@@ -71,6 +71,30 @@ impl Workspace {
         };
         // The operator's values win: a key written in `helm { values }` is never rewritten.
         drop_paths_of(&mut rewrites, &self.spec.helm.values);
+        // A solution an earlier plan proved by render in place of these: taken at once, so
+        // that the render below is the last one (and a no-op plan renders nothing).
+        let proved_key = self.render_cache.key(
+            &crate::render_cache::RenderInputs {
+                helm: &self.helm,
+                chart_digest: &chart.manifest.digest,
+                release: &self.spec.wallaroo.release_name,
+                namespace: Some(&self.spec.wallaroo.namespace),
+                kube_version: kube_version.as_deref(),
+                values: Some(&rewrites),
+            },
+            &[b"proved/1", release_values.to_string().as_bytes()],
+        );
+        let mut why = why;
+        if let Some(k) = &proved_key
+            && let Some(proved) = self.render_cache.load::<Value>("proved", k)
+        {
+            why = vec![format!(
+                "{} (learned by render and proved by render: the first solution the markers gave, {}, put images elsewhere than their targets)",
+                leaves_text(&proved),
+                leaves_text(&rewrites)
+            )];
+            rewrites = proved;
+        }
         let release = desired
             .resources
             .values_mut()
@@ -232,6 +256,9 @@ impl Workspace {
                     Some(wallaroo_kube::permissions::grants::rbac_objects(&yaml));
                 *self.vendor_preflight_specs.lock().expect("specs lock") =
                     Some(wallaroo_kube::troubleshoot::preflight_specs(&yaml));
+                if let Some(k) = &proved_key {
+                    self.render_cache.store("proved", k, &variant);
+                }
                 desired
                     .warnings
                     .retain(|w| !w.starts_with("air gap: wallaroo sets "));
