@@ -93,8 +93,9 @@ pub enum Command {
     /// Serve the Language Server Protocol on stdin and stdout, for editors: diagnostics (as
     /// `validate` gives them), completion, hover, go to definition, outline, formatting.
     Lsp,
-    /// Print the least Role and ClusterRole (with bindings) that let an identity apply this
-    /// spec and chart, from the release as a plan renders it.
+    /// Print the least Roles and ClusterRole (with bindings, and the Namespaces they live in
+    /// first) that let an identity run the operations of `--for` on this spec and chart, from
+    /// the release as a plan renders it; no preflight runs
     Rbac(RbacArgs),
 }
 

@@ -374,10 +374,16 @@ impl NodeKind {
         prior: Option<&Attrs>,
         want: Option<&Attrs>,
     ) -> Result<Option<wallaroo_engine::Rehearsal>, ResourceError> {
-        let patch = match self.patch_of(name, prior, want).await {
+        let mut patch = match self.patch_of(name, prior, want).await {
             Ok(p) => p,
             Err(WriteError::Conflict(e) | WriteError::Other(e)) => return Err(e),
         };
+        // The write guards against a concurrent change with the resourceVersion (and tries
+        // again); the rehearsal asks only whether the change would be taken, and a kubelet's
+        // heartbeat in between must not read as a refusal.
+        if let Some(meta) = patch["metadata"].as_object_mut() {
+            meta.remove("resourceVersion");
+        }
         let api: Api<Node> = Api::all(self.client.clone());
         let result = api
             .patch(
