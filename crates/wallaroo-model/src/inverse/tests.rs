@@ -314,7 +314,7 @@ fn a_value_the_spec_cannot_hold_is_reported_not_lost() {
 #[test]
 fn hcl_keys_and_strings_are_quoted_where_they_must_be() {
     let v = json!({"a.b": "x${y}", "plain": ["q", 1], "list": [{"k": "v"}]});
-    let text = format!("helm {{\n  values = {}\n}}\n", hcl(&v, 1));
+    let text = format!("helm {{\n  values = {}\n}}\n", hcl::hcl(&v, 1));
     let spec = wallaroo_spec::parse_str(
         "t.hcl",
         &format!(
