@@ -120,31 +120,15 @@ impl Workspace {
                 format!("air gap: {a} may run from outside the private registry (allowed)")
             }),
         );
-        let mut values = release.attrs.get("values").cloned().unwrap_or(Value::Null);
-        if let Some(secret) = release.attrs.get("secret_values") {
-            wallaroo_engine::json::merge(&mut values, secret);
-        }
-        let render = wallaroo_oci::release::Render {
-            helm: &self.helm,
-            kube_version,
-            values: Some(values),
-            release: self.spec.wallaroo.release_name.clone(),
-            namespace: Some(self.spec.wallaroo.namespace.clone()),
-            redact: wallaroo_model::sensitive::secret_strings(&self.spec)
-                .into_iter()
-                .collect(),
-        };
+        let values = with_secret(
+            release.attrs.get("values").unwrap_or(&Value::Null),
+            release.attrs.get("secret_values"),
+        );
+        let render = self.release_render(kube_version, values);
         // The same render against the same images passed before: only the images it let
         // through because the registry held them are looked at again.
         let key = self.render_cache.key(
-            &crate::render_cache::RenderInputs {
-                helm: &self.helm,
-                chart_digest: &chart.manifest.digest,
-                release: &render.release,
-                namespace: render.namespace.as_deref(),
-                kube_version: render.kube_version.as_deref(),
-                values: render.values.as_ref(),
-            },
+            &crate::render_cache::RenderInputs::of(&render, &chart.manifest.digest),
             &[
                 b"airgap/1",
                 serde_json::to_string(images).unwrap_or_default().as_bytes(),
@@ -221,18 +205,10 @@ impl Workspace {
             {
                 let mut values = base_values.clone();
                 wallaroo_engine::json::merge(&mut values, &variant);
-                let mut sent = values.clone();
-                if let Some(s) = &secret_values {
-                    wallaroo_engine::json::merge(&mut sent, s);
-                }
-                let proof = wallaroo_oci::release::Render {
-                    helm: &self.helm,
-                    kube_version: render.kube_version.clone(),
-                    values: Some(sent),
-                    release: self.spec.wallaroo.release_name.clone(),
-                    namespace: Some(self.spec.wallaroo.namespace.clone()),
-                    redact: render.redact.clone(),
-                };
+                let proof = self.release_render(
+                    render.kube_version.clone(),
+                    with_secret(&values, secret_values.as_ref()),
+                );
                 let yaml = wallaroo_oci::release::render_manifests(&proof, &chart).await?;
                 let rendered = wallaroo_oci::release::rendered_containers(&yaml).map_err(|e| {
                     OperationError::message(format!("the rendered release cannot be read: {e}"))
@@ -443,6 +419,37 @@ impl Workspace {
         }
         Ok(Some(learned))
     }
+}
+
+impl Workspace {
+    /// The release's render with `values` (secret values merged in already), for Kubernetes
+    /// `kube_version`: the release's name and namespace, every secret string of the spec
+    /// scrubbed from what helm may print.
+    pub(crate) fn release_render(
+        &self,
+        kube_version: Option<String>,
+        values: Value,
+    ) -> wallaroo_oci::release::Render<'_> {
+        wallaroo_oci::release::Render {
+            helm: &self.helm,
+            kube_version,
+            values: Some(values),
+            release: self.spec.wallaroo.release_name.clone(),
+            namespace: Some(self.spec.wallaroo.namespace.clone()),
+            redact: wallaroo_model::sensitive::secret_strings(&self.spec)
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// `values` with the release's `secret` values merged in: what helm is given.
+pub(crate) fn with_secret(values: &Value, secret: Option<&Value>) -> Value {
+    let mut v = values.clone();
+    if let Some(s) = secret {
+        wallaroo_engine::json::merge(&mut v, s);
+    }
+    v
 }
 
 /// How many renders the proof of learned values may take.

@@ -224,18 +224,13 @@ impl Workspace {
         let manifests = match kept {
             Some(m) => m,
             None => {
-                let mut values = release.attrs.get("values").cloned().unwrap_or(Value::Null);
-                if let Some(secret) = release.attrs.get("secret_values") {
-                    wallaroo_engine::json::merge(&mut values, secret);
-                }
-                let render = wallaroo_oci::release::Render {
-                    helm: &self.helm,
+                let render = self.release_render(
                     kube_version,
-                    values: Some(values),
-                    release: self.spec.wallaroo.release_name.clone(),
-                    namespace: Some(ns.clone()),
-                    redact: redact.clone(),
-                };
+                    crate::airgap::with_secret(
+                        release.attrs.get("values").unwrap_or(&Value::Null),
+                        release.attrs.get("secret_values"),
+                    ),
+                );
                 wallaroo_oci::release::render_manifests(&render, &chart).await?
             }
         };

@@ -33,6 +33,20 @@ pub struct RenderInputs<'a> {
     pub values: Option<&'a serde_json::Value>,
 }
 
+impl<'a> RenderInputs<'a> {
+    /// The inputs of `render` of the chart whose manifest digest is `chart_digest`.
+    pub fn of(render: &'a wallaroo_oci::release::Render<'_>, chart_digest: &'a str) -> Self {
+        RenderInputs {
+            helm: render.helm,
+            chart_digest,
+            release: &render.release,
+            namespace: render.namespace.as_deref(),
+            kube_version: render.kube_version.as_deref(),
+            values: render.values.as_ref(),
+        }
+    }
+}
+
 impl RenderCache {
     /// The cache beside the lockfile at `lockfile`.
     pub fn beside(lockfile: &Path) -> RenderCache {

@@ -10,6 +10,7 @@ use serde_json::Value;
 use wallaroo_engine::DesiredSet;
 use wallaroo_model::declared;
 
+use crate::airgap::with_secret;
 use crate::error::OperationError;
 use crate::workspace::Workspace;
 
@@ -43,36 +44,13 @@ impl Workspace {
         for p in &unread {
             declared::remove_path(&mut without, p);
         }
-        let secret = release.attrs.get("secret_values").cloned();
-        let with_secret = |v: &Value| {
-            let mut v = v.clone();
-            if let Some(s) = &secret {
-                wallaroo_engine::json::merge(&mut v, s);
-            }
-            v
-        };
-        let render = |v: Value| wallaroo_oci::release::Render {
-            helm: &self.helm,
-            kube_version: kube_version.clone(),
-            values: Some(v),
-            release: self.spec.wallaroo.release_name.clone(),
-            namespace: Some(self.spec.wallaroo.namespace.clone()),
-            redact: wallaroo_model::sensitive::secret_strings(&self.spec)
-                .into_iter()
-                .collect(),
-        };
-        let full = render(with_secret(&values));
+        let secret = release.attrs.get("secret_values");
+        let render = |v: &Value| self.release_render(kube_version.clone(), with_secret(v, secret));
+        let full = render(&values);
         let paths: Vec<String> = unread.iter().map(|p| p.join(".")).collect();
         // The same chart, values and question answered before: no render.
         let key = self.render_cache.key(
-            &crate::render_cache::RenderInputs {
-                helm: &self.helm,
-                chart_digest: &chart.manifest.digest,
-                release: &full.release,
-                namespace: full.namespace.as_deref(),
-                kube_version: full.kube_version.as_deref(),
-                values: full.values.as_ref(),
-            },
+            &crate::render_cache::RenderInputs::of(&full, &chart.manifest.digest),
             &[b"unread/1", paths.join("\n").as_bytes()],
         );
         let cached: Option<bool> = key
@@ -83,7 +61,7 @@ impl Workspace {
             None => {
                 let (a, b) = futures_util::future::join(
                     wallaroo_oci::release::render_manifests(&full, &chart),
-                    wallaroo_oci::release::render_manifests(&render(with_secret(&without)), &chart),
+                    wallaroo_oci::release::render_manifests(&render(&without), &chart),
                 )
                 .await;
                 let unused = a? == b?;
