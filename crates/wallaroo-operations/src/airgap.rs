@@ -74,14 +74,7 @@ impl Workspace {
         // A solution an earlier plan proved by render in place of these: taken at once, so
         // that the render below is the last one (and a no-op plan renders nothing).
         let proved_key = self.render_cache.key(
-            &crate::render_cache::RenderInputs {
-                helm: &self.helm,
-                chart_digest: &chart.manifest.digest,
-                release: &self.spec.wallaroo.release_name,
-                namespace: Some(&self.spec.wallaroo.namespace),
-                kube_version: kube_version.as_deref(),
-                values: Some(&rewrites),
-            },
+            &self.release_inputs(&chart.manifest.digest, kube_version.as_deref(), &rewrites),
             &[b"proved/1", release_values.to_string().as_bytes()],
         );
         let mut why = why;
@@ -316,14 +309,11 @@ impl Workspace {
         wallaroo_engine::json::merge(&mut marked_values, &markers.values);
         let default_values = wallaroo_model::render_values(&self.spec);
         let key = self.render_cache.key(
-            &crate::render_cache::RenderInputs {
-                helm: &self.helm,
-                chart_digest: &chart.manifest.digest,
-                release: &self.spec.wallaroo.release_name,
-                namespace: Some(&self.spec.wallaroo.namespace),
-                kube_version: kube_version.as_deref(),
-                values: Some(&marked_values),
-            },
+            &self.release_inputs(
+                &chart.manifest.digest,
+                kube_version.as_deref(),
+                &marked_values,
+            ),
             &[
                 b"learn/2",
                 serde_json::to_string(images).unwrap_or_default().as_bytes(),
@@ -422,6 +412,23 @@ impl Workspace {
 }
 
 impl Workspace {
+    /// What the render cache keys a render of the release with `values` by.
+    pub(crate) fn release_inputs<'a>(
+        &'a self,
+        chart_digest: &'a str,
+        kube_version: Option<&'a str>,
+        values: &'a Value,
+    ) -> crate::render_cache::RenderInputs<'a> {
+        crate::render_cache::RenderInputs {
+            helm: &self.helm,
+            chart_digest,
+            release: &self.spec.wallaroo.release_name,
+            namespace: Some(&self.spec.wallaroo.namespace),
+            kube_version,
+            values: Some(values),
+        }
+    }
+
     /// The release's render with `values` (secret values merged in already), for Kubernetes
     /// `kube_version`: the release's name and namespace, every secret string of the spec
     /// scrubbed from what helm may print.

@@ -4,12 +4,12 @@
 //! every write), and never deletes one. A new CRD that drops a version objects are stored in
 //! is refused: the API server could no longer read them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use wallaroo_engine::ResourceError;
 
-use super::send;
+use super::{body_text, send, wait_for};
 
 /// The field manager of the CRDs wallaroo applies.
 pub const MANAGER: &str = "wallaroo";
@@ -60,32 +60,24 @@ pub async fn apply_crds(client: &kube::Client, crds: &[Value]) -> Result<(), Res
         .await
         .map_err(|e| failed(&e))?;
         if !(200..300).contains(&status) {
-            return Err(failed(&format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&answer)
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            )));
+            return Err(failed(&format!("{status}: {}", body_text(&answer))));
         }
-        let start = Instant::now();
-        loop {
-            let (_, _, body) = send(client, http::Method::GET, &path_of(name), None)
-                .await
-                .map_err(|e| failed(&e))?;
-            let live: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let established = live["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Established" && c["status"] == "True");
-            if established {
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                return Err(failed(&"not Established a minute after it was applied"));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let established = wait_for(
+            client,
+            &path_of(name),
+            Duration::from_secs(60),
+            |_, live| {
+                live["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True")
+            },
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+        if !established {
+            return Err(failed(&"not Established a minute after it was applied"));
         }
     }
     Ok(())

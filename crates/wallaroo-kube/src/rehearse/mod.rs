@@ -365,13 +365,7 @@ async fn rehearse_object(
         _ => {
             return Ok(Outcome::NotRehearsed {
                 object,
-                why: format!(
-                    "reading it answered {status}: {}",
-                    String::from_utf8_lossy(&live)
-                        .chars()
-                        .take(200)
-                        .collect::<String>()
-                ),
+                why: format!("reading it answered {status}: {}", body_text(&live)),
             });
         }
     };
@@ -563,6 +557,33 @@ fn ownership_hint(o: &Object, ns: Option<&str>, release: &str, release_ns: &str)
     format!(
         "delete it if nothing else uses it, or let the release adopt it: `kubectl label {what} app.kubernetes.io/managed-by=Helm --overwrite && kubectl annotate {what} meta.helm.sh/release-name={release} meta.helm.sh/release-namespace={release_ns} --overwrite`"
     )
+}
+
+/// Reads `path` every 250 ms until `done` holds for its status and body (`Ok(true)`), or
+/// `timeout` passes (`Ok(false)`).
+pub async fn wait_for(
+    client: &kube::Client,
+    path: &str,
+    timeout: std::time::Duration,
+    done: impl Fn(u16, &Value) -> bool,
+) -> Result<bool, kube::Error> {
+    let start = std::time::Instant::now();
+    loop {
+        let (status, _, body) = send(client, http::Method::GET, path, None).await?;
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if done(status, &body) {
+            return Ok(true);
+        }
+        if start.elapsed() > timeout {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// The start of an answer's body, for an error message.
+pub fn body_text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(300).collect()
 }
 
 /// Sends one request as the cluster's identity and returns status, headers and body, the

@@ -2,11 +2,11 @@
 //! deletes it (a StatefulSet with `Orphan`, so that its pods and volumes stay) and waits
 //! until it is gone; helm's upgrade then makes it again from the chart.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wallaroo_engine::ResourceError;
 
-use super::{Replacement, send};
+use super::{Replacement, body_text, send, wait_for};
 
 /// Deletes `r` and waits until the API server no longer has it (up to `timeout`).
 pub async fn delete_for_replacement(
@@ -35,26 +35,18 @@ pub async fn delete_for_replacement(
     if !matches!(status, 200 | 202 | 404) {
         return Err(failed(&format!(
             "the delete answered {status}: {}",
-            String::from_utf8_lossy(&answer)
-                .chars()
-                .take(300)
-                .collect::<String>()
+            body_text(&answer)
         )));
     }
-    let start = Instant::now();
-    loop {
-        let (status, _, _) = send(client, http::Method::GET, &r.path, None)
-            .await
-            .map_err(|e| failed(&e))?;
-        if status == 404 {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            return Err(failed(&format!(
-                "it was still there {}s after its delete",
-                timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let gone = wait_for(client, &r.path, timeout, |status, _| status == 404)
+        .await
+        .map_err(|e| failed(&e))?;
+    if gone {
+        Ok(())
+    } else {
+        Err(failed(&format!(
+            "it was still there {}s after its delete",
+            timeout.as_secs()
+        )))
     }
 }
